@@ -1,0 +1,228 @@
+/*
+ * magpool — a lock-free concurrent object pool (core API).
+ *
+ * Shape: Bonwick & Adams, "Magazines and Vmem" (USENIX 2001).  A cache hands
+ * out fixed-size, constructed objects.  Almost every alloc/free is served by
+ * the calling thread's magazines with no lock and no atomic read-modify-write;
+ * misses go to a lock-free per-cache depot of full/empty magazines, and only
+ * then to the slab layer.  Epoch-based reclamation (Concurrency Kit ck_epoch,
+ * or the application's liburcu flavour) backs deferred frees.
+ *
+ * Threads are never registered by hand: state is created on a thread's first
+ * slow path and flushed back to the depot when the thread exits.
+ *
+ * Errors: functions returning a pointer return NULL and set errno (EINVAL for
+ * bad arguments, ENOMEM when memory cannot be had); functions returning int
+ * return -1 and set errno.  Misuse that cannot be reported through a return
+ * value (a double free, say) prints one line on stderr naming cache, address
+ * and kind, then aborts (or continues, see MAGPOOL_DEBUG in README).
+ *
+ * Synchronization table ("safe" = may run concurrently with no outside lock):
+ *
+ *   call                          | vs. same cache     | vs. other caches
+ *   ------------------------------+--------------------+-----------------
+ *   magpool_alloc / _flags / bulk | safe               | safe
+ *   magpool_free / bulk / deferred| safe               | safe
+ *   magpool_read_enter / _leave   | safe (per thread, nestable)
+ *   magpool_synchronize           | safe; must NOT be called inside a read-side section
+ *   magpool_cache_shrink          | safe               | safe
+ *   magpool_cache_stats / foreach | safe               | safe
+ *   magpool_thread_flush          | safe (acts on the calling thread only)
+ *   magpool_cache_create          | -                  | safe
+ *   magpool_cache_destroy         | NOT with alloc/free/shrink of the same
+ *                                 | cache in flight (like free(): the caller
+ *                                 | orders it after every other use); other
+ *                                 | threads may still HOLD magazines for it.
+ *   magpool_free on a destroyed   | safe: the object is released and the
+ *   cache's object                | cache's memory goes back with the last one
+ */
+#ifndef MAGPOOL_MAGPOOL_H
+#define MAGPOOL_MAGPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAGPOOL_API __attribute__((visibility("default")))
+
+#define MAGPOOL_VERSION_MAJOR 1
+#define MAGPOOL_VERSION_MINOR 0
+
+/** Opaque cache handle. */
+typedef struct magpool_cache magpool_cache_t;
+/** Opaque reclamation domain (ck_epoch or a liburcu flavour). */
+typedef struct magpool_domain magpool_domain_t;
+
+/** Largest object a cache accepts (bigger: EINVAL). */
+#define MAGPOOL_MAX_OBJECT_SIZE (1u << 20)
+/** Most caches alive at once (create fails with ENOMEM past it). */
+#define MAGPOOL_MAX_CACHES 4096u
+/** Magazine size bounds (rounds per magazine). */
+#define MAGPOOL_MAG_MIN 1u
+#define MAGPOOL_MAG_MAX 255u
+
+/* ---- cache flags (struct magpool_config.flags) ---------------------------- */
+/** Objects of a cache line or more start on cache-line boundaries. */
+#define MAGPOOL_HWCACHE_ALIGN  0x0001u
+/** Debug: fill free objects with a pattern, verify it on reuse. */
+#define MAGPOOL_POISON         0x0002u
+/** Debug: guard bytes after each object, verified on free. */
+#define MAGPOOL_RED_ZONE       0x0004u
+/** Debug: remember thread and caller of the last alloc and free. */
+#define MAGPOOL_STORE_USER     0x0008u
+/** Debug: full double-free and wrong-cache detection on every free. */
+#define MAGPOOL_VERIFY         0x0010u
+/** Object memory stays type-stable: slab pages go back to the system only
+ *  after a grace period of the cache's reclamation domain. */
+#define MAGPOOL_TYPESAFE       0x0020u
+/** Debug problems print their diagnostic and continue instead of abort. */
+#define MAGPOOL_DEBUG_CONTINUE 0x0040u
+
+/* ---- allocation flags ----------------------------------------------------- */
+/** Zero the object's `size` bytes before returning it. */
+#define MAGPOOL_ZERO    0x1u
+/** Never make a system call or take a blocking lock: served from magazines,
+ *  depot or partial slabs, else NULL with errno = EAGAIN. */
+#define MAGPOOL_NOWAIT  0x2u
+/** Never return NULL: retry (reaping, waiting) until memory comes. */
+#define MAGPOOL_NOFAIL  0x4u
+
+/** How to build a cache.  Zero-initialise and set what you need. */
+struct magpool_config {
+    const char *name;          /**< copied; NULL gives "anonymous" */
+    size_t size;               /**< object size, 1 .. MAGPOOL_MAX_OBJECT_SIZE */
+    size_t align;              /**< 0 = natural (8, or 16 for sizes >= 16); else a power of two <= 4096 */
+    void (*ctor)(void *obj, void *arg); /**< run once when an object is first built */
+    void (*dtor)(void *obj, void *arg); /**< run when its slab is torn down */
+    void *arg;                 /**< private argument for ctor/dtor */
+    unsigned flags;            /**< MAGPOOL_* cache flags */
+    unsigned mag_min;          /**< smallest magazine size, 0 = default */
+    unsigned mag_max;          /**< largest magazine size, 0 = default (143) */
+    size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
+    magpool_domain_t *domain;  /**< reclamation domain, NULL = magpool_domain_default() */
+};
+
+/** Statistics of one cache.  Counters are kept per thread and summed here.
+ *  At quiescence: in_slabs + in_magazines + in_depot + deferred + in_use
+ *  == constructed. */
+struct magpool_stats {
+    char name[64];
+    size_t object_size;        /**< size asked for */
+    size_t stride;             /**< bytes an object takes in its slab */
+    size_t align;
+    uint64_t constructed;      /**< objects built (ctor run) and not yet destroyed */
+    uint64_t in_use;           /**< handed out to the application */
+    uint64_t in_magazines;     /**< in threads' loaded/previous magazines */
+    uint64_t in_depot;         /**< in full magazines in the depot */
+    uint64_t in_slabs;         /**< free in slabs */
+    uint64_t deferred;         /**< freed deferred, awaiting a grace period */
+    uint64_t slabs;            /**< slabs (partial + full + empty) */
+    uint64_t slabs_empty;
+    uint64_t pages;            /**< 4 KiB pages under the slabs */
+    uint64_t bytes;            /**< pages * 4096 */
+    uint64_t allocs;           /**< successful allocations (all paths) */
+    uint64_t frees;
+    uint64_t depot_allocs;     /**< full magazines taken from the depot */
+    uint64_t depot_frees;      /**< full magazines given to the depot */
+    uint64_t depot_contention; /**< failed depot compare-and-swaps */
+    uint64_t depot_full_mags;
+    uint64_t depot_empty_mags;
+    uint64_t slab_allocs;      /**< objects taken from the slab layer */
+    unsigned mag_size;         /**< current magazine size */
+    uint64_t mag_resizes;
+    uint64_t reaps;            /**< magazines torn down by working-set reaping or shrink */
+    uint64_t alloc_failures;
+    uint64_t max_objects;      /**< the limit, 0 = none */
+};
+
+/** Create a cache.  NULL + EINVAL for a bad config, ENOMEM for no memory. */
+MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg);
+
+/** Allocate one constructed object.  NULL + errno on failure (EINVAL for a
+ *  NULL or destroyed cache, ENOMEM). */
+MAGPOOL_API void *magpool_alloc(magpool_cache_t *c);
+
+/** Allocate with MAGPOOL_ZERO / MAGPOOL_NOWAIT / MAGPOOL_NOFAIL. */
+MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
+
+/** Free an object obtained from c, in constructed state.  NULL does nothing.
+ *  Default mode catches an immediate double free; caches with debug flags
+ *  (or MAGPOOL_DEBUG in the environment) verify every free. */
+MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj);
+
+/** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno set). */
+MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags);
+
+/** Free n objects of c. */
+MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs);
+
+/** Free obj so that it is not reused until every read-side section of the
+ *  cache's domain that was open at this call has been left.  Batched: one
+ *  epoch operation per magazine of deferred objects. */
+MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj);
+
+/** The cache that owns obj, or NULL (errno = EINVAL) if no live or zombie
+ *  cache does or obj is not at an object's start. */
+MAGPOOL_API magpool_cache_t *magpool_cache_of(const void *obj);
+
+/** Enter / leave a read-side section of domain d (NULL = default).  Nestable.
+ *  For a liburcu domain, the calling thread must be registered with that
+ *  flavour, as liburcu requires. */
+MAGPOOL_API void magpool_read_enter(magpool_domain_t *d);
+MAGPOOL_API void magpool_read_leave(magpool_domain_t *d);
+
+/** Wait for a grace period of d.  When it returns, every deferred free the
+ *  calling thread issued before the call is reusable, and so is every batch
+ *  other threads had already sealed (a batch is sealed when its magazine
+ *  fills, or its thread flushes, shrinks, synchronizes or exits).  Not inside
+ *  a read-side section. */
+MAGPOOL_API void magpool_synchronize(magpool_domain_t *d);
+
+/** The default domain (Concurrency Kit ck_epoch). */
+MAGPOOL_API magpool_domain_t *magpool_domain_default(void);
+
+struct rcu_flavor_struct;
+/** A domain backed by the application's liburcu flavour, e.g.
+ *  magpool_domain_urcu(&urcu_memb_flavor).  Deferred frees of caches in it
+ *  wait for that flavour's readers (call_rcu / synchronize_rcu).  Returns the
+ *  same domain for the same flavour.  NULL + EINVAL for a NULL flavour. */
+MAGPOOL_API magpool_domain_t *magpool_domain_urcu(const struct rcu_flavor_struct *flavor);
+
+/** Give back what c holds beyond its live objects: the caller's magazines,
+ *  the depot, empty slabs (pages back to the system).  0, or -1 + EINVAL. */
+MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c);
+
+/** Shrink every cache. */
+MAGPOOL_API void magpool_reap(void);
+
+/** Destroy c.  Returns the number of objects still live (0 when clean; they
+ *  stay valid and a later magpool_free of each is safe, the memory going back
+ *  with the last one), or -1 + EINVAL for a NULL or already destroyed cache. */
+MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c);
+
+/** Snapshot c's statistics.  0, or -1 + EINVAL. */
+MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st);
+
+/** Return the calling thread's magazines (all caches) to the depots. */
+MAGPOOL_API void magpool_thread_flush(void);
+
+/** Call fn on every live cache until it returns non-zero (that value is
+ *  returned; 0 when all were visited).  fn must not create or destroy caches. */
+MAGPOOL_API int magpool_cache_foreach(int (*fn)(magpool_cache_t *c, void *arg), void *arg);
+
+/** Name and object size of a cache (NULL / 0 for NULL). */
+MAGPOOL_API const char *magpool_cache_name(const magpool_cache_t *c);
+MAGPOOL_API size_t magpool_cache_object_size(const magpool_cache_t *c);
+
+/** Fault injection for tests: make the page layer's mmap/madvise fail with
+ *  probability ppm / 1e6 (0 turns it off).  Also read from the environment
+ *  variable MAGPOOL_FAULT_PPM at start. */
+MAGPOOL_API void magpool_fault_inject(unsigned ppm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAGPOOL_MAGPOOL_H */

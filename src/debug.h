@@ -1,0 +1,36 @@
+/*
+ * Debug layer (owner: src/debug.c).  CONTRACT.
+ *
+ * Switched on per cache by MAGPOOL_POISON / RED_ZONE / STORE_USER / VERIFY
+ * flags, or for every cache by the environment variable MAGPOOL_DEBUG
+ * (e.g. MAGPOOL_DEBUG=poison,redzone,user,verify,continue or =all), or when
+ * running under Valgrind memcheck.  A debug cache never takes the magazine
+ * fast path: every alloc/free goes through the core's slow path, which calls
+ * these hooks.  Each problem prints ONE line on stderr:
+ *   magpool: <cache>: <kind> at <address> [detail]
+ * then aborts, unless MAGPOOL_DEBUG_CONTINUE (or "continue") is set.
+ */
+#ifndef MP_DEBUG_H
+#define MP_DEBUG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "magpool/magpool.h"
+
+/* Flags from MAGPOOL_DEBUG (parsed once), OR-ed into every cache's flags. */
+unsigned mp_debug_env_flags(void);
+/* True when running under Valgrind memcheck. */
+bool mp_under_memcheck(void);
+/* Bytes the debug record needs after each object for these flags (0 if none). */
+size_t mp_debug_extra(unsigned flags, size_t size);
+/* Initialise a freshly constructed object's debug record (state = free). */
+void mp_debug_init_object(magpool_cache_t *c, void *obj);
+/* An object is being handed out: verify poison and red zone, mark allocated,
+ * record owner, unpoison for ASan/memcheck. */
+void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller);
+/* An object is being freed: verify it is owned by c, allocated (not a double
+ * free), red zone intact; mark free, poison.  Returns false when the free
+ * must be dropped (problem diagnosed and configured to continue). */
+bool mp_debug_on_free(magpool_cache_t *c, void *obj, const void *caller);
+/* One-line diagnostic, then abort unless continuing. */
+void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
+#endif

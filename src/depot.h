@@ -1,0 +1,53 @@
+/*
+ * Depot and magazines (owner: src/depot.c).  CONTRACT — see depot.c.
+ *
+ * Magazines live in one reserved magazine area and are addressed by a 32-bit
+ * index, so a depot stack head is (tag << 32 | index + 1) in one 64-bit word
+ * and every push/pop is a single 64-bit compare-and-swap (lock-free with clang
+ * and gcc alike; no 16-byte CAS).  The tag is bumped by every successful pop,
+ * so a head that was popped and pushed back never compares equal (no ABA).
+ * Magazine memory is released only after a grace period of the default
+ * domain: mp_mag_free retires it; depot pops run inside a read-side section.
+ * All depot state is C11 <stdatomic.h>, visible to ThreadSanitizer.
+ */
+#ifndef MP_DEPOT_H
+#define MP_DEPOT_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mp_mag {
+    uint32_t next;     /* depot link: index + 1 of the next magazine, 0 = end (depot-owned) */
+    uint32_t cap;      /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
+    uint32_t rounds;   /* rounds held (valid while not loaded in a thread) */
+    uint32_t stamp;    /* free for the owner layer (e.g. deferred-free epoch) */
+    void *guard;       /* always NULL: objs[-1], so the free fast path can read objs[n-1] for n = 0 */
+    void *objs[];      /* cap slots */
+};
+
+struct mp_depot {
+    _Atomic uint64_t full;   /* stack heads: tag << 32 | (index + 1) */
+    _Atomic uint64_t empty;
+    _Atomic uint64_t nfull, nempty;       /* magazines on each stack */
+    _Atomic uint64_t rounds_full;         /* objects in full magazines */
+    _Atomic uint64_t contention;          /* failed CASes */
+    _Atomic uint64_t pops_full, pushes_full;
+    _Atomic uint64_t ws_min_full, ws_min_empty; /* working-set low-water marks this interval */
+};
+
+void mp_depot_init(struct mp_depot *d);
+/* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
+struct mp_mag *mp_mag_alloc(unsigned cap);
+/* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
+void mp_mag_free(struct mp_mag *m);
+
+void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);
+void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m);
+struct mp_mag *mp_depot_pop_full(struct mp_depot *d);   /* NULL if none */
+struct mp_mag *mp_depot_pop_empty(struct mp_depot *d);  /* NULL if none */
+
+/* Working set (Bonwick 2001 sec. 3.3 / UMA trim): close the interval and
+ * return how many full (resp. empty) magazines went unused through all of it;
+ * the caller pops and tears down that many. */
+void mp_depot_ws_close(struct mp_depot *d, uint64_t *unused_full, uint64_t *unused_empty);
+#endif

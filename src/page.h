@@ -1,0 +1,62 @@
+/*
+ * Page layer (owner: src/page.c).  CONTRACT — see page.c for the design.
+ *
+ * One large virtual arena is reserved at start (PROT_NONE, MAP_NORESERVE);
+ * 4 MiB regions inside it are committed on demand with mmap(MAP_FIXED) and
+ * split by a buddy allocator into blocks of 2^order 4 KiB pages, each block
+ * aligned to its size.  A page map (one word per 4 KiB page, in its own
+ * lazily-touched NORESERVE mapping) records an owner pointer per page, so the
+ * owner of any address is found in O(1) with no per-object header, and
+ * mp_page_owner() never faults whatever address it is given.  Freed blocks are
+ * returned to the system with madvise(MADV_DONTNEED) before they re-enter the
+ * free lists.  Spans larger than a region take whole contiguous regions and go
+ * back with mmap(PROT_NONE, MAP_FIXED) when freed.
+ *
+ * All functions are thread-safe.  The page lock is a pthread mutex (slow path
+ * only); MAGPOOL_NOWAIT callers only try-lock it and never make a system call.
+ */
+#ifndef MP_PAGE_H
+#define MP_PAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define MP_PAGE_SHIFT 12
+#define MP_PAGE_SIZE ((size_t)1 << MP_PAGE_SHIFT)
+#define MP_MAX_ORDER 10 /* largest buddy block: 2^10 pages = 4 MiB = one region */
+
+/* Idempotent; called by every entry point that needs it.  0 or -1 + errno. */
+int mp_page_init(void);
+
+/* 2^order pages, aligned to their size, owner set to NULL.  Contents are
+ * unspecified (zero when fresh from the system).  aflags: MAGPOOL_NOWAIT.
+ * NULL + ENOMEM (system refused / fault injected) or EAGAIN (NOWAIT could not
+ * be served without a lock wait or system call). */
+void *mp_pages_alloc(unsigned order, unsigned aflags);
+void mp_pages_free(void *p, unsigned order);
+
+/* Any number of pages (npages >= 1), page aligned; served from the buddy
+ * allocator when it fits a block, else whole regions.  Freed by mp_span_free
+ * with the start address alone; mp_span_pages tells its size in pages. */
+void *mp_span_alloc(size_t npages, unsigned aflags);
+void mp_span_free(void *p);
+size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
+
+/* Owner word of the page holding p: set for every page of a block/span by its
+ * user (the slab layer stores its slab descriptor).  mp_page_owner returns
+ * NULL for any address outside the arena or not set.  Readers use an acquire
+ * load, writers a release store, so a reader that sees the owner sees the
+ * owner's initialised fields. */
+void mp_page_set_owner(void *p, size_t npages, void *owner);
+void *mp_page_owner(const void *p);
+
+struct mp_page_stats {
+    uint64_t regions_committed; /* regions mapped read-write now */
+    uint64_t pages_in_use;      /* handed out and not freed */
+    uint64_t pages_free;        /* in buddy free lists (not resident) */
+    uint64_t madvise_calls, mmap_calls, faults_injected;
+};
+void mp_page_stats(struct mp_page_stats *st);
+
+/* Fault injection: mmap/madvise fail with probability ppm/1e6. */
+void mp_page_fault_inject(unsigned ppm);
+#endif

@@ -1,0 +1,40 @@
+/*
+ * Reclamation domains (owner: src/reclaim.c).  CONTRACT — see reclaim.c for
+ * the proof.
+ *
+ * A domain is either the Concurrency Kit epoch domain (ck_epoch; one record
+ * per thread, registered lazily, recycled at thread exit after a barrier) or
+ * a liburcu flavour supplied by the application (call_rcu/synchronize_rcu).
+ * mp_retire() hands an embedded node to the domain; its callback runs once
+ * after a grace period (every read-side section open at the retire has been
+ * left), in some thread that polls or synchronizes, or in liburcu's call_rcu
+ * thread.  Grace periods are annotated for ThreadSanitizer:
+ * __tsan_release(domain) just before a section's end, __tsan_acquire(domain)
+ * at the start of every callback.
+ */
+#ifndef MP_RECLAIM_H
+#define MP_RECLAIM_H
+#include <stdint.h>
+#include "magpool/magpool.h"
+
+struct mp_retire_node {
+    struct mp_retire_node *next;
+    void (*fn)(struct mp_retire_node *);
+    uintptr_t stamp;
+    void *impl[3];           /* room for ck_epoch_entry_t / struct rcu_head */
+};
+
+magpool_domain_t *mp_domain_default(void);
+void mp_domain_enter(magpool_domain_t *d);
+void mp_domain_leave(magpool_domain_t *d);
+/* Run fn(node) after a grace period of d. */
+void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(struct mp_retire_node *));
+/* Non-blocking: advance the epoch if possible and run what is ready. */
+void mp_domain_poll(magpool_domain_t *d);
+/* Blocking: every node retired (by any thread) before the call has run when it returns. */
+void mp_domain_synchronize(magpool_domain_t *d);
+/* Called by the thread layer when a thread exits: barrier, then release its record. */
+void mp_reclaim_thread_exit(void);
+/* Nodes retired and not yet run, for statistics. */
+uint64_t mp_domain_pending(magpool_domain_t *d);
+#endif

@@ -1,0 +1,74 @@
+/*
+ * Slab layer (owner: src/slab.c).  CONTRACT — see slab.c for the design.
+ *
+ * One struct mp_slab_cache per magpool cache.  Carves page blocks from the
+ * page layer into objects honouring size, alignment, and cache colouring;
+ * slab descriptors live off-slab, so object memory carries 0 bytes of
+ * overhead, and every page of a slab has the descriptor as its owner word.
+ * The constructor runs once when an object is first built (lazily, as it is
+ * first taken from its slab); the destructor only when its slab is torn down.
+ * Objects returned with mp_slab_free are in constructed state.
+ * Partial/full/empty bookkeeping is under a per-cache pthread mutex (this is
+ * the slow path); MAGPOOL_NOWAIT callers only try-lock and never ask the page
+ * layer for new pages.
+ */
+#ifndef MP_SLAB_H
+#define MP_SLAB_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct mp_slab_cache;
+
+struct mp_slab_params {
+    size_t size;          /* object size asked for (>= 1) */
+    size_t align;         /* power of two, already resolved by the caller */
+    size_t extra;         /* debug bytes placed after each object (red zone, owner record) */
+    unsigned flags;       /* MAGPOOL_* cache flags (HWCACHE_ALIGN honoured here) */
+    void (*ctor)(void *, void *);
+    void (*dtor)(void *, void *);
+    void *arg;
+    void *owner;          /* the magpool_cache_t *, returned by mp_slab_owner */
+    size_t max_objects;   /* 0 = no limit on constructed objects */
+};
+
+/* NULL + errno (EINVAL: impossible geometry, ENOMEM). */
+struct mp_slab_cache *mp_slab_cache_new(const struct mp_slab_params *p);
+/* Tears down every slab (dtor on each built object) and frees everything.
+ * The caller guarantees every object is back in its slab. */
+void mp_slab_cache_delete(struct mp_slab_cache *sc);
+
+size_t mp_slab_stride(const struct mp_slab_cache *sc); /* bytes between objects */
+size_t mp_slab_align(const struct mp_slab_cache *sc);
+
+/* Up to n constructed objects into out; returns how many (0 + errno ENOMEM,
+ * EAGAIN for NOWAIT, or ENOMEM when max_objects is reached). */
+size_t mp_slab_alloc(struct mp_slab_cache *sc, void **out, size_t n, unsigned aflags);
+/* Give n objects (constructed) back to their slabs. */
+void mp_slab_free(struct mp_slab_cache *sc, void *const *objs, size_t n);
+
+/* Tear down empty slabs: dtor on their built objects, pages back to the
+ * system.  Returns pages released.  If defer is non-NULL the empty slabs are
+ * unlinked now and defer(fn, arg, ctx) is called once with a continuation
+ * that releases them later (used for MAGPOOL_TYPESAFE: after a grace period). */
+size_t mp_slab_reap(struct mp_slab_cache *sc,
+                    void (*defer)(void (*fn)(void *), void *arg, void *ctx), void *ctx);
+
+/* Lookup from an address alone.  Returns the owner (params.owner) when p is
+ * the start of an object slot in a live slab, else NULL with *why set to
+ * MP_OBJ_FOREIGN (no slab holds p) or MP_OBJ_MISALIGNED (inside a slab, not
+ * at an object start).  Never faults. */
+enum { MP_OBJ_OK = 0, MP_OBJ_FOREIGN = 1, MP_OBJ_MISALIGNED = 2 };
+void *mp_slab_owner(const void *p, int *why);
+/* Index of p in its slab and the slab's object count, for debug metadata. */
+
+struct mp_slab_stats {
+    uint64_t constructed;  /* built and not yet destroyed */
+    uint64_t free_in_slabs;
+    uint64_t slabs, slabs_partial, slabs_full, slabs_empty;
+    uint64_t pages;
+    uint64_t objs_per_slab;
+    uint64_t slab_order;
+    uint64_t slab_allocs;  /* objects handed out by mp_slab_alloc */
+};
+void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st);
+#endif

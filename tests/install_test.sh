@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Proves the non-Bazel install path: `bazel run //:install -- PREFIX`, then a
+# program that includes all three public headers builds with plain cc and
+# pkg-config (shared and static) and runs; the shared library has a SONAME and
+# exports only the public API.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/sh_check.sh
+prefix=$(mktemp -d /tmp/magpool-prefix.XXXXXX)
+work=$(mktemp -d /tmp/magpool-app.XXXXXX)
+trap 'rm -rf "$prefix" "$work"' EXIT
+
+bazel run //:install -- "$prefix" >"$work/install.log" 2>&1
+check "bazel run //:install succeeds" test $? -eq 0 || tail -20 "$work/install.log"
+for f in include/magpool/magpool.h include/magpool/mem_pool.h include/magpool/kmem_cache.h \
+         lib/libmagpool.a lib/libmagpool.so lib/libmagpool.so.1 lib/pkgconfig/magpool.pc; do
+    check "installed $f" test -e "$prefix/$f"
+done
+check "SONAME is libmagpool.so.1" sh -c "readelf -d '$prefix/lib/libmagpool.so' | grep -q 'SONAME.*libmagpool.so.1'"
+
+# Every exported symbol is declared in a public header.
+nm -D --defined-only "$prefix/lib/libmagpool.so" | awk '{print $3}' | sed 's/@.*//' | sort -u >"$work/syms"
+bad=0
+while read -r s; do
+    [ -z "$s" ] && continue
+    case $s in MAGPOOL_1.0) continue ;; esac
+    grep -qw "$s" "$prefix"/include/magpool/*.h || { echo "not public: $s"; bad=1; }
+done <"$work/syms"
+check "nm -D lists only public symbols ($(wc -l <"$work/syms") exported)" test $bad -eq 0
+check "nm -D lists the core API" grep -qx magpool_alloc "$work/syms"
+
+cat >"$work/app.c" <<'C'
+#include <magpool/magpool.h>
+#include <magpool/mem_pool.h>
+#include <magpool/kmem_cache.h>
+#include <stdio.h>
+#include <string.h>
+struct item { long key; char name[40]; };
+int main(void)
+{
+    struct magpool_config cfg = { .name = "app", .size = 48 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    struct mem_pool *mp = mem_pool_new(struct item, 64);
+    struct kmem_cache *kc = KMEM_CACHE(item, SLAB_HWCACHE_ALIGN);
+    if (!c || !mp || !kc) { puts("create failed"); return 1; }
+    void *a = magpool_alloc(c);
+    struct item *b = mem_get0(mp);
+    struct item *k = kmem_cache_zalloc(kc, GFP_KERNEL);
+    char *s = kmalloc(100, GFP_KERNEL);
+    if (!a || !b || !k || !s || b->key != 0 || k->key != 0) { puts("alloc failed"); return 1; }
+    strcpy(s, "hello");
+    magpool_free(c, a);
+    mem_put(b);
+    kmem_cache_free(kc, k);
+    kfree(s);
+    kmem_cache_destroy(kc);
+    mem_pool_destroy(mp);
+    if (magpool_cache_destroy(c) != 0) { puts("destroy failed"); return 1; }
+    puts("app ok");
+    return 0;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+check "pkg-config knows magpool" pkg-config --exists magpool
+cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app" $(pkg-config --cflags --libs magpool) 2>"$work/cc.log"
+check "cc app.c \$(pkg-config --cflags --libs magpool)" test $? -eq 0 || cat "$work/cc.log"
+check "shared app runs" sh -c "'$work/app' | grep -q 'app ok'"
+check "shared app uses libmagpool.so.1" sh -c "ldd '$work/app' | grep -q libmagpool.so.1"
+
+static_libs=$(pkg-config --libs --static magpool | sed 's/-lmagpool/-l:libmagpool.a/')
+cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app_static" $(pkg-config --cflags magpool) $static_libs 2>"$work/cc2.log"
+check "cc app.c with pkg-config --static" test $? -eq 0 || cat "$work/cc2.log"
+check "static app runs" sh -c "'$work/app_static' | grep -q 'app ok'"
+check "static app does not load libmagpool.so" sh -c "! ldd '$work/app_static' | grep -q libmagpool"
+check_done

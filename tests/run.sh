@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, then runs
+#   1. unit + short stress tests built with clang   (bazel test //...)
+#   2. the same built with gcc 12                    (--config=gcc)
+#   3. the same under ThreadSanitizer                (--config=tsan)
+#   4. the same under AddressSanitizer + UBSan       (--config=asan)
+#   5. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
+#   6. the libFuzzer harness for a fixed number of runs from its corpus
+#   7. Valgrind memcheck sees pool objects (a use after free is reported)
+# and ends with "N passed, N failed" summed over everything; exits non-zero
+# on any failure.  Set MAGPOOL_STEPS="clang tsan" (say) to run a subset.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+steps=${MAGPOOL_STEPS:-"clang gcc tsan asan install fuzz valgrind"}
+total_pass=0
+total_fail=0
+logdir=$(mktemp -d /tmp/magpool-test.XXXXXX)
+start=$(date +%s)
+
+add() { # add PASSED FAILED LABEL
+    total_pass=$((total_pass + $1))
+    total_fail=$((total_fail + $2))
+    printf '== %-10s %5d passed, %d failed   (%ds so far)\n' "$3" "$1" "$2" $(($(date +%s) - start))
+}
+
+bazel_suite() { # bazel_suite LABEL FLAGS...
+    local label=$1; shift
+    local log="$logdir/$label.log"
+    echo "== $label: bazel test $* //..."
+    bazel test "$@" --test_summary=short //... >"$log" 2>&1
+    grep -E "^(//|ERROR|FAIL)" "$log" | grep -v "PASSED" | head -40
+    read -r p f < <(python3 tools/sum_results.py "$log" "$(bazel info "$@" bazel-testlogs 2>/dev/null)")
+    add "$p" "$f" "$label"
+}
+
+script_step() { # script_step LABEL COMMAND...
+    local label=$1; shift
+    local log="$logdir/$label.log"
+    echo "== $label: $*"
+    "$@" >"$log" 2>&1
+    local rc=$?
+    local line
+    line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -1)
+    if [ -n "$line" ]; then
+        local p f
+        p=$(echo "$line" | awk '{print $1}')
+        f=$(echo "$line" | awk '{print $3}')
+        [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    elif [ $rc -eq 0 ]; then p=1 f=0; else p=0 f=1; fi
+    [ "$f" -ne 0 ] && tail -30 "$log"
+    add "$p" "$f" "$label"
+}
+
+for s in $steps; do
+    case $s in
+        clang) bazel_suite clang ;;
+        gcc) bazel_suite gcc --config=gcc ;;
+        tsan) bazel_suite tsan --config=tsan ;;
+        asan) bazel_suite asan --config=asan ;;
+        install) script_step install bash tests/install_test.sh ;;
+        fuzz) script_step fuzz bash stress/run_fuzz.sh ;;
+        valgrind) script_step valgrind bash tests/valgrind_test.sh ;;
+        *) echo "unknown step $s"; add 0 1 "$s" ;;
+    esac
+done
+echo "logs in $logdir; wall time $(($(date +%s) - start)) s"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

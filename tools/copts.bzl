@@ -1,0 +1,21 @@
+"""Compiler flags shared by every magpool target (one place, as in abseil)."""
+
+# Warnings are errors with both compilers; C11 plus the GNU/POSIX interfaces
+# (mmap flags, pthread extensions) the library needs.
+MAGPOOL_COPTS = [
+    "-std=c11",
+    "-D_GNU_SOURCE",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-omit-frame-pointer",
+]
+
+# The library exports only what its public headers mark MAGPOOL_API.
+MAGPOOL_LIB_COPTS = MAGPOOL_COPTS + ["-fvisibility=hidden"]
+
+# System libraries: Concurrency Kit for ck_epoch.  liburcu is reached only
+# through the function table of the application's flavour, so the library
+# itself does not link it; tests and programs that use a flavour do.
+MAGPOOL_LINKOPTS = ["-lck", "-lpthread"]
+URCU_LINKOPTS = ["-lurcu-memb", "-lurcu-common"]
