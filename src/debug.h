@@ -31,6 +31,14 @@ void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller);
  * free), red zone intact; mark free, poison.  Returns false when the free
  * must be dropped (problem diagnosed and configured to continue). */
 bool mp_debug_on_free(magpool_cache_t *c, void *obj, const void *caller);
+/* Addition (for deferred frees): the checks of mp_debug_on_free (owner,
+ * double free, red zone; mark free, record owner) WITHOUT poisoning, since
+ * readers may still read the object until the grace period ends.  Returns
+ * false when the free must be dropped. */
+bool mp_debug_on_free_deferred(magpool_cache_t *c, void *obj, const void *caller);
+/* Addition: a deferred-freed object became reusable (grace period over):
+ * poison it (pattern, ASan, memcheck).  mp_debug_on_free = the checks + this. */
+void mp_debug_on_reclaim(magpool_cache_t *c, void *obj);
 /* One-line diagnostic, then abort unless continuing. */
 void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
 #endif

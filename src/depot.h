@@ -15,9 +15,12 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "magpool/magpool.h"
 
 struct mp_mag {
-    uint32_t next;     /* depot link: index + 1 of the next magazine, 0 = end (depot-owned) */
+    _Atomic uint32_t next; /* depot link: index + 1 of the next magazine, 0 = end (depot-owned;
+                            * atomic because a stale popper may read it while its new
+                            * owner rewrites it, see depot.c) */
     uint32_t cap;      /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
     uint32_t rounds;   /* rounds held (valid while not loaded in a thread) */
     uint32_t stamp;    /* free for the owner layer (e.g. deferred-free epoch) */
@@ -35,11 +38,19 @@ struct mp_depot {
     _Atomic uint64_t ws_min_full, ws_min_empty; /* working-set low-water marks this interval */
 };
 
+/* Slot of one magazine in the magazine area: the header plus MAGPOOL_MAG_MAX
+ * rounds, rounded up to a cache line (2112 bytes: 255 rounds and the 24-byte
+ * header do not fit 2 KiB). */
+#define MP_MAG_STRIDE ((sizeof(struct mp_mag) + MAGPOOL_MAG_MAX * sizeof(void *) + 63) & ~(size_t)63)
+
 void mp_depot_init(struct mp_depot *d);
 /* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
 struct mp_mag *mp_mag_alloc(unsigned cap);
 /* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
 void mp_mag_free(struct mp_mag *m);
+/* Give back to the system the pages of magazine slots that are free (they
+ * are also trimmed automatically in batches).  Lock-free; for shrink. */
+void mp_mag_area_trim(void);
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m);

@@ -54,8 +54,16 @@ struct mp_page_stats {
     uint64_t pages_in_use;      /* handed out and not freed */
     uint64_t pages_free;        /* in buddy free lists (not resident) */
     uint64_t madvise_calls, mmap_calls, faults_injected;
+    /* additions (page.c): */
+    uint64_t madvise_failed;    /* frees whose madvise/decommit failed (memory stayed resident) */
+    uint64_t arena_bytes;       /* size of the reserved arena (0 before init) */
 };
 void mp_page_stats(struct mp_page_stats *st);
+
+/* Addition: check the buddy invariants (B1)-(B5) of page.c under the page
+ * lock; 0 when they hold, -1 if not.  Meaningful when no region is being
+ * committed or decommitted at the same moment (tests call it at quiescence). */
+int mp_page_validate(void);
 
 /* Fault injection: mmap/madvise fail with probability ppm/1e6. */
 void mp_page_fault_inject(unsigned ppm);

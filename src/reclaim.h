@@ -11,6 +11,11 @@
  * thread.  Grace periods are annotated for ThreadSanitizer:
  * __tsan_release(domain) just before a section's end, __tsan_acquire(domain)
  * at the start of every callback.
+ * ck domain: callbacks run with the domain's internal lock held, so a
+ * callback may retire and poll but must never synchronize, and nobody may
+ * call mp_domain_synchronize while holding a lock that a callback takes.
+ * urcu domain: the retiring thread must be registered with the flavour
+ * (liburcu's call_rcu takes a read-side lock).
  */
 #ifndef MP_RECLAIM_H
 #define MP_RECLAIM_H

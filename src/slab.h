@@ -59,7 +59,10 @@ size_t mp_slab_reap(struct mp_slab_cache *sc,
  * at an object start).  Never faults. */
 enum { MP_OBJ_OK = 0, MP_OBJ_FOREIGN = 1, MP_OBJ_MISALIGNED = 2 };
 void *mp_slab_owner(const void *p, int *why);
-/* Index of p in its slab and the slab's object count, for debug metadata. */
+/* Index of p in its slab and the slab's object count, for debug metadata.
+ * (Addition, slab.c.)  p must be inside a live slab's object area, else
+ * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
+size_t mp_slab_index(const void *p, size_t *nobjs);
 
 struct mp_slab_stats {
     uint64_t constructed;  /* built and not yet destroyed */
@@ -71,4 +74,8 @@ struct mp_slab_stats {
     uint64_t slab_allocs;  /* objects handed out by mp_slab_alloc */
 };
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st);
+
+/* Addition: check the invariants (S1)-(S3), (C1)-(C3) of slab.c under the
+ * cache lock; 0 when they hold, -1 if not. */
+int mp_slab_validate(struct mp_slab_cache *sc);
 #endif

@@ -1,0 +1,497 @@
+/*
+ * bench_tmpl.h — the workload loops, instantiated once per contender.
+ *
+ * Before including, a contender file defines CT (its prefix) and
+ *   static inline void *CT_alloc(struct tctx *t);
+ *   static inline void  CT_free(struct tctx *t, void *p);
+ * and optionally
+ *   CT_HAS_BULK:     CT_alloc_bulk(t, v, n) -> 0 on success, CT_free_bulk(t, v, n)
+ *   CT_HAS_DEFERRED: CT_read_enter(t), CT_read_leave(t), CT_retire(t, p),
+ *                    CT_sync(t)  (all retired objects reusable afterwards)
+ * Every loop below then calls those directly, so the compiler inlines what
+ * the contender's header inlines and calls what it exports: the loop is the
+ * same code for everyone, the only difference is the allocator.
+ *
+ * The file defines static functions and `static const struct wl_set CT_wl`,
+ * then undefines its helpers so the next contender can include it again.
+ */
+#ifndef CT
+#error "define CT before including bench_tmpl.h"
+#endif
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "bench_aux.h"
+
+#define BT_CAT2(a, b) a##b
+#define BT_CAT(a, b) BT_CAT2(a, b)
+#define BT(x) BT_CAT(CT, BT_CAT(_, x))
+#define BT_STR2(x) #x
+#define BT_STR(x) BT_STR2(x)
+
+#define BT_ALLOC(t) BT(alloc)(t)
+#define BT_FREE(t, p) BT(free)(t, p)
+#define BT_TOUCH(p, v) (*(volatile uint64_t *)(p) = (uint64_t)(v))
+
+static __attribute__((noinline, cold)) void BT(oom)(const char *where)
+{
+    fprintf(stderr, "bench: %s: allocation failed in %s\n", BT_STR(CT), where);
+    abort();
+}
+
+static inline void *BT(get)(struct tctx *t, const char *where)
+{
+    void *p = BT_ALLOC(t);
+    if (__builtin_expect(p == NULL, 0))
+        BT(oom)(where);
+    return p;
+}
+
+#ifdef CT_HAS_BULK
+static inline void BT(get_bulk)(struct tctx *t, void **v, unsigned n)
+{
+    if (__builtin_expect(BT(alloc_bulk)(t, v, n) != 0, 0))
+        BT(oom)("bulk");
+}
+#define BT_PUT_BULK(t, v, n) BT(free_bulk)(t, v, n)
+#else
+static inline void BT(get_bulk)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        v[i] = BT(get)(t, "bulk");
+}
+static inline void BT(put_bulk)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        BT_FREE(t, v[i]);
+}
+#define BT_PUT_BULK(t, v, n) BT(put_bulk)(t, v, n)
+#endif
+
+/* ---- pair: alloc, touch, free ------------------------------------------- */
+static void BT(pair)(struct tctx *t)
+{
+    for (unsigned i = 0; i < 4 * BENCH_CHUNK; i++) { /* warm-up */
+        void *p = BT(get)(t, "pair");
+        BT_TOUCH(p, i);
+        BT_FREE(t, p);
+    }
+    bench_wait_go(t);
+    uint64_t n = 0;
+    do {
+        for (unsigned i = 0; i < BENCH_CHUNK; i++) {
+            void *p = BT(get)(t, "pair");
+            BT_TOUCH(p, n + i);
+            BT_FREE(t, p);
+        }
+        n += BENCH_CHUNK;
+    } while (!bench_stopped(t, n));
+    t->ops = n;
+}
+
+/* ---- batch: B allocs, then B frees (p2: 0 LIFO, 1 FIFO) ----------------- */
+static void BT(batch_round)(struct tctx *t, void **v, unsigned b, unsigned fifo)
+{
+    for (unsigned i = 0; i < b; i++) {
+        v[i] = BT(get)(t, "batch");
+        BT_TOUCH(v[i], i);
+    }
+    if (fifo) {
+        for (unsigned i = 0; i < b; i++)
+            BT_FREE(t, v[i]);
+    } else {
+        for (unsigned i = b; i-- > 0;)
+            BT_FREE(t, v[i]);
+    }
+}
+
+static void BT(batch)(struct tctx *t)
+{
+    unsigned b = t->r->p1, fifo = t->r->p2;
+    void **v = malloc(sizeof(void *) * b);
+    if (!v)
+        abort();
+    BT(batch_round)(t, v, b, fifo); /* warm-up */
+    bench_wait_go(t);
+    uint64_t n = 0;
+    do {
+        uint64_t goal = n + BENCH_CHUNK;
+        while (n < goal) {
+            BT(batch_round)(t, v, b, fifo);
+            n += b;
+        }
+    } while (!bench_stopped(t, n));
+    t->ops = n;
+    free(v);
+}
+
+/* ---- bulk: keep p1 objects, get/put them in bulks of p2 ---------------- */
+static void BT(bulk_round)(struct tctx *t, void **v, unsigned keep, unsigned bulk)
+{
+    for (unsigned i = 0; i < keep; i += bulk)
+        BT(get_bulk)(t, v + i, bulk);
+    for (unsigned i = 0; i < keep; i += bulk)
+        BT_PUT_BULK(t, v + i, bulk);
+}
+
+static void BT(bulk)(struct tctx *t)
+{
+    unsigned keep = t->r->p1, bulk = t->r->p2;
+    void **v = malloc(sizeof(void *) * keep);
+    if (!v)
+        abort();
+    BT(bulk_round)(t, v, keep, bulk);
+    bench_wait_go(t);
+    uint64_t n = 0;
+    do {
+        uint64_t goal = n + BENCH_CHUNK;
+        while (n < goal) {
+            BT(bulk_round)(t, v, keep, bulk);
+            n += keep;
+        }
+    } while (!bench_stopped(t, n));
+    t->ops = n;
+    free(v);
+}
+
+/* ---- producer/consumer over SPSC rings (even id produces, odd consumes) - */
+static void BT(spsc)(struct tctx *t)
+{
+    struct spsc_ring *ring = (struct spsc_ring *)t->r->aux + t->id / 2;
+    unsigned spins = 0;
+    uint64_t n = 0;
+    bench_wait_go(t);
+    if ((t->id & 1) == 0) {
+        uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+        for (;;) {
+            if ((n & (BENCH_CHUNK - 1)) == 0 && bench_stopped(t, n))
+                break;
+            /* acquire: pairs with the consumer's release of head, so its
+             * read of the slot happened before we overwrite it */
+            while (tail - atomic_load_explicit(&ring->head, memory_order_acquire) >= SPSC_CAP)
+                bench_relax(&spins);
+            void *p = BT(get)(t, "producer");
+            BT_TOUCH(p, tail);
+            ring->slot[tail % SPSC_CAP] = p;
+            /* release: publishes the slot (and the object's contents) to the
+             * consumer's acquire of tail */
+            atomic_store_explicit(&ring->tail, ++tail, memory_order_release);
+            n++;
+        }
+        /* release: the consumer's acquire of done sees the final tail */
+        atomic_store_explicit(&ring->done, 1, memory_order_release);
+        t->ops = 0; /* the consumer counts completed hand-offs */
+    } else {
+        uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+        for (;;) {
+            uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+            if (head == tail) {
+                if (atomic_load_explicit(&ring->done, memory_order_acquire) &&
+                    head == atomic_load_explicit(&ring->tail, memory_order_acquire))
+                    break;
+                bench_relax(&spins);
+                continue;
+            }
+            while (head != tail) {
+                void *p = ring->slot[head % SPSC_CAP];
+                t->checksum += *(volatile uint64_t *)p;
+                BT_FREE(t, p);
+                head++;
+                n++;
+            }
+            /* release: our reads of the slots happen before the producer
+             * reuses them (pairs with its acquire of head) */
+            atomic_store_explicit(&ring->head, head, memory_order_release);
+        }
+        t->ops = n;
+    }
+}
+
+/* ---- xmalloc-test: batches of 4096 on a shared stack -------------------- */
+static void BT(xm_fill)(struct tctx *t, void **b)
+{
+    for (unsigned i = 0; i < XM_BATCH; i++) {
+        b[i] = BT(get)(t, "xmalloc");
+        BT_TOUCH(b[i], i);
+    }
+}
+
+static void BT(xm_drain)(struct tctx *t, void **b)
+{
+    for (unsigned i = 0; i < XM_BATCH; i++)
+        BT_FREE(t, b[i]);
+}
+
+static void BT(xmalloc)(struct tctx *t)
+{
+    struct xm_shared *x = t->r->aux;
+    unsigned spins = 0;
+    uint64_t n = 0;
+    bench_wait_go(t);
+    if (t->r->threads == 1) {
+        void **b = x->empty[0];
+        do {
+            BT(xm_fill)(t, b);
+            BT(xm_drain)(t, b);
+            n += XM_BATCH;
+        } while (!bench_stopped(t, n));
+        t->ops = n;
+        return;
+    }
+    if ((t->id & 1) == 0) { /* producer */
+        while (!bench_stopped(t, n)) {
+            pthread_mutex_lock(&x->lock);
+            void **b = x->nempty ? x->empty[--x->nempty] : NULL;
+            pthread_mutex_unlock(&x->lock);
+            if (!b) {
+                bench_relax(&spins);
+                continue;
+            }
+            BT(xm_fill)(t, b);
+            pthread_mutex_lock(&x->lock);
+            x->full[x->nfull++] = b;
+            pthread_mutex_unlock(&x->lock);
+            n += XM_BATCH;
+        }
+        atomic_fetch_sub_explicit(&x->producers_left, 1, memory_order_release);
+        t->ops = 0;
+    } else { /* consumer */
+        for (;;) {
+            pthread_mutex_lock(&x->lock);
+            void **b = x->nfull ? x->full[--x->nfull] : NULL;
+            pthread_mutex_unlock(&x->lock);
+            if (!b) {
+                if (atomic_load_explicit(&x->producers_left, memory_order_acquire) == 0) {
+                    pthread_mutex_lock(&x->lock);
+                    unsigned left = x->nfull;
+                    pthread_mutex_unlock(&x->lock);
+                    if (left == 0)
+                        break;
+                }
+                bench_relax(&spins);
+                continue;
+            }
+            BT(xm_drain)(t, b);
+            pthread_mutex_lock(&x->lock);
+            x->empty[x->nempty++] = b;
+            pthread_mutex_unlock(&x->lock);
+            n += XM_BATCH;
+        }
+        t->ops = n;
+    }
+}
+
+/* ---- larson: a lineage of threads replacing random slots ---------------- */
+static void *BT(larson_gen)(void *arg)
+{
+    struct larson_line *L = arg;
+    struct tctx *t = L->t;
+    const struct contender *ct = t->r->ct;
+    if (ct->thread_enter)
+        ct->thread_enter(t);
+    if (!L->slot[0]) {
+        for (unsigned i = 0; i < L->nslots; i++)
+            L->slot[i] = BT(get)(t, "larson");
+    }
+    uint64_t k = 0;
+    while (k < L->lifetime) {
+        for (unsigned j = 0; j < BENCH_CHUNK; j++) {
+            unsigned i = (unsigned)(bench_rand(&t->rng) % L->nslots);
+            BT_FREE(t, L->slot[i]);
+            L->slot[i] = BT(get)(t, "larson");
+            BT_TOUCH(L->slot[i], k + j);
+        }
+        k += BENCH_CHUNK;
+        if (bench_stopped(t, L->ops + k))
+            break;
+    }
+    L->ops += k;
+    if (bench_stopped(t, L->ops)) { /* last generation frees the array */
+        for (unsigned i = 0; i < L->nslots; i++)
+            BT_FREE(t, L->slot[i]);
+        L->slot[0] = NULL;
+    }
+    if (ct->thread_leave)
+        ct->thread_leave(t);
+    return NULL;
+}
+
+static void BT(larson)(struct tctx *t)
+{
+    struct larson_line L = { .t = t, .nslots = t->r->p1, .lifetime = t->r->p2 };
+    L.slot = calloc(L.nslots, sizeof(void *));
+    if (!L.slot)
+        abort();
+    bench_wait_go(t);
+    do { /* each generation inherits the previous one's objects */
+        pthread_t th;
+        if (pthread_create(&th, NULL, BT(larson_gen), &L) != 0)
+            abort();
+        pthread_join(th, NULL);
+    } while (L.slot[0]);
+    t->ops = L.ops;
+    free(L.slot);
+}
+
+/* ---- churn: generations of threads exiting with objects live ------------ */
+static void *BT(churn_gen)(void *arg)
+{
+    struct tctx *t = arg;
+    struct churn_shared *c = t->r->aux;
+    const struct contender *ct = t->r->ct;
+    if (ct->thread_enter)
+        ct->thread_enter(t);
+    /* free the slice another thread of the previous generation left */
+    unsigned slice = (t->id + c->gen) % t->r->threads;
+    void **s = c->slot + (size_t)slice * c->per_thread;
+    for (unsigned i = 0; i < c->per_thread; i++) {
+        if (s[i])
+            BT_FREE(t, s[i]);
+        s[i] = BT(get)(t, "churn");
+        BT_TOUCH(s[i], i);
+    }
+    t->ops += c->per_thread;
+    if (ct->thread_leave)
+        ct->thread_leave(t);
+    return NULL;
+}
+
+static void BT(churn_free_all)(struct tctx *t)
+{
+    struct churn_shared *c = t->r->aux;
+    size_t total = (size_t)c->per_thread * t->r->threads;
+    for (size_t i = 0; i < total; i++) {
+        if (c->slot[i])
+            BT_FREE(t, c->slot[i]);
+        c->slot[i] = NULL;
+    }
+}
+
+/* ---- memory: 1M live objects, then free all ----------------------------- */
+static void BT(mem_fill)(struct tctx *t, void **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i] = BT(get)(t, "memory");
+        memset(v[i], 0x5a, t->size);
+    }
+}
+
+static void BT(mem_free)(struct tctx *t, void **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        BT_FREE(t, v[i]);
+}
+
+/* ---- deferred: readers in sections, writers retire ---------------------- */
+#ifdef CT_HAS_DEFERRED
+static void BT(deferred)(struct tctx *t)
+{
+    struct defer_shared *d = t->r->aux;
+    uint64_t n = 0;
+    bench_wait_go(t);
+    do {
+        for (unsigned j = 0; j < BENCH_CHUNK / 8; j++) {
+            uint64_t *p = BT(get)(t, "deferred");
+            p[2] = DEFER_COOKIE;
+            p[3] = (uint64_t)(uintptr_t)p;
+            unsigned k = (unsigned)(bench_rand(&t->rng) % DEFER_SLOTS);
+            /* acq_rel: release publishes p's cookie to readers' acquire
+             * loads; acquire orders our retire after the previous owner's
+             * publication of old */
+            void *old = atomic_exchange_explicit(&d->slot[k], p, memory_order_acq_rel);
+            if (old)
+                BT(retire)(t, old);
+            for (unsigned r = 0; r < DEFER_READS; r++) {
+                BT(read_enter)(t);
+                unsigned s = (unsigned)(bench_rand(&t->rng) % DEFER_SLOTS);
+                /* acquire: pairs with the writer's acq_rel exchange */
+                uint64_t *q = atomic_load_explicit(&d->slot[s], memory_order_acquire);
+                if (q && (((volatile uint64_t *)q)[2] != DEFER_COOKIE ||
+                          ((volatile uint64_t *)q)[3] != (uint64_t)(uintptr_t)q))
+                    atomic_fetch_add_explicit(&d->bad, 1, memory_order_relaxed);
+                BT(read_leave)(t);
+            }
+        }
+        n += BENCH_CHUNK / 8;
+    } while (!bench_stopped(t, n));
+    t->ops = n;
+    /* acq_rel: the last thread out sees every other thread's retires */
+    if (atomic_fetch_add_explicit(&d->left, 1, memory_order_acq_rel) + 1 == t->r->threads) {
+        BT(sync)(t);
+        for (unsigned k = 0; k < DEFER_SLOTS; k++) {
+            void *p = atomic_exchange_explicit(&d->slot[k], NULL, memory_order_acq_rel);
+            if (p)
+                BT_FREE(t, p);
+        }
+        BT(sync)(t);
+    }
+}
+#define BT_DEFERRED BT(deferred)
+#else
+#define BT_DEFERRED NULL
+#endif
+
+/* ---- callgrind kernels: n allocs into v, n frees from v ------------------ */
+static __attribute__((noinline, used)) void BT(cg_alloc)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        v[i] = BT_ALLOC(t);
+}
+
+static __attribute__((noinline, used)) void BT(cg_free)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = n; i-- > 0;)
+        BT_FREE(t, v[i]);
+}
+
+/* Same kernels, a second copy, for the amortised (1000-object) count. */
+static __attribute__((noinline, used)) void BT(cg_balloc)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        v[i] = BT_ALLOC(t);
+}
+
+static __attribute__((noinline, used)) void BT(cg_bfree)(struct tctx *t, void **v, unsigned n)
+{
+    for (unsigned i = n; i-- > 0;)
+        BT_FREE(t, v[i]);
+}
+
+static const struct wl_set BT(wl) = {
+    .fn = {
+        [WL_PAIR] = BT(pair),
+        [WL_BATCH] = BT(batch),
+        [WL_BULK] = BT(bulk),
+        [WL_SPSC] = BT(spsc),
+        [WL_XMALLOC] = BT(xmalloc),
+        [WL_LARSON] = BT(larson),
+        [WL_DEFERRED] = BT_DEFERRED,
+    },
+    .cg_alloc = BT(cg_alloc),
+    .cg_free = BT(cg_free),
+    .prefix = BT_STR(CT),
+    .cg_balloc = BT(cg_balloc),
+    .cg_bfree = BT(cg_bfree),
+    .mem_fill = BT(mem_fill),
+    .mem_free = BT(mem_free),
+    .churn_gen = BT(churn_gen),
+    .churn_free_all = BT(churn_free_all),
+};
+
+#undef BT_DEFERRED
+#undef BT_PUT_BULK
+#undef BT_TOUCH
+#undef BT_FREE
+#undef BT_ALLOC
+#undef BT
+#undef BT_STR
+#undef BT_STR2
+#undef BT_CAT
+#undef BT_CAT2
+#undef CT_HAS_BULK
+#undef CT_HAS_DEFERRED
+#undef CT

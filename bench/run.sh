@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The README's main command: the thread-scaling benchmark (issue 6).
+#
+#   ./bench/run.sh [--quick|--full|--callgrind] [bench options...]
+#
+#   --quick      (default) every contender, 64 B objects, the workload set of
+#                quick mode (a few minutes on 2 cores), plus the callgrind
+#                instruction counts; table, CSV and plots in bench/out/
+#   --full       sizes 16/64/256/2048, every workload and parameter, threads
+#                1..64, 5 runs x 100 ms per point (about an hour on 2 cores)
+#   --callgrind  only the instruction counts per alloc and per free
+#
+# It installs what is missing (Debian packages, idempotent; run as root on a
+# fresh machine), builds with Bazel (`--config=opt`), and falls back to a
+# plain clang build if Bazel cannot build the benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=quick
+args=()
+for a in "$@"; do
+    case $a in
+        --quick) mode=quick ;;
+        --full) mode=full ;;
+        --callgrind) mode=callgrind ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) args+=("$a") ;;
+    esac
+done
+out=bench/out
+mkdir -p "$out"
+
+# ---- 1. packages ---------------------------------------------------------
+if [ -x tools/setup.sh ]; then
+    tools/setup.sh bench
+else
+    for p in bazel-bootstrap clang libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev \
+        libtbb-dev libdpdk-dev gnuplot-nox valgrind pkg-config libck-dev liburcu-dev; do
+        dpkg -s "$p" >/dev/null 2>&1 || {
+            [ -n "${updated:-}" ] || { apt-get update -qq; updated=1; }
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null
+        }
+    done
+fi
+
+# ---- 2. build --------------------------------------------------------------
+bin=
+log=$out/build.log
+: >"$log"
+if command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench >>"$log" 2>&1; then
+    bin=bazel-bin/bench/bench
+elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench_peers_only >>"$log" 2>&1; then
+    bin=bazel-bin/bench/bench_peers_only
+    echo "run.sh: magpool does not build yet (see $log): running the peers only" >&2
+else
+    echo "run.sh: Bazel build failed (see $log); building with plain clang" >&2
+    o=$out/obj
+    mkdir -p "$o"
+    cf="-std=c11 -Wall -Wextra -D_GNU_SOURCE -O2 -gdwarf-4 -fno-omit-frame-pointer -Iinclude"
+    dp="-march=corei7 -I/usr/include/dpdk -I/usr/include/x86_64-linux-gnu/dpdk -include rte_config.h"
+    libs="-Wl,--no-as-needed -lc -ljemalloc -ltcmalloc_minimal -lmimalloc -ltbbmalloc \
+        -lrte_mempool_ring -lrte_mempool -lrte_ring -lrte_eal -lrte_kvargs -lrte_telemetry \
+        -lck -lurcu-memb -lurcu-common -lpthread -ldl"
+    clang $cf -c bench/peers.c -o "$o/peers.o"
+    clang $cf $dp -c bench/peer_dpdk.c -o "$o/peer_dpdk.o"
+    mp_ok=1
+    for f in src/*.c; do
+        clang $cf -fvisibility=hidden -Isrc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
+    done
+    if [ -n "$mp_ok" ] && clang $cf -c bench/peer_magpool.c -o "$o/peer_magpool.o" >>"$log" 2>&1 &&
+        clang $cf -c bench/bench.c -o "$o/bench.o" &&
+        clang -o "$o/bench" "$o/bench.o" "$o/peers.o" "$o/peer_dpdk.o" "$o/peer_magpool.o" \
+            "$o"/mp_*.o $libs >>"$log" 2>&1; then
+        bin=$o/bench
+    else
+        echo "run.sh: magpool does not build yet: running the peers only" >&2
+        clang $cf -DBENCH_NO_MAGPOOL -c bench/bench.c -o "$o/bench_peers.o"
+        clang -o "$o/bench_peers" "$o/bench_peers.o" "$o/peers.o" "$o/peer_dpdk.o" $libs
+        bin=$o/bench_peers
+    fi
+fi
+echo "run.sh: binary $bin" >&2
+
+# ---- 3. callgrind: instructions per alloc and per free -----------------------
+# The worker runs each contender's kernels (<prefix>_cg_alloc/_cg_free: 16
+# objects, the fast path; _cg_balloc/_cg_bfree: 1000 objects, amortised) a
+# fixed number of times; collection is on only inside those kernels, so each
+# kernel's inclusive count / ops = instructions per operation, loop included.
+run_callgrind() {
+    command -v valgrind >/dev/null || { echo "run.sh: valgrind missing" >&2; return 1; }
+    rm -f "$out"/callgrind.out*
+    valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" --collect-atstart=no \
+        --toggle-collect='*_cg_*' "$bin" --cg-worker >"$out/cgops.txt" 2>"$out/callgrind.log"
+    callgrind_annotate --inclusive=yes --threshold=100 "$out/callgrind.out" >"$out/callgrind.txt" 2>/dev/null
+    awk '
+        FNR == NR { if ($1 == "cgops") { name[$3] = $2; fast[$3] = $4; wide[$3] = $5 } next }
+        /_cg_(b?alloc|b?free) / || /_cg_(b?alloc|b?free)$/ {
+            ir = $1; gsub(",", "", ir)
+            fn = $0; sub(/.*:/, "", fn); sub(/ .*/, "", fn)
+            n = split(fn, parts, "_cg_"); pre = parts[1]; op = parts[2]
+            if (!(pre in name)) next
+            if (op == "alloc")  printf "%s,alloc,%.1f\n", name[pre], ir / fast[pre]
+            if (op == "free")   printf "%s,free,%.1f\n", name[pre], ir / fast[pre]
+            if (op == "balloc") printf "%s,alloc1000,%.1f\n", name[pre], ir / wide[pre]
+            if (op == "bfree")  printf "%s,free1000,%.1f\n", name[pre], ir / wide[pre]
+        }' "$out/cgops.txt" "$out/callgrind.txt" | sort >"$out/callgrind.csv"
+    echo
+    echo "== callgrind: instructions per operation, 64 B, single thread (loop overhead included) =="
+    awk -F, '{ v[$1 "," $2] = $3; c[$1] = 1 }
+        END {
+            printf "%-20s %10s %10s %16s %16s\n", "contender", "alloc", "free", "alloc (1000)", "free (1000)"
+            for (k in c) printf "%-20s %10s %10s %16s %16s\n", k, v[k ",alloc"], v[k ",free"], v[k ",alloc1000"], v[k ",free1000"]
+        }' "$out/callgrind.csv" | (read -r h; echo "$h"; sort)
+    echo "(fast path: 16 objects allocated then freed, served by the thread's cache;"
+    echo " 1000: allocated then freed in batches of 1000, amortising refills)"
+}
+
+if [ "$mode" = callgrind ]; then
+    run_callgrind | tee "$out/callgrind_table.txt"
+    exit 0
+fi
+
+cg_args=()
+if run_callgrind >"$out/callgrind_table.txt" 2>&1; then
+    cg_args=(--cg-csv "$out/callgrind.csv")
+else
+    echo "run.sh: callgrind step failed (see $out/callgrind.log)" >&2
+fi
+
+# ---- 4. run, then plot ---------------------------------------------------------
+"$bin" "--$mode" --out "$out" "${cg_args[@]}" "${args[@]}" | tee "$out/run.txt"
+cat "$out/callgrind_table.txt"
+bench/plot.sh "$out"

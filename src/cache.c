@@ -1,0 +1,419 @@
+/*
+ * magpool core: caches, and the design statement of the whole engine.
+ *
+ * ==========================================================================
+ * DESIGN STATEMENT
+ * ==========================================================================
+ *
+ * GOALS.  Fixed-size, constructed objects at the cost of a thread-local array
+ * pop/push in the common case (Bonwick & Adams, "Magazines and Vmem", USENIX
+ * 2001), lock-free where the paper takes a lock (the depot), safe under every
+ * interleaving, visible to ThreadSanitizer (C11 atomics only, no stand-alone
+ * fences), with no thread registration, and memory that goes back to the
+ * system.  Deferred frees on epochs (Fraser, "Practical lock-freedom", 2004,
+ * via Concurrency Kit's ck_epoch) or on the application's liburcu flavour.
+ * NON-GOALS: variable-size allocation (front ends map sizes to caches), NUMA
+ * placement, per-CPU (rather than per-thread) magazines, a background thread.
+ *
+ * LAYERS AND HOW AN OBJECT TRAVELS (each layer calls only the one below)
+ *   magpool_alloc/free      magazine.c  per-thread loaded/prev magazines
+ *        |  miss                        (tcache, one cache line per cache)
+ *   depot                   depot.c     lock-free stacks of full/empty mags
+ *        |  miss
+ *   slab layer              slab.c      constructs objects, tracks slabs
+ *        |
+ *   page layer              page.c      buddy blocks in an mmap'd arena
+ * Alloc: loaded mag -> swap with a full prev -> exchange the empty prev for a
+ * full depot magazine -> fill the loaded magazine from the slab layer (one
+ * lock trip for up to a magazine of objects).  Free mirrors it: loaded ->
+ * swap with an empty prev -> push the full prev to the depot and take an
+ * empty one (depot, else mp_mag_alloc) -> the slab layer.  Reaping moves
+ * unused depot magazines back to slabs and empty slabs back to the system.
+ * Deferred frees go to a per-thread batch that, sealed, waits a grace period
+ * and then becomes a full depot magazine.  Per-thread state: thread.c;
+ * reaping and magazine sizing: reap.c; statistics: stats.c.
+ *
+ * OBJECT STATES (each constructed object is in exactly one):
+ *   IN_SLAB -> (mp_slab_alloc) IN_MAGAZINE (a thread's loaded/prev)
+ *   IN_MAGAZINE <-> IN_USE (fast paths)       IN_MAGAZINE <-> IN_DEPOT
+ *   IN_USE -> (free_deferred) DEFERRED -> (grace period) IN_DEPOT
+ *   IN_MAGAZINE / IN_DEPOT -> (reap, shrink, zombie) IN_SLAB
+ *   IN_SLAB -> (slab teardown, dtor) destroyed.
+ *
+ * INVARIANTS (per cache; exact at quiescence, checked by the tests):
+ *   (I1) in_slabs + in_magazines + in_depot + deferred + in_use == constructed
+ *   (I2) in_use == sum(allocs) - sum(frees) over live threads + folded totals
+ *   (I3) tcache[id] of a thread is all zero  <=>  the thread is not a holder
+ *        of cache id  (holder <=> tc_loaded != NULL); tcache[0] is always
+ *        zero, so fast_id == 0 always misses.
+ *   (I4) c_holders == number of threads that are holders of c.
+ *   (I5) a cache is finalised (id freed, struct retired) only when destroyed
+ *        and c_holders == 0 and in_use == 0 and c_deferred_sealed == 0; so an
+ *        id is never reused while any tcache[id] holds a magazine (I3, I4).
+ *   (I6) a magazine is in exactly one place: a tcache (loaded, prev or
+ *        deferred), a depot stack, a sealed batch awaiting its grace period,
+ *        or in transit in exactly one thread's slow path.
+ *
+ * SHARED FIELDS (who writes / who reads / ordering)
+ *   tc_rounds, tc_prev_rounds, tc_def_rounds, tc_allocs, tc_net
+ *       owner thread (relaxed store; counters by load+store, never RMW) /
+ *       stats and mp_cache_live under mp_threads_lock (relaxed loads: at
+ *       quiescence exact, otherwise a snapshot).
+ *   tc_objs, tc_cap, tc_loaded, tc_prev, tc_deferred, magazine contents
+ *       owner thread only.
+ *   c_fast_id   create (before the handle is published by the caller) and
+ *       destroy (store 0) / every fast path, relaxed: destroy is ordered
+ *       after the cache's other uses by the caller (synchronization table),
+ *       and a stale non-zero value can only be seen by a thread holding
+ *       magazines for c, which keeps c alive (I5) until it flushes.
+ *   c_destroyed written under mp_registry_lock; read relaxed as a hint in
+ *       slow paths; decisions (hold, zombie free, finalise) re-read it under
+ *       the lock.
+ *   mp_destroy_gen  destroy (release increment) / slow paths (acquire load):
+ *       a thread that sees the new generation sees c_destroyed and flushes
+ *       its tcaches of zombies.
+ *   mp_caches[id]  create (release store, publishes the struct) and
+ *       finalise (store NULL) under mp_registry_lock / foreach, thread
+ *       flushes (acquire loads; structs freed only after a grace period).
+ *   c_holders, c_finalized, zombie list: under mp_registry_lock.
+ *   c_allocs, c_frees, c_deferred_sealed, c_reaps, ...: atomic adds on slow
+ *       paths; c_frees adds are release and live sums acquire, so a
+ *       finaliser that sees the last free sees its slab free.
+ *   depot heads and counters: depot.c (its design comment).
+ *   c_mag_size: relaxed (a sizing hint; magazines carry their own cap).
+ *
+ * WHY THE DEPOT HAS NO ABA: depot.c.  Its stack heads are (tag << 32 | index)
+ * in one 64-bit word; every pop bumps the tag, so a head popped and pushed
+ * back never compares equal, and magazine memory is reused only after a grace
+ * period (pops run inside a read-side section).
+ *
+ * RECLAMATION: reclaim.c holds the proof (epochs after Fraser 2004 /
+ * ck_epoch; liburcu for the application's flavour).  The core retires
+ * through it: magazines (mp_mag_free), deferred batches (one mp_retire per
+ * magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
+ * (foreach and magpool_cache_of readers run in read-side sections).  Grace
+ * periods advance without a dedicated thread: slow paths poll (every 16th).
+ *
+ * THREAD EXIT (thread.c): a pthread key destructor flushes every cache the
+ * thread holds (loaded/prev to the depot, deferred batch sealed, counters
+ * folded under mp_threads_lock), then mp_reclaim_thread_exit, then unlinks
+ * and frees the state.  magpool_thread_flush does the same without exiting.
+ *
+ * DESTROY AND ZOMBIES: destroy marks the cache (fast_id = 0, c_destroyed,
+ * mp_destroy_gen++), flushes the caller's tcache, drains the depot into the
+ * slab layer and reaps empty slabs.  If nothing is live and no other thread
+ * holds magazines, the cache is finalised now; else it stays on the zombie
+ * list and destroy returns the live count.  Holders notice at their next
+ * slow path (generation) or exit and flush to the slab layer; frees into a
+ * zombie take the slow path (fast_id 0) and go straight to the slab layer;
+ * the last one out finalises (I5).  Finalisation drains the depot once more,
+ * deletes the slab cache and retires the struct after a grace period.
+ *
+ * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
+ * 1,3,7,15,31,47,63,95,143 as kmem, start 15 for objects <= 256 B, grow on
+ * depot contention, shrink on memory pressure or shrink); max_objects;
+ * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
+ * MAGPOOL_FAULT_PPM in the environment.
+ *
+ * OBSERVABILITY: magpool_cache_stats (stats.c) sums per-thread counters at
+ * read time: no shared counter is touched on a fast path.  Every tunable has
+ * a statistic (mag_size, mag_resizes, reaps, max_objects, ...).
+ *
+ * DEBUG CACHES: fast_id 0, so every call takes the slow path, which uses the
+ * thread's magazines (under the real id) AFTER the debug.c checks: a freed
+ * object is verified, poisoned, then cached; an allocated object is taken
+ * from a magazine, then verified.  Objects are initialised for debug.c by
+ * wrapping the constructor, which the slab layer runs exactly once per
+ * object construction.
+ * ==========================================================================
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_impl.h"
+#include "core.h"
+#include "debug.h"
+#include "page.h"
+
+pthread_mutex_t mp_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+_Atomic(struct magpool_cache *) mp_caches[MAGPOOL_MAX_CACHES];
+_Atomic uint64_t mp_destroy_gen;
+
+/* Under mp_registry_lock: free ids (a stack), the next never-used id, zombies. */
+static unsigned mp_free_ids[MAGPOOL_MAX_CACHES];
+static unsigned mp_nfree_ids;
+static unsigned mp_next_id = 1; /* id 0 is never given to a cache */
+static struct magpool_cache *mp_zombies;
+
+/* ---- create ---------------------------------------------------------------- */
+
+/* Debug caches: the slab layer runs this once per construction. */
+static void mp_ctor_debug(void *obj, void *arg)
+{
+    struct magpool_cache *c = arg;
+    if (c->c_ctor)
+        c->c_ctor(obj, c->c_arg);
+    mp_debug_init_object(c, obj);
+}
+
+static bool mp_config_ok(const struct magpool_config *cfg)
+{
+    if (cfg == NULL || cfg->size == 0 || cfg->size > MAGPOOL_MAX_OBJECT_SIZE)
+        return false;
+    if (cfg->align != 0 && ((cfg->align & (cfg->align - 1)) != 0 || cfg->align > 4096))
+        return false;
+    if (cfg->mag_max > MAGPOOL_MAG_MAX)
+        return false;
+    unsigned lo = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
+    unsigned hi = cfg->mag_max ? cfg->mag_max : 143;
+    return lo <= hi;
+}
+
+magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
+{
+    if (!mp_config_ok(cfg)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct magpool_cache *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
+    if (c == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(c, 0, sizeof *c);
+    snprintf(c->c_name, sizeof c->c_name, "%s", cfg->name ? cfg->name : "anonymous");
+    c->c_size = cfg->size;
+    c->c_flags = cfg->flags | mp_debug_env_flags();
+    c->c_debug = (c->c_flags & MP_DEBUG_FLAGS) != 0 || mp_under_memcheck();
+    c->c_align = cfg->align ? cfg->align : (cfg->size >= 16 ? 16 : 8);
+    c->c_max_objects = cfg->max_objects;
+    c->c_ctor = cfg->ctor;
+    c->c_arg = cfg->arg;
+    c->c_priv = priv;
+    c->c_domain = cfg->domain ? cfg->domain : mp_domain_default();
+    c->c_mag_min = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
+    c->c_mag_max = cfg->mag_max ? cfg->mag_max : 143;
+    atomic_init(&c->c_mag_size, mp_mag_initial(cfg->size, c->c_mag_min, c->c_mag_max));
+    mp_depot_init(&c->c_depot);
+
+    struct mp_slab_params p = {
+        .size = cfg->size,
+        .align = c->c_align,
+        .extra = c->c_debug ? mp_debug_extra(c->c_flags, cfg->size) : 0,
+        .flags = c->c_flags,
+        .ctor = c->c_debug ? mp_ctor_debug : cfg->ctor,
+        .dtor = cfg->dtor,
+        .arg = c->c_debug ? (void *)c : cfg->arg,
+        .owner = c,
+        .max_objects = cfg->max_objects,
+    };
+    c->c_slab = mp_slab_cache_new(&p);
+    if (c->c_slab == NULL) {
+        free(c);
+        return NULL;
+    }
+
+    pthread_mutex_lock(&mp_registry_lock);
+    unsigned id = 0;
+    if (mp_nfree_ids > 0)
+        id = mp_free_ids[--mp_nfree_ids];
+    else if (mp_next_id < MAGPOOL_MAX_CACHES)
+        id = mp_next_id++;
+    if (id != 0) {
+        c->c_id = id;
+        atomic_init(&c->c_fast_id, c->c_debug ? 0 : id);
+        /* Release: publishes the initialised struct to foreach / flush
+         * readers (acquire loads).  Weakened, a reader could see a
+         * half-initialised cache. */
+        atomic_store_explicit(&mp_caches[id], c, memory_order_release);
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (id == 0) {
+        mp_slab_cache_delete(c->c_slab);
+        free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return c;
+}
+
+MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg)
+{
+    return mp_cache_create_priv(cfg, NULL);
+}
+
+/* ---- destroy, zombies, finalisation ---------------------------------------- */
+
+static void mp_cache_free_struct(struct mp_retire_node *node)
+{
+    struct magpool_cache *c =
+        (struct magpool_cache *)((char *)node - offsetof(struct magpool_cache, c_free_node));
+    free(c);
+}
+
+bool mp_cache_maybe_finalize(struct magpool_cache *c)
+{
+    if (!atomic_load_explicit(&c->c_destroyed, memory_order_relaxed) || c->c_finalized ||
+        c->c_holders != 0 ||
+        atomic_load_explicit(&c->c_deferred_sealed, memory_order_acquire) != 0 ||
+        mp_cache_live(c) != 0)
+        return false;
+    c->c_finalized = true;
+    for (struct magpool_cache **pp = &mp_zombies; *pp; pp = &(*pp)->c_znext) {
+        if (*pp == c) {
+            *pp = c->c_znext;
+            break;
+        }
+    }
+    atomic_store_explicit(&mp_caches[c->c_id], NULL, memory_order_relaxed);
+    /* No thread holds magazines for c (I5): the id can go back now. */
+    mp_free_ids[mp_nfree_ids++] = c->c_id;
+    return true;
+}
+
+/* Typesafe caches: after a grace period of the cache's domain, the slabs go
+ * back, then the struct waits a grace period of the default domain. */
+static void mp_cache_release_typesafe(struct mp_retire_node *node)
+{
+    struct magpool_cache *c =
+        (struct magpool_cache *)((char *)node - offsetof(struct magpool_cache, c_slab_node));
+    mp_slab_cache_delete(c->c_slab);
+    mp_retire(mp_domain_default(), &c->c_free_node, mp_cache_free_struct);
+}
+
+/* Finalise a cache that mp_cache_maybe_finalize unregistered (no lock held). */
+void mp_cache_release(struct magpool_cache *c)
+{
+    mp_depot_drain(c); /* magazines pushed by flushes that raced with destroy */
+    if (c->c_flags & MAGPOOL_TYPESAFE) {
+        mp_retire(c->c_domain, &c->c_slab_node, mp_cache_release_typesafe);
+        return;
+    }
+    mp_slab_cache_delete(c->c_slab);
+    mp_retire(mp_domain_default(), &c->c_free_node, mp_cache_free_struct);
+}
+
+void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n)
+{
+    pthread_mutex_lock(&mp_registry_lock);
+    mp_slab_free(c->c_slab, objs, n);
+    atomic_fetch_add_explicit(&c->c_frees, n, memory_order_relaxed); /* under the lock */
+    bool fin = mp_cache_maybe_finalize(c);
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (fin)
+        mp_cache_release(c);
+}
+
+MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
+{
+    if (c == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&mp_registry_lock);
+    bool was = atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    if (!was) {
+        atomic_store_explicit(&c->c_destroyed, true, memory_order_relaxed);
+        /* Relaxed: the caller orders destroy after its own uses of c; other
+         * threads' stale fast_id is covered by (I5), see the statement. */
+        atomic_store_explicit(&c->c_fast_id, 0, memory_order_relaxed);
+        /* Release: pairs with the acquire load in mp_thread_housekeeping; a
+         * thread that sees the new generation sees c_destroyed.  Weakened,
+         * it might skip flushing and keep the zombie alive until it exits. */
+        atomic_fetch_add_explicit(&mp_destroy_gen, 1, memory_order_release);
+        c->c_holders++; /* destroy itself holds c until it is done with it */
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (was) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct mp_thread *t = mp_thread_self();
+    if (t != NULL)
+        mp_tc_flush(t, c);
+    mp_depot_drain(c);
+    mp_slab_reap_cache(c);
+
+    pthread_mutex_lock(&mp_registry_lock);
+    long live = mp_cache_live(c);
+    c->c_holders--;
+    bool fin = mp_cache_maybe_finalize(c);
+    if (!fin) {
+        c->c_znext = mp_zombies;
+        mp_zombies = c;
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (fin)
+        mp_cache_release(c);
+    return live;
+}
+
+/* ---- lookup and iteration ------------------------------------------------- */
+
+magpool_cache_t *mp_obj_check(const void *obj, magpool_cache_t *expected, int *why)
+{
+    int w = MP_OBJ_FOREIGN;
+    struct magpool_cache *c = obj ? mp_slab_owner(obj, &w) : NULL;
+    if (c != NULL)
+        w = (expected != NULL && c != expected) ? MP_OBJ_WRONG_CACHE : MP_OBJ_OK;
+    if (why != NULL)
+        *why = w;
+    return c;
+}
+
+MAGPOOL_API magpool_cache_t *magpool_cache_of(const void *obj)
+{
+    int why;
+    magpool_cache_t *c = mp_obj_check(obj, NULL, &why);
+    if (c == NULL)
+        errno = EINVAL;
+    return c;
+}
+
+MAGPOOL_API int magpool_cache_foreach(int (*fn)(magpool_cache_t *c, void *arg), void *arg)
+{
+    if (fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    int r = 0;
+    /* Cache structs are freed only after a grace period of the default
+     * domain, so the pointers loaded here stay valid inside the section. */
+    magpool_domain_t *d = mp_domain_default();
+    mp_domain_enter(d);
+    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES && r == 0; id++) {
+        /* Acquire: pairs with the release store at create. */
+        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+        if (c != NULL && !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed))
+            r = fn(c, arg);
+    }
+    mp_domain_leave(d);
+    return r;
+}
+
+MAGPOOL_API const char *magpool_cache_name(const magpool_cache_t *c)
+{
+    return c ? c->c_name : NULL;
+}
+
+MAGPOOL_API size_t magpool_cache_object_size(const magpool_cache_t *c)
+{
+    return c ? c->c_size : 0;
+}
+
+void *mp_cache_priv(const magpool_cache_t *c)
+{
+    return c ? c->c_priv : NULL;
+}
+
+magpool_domain_t *mp_cache_domain(const magpool_cache_t *c)
+{
+    return c ? c->c_domain : mp_domain_default();
+}
+
+MAGPOOL_API void magpool_fault_inject(unsigned ppm)
+{
+    mp_page_fault_inject(ppm);
+}

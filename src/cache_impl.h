@@ -1,0 +1,175 @@
+/*
+ * Internal structures of the core (owner: src/cache.c and friends).  The
+ * design statement is at the top of src/cache.c; this header only lays the
+ * structs out and names the cross-file functions.
+ *
+ * LOCK ORDER: mp_registry_lock, then mp_threads_lock, then a slab cache's
+ * own lock (inside slab.c).  Neither core lock is ever held on a fast path.
+ */
+#ifndef MP_CACHE_IMPL_H
+#define MP_CACHE_IMPL_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "depot.h"
+#include "magpool/magpool.h"
+#include "reclaim.h"
+#include "sanitize.h"
+#include "slab.h"
+
+/* ---- atomics: every access says its order in its name ------------------- */
+static inline uint32_t mp_load_relaxed32(_Atomic uint32_t *p)
+{
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+static inline void mp_store_relaxed32(_Atomic uint32_t *p, uint32_t v)
+{
+    atomic_store_explicit(p, v, memory_order_relaxed);
+}
+static inline uint64_t mp_load_relaxed64(_Atomic uint64_t *p)
+{
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+static inline void mp_store_relaxed64(_Atomic uint64_t *p, uint64_t v)
+{
+    atomic_store_explicit(p, v, memory_order_relaxed);
+}
+/* Single-writer counter bump: a relaxed load and store, never an RMW.  Only
+ * the owner thread writes the counter; readers sum it with relaxed loads. */
+static inline void mp_owner_add64(_Atomic uint64_t *p, uint64_t v)
+{
+    mp_store_relaxed64(p, mp_load_relaxed64(p) + v);
+}
+/* Objects crossing the boundary of a thread's loaded/prev magazines. */
+#define mp_tc_flow(tc, delta) mp_owner_add64(&(tc)->tc_net, (uint64_t)(int64_t)(delta))
+/* Shared statistics counter (slow paths only). */
+static inline void mp_add_relaxed64(_Atomic uint64_t *p, uint64_t v)
+{
+    atomic_fetch_add_explicit(p, v, memory_order_relaxed);
+}
+
+/* ---- per-thread, per-cache magazine state: one cache line ---------------- *
+ * Written only by its owner thread.  Stats readers (under mp_threads_lock)
+ * read rounds, prev_rounds, def_rounds, allocs and frees with relaxed loads.
+ * A thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
+ * so both fast paths miss (rounds == 0, rounds == cap == 0). */
+struct mp_tcache {
+    _Atomic uint32_t tc_rounds;      /* rounds in the loaded magazine (authoritative while loaded) */
+    uint32_t tc_cap;                 /* loaded->cap, 0 when nothing is loaded */
+    void **tc_objs;                  /* loaded->objs; objs[-1] is the magazine's NULL guard */
+    struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
+    struct mp_mag *tc_prev;          /* previous magazine (prev->rounds authoritative) */
+    _Atomic uint32_t tc_prev_rounds; /* mirror of prev->rounds for stats readers */
+    _Atomic uint32_t tc_def_rounds;  /* objects in tc_deferred */
+    _Atomic uint64_t tc_allocs;      /* allocations by this thread (fast path counts) */
+    _Atomic uint64_t tc_net;         /* objects that entered this thread's loaded/prev
+                                      * magazines from outside (depot, slab) minus those
+                                      * that left them (depot, slab, deferred batch),
+                                      * mod 2^64.  Slow paths only.  Since every free
+                                      * adds a round and every alloc removes one,
+                                      *   frees = allocs - net + rounds + prev_rounds,
+                                      * so the free fast path counts nothing.  Both are
+                                      * folded into the cache when the thread stops
+                                      * holding it. */
+    struct mp_mag *tc_deferred;      /* deferred-free batch being filled */
+};
+_Static_assert(sizeof(struct mp_tcache) == 64, "struct mp_tcache is one cache line");
+
+#define MP_HELD_WORDS (MAGPOOL_MAX_CACHES / 64)
+
+struct mp_thread {
+    struct mp_tcache *th_tc;           /* MAGPOOL_MAX_CACHES entries, mmap NORESERVE */
+    struct mp_thread *th_next, *th_prevt; /* global thread list (mp_threads_lock) */
+    uint64_t th_held[MP_HELD_WORDS];   /* bit id set <=> holder of cache id (owner only) */
+    uint64_t th_seen_gen;              /* mp_destroy_gen when last checked */
+    uint32_t th_slow;                  /* slow paths taken (housekeeping rate limit) */
+};
+
+/* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
+struct magpool_cache {
+    /* fast path (read by every alloc/free) */
+    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / destroyed caches */
+    unsigned c_id;                     /* 1 .. MAGPOOL_MAX_CACHES-1, fixed */
+    size_t c_size;                     /* object size asked for */
+
+    /* configuration (immutable after create) */
+    char c_name[64];
+    unsigned c_flags;                  /* cfg flags | MAGPOOL_DEBUG env flags */
+    bool c_debug;                      /* debug hooks on every alloc/free */
+    size_t c_align, c_max_objects;
+    void (*c_ctor)(void *, void *);
+    void *c_arg;
+    void *c_priv;                      /* front-end pointer (mp_cache_priv) */
+    magpool_domain_t *c_domain;        /* deferred frees and TYPESAFE pages */
+    unsigned c_mag_min, c_mag_max;
+
+    /* magazine layer */
+    _Atomic unsigned c_mag_size;       /* size of new magazines (relaxed: a hint) */
+    _Atomic uint64_t c_mag_resizes;
+
+    /* depot and slab layers */
+    struct mp_depot c_depot;
+    struct mp_slab_cache *c_slab;
+
+    /* counters folded from threads that stopped holding the cache, and the
+     * slow paths that served a non-holder */
+    _Atomic uint64_t c_allocs, c_frees;
+    _Atomic uint64_t c_deferred_sealed;  /* objects in sealed deferred batches */
+    _Atomic uint64_t c_reaps, c_alloc_failures;
+
+    /* reaping (reap.c) */
+    _Atomic uint64_t c_last_reap_ms;
+    _Atomic uint64_t c_last_contention;
+
+    /* lifecycle: under mp_registry_lock (c_destroyed also read relaxed as a hint) */
+    _Atomic bool c_destroyed;
+    bool c_finalized;
+    unsigned c_holders;                /* threads with magazines for this cache */
+    struct magpool_cache *c_znext;     /* zombie list */
+    struct mp_retire_node c_free_node; /* frees the struct after a grace period */
+    struct mp_retire_node c_slab_node; /* TYPESAFE: slabs go after a grace period */
+};
+
+/* ---- shared state (cache.c / thread.c) ------------------------------------ */
+extern pthread_mutex_t mp_registry_lock;
+extern pthread_mutex_t mp_threads_lock;
+extern struct mp_thread *mp_threads;             /* under mp_threads_lock */
+extern _Atomic(struct magpool_cache *) mp_caches[MAGPOOL_MAX_CACHES];
+extern _Atomic uint64_t mp_destroy_gen;
+extern __thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec")));
+
+#define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
+#define MP_COLD __attribute__((noinline, cold))
+
+/* cache.c */
+/* Registry lock held: if c is a zombie with nothing left (no holder, no live
+ * object, no sealed deferred batch), unregister it and return true; the
+ * caller then calls mp_cache_release(c) after dropping the lock. */
+bool mp_cache_maybe_finalize(struct magpool_cache *c);
+void mp_cache_release(struct magpool_cache *c);
+void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n); /* takes the lock */
+
+/* thread.c */
+struct mp_thread *mp_thread_get(bool nowait);   /* NULL: no state and nowait / ENOMEM */
+bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags);
+void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c);
+void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c);
+struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no state */
+
+/* magazine.c */
+void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev);
+void mp_tc_save(struct mp_tcache *tc);
+void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
+void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
+
+/* reap.c */
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
+size_t mp_depot_drain(struct magpool_cache *c);
+void mp_reap_tick(struct magpool_cache *c);
+void mp_mag_resize(struct magpool_cache *c, int dir);
+unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi);
+size_t mp_slab_reap_cache(struct magpool_cache *c);
+#endif

@@ -1,0 +1,186 @@
+/*
+ * kmalloc family over kmem_cache size classes and page spans.
+ *
+ * What this layer guarantees
+ *  - Sizes 1..8192 are served by thirteen kmem caches "kmalloc-<n>" (8, 16,
+ *    32, 64, 96, 128, 192, 256, 512, 1k, 2k, 4k, 8k), all created together on
+ *    first use (pthread_once).  Power-of-two classes ask the core for
+ *    align = size (capped at 4096, the core's largest alignment); 96 and 192
+ *    for 16.  Class lookup: a table for <= 192 bytes, a bit scan above.
+ *  - Larger sizes are page spans (mp_span_alloc): page aligned, and aligned
+ *    to their size when it is a power of two up to 4 MiB (spans that fit a
+ *    buddy block are such a block).  Every page of a span carries the owner
+ *    tag &large_tag in the page map, which no slab uses, so kfree/ksize tell
+ *    spans from slab objects with one lookup (mp_page_owner).
+ *  - kfree of a slab object validates it (foreign / misaligned / not a kmem
+ *    object) through mp_kmem_owner and frees it to its own cache, which may
+ *    be any kmem_cache (Linux >= 6.4 allows that too).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+#include "debug.h"
+#include "kmem_internal.h"
+#include "page.h"
+
+#define NCLASSES 13
+static const unsigned class_size[NCLASSES] = {8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192};
+/* (size - 1) / 8 -> class, for sizes 1..192 */
+static const uint8_t small_class[24] = {0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4,
+                                        5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6};
+static struct kmem_cache *classes[NCLASSES];
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+static bool classes_ok;
+static const char large_tag = 'L'; /* page-map owner of kmalloc spans */
+
+static void classes_init(void)
+{
+    for (int i = 0; i < NCLASSES; i++) {
+        char name[32];
+        unsigned sz = class_size[i];
+        unsigned align = (sz & (sz - 1)) == 0 ? (sz < 4096 ? sz : 4096) : 16;
+        snprintf(name, sizeof name, "kmalloc-%u%s", sz >= 1024 ? sz / 1024 : sz, sz >= 1024 ? "k" : "");
+        classes[i] = kmem_cache_create(name, sz, align, 0, NULL);
+        if (classes[i] == NULL)
+            return; /* classes_ok stays false: every kmalloc fails with ENOMEM */
+    }
+    classes_ok = true;
+}
+
+static inline unsigned size_to_class(size_t size)
+{
+    if (size <= 192)
+        return small_class[(size - 1) >> 3];
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - 1; /* ceil log2 - 1 */
+}
+
+static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
+{
+    if (size > SIZE_MAX - (MP_PAGE_SIZE - 1)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t npages = (size + MP_PAGE_SIZE - 1) >> MP_PAGE_SHIFT;
+    unsigned aflags = mp_gfp_to_aflags(gfp);
+    void *p;
+    for (;;) {
+        p = mp_span_alloc(npages, aflags & MAGPOOL_NOWAIT);
+        if (p != NULL || !(aflags & MAGPOOL_NOFAIL) || errno == EINVAL)
+            break;
+        magpool_reap(); /* __GFP_NOFAIL: give memory back and retry */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (p == NULL) {
+        if (errno == EINVAL) /* npages beyond what a span can describe */
+            errno = ENOMEM;
+        return NULL;
+    }
+    mp_page_set_owner(p, npages, (void *)&large_tag);
+    if (aflags & MAGPOOL_ZERO)
+        memset(p, 0, size);
+    return p;
+}
+
+void *kmalloc(size_t size, gfp_t gfp)
+{
+    if (size == 0)
+        return ZERO_SIZE_PTR;
+    if (size > KMALLOC_MAX_CACHE_SIZE)
+        return kmalloc_large(size, gfp);
+    pthread_once(&classes_once, classes_init);
+    if (!classes_ok) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return kmem_cache_alloc(classes[size_to_class(size)], gfp);
+}
+
+void *kzalloc(size_t size, gfp_t gfp)
+{
+    return kmalloc(size, gfp | __GFP_ZERO);
+}
+
+void *kcalloc(size_t n, size_t size, gfp_t gfp)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return kmalloc(bytes, gfp | __GFP_ZERO);
+}
+
+static inline bool is_large(const void *p)
+{
+    return mp_page_owner(p) == (const void *)&large_tag;
+}
+
+static __attribute__((noinline, cold)) void large_misaligned(const void *p, const char *op)
+{
+    char detail[64];
+    snprintf(detail, sizeof detail, "(%s: inside a large kmalloc)", op);
+    mp_report("kmalloc-large", p, "misaligned pointer", detail,
+              (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
+void kfree(const void *p)
+{
+    if (ZERO_OR_NULL_PTR(p))
+        return;
+    if (is_large(p)) {
+        size_t npages = mp_span_pages(p);
+        if (npages == 0) {
+            large_misaligned(p, "kfree");
+            return;
+        }
+        mp_page_set_owner((void *)p, npages, NULL);
+        mp_span_free((void *)p);
+        return;
+    }
+    struct kmem_cache *s = mp_kmem_owner(p, "kfree");
+    if (s != NULL)
+        magpool_free(s->c, (void *)p);
+}
+
+size_t ksize(const void *p)
+{
+    if (ZERO_OR_NULL_PTR(p))
+        return 0;
+    if (is_large(p)) {
+        size_t npages = mp_span_pages(p);
+        if (npages == 0)
+            large_misaligned(p, "ksize");
+        return npages << MP_PAGE_SHIFT;
+    }
+    struct kmem_cache *s = mp_kmem_owner(p, "ksize");
+    return s != NULL ? s->size : 0;
+}
+
+void *krealloc(const void *p, size_t new_size, gfp_t gfp)
+{
+    if (ZERO_OR_NULL_PTR(p))
+        return kmalloc(new_size, gfp);
+    if (new_size == 0) {
+        kfree(p);
+        return ZERO_SIZE_PTR;
+    }
+    size_t old = ksize(p);
+    if (old == 0) /* misuse diagnosed (continue mode): leave p alone */
+        return NULL;
+    if (old >= new_size)
+        return (void *)p;
+    void *q = kmalloc(new_size, gfp & ~(gfp_t)__GFP_ZERO);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old);
+    if (gfp & __GFP_ZERO)
+        memset((char *)q + old, 0, new_size - old);
+    kfree(p);
+    return q;
+}

@@ -1,0 +1,317 @@
+/*
+ * Linux kmem_cache front end over the core API (include/magpool/kmem_cache.h).
+ *
+ * What this layer guarantees
+ *  - A struct kmem_cache is the private pointer of one magpool cache
+ *    (mp_cache_create_priv), so kfree and the validators find it from an
+ *    object's address alone.  Linux's 5-argument create maps onto a
+ *    struct magpool_config: SLAB_* debug flags onto MAGPOOL_* flags,
+ *    the 1-argument ctor through a trampoline taking the wrapper as its arg.
+ *  - Constructor semantics are the core's: ctor once per construction, never
+ *    on reuse.  SLAB_POISON is dropped for caches with a ctor (as Linux does);
+ *    the debug layer also skips env-requested poisoning for them.
+ *  - Every free is validated before it reaches the core: mp_obj_check gives
+ *    foreign / misaligned / wrong cache in one page-map lookup; the core
+ *    itself catches the immediate double free (and, in debug mode, every
+ *    double free).  Allocation adds nothing to the core's fast path but the
+ *    gfp translation (a few ALU ops).
+ *  - kmem_cache_destroy with live objects reports them and leaks the wrapper
+ *    and the zombie cache's memory stays until those objects come back
+ *    (they stay valid), as Linux leaks such a cache.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "debug.h"
+#include "slab.h" /* only for the MP_OBJ_* codes mp_obj_check returns */
+#include "kmem_internal.h"
+
+#define SLAB_KNOWN_FLAGS                                                                         \
+    (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON | SLAB_HWCACHE_ALIGN | SLAB_STORE_USER | \
+     SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT)
+
+static bool kc_continue(void)
+{
+    return (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
+}
+
+static void kc_ctor(void *obj, void *arg)
+{
+    const struct kmem_cache *s = arg;
+    s->ctor(obj);
+}
+
+static __attribute__((noinline, cold)) struct kmem_cache *
+create_failed(const char *name, slab_flags_t flags, int err, const char *reason)
+{
+    if (flags & SLAB_PANIC) {
+        char label[96];
+        snprintf(label, sizeof label, "kmem_cache_create %s", name != NULL ? name : "(null)");
+        mp_report(label, NULL, reason, NULL, false); /* SLAB_PANIC never continues */
+        abort();
+    }
+    errno = err;
+    return NULL;
+}
+
+struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+                                     slab_flags_t flags, void (*ctor)(void *))
+{
+    if (name == NULL)
+        return create_failed(name, flags, EINVAL, "NULL name");
+    if (size == 0 || size > MAGPOOL_MAX_OBJECT_SIZE)
+        return create_failed(name, flags, EINVAL, "unsupported size");
+    if ((align & (align - 1)) != 0 || align > 4096)
+        return create_failed(name, flags, EINVAL, "alignment not a power of two <= 4096");
+    if (flags & ~SLAB_KNOWN_FLAGS)
+        return create_failed(name, flags, EINVAL, "unknown flags");
+
+    struct kmem_cache *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return create_failed(name, flags, ENOMEM, "out of memory");
+    s->magic = KMEM_CACHE_MAGIC;
+    s->size = size;
+    s->flags = flags;
+    s->ctor = ctor;
+    snprintf(s->name, sizeof s->name, "%s", name);
+
+    unsigned mf = 0;
+    if (flags & SLAB_HWCACHE_ALIGN)
+        mf |= MAGPOOL_HWCACHE_ALIGN;
+    if ((flags & SLAB_POISON) && ctor == NULL) /* poison would destroy constructed state */
+        mf |= MAGPOOL_POISON;
+    if (flags & SLAB_RED_ZONE)
+        mf |= MAGPOOL_RED_ZONE;
+    if (flags & SLAB_STORE_USER)
+        mf |= MAGPOOL_STORE_USER;
+    if (flags & SLAB_CONSISTENCY_CHECKS)
+        mf |= MAGPOOL_VERIFY;
+    if (flags & SLAB_TYPESAFE_BY_RCU)
+        mf |= MAGPOOL_TYPESAFE;
+    struct magpool_config cfg = {
+        .name = s->name,
+        .size = size,
+        .align = align,
+        .ctor = ctor != NULL ? kc_ctor : NULL,
+        .arg = s,
+        .flags = mf,
+    };
+    s->c = mp_cache_create_priv(&cfg, s);
+    if (s->c == NULL) {
+        int e = errno;
+        free(s);
+        return create_failed(name, flags, e, e == ENOMEM ? "out of memory" : "rejected by the core");
+    }
+    return s;
+}
+
+void kmem_cache_destroy(struct kmem_cache *s)
+{
+    if (s == NULL)
+        return;
+    long live = magpool_cache_destroy(s->c);
+    if (live > 0) {
+        char label[96], kind[64];
+        snprintf(label, sizeof label, "kmem_cache_destroy %s", s->name);
+        snprintf(kind, sizeof kind, "Slab cache still has objects (%ld)", live);
+        mp_report(label, NULL, kind, NULL, true); /* a warning in Linux: continue */
+        return;                                   /* wrapper stays: its objects may still be kfree'd */
+    }
+    if (live == 0)
+        free(s);
+}
+
+void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return magpool_alloc_flags(s->c, mp_gfp_to_aflags(gfp));
+}
+
+void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
+{
+    return kmem_cache_alloc(s, gfp | __GFP_ZERO);
+}
+
+/* Diagnose a bad free of obj to s (c and why from mp_obj_check). */
+static __attribute__((noinline, cold)) void bad_free(const char *name, const void *obj,
+                                                     magpool_cache_t *c, int why, const char *op)
+{
+    char detail[128];
+    if (c != NULL && why == MP_OBJ_WRONG_CACHE) {
+        snprintf(detail, sizeof detail, "(%s: object belongs to %s)", op, magpool_cache_name(c));
+        mp_report(name, obj, "wrong cache", detail, kc_continue());
+        return;
+    }
+    snprintf(detail, sizeof detail, "(%s)", op);
+    mp_report(name, obj, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer", detail,
+              kc_continue());
+}
+
+/* True when obj may be freed to s; diagnoses and returns false otherwise. */
+static inline bool kc_valid(struct kmem_cache *s, const void *obj, const char *op)
+{
+    int why = 0;
+    magpool_cache_t *c = mp_obj_check(obj, s->c, &why);
+    if (__builtin_expect(c == s->c && why == 0, 1))
+        return true;
+    bad_free(s->name, obj, c, why, op);
+    return false;
+}
+
+struct kmem_cache *mp_kmem_owner(const void *obj, const char *op)
+{
+    int why = 0;
+    magpool_cache_t *c = mp_obj_check(obj, NULL, &why);
+    struct kmem_cache *s = c != NULL ? mp_cache_priv(c) : NULL;
+    if (__builtin_expect(s != NULL && s->magic == KMEM_CACHE_MAGIC, 1))
+        return s;
+    if (c != NULL) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "(%s of an object not from a kmem_cache)", op);
+        mp_report(magpool_cache_name(c), obj, "wrong cache", detail, kc_continue());
+    } else {
+        bad_free("kmalloc", obj, NULL, why, op);
+    }
+    return NULL;
+}
+
+static __attribute__((noinline, cold)) void null_cache(const void *obj, const char *op)
+{
+    mp_report(op, obj, "NULL cache", NULL, kc_continue());
+}
+
+void kmem_cache_free(struct kmem_cache *s, void *obj)
+{
+    if (obj == NULL)
+        return;
+    if (s == NULL) {
+        null_cache(obj, "kmem_cache_free");
+        return;
+    }
+    if (kc_valid(s, obj, "kmem_cache_free"))
+        magpool_free(s->c, obj);
+}
+
+int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
+{
+    if (n == 0)
+        return 0;
+    if (s == NULL || p == NULL || n > INT_MAX) {
+        errno = EINVAL;
+        return 0;
+    }
+    return (int)magpool_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp));
+}
+
+void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
+{
+    if (n == 0 || p == NULL)
+        return;
+    void *batch[64];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *obj = p[i];
+        if (obj == NULL)
+            continue;
+        if (s == NULL) { /* as Linux: each object to its own cache */
+            struct kmem_cache *o = mp_kmem_owner(obj, "kmem_cache_free_bulk");
+            if (o != NULL)
+                magpool_free(o->c, obj);
+            continue;
+        }
+        if (!kc_valid(s, obj, "kmem_cache_free_bulk"))
+            continue;
+        batch[k++] = obj;
+        if (k == sizeof batch / sizeof batch[0]) {
+            magpool_free_bulk(s->c, k, batch);
+            k = 0;
+        }
+    }
+    if (k > 0)
+        magpool_free_bulk(s->c, k, batch);
+}
+
+int kmem_cache_shrink(struct kmem_cache *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return magpool_cache_shrink(s->c);
+}
+
+unsigned int kmem_cache_size(struct kmem_cache *s)
+{
+    return s != NULL ? s->size : 0;
+}
+
+void kmem_cache_free_rcu(struct kmem_cache *s, void *obj)
+{
+    if (obj == NULL)
+        return;
+    if (s == NULL) {
+        null_cache(obj, "kmem_cache_free_rcu");
+        return;
+    }
+    if (kc_valid(s, obj, "kmem_cache_free_rcu"))
+        magpool_free_deferred(s->c, obj);
+}
+
+void kmem_cache_rcu_read_lock(void)
+{
+    magpool_read_enter(NULL);
+}
+
+void kmem_cache_rcu_read_unlock(void)
+{
+    magpool_read_leave(NULL);
+}
+
+void kmem_cache_synchronize_rcu(void)
+{
+    magpool_synchronize(NULL);
+}
+
+/* ---- /proc/slabinfo ------------------------------------------------------- */
+
+static int slabinfo_row(magpool_cache_t *c, void *arg)
+{
+    FILE *f = arg;
+    struct magpool_stats st;
+    if (magpool_cache_stats(c, &st) != 0)
+        return 0;
+    unsigned long pages_per_slab = st.slabs ? (unsigned long)(st.pages / st.slabs) : 0;
+    unsigned long stride = st.stride ? (unsigned long)st.stride : 1;
+    /* the core does not report objects per slab; a slab's pages over the
+     * stride is exact without colouring and at most one high with it */
+    unsigned long per_slab = pages_per_slab * 4096ul / stride;
+    unsigned long num_objs = (unsigned long)st.slabs * per_slab;
+    unsigned long active = st.constructed > st.in_slabs ? (unsigned long)(st.constructed - st.in_slabs) : 0;
+    if (num_objs < st.constructed)
+        num_objs = (unsigned long)st.constructed;
+    fprintf(f, "%-17s %6lu %6lu %6lu %4lu %4lu : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu\n",
+            st.name, active, num_objs, (unsigned long)st.object_size, per_slab, pages_per_slab,
+            st.mag_size, st.mag_size, 0u, (unsigned long)(st.slabs - st.slabs_empty),
+            (unsigned long)st.slabs, (unsigned long)st.in_depot);
+    return 0;
+}
+
+void kmem_cache_dump_slabinfo(FILE *f)
+{
+    if (f == NULL)
+        f = stdout;
+    fprintf(f, "slabinfo - version: 2.1\n");
+    fprintf(f, "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
+               " : tunables <limit> <batchcount> <sharedfactor>"
+               " : slabdata <active_slabs> <num_slabs> <sharedavail>\n");
+    magpool_cache_foreach(slabinfo_row, f);
+    fflush(f);
+}

@@ -1,0 +1,484 @@
+/*
+ * Magazine layer: the alloc/free fast paths and their slow paths, bulk calls,
+ * deferred frees, magpool_synchronize (design: top of src/cache.c).
+ *
+ * GUARANTEES
+ *  - magpool_alloc / magpool_free: on a hit, a handful of instructions on the
+ *    calling thread's tcache line: no lock, no atomic read-modify-write, no
+ *    epoch, no "initialised?" branch.  A thread with no state, a debug cache
+ *    and a destroyed cache all read the all-zero tcache[0] and miss.
+ *  - The slow paths read like Bonwick & Adams (2001) sec. 3.1: alloc swaps
+ *    with a full previous magazine, else exchanges an empty for a full one at
+ *    the depot, else fills the loaded magazine from the slab layer in one
+ *    trip; free mirrors it and falls back to the slab layer when no empty
+ *    magazine can be had.  Housekeeping (zombie flushes, epoch polls, reaping)
+ *    rides on the slow paths.
+ *  - Deferred frees fill a per-thread batch magazine; a full (or flushed)
+ *    batch is sealed with ONE mp_retire on the cache's domain, and its
+ *    callback puts the magazine on the depot's full list (Kim, Brown & Singh,
+ *    PPoPP 2024: amortise reclamation per batch, not per object).
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache_impl.h"
+#include "debug.h"
+
+/* ---- tcache bookkeeping -------------------------------------------------- */
+
+void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev)
+{
+    tc->tc_loaded = loaded;
+    tc->tc_prev = prev;
+    tc->tc_objs = loaded ? loaded->objs : NULL;
+    tc->tc_cap = loaded ? loaded->cap : 0;
+    mp_store_relaxed32(&tc->tc_rounds, loaded ? loaded->rounds : 0);
+    mp_store_relaxed32(&tc->tc_prev_rounds, prev ? prev->rounds : 0);
+}
+
+/* Write the loaded magazine's round count back before it is unloaded. */
+void mp_tc_save(struct mp_tcache *tc)
+{
+    if (tc->tc_loaded != NULL)
+        tc->tc_loaded->rounds = mp_load_relaxed32(&tc->tc_rounds);
+}
+
+static void mp_tc_swap(struct mp_tcache *tc)
+{
+    mp_tc_save(tc);
+    mp_tc_install(tc, tc->tc_prev, tc->tc_loaded);
+}
+
+static inline unsigned mp_mag_size(struct magpool_cache *c)
+{
+    return atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+}
+
+static inline bool mp_destroyed(struct magpool_cache *c)
+{
+    /* Relaxed: a hint; every decision that matters is re-made under
+     * mp_registry_lock (mp_tc_hold, mp_zombie_free, finalisation). */
+    return atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+}
+
+static void mp_poison_objs(struct magpool_cache *c, void *const *objs, size_t n)
+{
+#ifdef MP_ASAN
+    for (size_t i = 0; i < n; i++)
+        mp_asan_poison(objs[i], c->c_size);
+#else
+    (void)c, (void)objs, (void)n;
+#endif
+}
+
+/* An empty magazine leaves a thread: to the depot if it has the current
+ * size, else retired (old sizes die out as they empty). */
+static void mp_mag_retire_empty(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (m->cap == mp_mag_size(c))
+        mp_depot_push_empty(&c->c_depot, m);
+    else
+        mp_mag_free(m);
+}
+
+void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (mp_destroyed(c)) {
+        /* Zombie: objects straight to the slab layer.  The caller is still a
+         * holder, so the slab cache cannot be finalised under us. */
+        if (m->rounds)
+            mp_slab_free(c->c_slab, m->objs, m->rounds);
+        m->rounds = 0;
+        mp_mag_free(m);
+    } else if (m->rounds) {
+        mp_depot_push_full(&c->c_depot, m);
+    } else {
+        mp_mag_retire_empty(c, m);
+    }
+}
+
+/* ---- alloc ---------------------------------------------------------------- */
+
+/* tc->rounds == 0 and the thread holds c: get a full magazine loaded. */
+static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
+{
+    struct mp_mag *full;
+    if (tc->tc_prev != NULL && tc->tc_prev->rounds > 0) {
+        mp_tc_swap(tc);                                   /* 1: previous is full */
+    } else if ((full = mp_depot_pop_full(&c->c_depot)) != NULL) {
+        mp_tc_save(tc);                                   /* 2: depot exchange */
+        mp_tc_flow(tc, full->rounds);
+        if (tc->tc_prev != NULL)
+            mp_mag_retire_empty(c, tc->tc_prev);
+        mp_tc_install(tc, full, tc->tc_loaded);
+    } else {                                              /* 3: slab layer */
+        struct mp_mag *m = tc->tc_loaded;
+        unsigned want = mp_mag_size(c);
+        if (m->cap != want && !(aflags & MAGPOOL_NOWAIT)) {
+            struct mp_mag *nm = mp_mag_alloc(want);
+            if (nm != NULL) {
+                mp_mag_free(m);
+                mp_tc_install(tc, nm, tc->tc_prev);
+                m = nm;
+            }
+        }
+        size_t got = mp_slab_alloc(c->c_slab, m->objs, m->cap, aflags);
+        if (got == 0) {
+            if (errno == ENOMEM)
+                mp_mag_resize(c, -1);                     /* memory pressure */
+            return NULL;
+        }
+        mp_poison_objs(c, m->objs, got);
+        mp_tc_flow(tc, got);
+        mp_store_relaxed32(&tc->tc_rounds, (uint32_t)got);
+    }
+    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    mp_store_relaxed32(&tc->tc_rounds, n - 1);
+    return tc->tc_objs[n - 1];
+}
+
+static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
+{
+    if (mp_destroyed(c)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct mp_thread *t = mp_thread_get(aflags & MAGPOOL_NOWAIT);
+    if (t != NULL) {
+        if (!(aflags & MAGPOOL_NOWAIT))
+            mp_thread_housekeeping(t, c);
+        struct mp_tcache *tc = &t->th_tc[c->c_id];
+        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, aflags)) {
+            void *obj;
+            uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+            if (n > 0) {
+                mp_store_relaxed32(&tc->tc_rounds, n - 1);
+                obj = tc->tc_objs[n - 1];
+            } else {
+                obj = mp_tc_refill_pop(c, tc, aflags);
+            }
+            if (obj != NULL)
+                mp_owner_add64(&tc->tc_allocs, 1);
+            return obj;
+        }
+    }
+    void *obj; /* no thread state (NOWAIT, ENOMEM) or no magazine: slab layer */
+    if (mp_slab_alloc(c->c_slab, &obj, 1, aflags) != 1)
+        return NULL;
+    mp_add_relaxed64(&c->c_allocs, 1);
+    return obj;
+}
+
+static MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller)
+{
+    if (c == NULL || (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *obj;
+    while ((obj = mp_alloc_try(c, aflags)) == NULL) {
+        int err = errno;
+        mp_add_relaxed64(&c->c_alloc_failures, 1);
+        if (!(aflags & MAGPOOL_NOFAIL) || mp_destroyed(c)) {
+            errno = err;
+            return NULL;
+        }
+        magpool_reap(); /* NOFAIL: give back what every cache holds, wait, retry */
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+    }
+    mp_asan_unpoison(obj, c->c_size);
+    if (c->c_debug)
+        mp_debug_on_alloc(c, obj, caller);
+    if (aflags & MAGPOOL_ZERO)
+        memset(obj, 0, c->c_size);
+    return obj;
+}
+
+/* The fast path: pop the loaded magazine of tcache[fast_id].  false = miss. */
+static inline __attribute__((always_inline)) bool mp_fast_pop(struct magpool_cache *c, void **out)
+{
+    struct mp_tcache *tc = &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
+    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n == 0, 0))
+        return false;
+    mp_store_relaxed32(&tc->tc_rounds, n - 1);
+    mp_owner_add64(&tc->tc_allocs, 1);
+    *out = tc->tc_objs[n - 1];
+    mp_asan_unpoison(*out, c->c_size);
+    return true;
+}
+
+MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
+{
+    void *obj;
+    if (__builtin_expect(c == NULL, 0) || !mp_fast_pop(c, &obj))
+        return mp_alloc_slow(c, 0, __builtin_return_address(0));
+    return obj;
+}
+
+MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
+{
+    void *obj;
+    if (c == NULL || (aflags & ~MAGPOOL_ZERO) != 0 || !mp_fast_pop(c, &obj))
+        return mp_alloc_slow(c, aflags, __builtin_return_address(0));
+    if (aflags & MAGPOOL_ZERO)
+        memset(obj, 0, c->c_size);
+    return obj;
+}
+
+/* ---- free ----------------------------------------------------------------- */
+
+static MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
+{
+    mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
+/* tc->rounds == tc->cap: make room for one more round. */
+static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
+{
+    if (tc->tc_prev != NULL && tc->tc_prev->rounds == 0) {
+        mp_tc_swap(tc);                                   /* 1: previous is empty */
+        return true;
+    }
+    struct mp_mag *e = mp_depot_pop_empty(&c->c_depot);  /* 2: depot exchange */
+    if (e != NULL && e->cap != mp_mag_size(c)) {
+        mp_mag_free(e);
+        e = NULL;
+    }
+    if (e == NULL && (e = mp_mag_alloc(mp_mag_size(c))) == NULL)
+        return false;                                     /* 3: caller uses the slab layer */
+    mp_tc_save(tc);
+    if (tc->tc_prev != NULL) {
+        mp_tc_flow(tc, -(int64_t)tc->tc_prev->rounds);
+        mp_depot_push_full(&c->c_depot, tc->tc_prev);
+    }
+    mp_tc_install(tc, e, tc->tc_loaded);
+    return true;
+}
+
+static MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
+{
+    if (c == NULL) {
+        errno = EINVAL;
+        return;
+    }
+    if (c->c_debug && !mp_debug_on_free(c, obj, caller))
+        return;
+    struct mp_thread *t = mp_thread_get(false);
+    if (mp_destroyed(c)) {
+        if (t != NULL)
+            mp_tc_flush(t, c);
+        mp_zombie_free(c, &obj, 1);
+        return;
+    }
+    if (t != NULL) {
+        mp_thread_housekeeping(t, c);
+        struct mp_tcache *tc = &t->th_tc[c->c_id];
+        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
+            uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+            if (tc->tc_objs[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
+                mp_double_free(c, obj);
+                return;
+            }
+            if (n < tc->tc_cap || mp_tc_make_room(c, tc)) {
+                n = mp_load_relaxed32(&tc->tc_rounds);
+                mp_asan_poison(obj, c->c_size);
+                tc->tc_objs[n] = obj;
+                mp_store_relaxed32(&tc->tc_rounds, n + 1);
+                return;
+            }
+            mp_slab_free(c->c_slab, &obj, 1);
+            mp_tc_flow(tc, -1); /* a free that bypassed the magazines */
+            return;
+        }
+    }
+    mp_slab_free(c->c_slab, &obj, 1);
+    /* Release: see the fold in mp_tc_flush (the slab free is visible to a
+     * finaliser that reads the counter with acquire). */
+    atomic_fetch_add_explicit(&c->c_frees, 1, memory_order_release);
+}
+
+MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
+{
+    if (__builtin_expect(obj == NULL, 0))
+        return;
+    if (__builtin_expect(c == NULL, 0))
+        return mp_free_slow(c, obj, __builtin_return_address(0));
+    struct mp_tcache *tc = &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
+    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n == tc->tc_cap, 0))
+        return mp_free_slow(c, obj, __builtin_return_address(0));
+    void **objs = tc->tc_objs;
+    if (__builtin_expect(objs[(long)n - 1] == obj, 0)) /* objs[-1]: the NULL guard */
+        return mp_double_free(c, obj);
+    mp_asan_poison(obj, c->c_size);
+    objs[n] = obj;
+    mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+}
+
+/* ---- bulk ----------------------------------------------------------------- */
+
+MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
+{
+    if (c == NULL || (objs == NULL && n > 0)) {
+        errno = EINVAL;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((objs[i] = magpool_alloc_flags(c, aflags)) == NULL) {
+            int err = errno;
+            while (i > 0) /* all or nothing */
+                magpool_free(c, objs[--i]);
+            errno = err;
+            return 0;
+        }
+    }
+    return n;
+}
+
+MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
+{
+    if (c == NULL || objs == NULL) {
+        errno = EINVAL;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        magpool_free(c, objs[i]);
+}
+
+/* ---- deferred frees ------------------------------------------------------- */
+
+/* The tail of a deferred batch magazine: its retire node lives in the last
+ * MP_DEFER_SLOTS slots, so sealing needs no allocation. */
+struct mp_defer_tail {
+    struct mp_retire_node node;
+    struct magpool_cache *c;
+    struct mp_mag *m;
+};
+#define MP_DEFER_SLOTS (sizeof(struct mp_defer_tail) / sizeof(void *))
+_Static_assert(sizeof(struct mp_defer_tail) % sizeof(void *) == 0, "tail fills whole slots");
+
+static struct mp_mag *mp_defer_mag_alloc(unsigned batch)
+{
+    if (batch > MAGPOOL_MAG_MAX - MP_DEFER_SLOTS)
+        batch = MAGPOOL_MAG_MAX - MP_DEFER_SLOTS;
+    struct mp_mag *m = mp_mag_alloc(batch + MP_DEFER_SLOTS);
+    if (m != NULL)
+        m->stamp = batch; /* objects the batch takes before it is sealed */
+    return m;
+}
+
+/* After a grace period: the batch's objects become reusable (depot full list,
+ * or the slab layer for a zombie). */
+static void mp_deferred_ready(struct mp_retire_node *node)
+{
+    struct mp_defer_tail *tail = (struct mp_defer_tail *)node;
+    struct magpool_cache *c = tail->c;
+    struct mp_mag *m = tail->m;
+    uint32_t n = m->rounds;
+    bool fin = false, zombie;
+    mp_poison_objs(c, m->objs, n); /* now resting in a magazine */
+    /* Under the registry lock: a zombie cannot be finalised between our
+     * check of c_destroyed and our decrement of c_deferred_sealed. */
+    pthread_mutex_lock(&mp_registry_lock);
+    zombie = mp_destroyed(c);
+    if (zombie)
+        mp_slab_free(c->c_slab, m->objs, n);
+    else
+        mp_depot_push_full(&c->c_depot, m);
+    atomic_fetch_sub_explicit(&c->c_deferred_sealed, n, memory_order_relaxed);
+    if (zombie)
+        fin = mp_cache_maybe_finalize(c);
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (zombie) {
+        m->rounds = 0;
+        mp_mag_free(m);
+    }
+    if (fin)
+        mp_cache_release(c);
+}
+
+static void mp_seal_mag(struct magpool_cache *c, struct mp_mag *m, uint32_t n)
+{
+    struct mp_defer_tail *tail = (struct mp_defer_tail *)(void *)&m->objs[m->cap - MP_DEFER_SLOTS];
+    m->rounds = n;
+    tail->c = c;
+    tail->m = m;
+    mp_add_relaxed64(&c->c_deferred_sealed, n);
+    mp_retire(c->c_domain, &tail->node, mp_deferred_ready);
+}
+
+void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
+{
+    struct mp_mag *m = tc->tc_deferred;
+    if (m == NULL)
+        return;
+    uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+    tc->tc_deferred = NULL;
+    if (n > 0)
+        mp_seal_mag(c, m, n);
+    else
+        mp_mag_free(m);
+    mp_store_relaxed32(&tc->tc_def_rounds, 0);
+}
+
+MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
+{
+    if (obj == NULL)
+        return;
+    if (c == NULL) {
+        errno = EINVAL;
+        return;
+    }
+    if (c->c_debug && !mp_debug_on_free(c, obj, __builtin_return_address(0)))
+        return;
+    struct mp_thread *t = mp_thread_get(false);
+    if (t != NULL && !mp_destroyed(c)) {
+        struct mp_tcache *tc = &t->th_tc[c->c_id];
+        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
+            if (tc->tc_deferred == NULL)
+                tc->tc_deferred = mp_defer_mag_alloc(mp_mag_size(c));
+            struct mp_mag *m = tc->tc_deferred;
+            if (m != NULL) {
+                /* Not poisoned for ASan yet: readers may use it until the
+                 * grace period ends (mp_deferred_ready poisons). */
+                uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+                m->objs[n] = obj;
+                mp_store_relaxed32(&tc->tc_def_rounds, n + 1);
+                mp_tc_flow(tc, -1); /* a free into the deferred batch */
+                if (n + 1 >= m->stamp)
+                    mp_deferred_seal(c, tc);
+                return;
+            }
+        }
+    }
+    /* No thread state, a zombie, or no batch magazine: a batch of one. */
+    struct mp_mag *m = mp_defer_mag_alloc(1);
+    if (m == NULL) {
+        mp_report(c->c_name, obj, "deferred free dropped", "(out of memory; object leaked)", true);
+        return;
+    }
+    m->objs[0] = obj;
+    atomic_fetch_add_explicit(&c->c_frees, 1, memory_order_relaxed);
+    mp_seal_mag(c, m, 1);
+}
+
+MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
+{
+    if (d == NULL)
+        d = mp_domain_default();
+    struct mp_thread *t = mp_thread_self();
+    if (t != NULL) {
+        for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
+            for (uint64_t bits = t->th_held[w]; bits; bits &= bits - 1) {
+                unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
+                /* Acquire: pairs with the release store at create. */
+                struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+                if (c != NULL && c->c_domain == d)
+                    mp_deferred_seal(c, &t->th_tc[id]);
+            }
+        }
+    }
+    mp_domain_synchronize(d);
+}

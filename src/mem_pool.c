@@ -1,0 +1,289 @@
+/*
+ * GlusterFS mem_pool front end over the core API (include/magpool/mem_pool.h).
+ *
+ * What this layer guarantees
+ *  - A pool is one magpool cache whose private pointer (mp_cache_priv) is the
+ *    struct mem_pool below, so mem_put finds the pool from the object's
+ *    address alone (mp_obj_check) and objects carry no header.
+ *  - mem_get / mem_get0 / mem_put add nothing shared to the core's fast path:
+ *    no lock, no counter.  mem_put adds one address check (mp_obj_check) and
+ *    reads two fields of the pool, which are written once at creation (and
+ *    `dead` once at destroy, ordered by the caller before any later put).
+ *  - GlusterFS's counters are derived when read from magpool_cache_stats
+ *    plus three numbers this file keeps: the warm-up's allocs and slab takes
+ *    (subtracted so the counters start at zero) and a sampled max_alloc.
+ *  - Destroy with objects out: the cache becomes a core zombie; this wrapper
+ *    stays alive as its priv with `zombie_left` = objects still out; each
+ *    later mem_put releases its object to the zombie and counts down; the put
+ *    that reaches zero frees the wrapper (the core has then freed the cache).
+ *
+ * Convention shared with kmem_cache.c: every front-end priv starts with a
+ * uint32_t magic, so a pool can tell its own objects from other caches'.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "debug.h"
+#include "slab.h" /* only for the MP_OBJ_* codes mp_obj_check returns */
+#include "magpool/mem_pool.h"
+
+#define MEM_POOL_MAGIC 0x6d706f6fu /* "mpoo" */
+
+struct mem_pool {
+    uint32_t magic;              /* MEM_POOL_MAGIC; first field (see above) */
+    magpool_cache_t *cache;
+    unsigned long count;         /* objects to have ready at once */
+    unsigned long size;          /* sizeof_type */
+    uint64_t warm_allocs;        /* core allocs done by the warm-up */
+    uint64_t warm_slab_allocs;   /* core slab takes at the end of the warm-up */
+    _Atomic unsigned long max_alloc; /* sampled peak in use (relaxed: a statistic) */
+    _Atomic bool dead;           /* set by mem_pool_destroy (relaxed: the caller orders
+                                    destroy before any later mem_put) */
+    _Atomic long zombie_left;    /* objects out at destroy, not yet put back */
+    struct mem_pool *next, **pprev; /* registry of live pools, under registry_lock */
+    char name[64];
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mem_pool *registry;
+
+static bool mp_continue(void)
+{
+    return (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
+}
+
+static void registry_add(struct mem_pool *p)
+{
+    pthread_mutex_lock(&registry_lock);
+    p->next = registry;
+    if (registry != NULL)
+        registry->pprev = &p->next;
+    p->pprev = &registry;
+    registry = p;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_del(struct mem_pool *p)
+{
+    pthread_mutex_lock(&registry_lock);
+    *p->pprev = p->next;
+    if (p->next != NULL)
+        p->next->pprev = p->pprev;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Build `count` objects and park them in the pool: alloc them all at once
+ * (so they are distinct), then free them all to the magazines and depot. */
+static int warm_up(magpool_cache_t *c, unsigned long count)
+{
+    if (count > SIZE_MAX / sizeof(void *)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    void **objs = malloc(count * sizeof(void *));
+    if (objs == NULL)
+        return -1;
+    size_t got = magpool_alloc_bulk(c, count, objs, 0);
+    if (got != count) {
+        int e = errno;
+        free(objs);
+        errno = e ? e : ENOMEM;
+        return -1;
+    }
+    magpool_free_bulk(c, count, objs);
+    free(objs);
+    return 0;
+}
+
+struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count, const char *name)
+{
+    if (sizeof_type == 0 || count == 0 || sizeof_type > MAGPOOL_MAX_OBJECT_SIZE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct mem_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->magic = MEM_POOL_MAGIC;
+    p->count = count;
+    p->size = sizeof_type;
+    snprintf(p->name, sizeof p->name, "%s", name != NULL ? name : "mem_pool");
+    struct magpool_config cfg = {
+        .name = p->name,
+        .size = sizeof_type,
+        /* malloc's alignment for 16 bytes and up, 8 below */
+        .align = sizeof_type >= 16 ? _Alignof(max_align_t) : 8,
+    };
+    p->cache = mp_cache_create_priv(&cfg, p);
+    if (p->cache == NULL) {
+        int e = errno;
+        free(p);
+        errno = e;
+        return NULL;
+    }
+    if (warm_up(p->cache, count) != 0) {
+        int e = errno;
+        magpool_cache_destroy(p->cache);
+        free(p);
+        errno = e;
+        return NULL;
+    }
+    struct magpool_stats st;
+    if (magpool_cache_stats(p->cache, &st) == 0) {
+        p->warm_allocs = st.allocs;
+        p->warm_slab_allocs = st.slab_allocs;
+    }
+    registry_add(p);
+    return p;
+}
+
+void *mem_get(struct mem_pool *pool)
+{
+    if (pool == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return magpool_alloc(pool->cache);
+}
+
+void *mem_get0(struct mem_pool *pool)
+{
+    if (pool == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return magpool_alloc_flags(pool->cache, MAGPOOL_ZERO);
+}
+
+/* mem_put of an object whose pool was destroyed: release it to the zombie;
+ * the put that returns the last object frees the wrapper. */
+static __attribute__((noinline, cold)) void put_to_dead_pool(struct mem_pool *p, void *ptr)
+{
+    magpool_free(p->cache, ptr);
+    /* acq_rel: release orders this thread's reads of *p before the count
+     * reaches zero; acquire (in the thread that reaches zero) makes every
+     * other putter's reads happen before the free below.  Weakened, the
+     * wrapper could be freed while another putter still reads it. */
+    if (atomic_fetch_sub_explicit(&p->zombie_left, 1, memory_order_acq_rel) == 1)
+        free(p);
+}
+
+static __attribute__((noinline, cold)) void put_bad(const void *ptr, magpool_cache_t *c, int why)
+{
+    if (c == NULL)
+        mp_report("mem_pool", ptr, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer",
+                  "(mem_put)", mp_continue());
+    else
+        mp_report(magpool_cache_name(c), ptr, "wrong cache", "(mem_put of an object not from a mem_pool)",
+                  mp_continue());
+}
+
+void mem_put(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    int why = 0;
+    magpool_cache_t *c = mp_obj_check(ptr, NULL, &why);
+    struct mem_pool *p = c != NULL ? mp_cache_priv(c) : NULL;
+    if (p == NULL || p->magic != MEM_POOL_MAGIC) {
+        put_bad(ptr, c, why);
+        return;
+    }
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed)) {
+        put_to_dead_pool(p, ptr);
+        return;
+    }
+    magpool_free(c, ptr);
+}
+
+void mem_pool_destroy(struct mem_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    registry_del(pool);
+    long live = magpool_cache_destroy(pool->cache);
+    if (live <= 0) {
+        /* clean (or the core refused: then nothing can reach the wrapper
+         * except a misuse the core diagnoses) */
+        if (live == 0)
+            free(pool);
+        return;
+    }
+    atomic_store_explicit(&pool->zombie_left, live, memory_order_relaxed);
+    atomic_store_explicit(&pool->dead, true, memory_order_relaxed);
+}
+
+static void sample_max(struct mem_pool *p, unsigned long in_use)
+{
+    unsigned long m = atomic_load_explicit(&p->max_alloc, memory_order_relaxed);
+    while (in_use > m &&
+           !atomic_compare_exchange_weak_explicit(&p->max_alloc, &m, in_use, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats *out)
+{
+    struct magpool_stats st;
+    if (pool == NULL || out == NULL || pool->magic != MEM_POOL_MAGIC ||
+        magpool_cache_stats(pool->cache, &st) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* per-thread sums read while others run may be momentarily skewed:
+     * clamp so no counter goes negative */
+    unsigned long in_use = st.in_use > st.constructed ? (unsigned long)st.constructed
+                                                      : (unsigned long)st.in_use;
+    sample_max(pool, in_use);
+    unsigned long max = atomic_load_explicit(&pool->max_alloc, memory_order_relaxed);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", pool->name);
+    out->count = pool->count;
+    out->real_sizeof_type = pool->size;
+    out->padded_sizeof = (unsigned long)st.stride;
+    out->hot_count = in_use < pool->count ? in_use : pool->count;
+    out->cold_count = (unsigned long)st.constructed - in_use;
+    out->alloc_count = st.allocs >= pool->warm_allocs ? st.allocs - pool->warm_allocs : 0;
+    out->max_alloc = max;
+    out->pool_misses =
+        st.slab_allocs >= pool->warm_slab_allocs ? st.slab_allocs - pool->warm_slab_allocs : 0;
+    out->cur_stdalloc = in_use > pool->count ? in_use - pool->count : 0;
+    out->max_stdalloc = max > pool->count ? max - pool->count : 0;
+    return 0;
+}
+
+void mem_pool_dump(FILE *f)
+{
+    if (f == NULL)
+        f = stdout;
+    pthread_mutex_lock(&registry_lock);
+    fprintf(f, "[mempool]\n");
+    for (struct mem_pool *p = registry; p != NULL; p = p->next) {
+        struct mem_pool_stats s;
+        if (mem_pool_get_stats(p, &s) != 0)
+            continue;
+        fprintf(f,
+                "-----=-----\n"
+                "pool-name=%s\n"
+                "hot-count=%lu\n"
+                "cold-count=%lu\n"
+                "padded_sizeof=%lu\n"
+                "alloc-count=%llu\n"
+                "max-alloc=%lu\n"
+                "pool-misses=%llu\n"
+                "cur-stdalloc=%lu\n"
+                "max-stdalloc=%lu\n",
+                s.name, s.hot_count, s.cold_count, s.padded_sizeof,
+                (unsigned long long)s.alloc_count, s.max_alloc,
+                (unsigned long long)s.pool_misses, s.cur_stdalloc, s.max_stdalloc);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    fflush(f);
+}

@@ -1,0 +1,637 @@
+/*
+ * Page layer: one reserved arena, 4 MiB regions committed on demand, a buddy
+ * allocator over the committed regions, a lock-free page -> owner map, and
+ * multi-region spans.
+ *
+ * GUARANTEES (see page.h for the calls)
+ *  - Every block of 2^k pages is aligned to 2^k * 4 KiB; every address the
+ *    layer hands out lies in one arena, so mp_page_owner(p) is one bounds
+ *    check and one load, and never faults for any p (NULL, stack, freed...).
+ *  - Freed memory goes back to the system: buddy blocks are madvise(DONTNEED)'d
+ *    before they re-enter the free lists, large spans are re-mapped PROT_NONE.
+ *  - A failed mmap/madvise (real or injected) leaves every structure as it
+ *    was; the caller gets ENOMEM and the next call may succeed.
+ *  - MAGPOOL_NOWAIT never waits on the page lock (trylock) and never makes a
+ *    system call: it is served from the free lists or fails with EAGAIN.
+ *
+ * THE ARENA.  At init we reserve A bytes of address space, A = 64 GiB, halved
+ * until the reservation succeeds (>= 1 GiB; sanitizers and valgrind limit the
+ * address space), PROT_NONE | MAP_NORESERVE, so it costs no memory.  We map
+ * A + R (R = 4 MiB, the region size) and trim both ends so that the base is
+ * R-aligned.  The arena is cut into A/R regions, each in one state (rstate[]):
+ *     R_FREE  reserved PROT_NONE (or, after a failed decommit, mapped but
+ *             unused: committing it again maps over it with MAP_FIXED);
+ *     R_BUSY  being committed or decommitted by a thread that dropped the lock;
+ *     R_BUDDY committed read-write, its 1024 pages belong to the buddy system;
+ *     R_SPAN  committed read-write as part of a span of > 1024 pages.
+ * A region enters the buddy system the first time the free lists run dry and
+ * stays there: its free pages hold no memory (they were madvise'd), so giving
+ * the mapping back would buy nothing but a later mmap.  Spans of more than one
+ * region take the first run of enough R_FREE regions (first fit over rstate[],
+ * which is a few KiB even for 64 GiB) and give it back with
+ * mmap(PROT_NONE, MAP_FIXED | MAP_NORESERVE) when freed.
+ *
+ * THE BUDDY SYSTEM (after Knuth and Linux's zone allocator).  Page indices i
+ * are relative to the arena base.  A block is (i, k): pages [i, i + 2^k).
+ *     (B1) i mod 2^k == 0                      (blocks are aligned to size)
+ *     (B2) 0 <= k <= MP_MAX_ORDER = 10          (a block never crosses a region)
+ *     (B3) buddy(i, k) = i XOR 2^k; merging (i, k) with its buddy gives
+ *          (i AND NOT 2^k, k + 1)
+ *     (B4) after every free: no block (i, k) in the free lists has its buddy
+ *          (i XOR 2^k, k) also in the free lists (merging is eager)
+ *     (B5) sum over free blocks of 2^k == pages_free, and
+ *          pages_free + pages_in_use(buddy) == 1024 * regions in R_BUDDY
+ * Free blocks are kept OFF the memory (nothing is ever written into a free
+ * block, so it stays non-resident): pinfo[] has one record per page, and the
+ * record of a free block's first page holds its order, a FREE flag and the
+ * doubly linked list links (page indices), so a buddy is found and unlinked in
+ * O(1).  Only first pages ("heads") carry meaning; a head that stops being a
+ * free head (allocated or absorbed by a merge) has its FREE flag cleared, so no
+ * stale FREE flag survives on an interior page.  Allocated heads carry USED and
+ * their order, which lets mp_pages_free catch a double or mismatched free.
+ *
+ * RESIDENCY.  We do not track resident free blocks: every free is madvise'd
+ * (outside the lock, before the block is merged), so every block in the free
+ * lists is non-resident and can be handed out with no system call; this is
+ * exactly what NOWAIT may take.  If madvise fails (injected), the block still
+ * enters the lists - it is a valid free block whose memory is merely still
+ * resident - and madvise_failed counts it.
+ *
+ * THE PAGE MAP.  pmap[] has one _Atomic(void *) per arena page, in its own
+ * PROT_READ|WRITE, MAP_NORESERVE mapping: untouched parts read as zero (the
+ * kernel's zero page), so only the map of pages in use costs memory.
+ * Ordering: mp_page_set_owner stores with memory_order_release and
+ * mp_page_owner loads with memory_order_acquire, so a thread that reads an
+ * owner pointer also sees every write the setter made to *owner before
+ * publishing it (the slab layer fills its descriptor, then publishes).  The
+ * arena bounds themselves are published once at init: g_size is stored with
+ * release after base/pmap/pinfo are set and loaded with acquire by every
+ * lock-free reader, which then reads the plain fields race-free.
+ *
+ * LOCKING.  One pthread mutex (g.lock) guards rstate[], pinfo[] (non-atomic
+ * parts), the free lists and the page counters.  It is never held across a
+ * system call: region commit/decommit drop it with the region marked R_BUSY,
+ * madvise runs on a block the caller still owns.  The syscall counters are
+ * relaxed atomics (statistics only).
+ */
+#include "page.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "magpool/magpool.h"
+
+#define REGION_SHIFT (MP_PAGE_SHIFT + MP_MAX_ORDER)
+#define REGION_SIZE ((size_t)1 << REGION_SHIFT)
+#define REGION_PAGES ((uint32_t)1 << MP_MAX_ORDER)
+#define ARENA_MAX ((size_t)64 << 30)
+#define ARENA_MIN ((size_t)1 << 30)
+#define NIL UINT32_MAX
+
+enum { R_FREE = 0, R_BUSY, R_BUDDY, R_SPAN };
+enum { PI_FREE = 1, PI_USED = 2, PI_SPAN = 4, PI_BIGSPAN = 8 };
+
+struct pinfo {
+    uint32_t next, prev;   /* free-list links (page indices), valid on FREE heads */
+    uint8_t order;         /* FREE and USED heads */
+    uint8_t flags;         /* PI_* */
+    uint16_t pad;
+    _Atomic uint32_t span; /* pages of the span starting here, 0 = not a span head */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    char *base;                  /* R-aligned arena start */
+    uint32_t npages, nregions;
+    _Atomic(void *) *pmap;       /* owner per page */
+    struct pinfo *pinfo;         /* per page, only heads meaningful */
+    uint8_t *rstate;             /* per region, R_* */
+    uint32_t head[MP_MAX_ORDER + 1];
+    uint64_t regions_committed, pages_in_use, pages_free;
+} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Arena size, published with release once base/pmap/pinfo are set; 0 before. */
+static _Atomic size_t g_size;
+static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned g_fault_ppm;
+static _Atomic uint64_t g_madvise_calls, g_mmap_calls, g_faults, g_madvise_failed;
+
+/* ---- fault-injecting system call wrapper --------------------------------- */
+
+enum sysop { SYS_COMMIT, SYS_DECOMMIT, SYS_DONTNEED };
+
+static _Thread_local uint64_t tl_rng;
+
+static bool fault_now(void)
+{
+    unsigned ppm = atomic_load_explicit(&g_fault_ppm, memory_order_relaxed);
+    if (ppm == 0)
+        return false;
+    if (tl_rng == 0)
+        tl_rng = ((uint64_t)(uintptr_t)&tl_rng ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15u) | 1;
+    tl_rng ^= tl_rng >> 12; /* xorshift64* */
+    tl_rng ^= tl_rng << 25;
+    tl_rng ^= tl_rng >> 27;
+    uint64_t r = (tl_rng * 0x2545F4914F6CDD1Du) >> 32;
+    return r % 1000000u < ppm;
+}
+
+/* The only place the layer maps or advises memory after init.  0, or -1 with
+ * errno = ENOMEM (an injected failure, or the system's). */
+static int sys_mem(enum sysop op, void *addr, size_t len)
+{
+    if (op == SYS_DONTNEED)
+        atomic_fetch_add_explicit(&g_madvise_calls, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&g_mmap_calls, 1, memory_order_relaxed);
+    if (fault_now()) {
+        atomic_fetch_add_explicit(&g_faults, 1, memory_order_relaxed);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (op == SYS_DONTNEED)
+        return madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : (errno = ENOMEM, -1);
+    int prot = op == SYS_COMMIT ? PROT_READ | PROT_WRITE : PROT_NONE;
+    void *q = mmap(addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (q == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+void mp_page_fault_inject(unsigned ppm)
+{
+    atomic_store_explicit(&g_fault_ppm, ppm > 1000000u ? 1000000u : ppm, memory_order_relaxed);
+}
+
+/* ---- init ----------------------------------------------------------------- */
+
+static void *map_anon(size_t len, int prot)
+{
+    void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static bool try_reserve(size_t size)
+{
+    char *raw = map_anon(size + REGION_SIZE, PROT_NONE);
+    if (raw == NULL)
+        return false;
+    uintptr_t aligned = ((uintptr_t)raw + REGION_SIZE - 1) & ~(uintptr_t)(REGION_SIZE - 1);
+    size_t head = aligned - (uintptr_t)raw;
+    if (head)
+        munmap(raw, head);
+    if (REGION_SIZE - head)
+        munmap((char *)aligned + size, REGION_SIZE - head);
+    size_t npages = size >> MP_PAGE_SHIFT, nregions = size >> REGION_SHIFT;
+    void *pmap = map_anon(npages * sizeof(void *), PROT_READ | PROT_WRITE);
+    void *pinfo = map_anon(npages * sizeof(struct pinfo), PROT_READ | PROT_WRITE);
+    void *rstate = map_anon(nregions, PROT_READ | PROT_WRITE);
+    if (pmap == NULL || pinfo == NULL || rstate == NULL) {
+        if (pmap)
+            munmap(pmap, npages * sizeof(void *));
+        if (pinfo)
+            munmap(pinfo, npages * sizeof(struct pinfo));
+        if (rstate)
+            munmap(rstate, nregions);
+        munmap((void *)aligned, size);
+        return false;
+    }
+    g.base = (char *)aligned;
+    g.npages = (uint32_t)npages;
+    g.nregions = (uint32_t)nregions;
+    g.pmap = pmap;
+    g.pinfo = pinfo;
+    g.rstate = rstate;
+    for (unsigned k = 0; k <= MP_MAX_ORDER; k++)
+        g.head[k] = NIL;
+    return true;
+}
+
+static __attribute__((noinline, cold)) int page_init_slow(void)
+{
+    pthread_mutex_lock(&g_init_lock);
+    if (atomic_load_explicit(&g_size, memory_order_relaxed) == 0) {
+        size_t size = ARENA_MAX;
+        while (size >= ARENA_MIN && !try_reserve(size))
+            size /= 2;
+        if (size < ARENA_MIN) {
+            pthread_mutex_unlock(&g_init_lock);
+            errno = ENOMEM;
+            return -1;
+        }
+        const char *env = getenv("MAGPOOL_FAULT_PPM");
+        if (env != NULL && *env != '\0')
+            mp_page_fault_inject((unsigned)strtoul(env, NULL, 10));
+        /* Release: publishes g.base/pmap/pinfo/rstate/npages.  Pairs with the
+         * acquire loads in mp_page_init and mp_page_owner; if relaxed, a
+         * reader could see the size and a stale (NULL) pmap. */
+        atomic_store_explicit(&g_size, size, memory_order_release);
+    }
+    pthread_mutex_unlock(&g_init_lock);
+    return 0;
+}
+
+int mp_page_init(void)
+{
+    /* Acquire: pairs with the release in page_init_slow (see there). */
+    if (atomic_load_explicit(&g_size, memory_order_acquire) != 0)
+        return 0;
+    return page_init_slow();
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static inline uint32_t page_index(const void *p)
+{
+    return (uint32_t)(((uintptr_t)p - (uintptr_t)g.base) >> MP_PAGE_SHIFT);
+}
+
+static inline void *page_addr(uint32_t i)
+{
+    return g.base + ((size_t)i << MP_PAGE_SHIFT);
+}
+
+/* True if [p, p + npages pages) lies inside the arena and p is page aligned. */
+static bool in_arena(const void *p, size_t npages)
+{
+    size_t size = atomic_load_explicit(&g_size, memory_order_acquire); /* pairs with init */
+    uintptr_t off = (uintptr_t)p - (uintptr_t)g.base;
+    return off < size && (off & (MP_PAGE_SIZE - 1)) == 0 && npages <= (size - off) >> MP_PAGE_SHIFT;
+}
+
+static void misuse(const char *kind, const void *p)
+{
+    fprintf(stderr, "magpool: pages: %s at %p\n", kind, p);
+}
+
+static void list_push(uint32_t i, unsigned k)
+{
+    struct pinfo *pi = &g.pinfo[i];
+    pi->order = (uint8_t)k;
+    pi->flags = PI_FREE;
+    pi->prev = NIL;
+    pi->next = g.head[k];
+    if (pi->next != NIL)
+        g.pinfo[pi->next].prev = i;
+    g.head[k] = i;
+    g.pages_free += (uint64_t)1 << k;
+}
+
+static void list_unlink(uint32_t i, unsigned k)
+{
+    struct pinfo *pi = &g.pinfo[i];
+    if (pi->prev != NIL)
+        g.pinfo[pi->prev].next = pi->next;
+    else
+        g.head[k] = pi->next;
+    if (pi->next != NIL)
+        g.pinfo[pi->next].prev = pi->prev;
+    pi->flags = 0;
+    g.pages_free -= (uint64_t)1 << k;
+}
+
+/* Split free-list-less block (i, from) down to order k: the upper halves go
+ * to the free lists, (i, k) is marked USED and returned.  Under g.lock. */
+static uint32_t split_take(uint32_t i, unsigned from, unsigned k)
+{
+    while (from > k) {
+        from--;
+        list_push(i + ((uint32_t)1 << from), from);
+    }
+    g.pinfo[i].order = (uint8_t)k;
+    g.pinfo[i].flags = PI_USED;
+    g.pages_in_use += (uint64_t)1 << k;
+    return i;
+}
+
+/* Take a block of order k from the free lists, or NIL.  Under g.lock. */
+static uint32_t buddy_take(unsigned k)
+{
+    for (unsigned o = k; o <= MP_MAX_ORDER; o++) {
+        uint32_t i = g.head[o];
+        if (i != NIL) {
+            list_unlink(i, o);
+            return split_take(i, o, k);
+        }
+    }
+    return NIL;
+}
+
+/* First run of n R_FREE regions, marked R_BUSY; NIL if none.  Under g.lock. */
+static uint32_t regions_reserve(uint32_t n)
+{
+    uint32_t run = 0;
+    for (uint32_t r = 0; r < g.nregions; r++) {
+        run = g.rstate[r] == R_FREE ? run + 1 : 0;
+        if (run == n) {
+            uint32_t first = r + 1 - n;
+            for (uint32_t j = first; j <= r; j++)
+                g.rstate[j] = R_BUSY;
+            return first;
+        }
+    }
+    return NIL;
+}
+
+/* Commit the n regions from r (marked R_BUSY by the caller), with the lock
+ * dropped.  On success the regions are in state `to`; on failure back to
+ * R_FREE.  Called and returns with g.lock held. */
+static int regions_commit(uint32_t r, uint32_t n, uint8_t to)
+{
+    pthread_mutex_unlock(&g.lock);
+    int rc = sys_mem(SYS_COMMIT, page_addr(r * REGION_PAGES), (size_t)n * REGION_SIZE);
+    int err = errno;
+    pthread_mutex_lock(&g.lock);
+    for (uint32_t j = r; j < r + n; j++)
+        g.rstate[j] = rc == 0 ? to : R_FREE;
+    if (rc == 0)
+        g.regions_committed += n;
+    errno = err;
+    return rc;
+}
+
+/* ---- blocks --------------------------------------------------------------- */
+
+static __attribute__((noinline)) void *pages_alloc_locked(unsigned order, unsigned aflags)
+{
+    uint32_t i = buddy_take(order);
+    if (i != NIL)
+        return page_addr(i);
+    if (aflags & MAGPOOL_NOWAIT) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    uint32_t r = regions_reserve(1);
+    if (r == NIL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (regions_commit(r, 1, R_BUDDY) != 0)
+        return NULL;
+    return page_addr(split_take(r * REGION_PAGES, MP_MAX_ORDER, order));
+}
+
+void *mp_pages_alloc(unsigned order, unsigned aflags)
+{
+    if (order > MP_MAX_ORDER) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (atomic_load_explicit(&g_size, memory_order_acquire) == 0) { /* pairs with init */
+        if (aflags & MAGPOOL_NOWAIT) {
+            errno = EAGAIN;
+            return NULL;
+        }
+        if (mp_page_init() != 0)
+            return NULL;
+    }
+    if (aflags & MAGPOOL_NOWAIT) {
+        if (pthread_mutex_trylock(&g.lock) != 0) {
+            errno = EAGAIN;
+            return NULL;
+        }
+    } else {
+        pthread_mutex_lock(&g.lock);
+    }
+    void *p = pages_alloc_locked(order, aflags);
+    int err = errno;
+    pthread_mutex_unlock(&g.lock);
+    errno = err;
+    return p;
+}
+
+/* Return block (i, k), already madvise'd, merging with free buddies. */
+static void buddy_put(uint32_t i, unsigned k)
+{
+    g.pages_in_use -= (uint64_t)1 << k;
+    g.pinfo[i].flags = 0;
+    while (k < MP_MAX_ORDER) {
+        uint32_t b = i ^ ((uint32_t)1 << k);
+        struct pinfo *bp = &g.pinfo[b];
+        if (!(bp->flags & PI_FREE) || bp->order != k)
+            break;
+        list_unlink(b, k);
+        i &= ~((uint32_t)1 << k);
+        k++;
+    }
+    list_push(i, k);
+}
+
+void mp_pages_free(void *p, unsigned order)
+{
+    if (p == NULL)
+        return;
+    if (order > MP_MAX_ORDER || !in_arena(p, (size_t)1 << order) ||
+        (page_index(p) & (((uint32_t)1 << order) - 1)) != 0) {
+        misuse("bad page free", p);
+        return;
+    }
+    uint32_t i = page_index(p);
+    pthread_mutex_lock(&g.lock);
+    struct pinfo *pi = &g.pinfo[i];
+    bool ok = g.rstate[i / REGION_PAGES] == R_BUDDY && (pi->flags & PI_USED) && pi->order == order;
+    if (ok) {
+        pi->flags = PI_USED; /* drops PI_SPAN: the block is no longer a span */
+        atomic_store_explicit(&pi->span, 0, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&g.lock);
+    if (!ok) {
+        misuse("double or mismatched page free", p);
+        return;
+    }
+    size_t len = MP_PAGE_SIZE << order;
+    mp_page_set_owner(p, (size_t)1 << order, NULL);
+    /* The caller still owns the block, so madvise needs no lock.  On failure
+     * the block stays resident but is otherwise an ordinary free block. */
+    if (sys_mem(SYS_DONTNEED, p, len) != 0)
+        atomic_fetch_add_explicit(&g_madvise_failed, 1, memory_order_relaxed);
+    pthread_mutex_lock(&g.lock);
+    buddy_put(i, order);
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* ---- spans ---------------------------------------------------------------- */
+
+void *mp_span_alloc(size_t npages, unsigned aflags)
+{
+    if (npages == 0 || npages > UINT32_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (npages <= REGION_PAGES) {
+        unsigned k = 0;
+        while (((size_t)1 << k) < npages)
+            k++;
+        void *p = mp_pages_alloc(k, aflags);
+        if (p != NULL) {
+            pthread_mutex_lock(&g.lock);
+            g.pinfo[page_index(p)].flags |= PI_SPAN;
+            atomic_store_explicit(&g.pinfo[page_index(p)].span, (uint32_t)npages, memory_order_relaxed);
+            pthread_mutex_unlock(&g.lock);
+        }
+        return p;
+    }
+    if (aflags & MAGPOOL_NOWAIT) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    if (mp_page_init() != 0)
+        return NULL;
+    uint32_t n = (uint32_t)((npages + REGION_PAGES - 1) / REGION_PAGES);
+    pthread_mutex_lock(&g.lock);
+    uint32_t r = regions_reserve(n);
+    void *p = NULL;
+    int err = ENOMEM;
+    if (r != NIL) {
+        if (regions_commit(r, n, R_SPAN) == 0) {
+            uint32_t i = r * REGION_PAGES;
+            g.pinfo[i].flags = PI_BIGSPAN;
+            atomic_store_explicit(&g.pinfo[i].span, (uint32_t)npages, memory_order_relaxed);
+            g.pages_in_use += (uint64_t)n * REGION_PAGES;
+            p = page_addr(i);
+        } else {
+            err = errno;
+        }
+    }
+    pthread_mutex_unlock(&g.lock);
+    if (p == NULL)
+        errno = err;
+    return p;
+}
+
+size_t mp_span_pages(const void *p)
+{
+    if (!in_arena(p, 1))
+        return 0;
+    return atomic_load_explicit(&g.pinfo[page_index(p)].span, memory_order_relaxed);
+}
+
+void mp_span_free(void *p)
+{
+    if (p == NULL)
+        return;
+    if (!in_arena(p, 1)) {
+        misuse("bad span free", p);
+        return;
+    }
+    uint32_t i = page_index(p);
+    pthread_mutex_lock(&g.lock);
+    uint8_t flags = g.pinfo[i].flags;
+    uint8_t order = g.pinfo[i].order;
+    uint32_t npages = atomic_load_explicit(&g.pinfo[i].span, memory_order_relaxed);
+    uint32_t r = i / REGION_PAGES, n = (npages + REGION_PAGES - 1) / REGION_PAGES;
+    bool big = (flags & PI_BIGSPAN) && npages > 0 && i % REGION_PAGES == 0 &&
+               g.rstate[r] == R_SPAN;
+    if (big) {
+        for (uint32_t j = r; j < r + n; j++)
+            g.rstate[j] = R_BUSY;
+        g.pinfo[i].flags = 0;
+        atomic_store_explicit(&g.pinfo[i].span, 0, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&g.lock);
+    if (!big) {
+        if ((flags & (PI_SPAN | PI_USED)) == (PI_SPAN | PI_USED))
+            mp_pages_free(p, order);
+        else
+            misuse("bad span free", p);
+        return;
+    }
+    mp_page_set_owner(p, (size_t)n * REGION_PAGES, NULL);
+    /* If the decommit fails the regions stay mapped read-write but unused;
+     * R_FREE is still right: the next commit maps over them with MAP_FIXED. */
+    if (sys_mem(SYS_DECOMMIT, p, (size_t)n * REGION_SIZE) != 0)
+        atomic_fetch_add_explicit(&g_madvise_failed, 1, memory_order_relaxed);
+    pthread_mutex_lock(&g.lock);
+    for (uint32_t j = r; j < r + n; j++)
+        g.rstate[j] = R_FREE;
+    g.regions_committed -= n;
+    g.pages_in_use -= (uint64_t)n * REGION_PAGES;
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* ---- page map ------------------------------------------------------------- */
+
+void mp_page_set_owner(void *p, size_t npages, void *owner)
+{
+    if (!in_arena(p, npages)) {
+        misuse("owner outside the arena", p);
+        return;
+    }
+    uint32_t i = page_index(p);
+    for (size_t j = 0; j < npages; j++)
+        /* Release: makes the owner's initialisation visible to whoever
+         * acquires this word in mp_page_owner.  Relaxed would let a reader see
+         * the pointer before the descriptor's fields. */
+        atomic_store_explicit(&g.pmap[i + j], owner, memory_order_release);
+}
+
+void *mp_page_owner(const void *p)
+{
+    /* Acquire: pairs with the release at init, so g.base and g.pmap are the
+     * published ones (relaxed could read a NULL pmap with a non-zero size). */
+    size_t size = atomic_load_explicit(&g_size, memory_order_acquire);
+    uintptr_t off = (uintptr_t)p - (uintptr_t)g.base;
+    if (off >= size)
+        return NULL;
+    /* Acquire: pairs with the release in mp_page_set_owner (see there). */
+    return atomic_load_explicit(&g.pmap[off >> MP_PAGE_SHIFT], memory_order_acquire);
+}
+
+/* ---- statistics and self-check -------------------------------------------- */
+
+void mp_page_stats(struct mp_page_stats *st)
+{
+    pthread_mutex_lock(&g.lock);
+    st->regions_committed = g.regions_committed;
+    st->pages_in_use = g.pages_in_use;
+    st->pages_free = g.pages_free;
+    pthread_mutex_unlock(&g.lock);
+    st->madvise_calls = atomic_load_explicit(&g_madvise_calls, memory_order_relaxed);
+    st->mmap_calls = atomic_load_explicit(&g_mmap_calls, memory_order_relaxed);
+    st->faults_injected = atomic_load_explicit(&g_faults, memory_order_relaxed);
+    st->madvise_failed = atomic_load_explicit(&g_madvise_failed, memory_order_relaxed);
+    st->arena_bytes = atomic_load_explicit(&g_size, memory_order_relaxed);
+}
+
+int mp_page_validate(void)
+{
+    if (mp_page_init() != 0)
+        return -1;
+    int bad = 0;
+    uint64_t free_pages = 0, buddy_regions = 0, span_regions = 0;
+    pthread_mutex_lock(&g.lock);
+    for (unsigned k = 0; k <= MP_MAX_ORDER; k++) {
+        uint32_t prev = NIL;
+        for (uint32_t i = g.head[k]; i != NIL; prev = i, i = g.pinfo[i].next) {
+            struct pinfo *pi = &g.pinfo[i];
+            bad |= i >= g.npages;                                     /* in the arena */
+            if (bad)
+                break;
+            bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (B1) */
+            bad |= pi->flags != PI_FREE || pi->order != k || pi->prev != prev;
+            bad |= g.rstate[i / REGION_PAGES] != R_BUDDY;
+            if (k < MP_MAX_ORDER) {                                    /* (B4) */
+                struct pinfo *b = &g.pinfo[i ^ ((uint32_t)1 << k)];
+                bad |= (b->flags & PI_FREE) && b->order == k;
+            }
+            free_pages += (uint64_t)1 << k;
+        }
+    }
+    for (uint32_t r = 0; r < g.nregions; r++) {
+        buddy_regions += g.rstate[r] == R_BUDDY;
+        span_regions += g.rstate[r] == R_SPAN;
+    }
+    bad |= free_pages != g.pages_free;                                 /* (B5) */
+    bad |= buddy_regions + span_regions != g.regions_committed;
+    bad |= g.pages_free + g.pages_in_use != (buddy_regions + span_regions) * REGION_PAGES;
+    pthread_mutex_unlock(&g.lock);
+    return bad ? -1 : 0;
+}

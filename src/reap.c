@@ -1,0 +1,195 @@
+/*
+ * Reaping, shrinking and magazine sizing (design: top of src/cache.c).
+ *
+ * GUARANTEES
+ *  - No reaper thread.  Slow paths call mp_reap_tick (every 16th slow path of
+ *    a thread); at most once per MP_REAP_MS per cache (a CAS on the last reap
+ *    time, CLOCK_MONOTONIC_COARSE) one thread closes the depot's working-set
+ *    interval and tears down the magazines that went unused through all of
+ *    it (Bonwick & Adams 2001 sec. 3.3, UMA's trim): their objects go back to
+ *    the slab layer, the magazines are retired, then empty slabs go back to
+ *    the system (mp_slab_reap).
+ *  - magpool_cache_shrink gives back everything but live objects and other
+ *    threads' loaded/previous magazines: the caller's magazines, its deferred
+ *    batch (sealed), every depot magazine, every empty slab.  For TYPESAFE
+ *    caches the slab pages go back only after a grace period of the cache's
+ *    domain.  It also shrinks the magazine size one step.
+ *  - Magazine size follows kmem's steps; it grows one step when the depot
+ *    saw more than MP_GROW_CONTENTION failed CASes in a reap interval, and
+ *    shrinks one step under memory pressure (slab ENOMEM) or shrink.
+ *    Magazines of an old size die out as they empty (magazine.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "cache_impl.h"
+
+#define MP_REAP_MS 100u
+#define MP_GROW_CONTENTION 64u
+
+static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143 };
+#define MP_NSTEPS (sizeof mp_mag_steps / sizeof mp_mag_steps[0])
+
+static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
+{
+    unsigned start = size <= 256 ? 15 : size <= 1024 ? 7 : size <= 4096 ? 3 : 1;
+    return mp_clamp(start, lo, hi);
+}
+
+/* One step up (dir > 0) or down (dir < 0) the kmem ladder, within bounds. */
+void mp_mag_resize(struct magpool_cache *c, int dir)
+{
+    unsigned cur = atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+    unsigned next = cur;
+    if (dir > 0) {
+        for (size_t i = 0; i < MP_NSTEPS; i++)
+            if (mp_mag_steps[i] > cur) {
+                next = mp_mag_steps[i];
+                break;
+            }
+    } else {
+        for (size_t i = MP_NSTEPS; i-- > 0;)
+            if (mp_mag_steps[i] < cur) {
+                next = mp_mag_steps[i];
+                break;
+            }
+    }
+    next = mp_clamp(next, c->c_mag_min, c->c_mag_max);
+    /* Relaxed CAS: the size is a hint; a lost race just skips one resize. */
+    if (next != cur && atomic_compare_exchange_strong_explicit(&c->c_mag_size, &cur, next,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed))
+        mp_add_relaxed64(&c->c_mag_resizes, 1);
+}
+
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (m->rounds)
+        mp_slab_free(c->c_slab, m->objs, m->rounds);
+    m->rounds = 0;
+    mp_mag_free(m);
+    mp_add_relaxed64(&c->c_reaps, 1);
+}
+
+/* Tear down up to nfull full and nempty empty depot magazines. */
+static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t nempty)
+{
+    size_t done = 0;
+    struct mp_mag *m;
+    while (nfull-- > 0 && (m = mp_depot_pop_full(&c->c_depot)) != NULL) {
+        mp_mag_teardown(c, m);
+        done++;
+    }
+    while (nempty-- > 0 && (m = mp_depot_pop_empty(&c->c_depot)) != NULL) {
+        mp_mag_teardown(c, m);
+        done++;
+    }
+    return done;
+}
+
+size_t mp_depot_drain(struct magpool_cache *c)
+{
+    return mp_depot_trim(c, UINT64_MAX, UINT64_MAX);
+}
+
+/* TYPESAFE: mp_slab_reap's continuation runs after a grace period. */
+struct mp_reap_defer {
+    struct mp_retire_node node;
+    void (*fn)(void *);
+    void *arg;
+    magpool_domain_t *domain;
+    bool used;
+};
+
+static void mp_reap_deferred_run(struct mp_retire_node *node)
+{
+    struct mp_reap_defer *rd = (struct mp_reap_defer *)node;
+    rd->fn(rd->arg);
+    free(rd);
+}
+
+static void mp_reap_defer(void (*fn)(void *), void *arg, void *ctx)
+{
+    struct mp_reap_defer *rd = ctx;
+    rd->fn = fn;
+    rd->arg = arg;
+    rd->used = true;
+    mp_retire(rd->domain, &rd->node, mp_reap_deferred_run);
+}
+
+size_t mp_slab_reap_cache(struct magpool_cache *c)
+{
+    if (!(c->c_flags & MAGPOOL_TYPESAFE))
+        return mp_slab_reap(c->c_slab, NULL, NULL);
+    struct mp_reap_defer *rd = calloc(1, sizeof *rd);
+    if (rd == NULL)
+        return 0; /* keep the empty slabs: better than releasing them early */
+    rd->domain = c->c_domain;
+    size_t pages = mp_slab_reap(c->c_slab, mp_reap_defer, rd);
+    if (!rd->used)
+        free(rd);
+    return pages;
+}
+
+static uint64_t mp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void mp_reap_tick(struct magpool_cache *c)
+{
+    uint64_t now = mp_now_ms();
+    uint64_t last = mp_load_relaxed64(&c->c_last_reap_ms);
+    if (now - last < MP_REAP_MS)
+        return;
+    /* Relaxed CAS: only elects one reaper per interval; the depot and slab
+     * layers order their own data. */
+    if (!atomic_compare_exchange_strong_explicit(&c->c_last_reap_ms, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    uint64_t unused_full, unused_empty;
+    mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
+    mp_depot_trim(c, unused_full, unused_empty);
+    uint64_t cont = mp_load_relaxed64(&c->c_depot.contention);
+    uint64_t seen = mp_load_relaxed64(&c->c_last_contention);
+    mp_store_relaxed64(&c->c_last_contention, cont);
+    if (cont - seen > MP_GROW_CONTENTION)
+        mp_mag_resize(c, +1);
+    mp_slab_reap_cache(c);
+}
+
+MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
+{
+    if (c == NULL || atomic_load_explicit(&c->c_destroyed, memory_order_relaxed)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct mp_thread *t = mp_thread_self();
+    if (t != NULL)
+        mp_tc_flush(t, c); /* also seals the caller's deferred batch */
+    mp_domain_poll(c->c_domain);
+    mp_depot_drain(c);
+    mp_slab_reap_cache(c);
+    mp_mag_resize(c, -1);
+    return 0;
+}
+
+static int mp_shrink_one(magpool_cache_t *c, void *arg)
+{
+    (void)arg;
+    magpool_cache_shrink(c);
+    return 0;
+}
+
+MAGPOOL_API void magpool_reap(void)
+{
+    magpool_cache_foreach(mp_shrink_one, NULL);
+}

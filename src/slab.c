@@ -1,0 +1,633 @@
+/*
+ * Slab layer: carves page blocks into constructed objects (Bonwick 1994,
+ * "The Slab Allocator"; Bonwick & Adams 2001).  The slow path of magpool.
+ *
+ * GUARANTEES (see slab.h for the calls)
+ *  - Objects carry 0 bytes of overhead: the slab descriptor lives off-slab and
+ *    the free objects of a slab are kept as a stack of 16-bit indices in
+ *    separate memory, so the layer never writes into an object.  An object's
+ *    constructed state therefore survives any number of free/alloc cycles.
+ *  - The ctor runs exactly once per object, lazily, when the object is first
+ *    taken from its slab (outside the cache lock); the dtor runs exactly once
+ *    per built object, when its slab is torn down.
+ *  - mp_slab_owner(p) is O(1), takes no lock and never faults.
+ *
+ * GEOMETRY (fixed at cache creation)
+ *   align  = params.align, raised to 64 for HWCACHE_ALIGN caches of size >= 64
+ *   stride = round_up(size + extra, align)
+ *   order  = the smallest order k >= k0 (k0 = 2, i.e. 16 KiB, for strides of
+ *            at most 2 KiB so one slab-layer trip serves many objects; else 0)
+ *            with n = floor(4096 * 2^k / stride) >= 8 objects and waste
+ *            4096 * 2^k - n * stride <= 1/8 of the slab.  If no order up to
+ *            MP_MAX_ORDER qualifies (huge objects), the largest order with
+ *            waste <= 1/8, else the order of least waste ratio.  n <= 65535.
+ * COLOURING (Bonwick 1994, seed 001): the leftover L = slab - n * stride is
+ * split into ncolours = L / step + 1 offsets, step = max(align, 64) (a cache
+ * line at least); slab number j starts its objects at (j mod ncolours) * step
+ * from the block start, so equal-index objects of successive slabs fall on
+ * different cache lines.  The offset is a multiple of align, and a block is
+ * aligned to its size (>= 4 KiB >= align), so every object is aligned.
+ *
+ * SLAB STATES AND INVARIANTS.  Objects [0, nbuilt) of a slab have been
+ * constructed; of those, nfree are on the free stack and inuse are handed out.
+ *   (S1) nfree + inuse == nbuilt <= n                      per slab
+ *   (S2) the free stack holds nfree distinct indices, each < nbuilt
+ *   (S3) list(s) = EMPTY if inuse == 0, FULL if inuse == n, else PARTIAL
+ *   (C1) constructed   == sum over linked slabs of nbuilt   per cache
+ *   (C2) free_in_slabs == sum over linked slabs of nfree
+ *   (C3) constructed <= max_objects when a limit is set
+ * Allocation prefers PARTIAL slabs, then EMPTY ones, and only then makes a
+ * new slab (so empty slabs can be released); within a slab it pops the free
+ * stack before building unbuilt objects.  When the limit is reached it looks
+ * for any slab with a free built object.
+ *
+ * EMPTY SLABS.  The free path keeps at most one EMPTY slab per cache (a
+ * cushion against alloc/free oscillation at a slab boundary); a further slab
+ * that becomes empty is torn down at once, outside the lock.  TYPESAFE caches
+ * never tear down in the free path, because their pages may only go back
+ * after a grace period: their empty slabs wait for mp_slab_reap, which
+ * releases every EMPTY slab (or, with `defer`, unlinks them at once and hands
+ * one continuation to the caller that tears them down later).  Teardown needs
+ * nothing from the cache (dtor, arg, geometry are copied into the descriptor),
+ * so a deferred teardown may run after mp_slab_cache_delete.
+ *
+ * LOOKUP.  Every page of a slab has its descriptor as page owner word
+ * (mp_page_set_owner, a release store, after the descriptor's lookup fields
+ * are written; mp_page_owner is the pairing acquire load).  Descriptors are
+ * type-stable: they come from a pool that is never returned to the system, so
+ * a lookup racing with a teardown (a caller's misuse) reads a valid, perhaps
+ * recycled, descriptor and never faults; the lookup fields are relaxed
+ * atomics so such a race is not a data race either.  The slot test avoids a
+ * division: with M = ceil(2^64 / stride), a 32-bit offset x is a multiple of
+ * stride iff x * M mod 2^64 <= M - 1 (Lemire, Kaser & Kurz 2019).
+ *
+ * LOCKING.  One pthread mutex per cache guards its lists, counters and every
+ * non-atomic descriptor field of its linked slabs.  It is never held while
+ * running a ctor/dtor or calling the page layer, so no lock is ever nested:
+ * the descriptor-pool lock and the page lock are leaves taken with no other
+ * lock held.  MAGPOOL_NOWAIT only try-locks the cache and never makes a new
+ * slab (that needs malloc for the free stack, and a descriptor): it is served
+ * from existing slabs or fails with EAGAIN.
+ */
+#include "slab.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magpool/magpool.h"
+#include "page.h"
+#include "sanitize.h"
+
+#define SLAB_MAX_OBJS 65535u
+#define SMALL_STRIDE 2048u
+#define SMALL_MIN_ORDER 2u
+#define MIN_OBJS 8u
+
+enum { L_PARTIAL, L_FULL, L_EMPTY, L_COUNT, L_NONE = L_COUNT };
+
+struct mp_slab {
+    /* Lookup fields: written before the page owner words are published,
+     * read lock-free (relaxed) by mp_slab_owner / mp_slab_index. */
+    _Atomic uintptr_t lk_base;     /* address of object 0 */
+    _Atomic uint32_t lk_span;      /* n * stride */
+    _Atomic uint32_t lk_stride;
+    _Atomic uint64_t lk_magic;     /* ceil(2^64 / stride) */
+    _Atomic(void *) lk_owner;      /* params.owner */
+    _Atomic(struct mp_slab_cache *) lk_cache;
+    /* Under the cache lock while linked. */
+    struct mp_slab *next, *prev;   /* list links (next also: pool / dead lists) */
+    uint16_t *stack;               /* free built objects, nfree entries */
+    uint32_t nfree, nbuilt, inuse;
+    uint8_t list;                  /* L_* */
+    /* Immutable while the slab lives; teardown reads only these. */
+    char *mem;                     /* the page block */
+    char *base;                    /* mem + colour */
+    uint32_t stride, nobjs, colour;
+    uint8_t order;
+    void (*dtor)(void *, void *);
+    void *arg;
+};
+
+struct mp_slab_cache {
+    pthread_mutex_t lock;
+    struct mp_slab *lists[L_COUNT]; /* doubly linked, NULL-terminated */
+    uint64_t nslabs[L_COUNT];
+    uint64_t constructed;          /* (C1) */
+    uint64_t free_in_slabs;        /* (C2) */
+    uint64_t slab_allocs;
+    _Atomic uint32_t colour_seq;   /* slabs made so far (relaxed: only spreads colours) */
+    /* Geometry and parameters, immutable after creation. */
+    struct mp_slab_params p;
+    size_t align, stride;
+    uint32_t nobjs, ncolours, colour_step;
+    unsigned order;
+    uint64_t magic;
+};
+
+/* ---- descriptor pool (type-stable, never freed) --------------------------- */
+
+#define POOL_CHUNK 63
+struct pool_chunk {
+    struct pool_chunk *next;
+    struct mp_slab d[POOL_CHUNK];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct mp_slab *free;
+    struct pool_chunk *chunks;     /* all chunks, kept so they stay reachable */
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static struct mp_slab *desc_get(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    if (pool.free == NULL) {
+        struct pool_chunk *c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            pthread_mutex_unlock(&pool.lock);
+            return NULL;
+        }
+        c->next = pool.chunks;
+        pool.chunks = c;
+        for (int i = 0; i < POOL_CHUNK; i++) {
+            c->d[i].next = pool.free;
+            pool.free = &c->d[i];
+        }
+    }
+    struct mp_slab *s = pool.free;
+    pool.free = s->next;
+    pthread_mutex_unlock(&pool.lock);
+    return s;
+}
+
+static void desc_put(struct mp_slab *s)
+{
+    pthread_mutex_lock(&pool.lock);
+    s->next = pool.free;
+    pool.free = s;
+    pthread_mutex_unlock(&pool.lock);
+}
+
+/* ---- geometry ------------------------------------------------------------- */
+
+static int geometry(struct mp_slab_cache *sc)
+{
+    const struct mp_slab_params *p = &sc->p;
+    size_t align = p->align ? p->align : 8;
+    if (p->size == 0 || (align & (align - 1)) != 0 || align > MP_PAGE_SIZE)
+        return -1;
+    if ((p->flags & MAGPOOL_HWCACHE_ALIGN) && p->size >= 64 && align < 64)
+        align = 64;
+    size_t max = MP_PAGE_SIZE << MP_MAX_ORDER;
+    if (p->size > max || p->extra > max)
+        return -1;
+    size_t stride = (p->size + p->extra + align - 1) & ~(align - 1);
+    if (stride > max)
+        return -1;
+    unsigned k0 = stride <= SMALL_STRIDE ? SMALL_MIN_ORDER : 0;
+    int chosen = -1, fit = -1, best = -1;
+    size_t best_waste = 0, best_bytes = 1;
+    for (unsigned k = k0; k <= MP_MAX_ORDER; k++) {
+        size_t bytes = MP_PAGE_SIZE << k, n = bytes / stride;
+        if (n > SLAB_MAX_OBJS)
+            n = SLAB_MAX_OBJS;
+        if (n == 0)
+            continue;
+        size_t waste = bytes - n * stride;
+        if (waste * 8 <= bytes) {
+            if (n >= MIN_OBJS) {
+                chosen = (int)k;
+                break;
+            }
+            fit = (int)k; /* keep the largest order that fits the waste bound */
+        }
+        if (best < 0 || waste * best_bytes < best_waste * bytes) {
+            best = (int)k;
+            best_waste = waste;
+            best_bytes = bytes;
+        }
+    }
+    if (chosen < 0)
+        chosen = fit >= 0 ? fit : best;
+    if (chosen < 0)
+        return -1;
+    size_t bytes = MP_PAGE_SIZE << chosen, n = bytes / stride;
+    if (n > SLAB_MAX_OBJS)
+        n = SLAB_MAX_OBJS;
+    size_t step = align > 64 ? align : 64;
+    sc->align = align;
+    sc->stride = stride;
+    sc->order = (unsigned)chosen;
+    sc->nobjs = (uint32_t)n;
+    sc->colour_step = (uint32_t)step;
+    sc->ncolours = (uint32_t)((bytes - n * stride) / step + 1);
+    sc->magic = UINT64_MAX / stride + 1;
+    return 0;
+}
+
+struct mp_slab_cache *mp_slab_cache_new(const struct mp_slab_params *p)
+{
+    if (p == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct mp_slab_cache *sc = calloc(1, sizeof *sc);
+    if (sc == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    sc->p = *p;
+    if (geometry(sc) != 0) {
+        free(sc);
+        errno = EINVAL;
+        return NULL;
+    }
+    if (pthread_mutex_init(&sc->lock, NULL) != 0) {
+        free(sc);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return sc;
+}
+
+size_t mp_slab_stride(const struct mp_slab_cache *sc) { return sc->stride; }
+size_t mp_slab_align(const struct mp_slab_cache *sc) { return sc->align; }
+
+/* ---- slab lists (under sc->lock) ------------------------------------------ */
+
+static void list_del(struct mp_slab_cache *sc, struct mp_slab *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sc->lists[s->list] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    sc->nslabs[s->list]--;
+    s->list = L_NONE;
+}
+
+static void list_add(struct mp_slab_cache *sc, struct mp_slab *s, uint8_t l)
+{
+    s->list = l;
+    s->prev = NULL;
+    s->next = sc->lists[l];
+    if (s->next)
+        s->next->prev = s;
+    sc->lists[l] = s;
+    sc->nslabs[l]++;
+}
+
+/* Move s to the list its counts call for (S3). */
+static void relink(struct mp_slab_cache *sc, struct mp_slab *s)
+{
+    uint8_t l = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
+    if (l != s->list) {
+        list_del(sc, s);
+        list_add(sc, s, l);
+    }
+}
+
+/* Unlink s for teardown and take its objects out of the cache counts. */
+static void detach(struct mp_slab_cache *sc, struct mp_slab *s)
+{
+    list_del(sc, s);
+    sc->constructed -= s->nbuilt;
+    sc->free_in_slabs -= s->nfree;
+}
+
+/* ---- making and tearing down slabs (no lock held) ------------------------- */
+
+static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cache *sc)
+{
+    char *mem = mp_pages_alloc(sc->order, 0);
+    if (mem == NULL)
+        return NULL;
+    uint16_t *stack = malloc(sizeof *stack * sc->nobjs);
+    struct mp_slab *s = stack ? desc_get() : NULL;
+    if (s == NULL) {
+        free(stack);
+        mp_pages_free(mem, sc->order);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t bytes = MP_PAGE_SIZE << sc->order;
+    mp_asan_unpoison(mem, bytes); /* whatever a former user of the block left */
+    uint32_t seq = atomic_fetch_add_explicit(&sc->colour_seq, 1, memory_order_relaxed);
+    s->next = s->prev = NULL;
+    s->stack = stack;
+    s->nfree = s->nbuilt = s->inuse = 0;
+    s->list = L_NONE;
+    s->mem = mem;
+    s->colour = (seq % sc->ncolours) * sc->colour_step;
+    s->base = mem + s->colour;
+    s->stride = (uint32_t)sc->stride;
+    s->nobjs = sc->nobjs;
+    s->order = (uint8_t)sc->order;
+    s->dtor = sc->p.dtor;
+    s->arg = sc->p.arg;
+    atomic_store_explicit(&s->lk_base, (uintptr_t)s->base, memory_order_relaxed);
+    atomic_store_explicit(&s->lk_span, s->nobjs * s->stride, memory_order_relaxed);
+    atomic_store_explicit(&s->lk_stride, s->stride, memory_order_relaxed);
+    atomic_store_explicit(&s->lk_magic, sc->magic, memory_order_relaxed);
+    atomic_store_explicit(&s->lk_owner, sc->p.owner, memory_order_relaxed);
+    atomic_store_explicit(&s->lk_cache, sc, memory_order_relaxed);
+    /* Publishes the fields above (release store per page, see page.c). */
+    mp_page_set_owner(mem, (size_t)1 << sc->order, s);
+    return s;
+}
+
+/* Destroy s: dtor on each built object, pages back, descriptor to the pool. */
+static size_t slab_teardown(struct mp_slab *s)
+{
+    size_t pages = (size_t)1 << s->order;
+    mp_asan_unpoison(s->mem, pages * MP_PAGE_SIZE);
+    if (s->dtor)
+        for (uint32_t i = 0; i < s->nbuilt; i++)
+            s->dtor(s->base + (size_t)i * s->stride, s->arg);
+    free(s->stack);
+    s->stack = NULL;
+    mp_pages_free(s->mem, s->order); /* clears the owner words first */
+    desc_put(s);
+    return pages;
+}
+
+/* Tear down a list of detached slabs linked by next (a defer continuation). */
+static void slab_teardown_list(void *arg)
+{
+    struct mp_slab *s = arg;
+    while (s) {
+        struct mp_slab *next = s->next;
+        slab_teardown(s);
+        s = next;
+    }
+}
+
+/* ---- allocation ----------------------------------------------------------- */
+
+static inline bool can_build(const struct mp_slab_cache *sc)
+{
+    return sc->p.max_objects == 0 || sc->constructed < sc->p.max_objects;
+}
+
+/* A slab that can give at least one object now, or NULL.  Under sc->lock. */
+static struct mp_slab *pick(struct mp_slab_cache *sc)
+{
+    if (can_build(sc))
+        return sc->lists[L_PARTIAL] ? sc->lists[L_PARTIAL] : sc->lists[L_EMPTY];
+    if (sc->free_in_slabs == 0)
+        return NULL;
+    for (int l = L_PARTIAL; l <= L_EMPTY; l += L_EMPTY - L_PARTIAL)
+        for (struct mp_slab *s = sc->lists[l]; s; s = s->next)
+            if (s->nfree)
+                return s;
+    return NULL;
+}
+
+size_t mp_slab_alloc(struct mp_slab_cache *sc, void **out, size_t n, unsigned aflags)
+{
+    if (n == 0)
+        return 0;
+    if (aflags & MAGPOOL_NOWAIT) {
+        if (pthread_mutex_trylock(&sc->lock) != 0) {
+            errno = EAGAIN;
+            return 0;
+        }
+    } else {
+        pthread_mutex_lock(&sc->lock);
+    }
+    /* Popped (constructed) objects fill out[] from the front, newly built
+     * ones (ctor still to run) from the back. */
+    size_t front = 0, back = n;
+    int err = 0;
+    while (front < back) {
+        struct mp_slab *s = pick(sc);
+        if (s == NULL) {
+            if (!can_build(sc)) {
+                err = ENOMEM;
+                break;
+            }
+            if (aflags & MAGPOOL_NOWAIT) {
+                err = EAGAIN;
+                break;
+            }
+            pthread_mutex_unlock(&sc->lock);
+            s = slab_create(sc);
+            err = errno;
+            pthread_mutex_lock(&sc->lock);
+            if (s == NULL)
+                break;
+            err = 0;
+            list_add(sc, s, L_EMPTY);
+            continue;
+        }
+        while (front < back && s->nfree) {
+            out[front++] = s->base + (size_t)s->stack[--s->nfree] * s->stride;
+            s->inuse++;
+            sc->free_in_slabs--;
+        }
+        while (front < back && s->nbuilt < s->nobjs && can_build(sc)) {
+            out[--back] = s->base + (size_t)s->nbuilt * s->stride;
+            s->nbuilt++;
+            s->inuse++;
+            sc->constructed++;
+        }
+        relink(sc, s);
+    }
+    size_t nnew = n - back;
+    sc->slab_allocs += front + nnew;
+    pthread_mutex_unlock(&sc->lock);
+    if (nnew) {
+        memmove(&out[front], &out[back], nnew * sizeof *out);
+        if (sc->p.ctor)
+            for (size_t i = front; i < front + nnew; i++)
+                sc->p.ctor(out[i], sc->p.arg);
+    }
+    if (front + nnew == 0)
+        errno = err ? err : ENOMEM;
+    return front + nnew;
+}
+
+/* ---- free ----------------------------------------------------------------- */
+
+static __attribute__((noinline, cold)) void bad_free(const void *p, const char *kind)
+{
+    fprintf(stderr, "magpool: slab: %s at %p\n", kind, p);
+}
+
+void mp_slab_free(struct mp_slab_cache *sc, void *const *objs, size_t n)
+{
+    struct mp_slab *dead = NULL;
+    bool keep_empties = (sc->p.flags & MAGPOOL_TYPESAFE) != 0;
+    pthread_mutex_lock(&sc->lock);
+    for (size_t i = 0; i < n; i++) {
+        char *p = objs[i];
+        struct mp_slab *s = mp_page_owner(p);
+        if (s == NULL || atomic_load_explicit(&s->lk_cache, memory_order_relaxed) != sc ||
+            s->list == L_NONE) {
+            bad_free(p, "free of foreign object");
+            continue;
+        }
+        size_t off = (size_t)(p - s->base);
+        if (p < s->base || off % s->stride != 0 || off / s->stride >= s->nbuilt) {
+            bad_free(p, "free of misaligned object");
+            continue;
+        }
+        if (s->inuse == 0) {
+            bad_free(p, "double free");
+            continue;
+        }
+        s->stack[s->nfree++] = (uint16_t)(off / s->stride);
+        s->inuse--;
+        sc->free_in_slabs++;
+        relink(sc, s);
+        if (s->inuse == 0 && !keep_empties && sc->nslabs[L_EMPTY] > 1) {
+            detach(sc, s);
+            s->next = dead;
+            dead = s;
+        }
+    }
+    pthread_mutex_unlock(&sc->lock);
+    slab_teardown_list(dead);
+}
+
+/* ---- reap and delete ------------------------------------------------------ */
+
+size_t mp_slab_reap(struct mp_slab_cache *sc,
+                    void (*defer)(void (*fn)(void *), void *arg, void *ctx), void *ctx)
+{
+    struct mp_slab *dead = NULL;
+    size_t pages = 0;
+    pthread_mutex_lock(&sc->lock);
+    while (sc->lists[L_EMPTY]) {
+        struct mp_slab *s = sc->lists[L_EMPTY];
+        detach(sc, s);
+        s->next = dead;
+        dead = s;
+        pages += (size_t)1 << s->order;
+    }
+    pthread_mutex_unlock(&sc->lock);
+    if (dead == NULL)
+        return 0;
+    if (defer)
+        defer(slab_teardown_list, dead, ctx);
+    else
+        slab_teardown_list(dead);
+    return pages;
+}
+
+void mp_slab_cache_delete(struct mp_slab_cache *sc)
+{
+    if (sc == NULL)
+        return;
+    struct mp_slab *dead = NULL;
+    pthread_mutex_lock(&sc->lock);
+    for (int l = 0; l < L_COUNT; l++)
+        while (sc->lists[l]) {
+            struct mp_slab *s = sc->lists[l];
+            detach(sc, s);
+            s->next = dead;
+            dead = s;
+        }
+    pthread_mutex_unlock(&sc->lock);
+    slab_teardown_list(dead);
+    pthread_mutex_destroy(&sc->lock);
+    free(sc);
+}
+
+/* ---- lookup ----------------------------------------------------------------- */
+
+void *mp_slab_owner(const void *p, int *why)
+{
+    int dummy;
+    if (why == NULL)
+        why = &dummy;
+    struct mp_slab *s = mp_page_owner(p); /* acquire: see the design comment */
+    if (s == NULL) {
+        *why = MP_OBJ_FOREIGN;
+        return NULL;
+    }
+    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
+    uint64_t magic = atomic_load_explicit(&s->lk_magic, memory_order_relaxed);
+    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) ||
+        (uint64_t)off * magic > magic - 1) {
+        *why = MP_OBJ_MISALIGNED;
+        return NULL;
+    }
+    *why = MP_OBJ_OK;
+    return atomic_load_explicit(&s->lk_owner, memory_order_relaxed);
+}
+
+size_t mp_slab_index(const void *p, size_t *nobjs)
+{
+    struct mp_slab *s = mp_page_owner(p);
+    if (s == NULL)
+        return SIZE_MAX;
+    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
+    uint32_t stride = atomic_load_explicit(&s->lk_stride, memory_order_relaxed);
+    uint32_t span = atomic_load_explicit(&s->lk_span, memory_order_relaxed);
+    if (stride == 0 || off >= span)
+        return SIZE_MAX;
+    if (nobjs)
+        *nobjs = span / stride;
+    return off / stride;
+}
+
+/* ---- statistics and self-check -------------------------------------------- */
+
+void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st)
+{
+    pthread_mutex_lock(&sc->lock);
+    st->constructed = sc->constructed;
+    st->free_in_slabs = sc->free_in_slabs;
+    st->slabs_partial = sc->nslabs[L_PARTIAL];
+    st->slabs_full = sc->nslabs[L_FULL];
+    st->slabs_empty = sc->nslabs[L_EMPTY];
+    st->slabs = st->slabs_partial + st->slabs_full + st->slabs_empty;
+    st->pages = st->slabs << sc->order;
+    st->slab_allocs = sc->slab_allocs;
+    pthread_mutex_unlock(&sc->lock);
+    st->objs_per_slab = sc->nobjs;
+    st->slab_order = sc->order;
+}
+
+int mp_slab_validate(struct mp_slab_cache *sc)
+{
+    int bad = 0;
+    uint64_t built = 0, nfree = 0;
+    uint8_t *seen = malloc(SLAB_MAX_OBJS + 1);
+    if (seen == NULL)
+        return -1;
+    pthread_mutex_lock(&sc->lock);
+    for (int l = 0; l < L_COUNT; l++) {
+        uint64_t count = 0;
+        for (struct mp_slab *s = sc->lists[l]; s; s = s->next, count++) {
+            bad |= s->list != l || s->nbuilt > s->nobjs;                   /* (S1) */
+            bad |= s->nfree + s->inuse != s->nbuilt;
+            uint8_t want = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
+            bad |= want != l;                                               /* (S3) */
+            bad |= mp_page_owner(s->mem) != s ||
+                   mp_page_owner(s->mem + (MP_PAGE_SIZE << s->order) - 1) != s;
+            memset(seen, 0, s->nobjs);
+            for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (S2) */
+                uint16_t x = s->stack[i];
+                bad |= x >= s->nbuilt || seen[x];
+                if (x < s->nobjs)
+                    seen[x] = 1;
+            }
+            built += s->nbuilt;
+            nfree += s->nfree;
+        }
+        bad |= count != sc->nslabs[l];
+    }
+    bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (C1), (C2) */
+    bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (C3) */
+    pthread_mutex_unlock(&sc->lock);
+    free(seen);
+    return bad ? -1 : 0;
+}

@@ -1,0 +1,218 @@
+/*
+ * Per-thread state and thread exit (design: top of src/cache.c, "Threads").
+ *
+ * GUARANTEES
+ *  - A thread starts with mp_tcs pointing at a static all-zero tcache array,
+ *    so its first alloc/free of any cache misses the fast path with no
+ *    "initialised?" test; the first slow path creates its struct mp_thread
+ *    (tcache array mmap'd MAP_NORESERVE: untouched entries cost nothing),
+ *    registers a pthread key destructor and links it into mp_threads.
+ *  - At thread exit (the key destructor; re-armed by pthread itself if a later
+ *    destructor allocates again, since the slow path sets the key anew) every
+ *    magazine the thread holds goes back to its depot, its deferred batches
+ *    are sealed, its counters are folded into the caches, and its state is
+ *    unlinked and freed.  Nothing is stranded: objects it freed that other
+ *    threads allocated are simply rounds of those magazines.
+ *  - Readers of other threads' tcaches (stats.c, mp_cache_live) walk
+ *    mp_threads under mp_threads_lock, so an exiting thread may unmap its
+ *    tcache array right after unlinking itself under that lock: no grace
+ *    period is needed (a choice: stats are rare and short, exit is rare).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "cache_impl.h"
+
+static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
+__thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec"))) = mp_empty_tcs;
+static __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
+
+pthread_mutex_t mp_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+struct mp_thread *mp_threads;
+
+static pthread_key_t mp_thread_key;
+static pthread_once_t mp_thread_once = PTHREAD_ONCE_INIT;
+
+static void mp_thread_exit(void *arg);
+static void mp_thread_key_init(void)
+{
+    if (pthread_key_create(&mp_thread_key, mp_thread_exit) != 0)
+        abort(); /* out of keys at start: nothing sensible to do */
+}
+
+struct mp_thread *mp_thread_self(void)
+{
+    return mp_self;
+}
+
+static MP_COLD struct mp_thread *mp_thread_create(void)
+{
+    size_t bytes = sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES;
+    struct mp_thread *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    void *tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                    -1, 0);
+    if (tc == MAP_FAILED) {
+        free(t);
+        errno = ENOMEM;
+        return NULL;
+    }
+    t->th_tc = tc;
+    pthread_once(&mp_thread_once, mp_thread_key_init);
+    if (pthread_setspecific(mp_thread_key, t) != 0) {
+        munmap(tc, bytes);
+        free(t);
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* Acquire: pairs with the release increment in magpool_cache_destroy; we
+     * start with no magazines, so any gen seen is fine as a baseline. */
+    t->th_seen_gen = atomic_load_explicit(&mp_destroy_gen, memory_order_acquire);
+    pthread_mutex_lock(&mp_threads_lock);
+    t->th_next = mp_threads;
+    if (mp_threads)
+        mp_threads->th_prevt = t;
+    mp_threads = t;
+    pthread_mutex_unlock(&mp_threads_lock);
+    mp_self = t;
+    mp_tcs = t->th_tc;
+    return t;
+}
+
+struct mp_thread *mp_thread_get(bool nowait)
+{
+    if (mp_self != NULL)
+        return mp_self;
+    if (nowait) /* creating state mmaps and takes locks */
+        return NULL;
+    return mp_thread_create();
+}
+
+/* Become a holder of c: load a first (empty) magazine into t's tcache. */
+bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
+{
+    struct mp_tcache *tc = &t->th_tc[c->c_id];
+    if (tc->tc_loaded != NULL)
+        return true;
+    if (aflags & MAGPOOL_NOWAIT) /* the registry lock may block */
+        return false;
+    unsigned cap = atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+    struct mp_mag *m = mp_mag_alloc(cap);
+    if (m == NULL)
+        return false;
+    pthread_mutex_lock(&mp_registry_lock);
+    bool ok = !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    if (ok)
+        c->c_holders++;
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (!ok) {
+        mp_mag_free(m);
+        return false;
+    }
+    t->th_held[c->c_id / 64] |= (uint64_t)1 << (c->c_id % 64);
+    mp_tc_install(tc, m, NULL);
+    return true;
+}
+
+/* Give back everything t holds for c and stop being a holder. */
+void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
+{
+    struct mp_tcache *tc = &t->th_tc[c->c_id];
+    if (tc->tc_loaded == NULL)
+        return;
+    mp_deferred_seal(c, tc);
+    mp_tc_save(tc);
+    struct mp_mag *loaded = tc->tc_loaded, *prev = tc->tc_prev;
+    mp_tc_install(tc, NULL, NULL);
+    mp_tc_flow(tc, -(int64_t)loaded->rounds - (prev ? (int64_t)prev->rounds : 0));
+    mp_mag_give_back(c, loaded);
+    if (prev != NULL)
+        mp_mag_give_back(c, prev);
+
+    pthread_mutex_lock(&mp_registry_lock);
+    /* Fold the counters under mp_threads_lock so a stats reader sees them
+     * either here or in the cache, never both, never neither. */
+    pthread_mutex_lock(&mp_threads_lock);
+    uint64_t allocs = mp_load_relaxed64(&tc->tc_allocs);
+    mp_add_relaxed64(&c->c_allocs, allocs);
+    /* With no rounds left, net == allocs - frees (cache_impl.h).
+     * Release: a finaliser that reads c_frees (acquire, in mp_cache_live)
+     * sees our slab frees above.  Weakened, it could delete the slab cache
+     * while our mp_slab_free calls are not yet visible to it. */
+    atomic_fetch_add_explicit(&c->c_frees, allocs - mp_load_relaxed64(&tc->tc_net),
+                              memory_order_release);
+    mp_store_relaxed64(&tc->tc_allocs, 0);
+    mp_store_relaxed64(&tc->tc_net, 0);
+    pthread_mutex_unlock(&mp_threads_lock);
+    t->th_held[c->c_id / 64] &= ~((uint64_t)1 << (c->c_id % 64));
+    c->c_holders--;
+    mp_cache_maybe_finalize(c);
+    pthread_mutex_unlock(&mp_registry_lock);
+}
+
+/* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */
+static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
+{
+    for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
+        uint64_t bits = t->th_held[w];
+        while (bits) {
+            unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            /* Acquire: pairs with the release store in cache create, so we
+             * see the cache's fields.  A held id's cache cannot be finalised. */
+            struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+            if (c == NULL)
+                continue;
+            if (only_destroyed && !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed))
+                continue;
+            mp_tc_flush(t, c);
+        }
+    }
+}
+
+void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
+{
+    /* Acquire: pairs with the release increment in magpool_cache_destroy, so
+     * after seeing the new generation we see c_destroyed set. */
+    uint64_t g = atomic_load_explicit(&mp_destroy_gen, memory_order_acquire);
+    if (g != t->th_seen_gen) {
+        t->th_seen_gen = g;
+        mp_thread_each_held(t, true);
+    }
+    if ((++t->th_slow & 15u) == 0) {
+        magpool_domain_t *d = mp_domain_default();
+        mp_domain_poll(d);
+        if (c->c_domain != d)
+            mp_domain_poll(c->c_domain);
+        mp_reap_tick(c);
+    }
+}
+
+MAGPOOL_API void magpool_thread_flush(void)
+{
+    if (mp_self != NULL)
+        mp_thread_each_held(mp_self, false);
+}
+
+static void mp_thread_exit(void *arg)
+{
+    struct mp_thread *t = arg;
+    mp_thread_each_held(t, false);
+    mp_self = NULL;
+    mp_tcs = mp_empty_tcs;
+    mp_reclaim_thread_exit();
+    pthread_mutex_lock(&mp_threads_lock);
+    if (t->th_prevt)
+        t->th_prevt->th_next = t->th_next;
+    else
+        mp_threads = t->th_next;
+    if (t->th_next)
+        t->th_next->th_prevt = t->th_prevt;
+    pthread_mutex_unlock(&mp_threads_lock);
+    munmap(t->th_tc, sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
+    free(t);
+}

@@ -1,0 +1,600 @@
+/*
+ * Core API unit tests (single thread): every call, each bad argument with its
+ * errno, round trips with no object handed out twice, constructor semantics,
+ * the allocation flags, limits, bulk all-or-nothing, the immediate double-free
+ * diagnostic, shrink returning RSS, destroy with live objects (zombie), foreach
+ * and magpool_cache_of.  The conservation equation (I1) is checked after every
+ * scenario.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magpool/magpool.h"
+#include "check.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int conserved(magpool_cache_t *c)
+{
+    struct magpool_stats st;
+    if (magpool_cache_stats(c, &st) != 0)
+        return 0;
+    uint64_t sum = st.in_slabs + st.in_magazines + st.in_depot + st.deferred + st.in_use;
+    if (sum != st.constructed)
+        fprintf(stderr, "conservation: slabs %llu + mags %llu + depot %llu + deferred %llu + in_use %llu != constructed %llu\n",
+                (unsigned long long)st.in_slabs, (unsigned long long)st.in_magazines,
+                (unsigned long long)st.in_depot, (unsigned long long)st.deferred,
+                (unsigned long long)st.in_use, (unsigned long long)st.constructed);
+    return sum == st.constructed;
+}
+
+static uint64_t stat_in_use(magpool_cache_t *c)
+{
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    return st.in_use;
+}
+
+/* Open-addressing pointer set: detects an object handed out twice. */
+struct pset {
+    uintptr_t *slot;
+    size_t cap;
+};
+static void pset_init(struct pset *s, size_t n)
+{
+    s->cap = 1;
+    while (s->cap < 2 * n)
+        s->cap <<= 1;
+    s->slot = calloc(s->cap, sizeof *s->slot);
+}
+static int pset_add(struct pset *s, const void *p) /* 0 if already there */
+{
+    uintptr_t k = (uintptr_t)p;
+    size_t i = (size_t)((k >> 4) * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+    while (s->slot[i] != 0) {
+        if (s->slot[i] == k)
+            return 0;
+        i = (i + 1) & (s->cap - 1);
+    }
+    s->slot[i] = k;
+    return 1;
+}
+
+static long rss_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss;
+}
+
+static magpool_cache_t *mk(const char *name, size_t size)
+{
+    struct magpool_config cfg = { .name = name, .size = size };
+    return magpool_cache_create(&cfg);
+}
+
+/* ---- bad arguments -------------------------------------------------------------- */
+
+static void test_bad_args(void)
+{
+    struct magpool_config cfg = { .name = "bad", .size = 64 };
+    errno = 0;
+    CHECK(magpool_cache_create(NULL) == NULL && errno == EINVAL);
+    cfg.size = 0;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+    cfg.size = MAGPOOL_MAX_OBJECT_SIZE + 1;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+    cfg.size = 64;
+    cfg.align = 24;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+    cfg.align = 8192;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+    cfg.align = 0;
+    cfg.mag_min = 20;
+    cfg.mag_max = 10;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+    cfg.mag_min = 0;
+    cfg.mag_max = MAGPOOL_MAG_MAX + 1;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
+
+    errno = 0;
+    CHECK(magpool_alloc(NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_alloc_flags(NULL, 0) == NULL && errno == EINVAL);
+    void *objs[2];
+    errno = 0;
+    CHECK(magpool_alloc_bulk(NULL, 2, objs, 0) == 0 && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_shrink(NULL) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_destroy(NULL) == -1 && errno == EINVAL);
+    struct magpool_stats st;
+    errno = 0;
+    CHECK(magpool_cache_stats(NULL, &st) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_of(NULL) == NULL && errno == EINVAL);
+    int local;
+    errno = 0;
+    CHECK(magpool_cache_of(&local) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_foreach(NULL, NULL) == -1 && errno == EINVAL);
+    CHECK(magpool_cache_name(NULL) == NULL);
+    CHECK(magpool_cache_object_size(NULL) == 0);
+    magpool_free(NULL, NULL); /* no crash */
+    errno = 0;
+    magpool_free(NULL, &local);
+    CHECK(errno == EINVAL);
+    magpool_free_deferred(NULL, NULL);
+
+    magpool_cache_t *c = mk("bad-args", 32);
+    CHECK(c != NULL);
+    errno = 0;
+    CHECK(magpool_alloc_flags(c, 0x100) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_stats(c, NULL) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_alloc_bulk(c, 3, NULL, 0) == 0 && errno == EINVAL);
+    magpool_free(c, NULL); /* no-op */
+    CHECK(magpool_alloc_bulk(c, 0, objs, 0) == 0);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* ---- round trips -------------------------------------------------------------- */
+
+static void test_round_trip(void)
+{
+    enum { N = 20000 };
+    magpool_cache_t *c = mk("roundtrip", 48);
+    CHECK(c != NULL);
+    CHECK(strcmp(magpool_cache_name(c), "roundtrip") == 0);
+    CHECK(magpool_cache_object_size(c) == 48);
+    void **p = malloc(N * sizeof *p);
+    for (int round = 0; round < 3; round++) {
+        struct pset set;
+        pset_init(&set, N);
+        int dup = 0, misaligned = 0, owner = 0;
+        for (int i = 0; i < N; i++) {
+            p[i] = magpool_alloc(c);
+            if (p[i] == NULL)
+                break;
+            dup += !pset_add(&set, p[i]);
+            misaligned += ((uintptr_t)p[i] & 15) != 0;
+            owner += magpool_cache_of(p[i]) != c;
+            memset(p[i], round + 1, 48);
+        }
+        CHECK(dup == 0);
+        CHECK(misaligned == 0);
+        CHECK(owner == 0);
+        CHECK(stat_in_use(c) == N);
+        CHECK(conserved(c));
+        int bad = 0;
+        for (int i = 0; i < N; i++) /* verify no one else wrote */
+            for (int b = 0; b < 48; b++)
+                bad += ((unsigned char *)p[i])[b] != round + 1;
+        CHECK(bad == 0);
+        /* free in a scrambled order */
+        for (int i = 0; i < N; i++) {
+            int j = (int)(((unsigned)i * 7919u) % N);
+            void *t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
+        for (int i = 0; i < N; i++)
+            magpool_free(c, p[i]);
+        CHECK(stat_in_use(c) == 0);
+        CHECK(conserved(c));
+        free(set.slot);
+    }
+    /* cache_of: interior pointers and foreign memory */
+    void *o = magpool_alloc(c);
+    errno = 0;
+    CHECK(magpool_cache_of((char *)o + 1) == NULL && errno == EINVAL);
+    CHECK(magpool_cache_of(p) == NULL);
+    magpool_free(c, o);
+    free(p);
+    magpool_thread_flush();
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.in_magazines == 0);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* ---- constructor ------------------------------------------------------------------ */
+
+struct obj {
+    uint64_t cookie;
+    uint64_t uses;
+    char pad[48];
+};
+static long ctor_calls, dtor_calls;
+static void ctor(void *p, void *arg)
+{
+    struct obj *o = p;
+    o->cookie = (uint64_t)(uintptr_t)arg;
+    o->uses = 0;
+    ctor_calls++;
+}
+static void dtor(void *p, void *arg)
+{
+    struct obj *o = p;
+    if (o->cookie == (uint64_t)(uintptr_t)arg)
+        dtor_calls++;
+}
+
+static void test_ctor(void)
+{
+    enum { N = 5000 };
+    struct magpool_config cfg = { .name = "ctor", .size = sizeof(struct obj), .ctor = ctor,
+                                  .dtor = dtor, .arg = (void *)(uintptr_t)0xC0FFEE };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    CHECK(c != NULL);
+    static struct obj *p[N];
+    for (int round = 0; round < 4; round++) {
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            p[i] = magpool_alloc(c);
+            bad += p[i]->cookie != 0xC0FFEE;
+            p[i]->uses++; /* state the pool must preserve across free/alloc */
+        }
+        CHECK(bad == 0);
+        for (int i = 0; i < N; i++)
+            magpool_free(c, p[i]);
+    }
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(ctor_calls == (long)st.constructed);
+    CHECK(ctor_calls >= N);
+    /* Every use of every object is counted in the object itself: the sum of
+     * uses equals the number of allocations, so state survived reuse. */
+    uint64_t uses = 0;
+    for (int i = 0; i < N; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < N; i++)
+        uses += p[i]->uses;
+    for (int i = 0; i < N; i++)
+        magpool_free(c, p[i]);
+    CHECK(uses <= 4u * N && uses >= (uint64_t)N); /* each alloc returned a used object */
+    CHECK(conserved(c));
+    long built = ctor_calls;
+    CHECK(magpool_cache_shrink(c) == 0);
+    CHECK(magpool_cache_destroy(c) == 0);
+    CHECK(dtor_calls == built);
+}
+
+/* ---- flags -------------------------------------------------------------------------- */
+
+static void test_flags(void)
+{
+    magpool_cache_t *c = mk("flags", 100);
+    void *p = magpool_alloc(c);
+    memset(p, 0xff, 100);
+    magpool_free(c, p);
+    unsigned char *z = magpool_alloc_flags(c, MAGPOOL_ZERO);
+    CHECK(z != NULL);
+    int nz = 0;
+    for (int i = 0; i < 100; i++)
+        nz += z[i] != 0;
+    CHECK(nz == 0);
+    magpool_free(c, z);
+    /* NOWAIT: the thread has magazines for c now, so it is served. */
+    void *w = magpool_alloc_flags(c, MAGPOOL_NOWAIT);
+    CHECK(w != NULL);
+    magpool_free(c, w);
+    void *f = magpool_alloc_flags(c, MAGPOOL_NOFAIL | MAGPOOL_ZERO);
+    CHECK(f != NULL);
+    magpool_free(c, f);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* ---- limits and bulk ------------------------------------------------------------- */
+
+static void test_limits_bulk(void)
+{
+    struct magpool_config cfg = { .name = "limit", .size = 64, .max_objects = 100 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    CHECK(c != NULL);
+    static void *p[200];
+    int n = 0;
+    errno = 0;
+    while (n < 200 && (p[n] = magpool_alloc(c)) != NULL)
+        n++;
+    CHECK(n == 100);
+    CHECK(errno == ENOMEM);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.alloc_failures >= 1);
+    CHECK(st.max_objects == 100);
+    CHECK(st.constructed <= 100);
+    magpool_free(c, p[--n]);
+    CHECK((p[n] = magpool_alloc(c)) != NULL);
+    n++;
+    magpool_free_bulk(c, (size_t)n, p);
+    CHECK(stat_in_use(c) == 0);
+
+    /* bulk is all or nothing */
+    static void *b[150];
+    errno = 0;
+    CHECK(magpool_alloc_bulk(c, 150, b, 0) == 0);
+    CHECK(errno == ENOMEM);
+    CHECK(stat_in_use(c) == 0);
+    CHECK(magpool_alloc_bulk(c, 60, b, MAGPOOL_ZERO) == 60);
+    CHECK(stat_in_use(c) == 60);
+    struct pset set;
+    pset_init(&set, 60);
+    int dup = 0;
+    for (int i = 0; i < 60; i++)
+        dup += !pset_add(&set, b[i]);
+    CHECK(dup == 0);
+    free(set.slot);
+    magpool_free_bulk(c, 60, b);
+    CHECK(stat_in_use(c) == 0);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+static void test_mag_bounds(void)
+{
+    struct magpool_config cfg = { .name = "bounds", .size = 64, .mag_min = 3, .mag_max = 3 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.mag_size == 3);
+    void *p[50];
+    for (int i = 0; i < 50; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < 50; i++)
+        magpool_free(c, p[i]);
+    magpool_cache_stats(c, &st);
+    CHECK(st.in_magazines <= 6);  /* loaded + previous of 3 rounds each */
+    CHECK(st.depot_frees > 0);    /* full magazines went to the depot */
+    CHECK(conserved(c));
+    CHECK(magpool_cache_shrink(c) == 0);
+    magpool_cache_stats(c, &st);
+    CHECK(st.mag_size == 3);      /* clamped: shrink cannot go below mag_min */
+    CHECK(st.in_depot == 0 && st.in_magazines == 0);
+    CHECK(st.reaps > 0);
+    CHECK(conserved(c));
+    magpool_cache_destroy(c);
+
+    struct magpool_config big = { .name = "resize", .size = 64 };
+    c = magpool_cache_create(&big);
+    magpool_cache_stats(c, &st);
+    CHECK(st.mag_size == 15);
+    magpool_cache_shrink(c);
+    magpool_cache_stats(c, &st);
+    CHECK(st.mag_size == 7);
+    CHECK(st.mag_resizes == 1);
+    magpool_cache_destroy(c);
+}
+
+/* ---- double free (death test) ------------------------------------------------------ */
+
+static void double_free_child(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = mk("dfree", 64);
+    void *p = magpool_alloc(c);
+    magpool_free(c, p);
+    magpool_free(c, p);
+}
+
+static void double_free_full_child(void *arg)
+{
+    (void)arg;
+    struct magpool_config cfg = { .name = "dfree-full", .size = 64, .mag_min = 1, .mag_max = 1 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *p = magpool_alloc(c);
+    magpool_free(c, p); /* fills the 1-round magazine: the next free takes the slow path */
+    magpool_free(c, p);
+}
+
+static void test_double_free(void)
+{
+    CHECK(check_death(double_free_child, NULL, "magpool: dfree: double free at"));
+    CHECK(check_death(double_free_full_child, NULL, "magpool: dfree-full: double free at"));
+}
+
+/* ---- shrink returns memory ------------------------------------------------------------- */
+
+static void test_shrink_rss(void)
+{
+    enum { N = 200000 };
+    magpool_cache_t *c = mk("rss", 64);
+    void **p = malloc(N * sizeof *p);
+    memset(p, 0, N * sizeof *p); /* our own array is resident before we measure */
+    /* warm up everything but the burst itself */
+    p[0] = magpool_alloc(c);
+    magpool_free(c, p[0]);
+    long before = rss_pages();
+    for (int i = 0; i < N; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < N; i++)
+        memset(p[i], 1, 64);
+    long peak = rss_pages();
+    for (int i = 0; i < N; i++)
+        magpool_free(c, p[i]);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_shrink(c) == 0);
+    magpool_synchronize(NULL); /* retired magazines go back too */
+    long after = rss_pages();
+    long slack = before / 10 + 512; /* 10% plus 2 MiB */
+    CHECK_MSG(after <= before + slack, "rss before %ld peak %ld after %ld pages", before, peak, after);
+    CHECK(peak > before + (long)(N * 64 / 4096) / 2); /* the burst was real */
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.in_use == 0 && st.in_depot == 0 && st.in_magazines == 0);
+    CHECK(st.slabs_empty == 0);
+    CHECK(conserved(c));
+    free(p);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* ---- destroy with live objects (zombie) ---------------------------------------------- */
+
+static void test_zombie(void)
+{
+    enum { N = 300 };
+    magpool_cache_t *c = mk("zombie", 128);
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = magpool_alloc(c);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == N);
+    errno = 0;
+    CHECK(magpool_alloc(c) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(magpool_cache_destroy(c) == -1 && errno == EINVAL); /* already destroyed */
+    errno = 0;
+    CHECK(magpool_cache_shrink(c) == -1 && errno == EINVAL);
+    CHECK(magpool_cache_of(p[0]) == c); /* objects of a zombie stay owned */
+    for (int i = 0; i < N - 1; i++) {
+        memset(p[i], 0, 128); /* still valid memory */
+        magpool_free(c, p[i]);
+    }
+    CHECK(magpool_cache_of(p[N - 1]) == c);
+    magpool_free(c, p[N - 1]); /* the last one finalises the zombie */
+    CHECK(magpool_cache_of(p[0]) == NULL);
+
+    /* destroy when clean: memory gone at once */
+    c = mk("clean", 32);
+    void *o = magpool_alloc(c);
+    magpool_free(c, o);
+    CHECK(magpool_cache_destroy(c) == 0);
+    CHECK(magpool_cache_of(o) == NULL);
+}
+
+/* ---- foreach ---------------------------------------------------------------------------- */
+
+static int count_fe(magpool_cache_t *c, void *arg)
+{
+    if (strncmp(magpool_cache_name(c), "fe-", 3) == 0)
+        ++*(int *)arg;
+    return 0;
+}
+static int stop_fe(magpool_cache_t *c, void *arg)
+{
+    (void)arg;
+    return strcmp(magpool_cache_name(c), "fe-2") == 0 ? 42 : 0;
+}
+
+static void test_foreach(void)
+{
+    magpool_cache_t *a = mk("fe-1", 8), *b = mk("fe-2", 16), *d = mk("fe-3", 24);
+    int n = 0;
+    CHECK(magpool_cache_foreach(count_fe, &n) == 0);
+    CHECK(n == 3);
+    CHECK(magpool_cache_foreach(stop_fe, NULL) == 42);
+    magpool_cache_destroy(b);
+    n = 0;
+    magpool_cache_foreach(count_fe, &n);
+    CHECK(n == 2);
+    void *x = magpool_alloc(a), *y = magpool_alloc(d);
+    CHECK(magpool_cache_of(x) == a && magpool_cache_of(y) == d);
+    magpool_free(a, x);
+    magpool_free(d, y);
+    magpool_reap();
+    CHECK(conserved(a) && conserved(d));
+    magpool_cache_destroy(a);
+    magpool_cache_destroy(d);
+}
+
+/* ---- debug cache ---------------------------------------------------------------------- */
+
+static void debug_df_child(void *arg)
+{
+    (void)arg;
+    struct magpool_config cfg = { .name = "verify", .size = 40, .flags = MAGPOOL_VERIFY };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *a = magpool_alloc(c), *b = magpool_alloc(c);
+    magpool_free(c, a);
+    magpool_free(c, b);
+    magpool_free(c, a); /* not immediate: only the debug layer catches it */
+}
+
+static void test_debug_cache(void)
+{
+    struct magpool_config cfg = { .name = "dbg", .size = 40,
+                                  .flags = MAGPOOL_VERIFY | MAGPOOL_RED_ZONE | MAGPOOL_POISON };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    CHECK(c != NULL);
+    static void *p[500];
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < 500; i++) {
+            p[i] = magpool_alloc_flags(c, r == 2 ? MAGPOOL_ZERO : 0);
+            memset(p[i], 7, 40);
+        }
+        for (int i = 0; i < 500; i++)
+            magpool_free(c, p[i]);
+    }
+    CHECK(conserved(c));
+    CHECK(stat_in_use(c) == 0);
+    CHECK(magpool_cache_destroy(c) == 0);
+    CHECK(check_death(debug_df_child, NULL, "double free"));
+}
+
+static void test_fault_inject(void)
+{
+    magpool_fault_inject(1000000);
+    struct magpool_config cfg = { .name = "fault", .size = 512 * 1024 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    int failed = 0, wrong_errno = 0;
+    static void *p[64];
+    int n = 0;
+    for (int i = 0; i < 64 && c != NULL; i++) {
+        errno = 0;
+        void *o = magpool_alloc(c);
+        if (o == NULL) {
+            failed++;
+            wrong_errno += errno != ENOMEM;
+        } else {
+            p[n++] = o;
+        }
+    }
+    magpool_fault_inject(0);
+    CHECK(wrong_errno == 0);
+    if (c != NULL) {
+        void *o = magpool_alloc(c); /* recovers */
+        CHECK(o != NULL);
+        magpool_free(c, o);
+        for (int i = 0; i < n; i++)
+            magpool_free(c, p[i]);
+        CHECK(conserved(c));
+        CHECK(magpool_cache_destroy(c) == 0);
+    }
+    (void)failed;
+}
+
+int main(void)
+{
+    test_bad_args();
+    test_round_trip();
+    test_ctor();
+    test_flags();
+    test_limits_bulk();
+    test_mag_bounds();
+    test_double_free();
+    test_shrink_rss();
+    test_zombie();
+    test_foreach();
+    test_debug_cache();
+    test_fault_inject();
+    magpool_synchronize(NULL);
+    return check_done();
+}

@@ -1,0 +1,407 @@
+/*
+ * Debug layer (src/debug.c): MAGPOOL_DEBUG parsing, memcheck detection, the
+ * trailer size, the one-line report, and each debug check through the core
+ * (poison, red zone, full double free, wrong cache, owner records, continue
+ * mode) and through kmem_cache's SLAB_* flags.  Scenarios that need a fresh
+ * environment re-execute this binary with "--child <scenario>".
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "debug.h"
+#include "magpool/kmem_cache.h"
+#include "magpool/magpool.h"
+#include "magpool/mem_pool.h"
+#include "sanitize.h"
+#include "tests/check.h"
+
+#define DBG_ALL (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
+
+static const char *self_path;
+
+/* Re-run this binary with MAGPOOL_DEBUG (NULL: unset) and LD_PRELOAD (NULL:
+ * unset); out gets its stdout+stderr.  Returns the wait status. */
+static int run_self(const char *debug_env, const char *preload, const char *scenario, char *out,
+                    size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        if (debug_env)
+            setenv("MAGPOOL_DEBUG", debug_env, 1);
+        else
+            unsetenv("MAGPOOL_DEBUG");
+        if (preload)
+            setenv("LD_PRELOAD", preload, 1);
+        else
+            unsetenv("LD_PRELOAD");
+        execl(self_path, self_path, "--child", scenario, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fds[0], out + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = 0;
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+static magpool_cache_t *mk(const char *name, size_t size, unsigned flags)
+{
+    struct magpool_config cfg = {.name = name, .size = size, .flags = flags};
+    return magpool_cache_create(&cfg);
+}
+
+/* ---- child scenarios (fresh environment) -------------------------------------- */
+static int child(const char *sc)
+{
+    if (strcmp(sc, "env") == 0) {
+        printf("flags=%#x memcheck=%d\n", mp_debug_env_flags(), (int)mp_under_memcheck());
+        return 0;
+    }
+    if (strcmp(sc, "env_poison_uaf") == 0) { /* MAGPOOL_DEBUG=poison for every cache */
+        magpool_cache_t *c = mk("envpoison", 64, 0);
+        unsigned char *a = magpool_alloc(c);
+        magpool_free(c, a);
+        a[10] = 1; /* write after free */
+        for (int i = 0; i < 100; i++)
+            magpool_alloc(c);
+        printf("not caught\n");
+        return 0;
+    }
+    if (strcmp(sc, "continue_double") == 0) { /* verify,continue */
+        magpool_cache_t *c = mk("cont", 32, 0);
+        void *a = magpool_alloc(c), *b = magpool_alloc(c);
+        magpool_free(c, a);
+        magpool_free(c, b);
+        magpool_free(c, a); /* reported, dropped */
+        void *x = magpool_alloc(c), *y = magpool_alloc(c);
+        printf("survived distinct=%d\n", x != y);
+        return 0;
+    }
+    if (strcmp(sc, "continue_frontends") == 0) { /* continue, default checks */
+        long stack[4] = {0};
+        mem_put(stack);
+        kfree(stack);
+        struct kmem_cache *s = kmem_cache_create("kc", 64, 0, 0, NULL);
+        char *o = kmem_cache_alloc(s, GFP_KERNEL);
+        kmem_cache_free(s, o + 1);
+        kmem_cache_free(s, o);
+        printf("survived\n");
+        return 0;
+    }
+    return 2;
+}
+
+/* ---- in-process death scenarios --------------------------------------------- */
+static void d_report(void *a)
+{
+    (void)a;
+    mp_report("mycache", (void *)0x1000, "some kind", "(detail)", false);
+}
+static void d_redzone(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("rz", 24, MAGPOOL_RED_ZONE);
+    unsigned char *o = magpool_alloc(c);
+    o[24] = 0; /* one byte past the end */
+    magpool_free(c, o);
+}
+static void d_double_far(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("dfar", 40, MAGPOOL_VERIFY);
+    void *x = magpool_alloc(c), *y = magpool_alloc(c);
+    magpool_free(c, x);
+    magpool_free(c, y);
+    magpool_free(c, x); /* not immediate: only the state word sees it */
+}
+static void d_user(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("owner", 40, MAGPOOL_STORE_USER);
+    void *x = magpool_alloc(c), *y = magpool_alloc(c);
+    magpool_free(c, x);
+    magpool_free(c, y);
+    magpool_free(c, x);
+}
+static void d_wrong(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("verA", 40, MAGPOOL_VERIFY);
+    magpool_cache_t *d = mk("verB", 40, 0);
+    magpool_free(c, magpool_alloc(d));
+}
+static void d_poison(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("pois", 64, MAGPOOL_POISON);
+    unsigned char *o = magpool_alloc(c);
+    magpool_free(c, o);
+    o[63] = 0; /* write after free */
+    for (int i = 0; i < 100; i++)
+        magpool_alloc(c);
+}
+static void d_slab_poison(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("kpois", 48, 0, SLAB_POISON, NULL);
+    long *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, o);
+    o[2] = 7;
+    for (int i = 0; i < 100; i++)
+        kmem_cache_alloc(s, GFP_KERNEL);
+}
+static void d_slab_redzone(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("krz", 20, 0, SLAB_RED_ZONE | SLAB_STORE_USER, NULL);
+    char *o = kmem_cache_alloc(s, GFP_KERNEL);
+    memset(o, 'x', 22);
+    kmem_cache_free(s, o);
+}
+static void d_corrupt_state(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("corrupt", 24, MAGPOOL_VERIFY);
+    long *o = magpool_alloc(c);
+    o[3] = 0; /* bytes 24..31: the trailer's state word */
+    magpool_free(c, o);
+}
+static void d_slab_checks(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("kchk", 20, 0, SLAB_CONSISTENCY_CHECKS, NULL);
+    void *x = kmem_cache_alloc(s, GFP_KERNEL), *y = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, x);
+    kmem_cache_free(s, y);
+    kmem_cache_free(s, x);
+}
+
+static void test_env(void)
+{
+    char out[4096];
+    struct {
+        const char *env;
+        unsigned want;
+    } t[] = {
+        {NULL, 0},
+        {"", 0},
+        {"poison", MAGPOOL_POISON},
+        {"poison,redzone", MAGPOOL_POISON | MAGPOOL_RED_ZONE},
+        {"user,verify", MAGPOOL_STORE_USER | MAGPOOL_VERIFY},
+        {"continue", MAGPOOL_DEBUG_CONTINUE},
+        {"all", DBG_ALL},
+        {"all,continue", DBG_ALL | MAGPOOL_DEBUG_CONTINUE},
+        {"redzone,,bogus", MAGPOOL_RED_ZONE},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int st = run_self(t[i].env, NULL, "env", out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "flags=%#x memcheck=0", t[i].want);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, want) != NULL,
+                  "MAGPOOL_DEBUG=%s: [%s]", t[i].env ? t[i].env : "(unset)", out);
+    }
+    run_self("bogus", NULL, "env", out, sizeof out);
+    CHECK(strstr(out, "MAGPOOL_DEBUG: unknown option 'bogus'") != NULL);
+#ifndef MP_ASAN /* ASan refuses foreign LD_PRELOAD entries */
+    /* memcheck is recognised from its preload library (a missing file: ld.so
+     * warns and goes on); any other preload is not memcheck (callgrind) */
+    run_self(NULL, "/nonexistent/vgpreload_memcheck-amd64-linux.so", "env", out, sizeof out);
+    CHECK_MSG(strstr(out, "memcheck=1") != NULL, "[%s]", out);
+    run_self(NULL, "/nonexistent/vgpreload_core-amd64-linux.so", "env", out, sizeof out);
+    CHECK_MSG(strstr(out, "memcheck=0") != NULL, "[%s]", out);
+#endif
+    CHECK(!mp_under_memcheck() || getenv("LD_PRELOAD") != NULL);
+}
+
+static void test_extra(void)
+{
+    CHECK(mp_debug_extra(0, 24) == 0);
+    CHECK(mp_debug_extra(MAGPOOL_HWCACHE_ALIGN | MAGPOOL_TYPESAFE, 24) == 0);
+    CHECK(mp_debug_extra(MAGPOOL_VERIFY, 24) == 8);                   /* state word */
+    CHECK(mp_debug_extra(MAGPOOL_VERIFY, 20) == 12);                  /* pad to 8, state */
+    CHECK(mp_debug_extra(MAGPOOL_RED_ZONE, 24) == 16);                /* 8 red, state */
+    CHECK(mp_debug_extra(MAGPOOL_RED_ZONE, 21) == 19);                /* 3+8 red, state */
+    CHECK(mp_debug_extra(MAGPOOL_STORE_USER, 24) == 8 + 32);          /* state, 2 owners */
+    CHECK(mp_debug_extra(DBG_ALL, 24) == 8 + 8 + 32);
+}
+
+static void test_report(void)
+{
+    CHECK(check_death(d_report, NULL, "magpool: mycache: some kind at 0x1000 (detail)\n"));
+    /* continue: prints and returns */
+    char out[256];
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    int saved = dup(2);
+    dup2(fds[1], 2);
+    mp_report("c2", NULL, "a warning", NULL, true);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    ssize_t n = read(fds[0], out, sizeof out - 1);
+    close(fds[0]);
+    out[n > 0 ? n : 0] = 0;
+    CHECK_MSG(strcmp(out, "magpool: c2: a warning\n") == 0, "[%s]", out);
+}
+
+static void test_checks(void)
+{
+#ifdef MP_ASAN /* ASan itself reports the overrun / write after free first */
+    CHECK(check_death(d_redzone, NULL, NULL));
+    CHECK(check_death(d_poison, NULL, NULL));
+    CHECK(check_death(d_slab_poison, NULL, NULL));
+    CHECK(check_death(d_slab_redzone, NULL, NULL));
+#else
+    CHECK(check_death(d_redzone, NULL, "magpool: rz: red zone overwritten at 0x"));
+    CHECK(check_death(d_poison, NULL, "magpool: pois: use after free at 0x"));
+    CHECK(check_death(d_poison, NULL, "poison overwritten at offset 63"));
+    CHECK(check_death(d_slab_poison, NULL, "magpool: kpois: use after free"));
+    CHECK(check_death(d_slab_redzone, NULL, "magpool: krz: red zone overwritten"));
+    CHECK(check_death(d_slab_redzone, NULL, "last alloc: thread"));
+#endif
+    CHECK(check_death(d_double_far, NULL, "magpool: dfar: double free at 0x"));
+    CHECK(check_death(d_user, NULL, "double free"));
+    CHECK(check_death(d_user, NULL, "last free: thread"));
+    CHECK(check_death(d_wrong, NULL, "wrong cache"));
+    CHECK(check_death(d_slab_checks, NULL, "magpool: kchk: double free"));
+    CHECK(check_death(d_corrupt_state, NULL, "magpool: corrupt: corrupted object at 0x"));
+}
+
+static void test_continue(void)
+{
+    char out[8192];
+    int st = run_self("verify,continue", NULL, "continue_double", out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "[%s]", out);
+    CHECK(strstr(out, "magpool: cont: double free at 0x") != NULL);
+    CHECK(strstr(out, "survived distinct=1") != NULL);
+    st = run_self("continue", NULL, "continue_frontends", out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "[%s]", out);
+    CHECK(strstr(out, "magpool: mem_pool: foreign pointer at 0x") != NULL);
+    CHECK(strstr(out, "magpool: kmalloc: foreign pointer at 0x") != NULL);
+    CHECK(strstr(out, "magpool: kc: misaligned pointer at 0x") != NULL);
+    CHECK(strstr(out, "survived") != NULL);
+#ifndef MP_ASAN
+    st = run_self("poison", NULL, "env_poison_uaf", out, sizeof out);
+    CHECK_MSG(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "[%s]", out);
+    CHECK_MSG(strstr(out, "magpool: envpoison: use after free at 0x") != NULL, "[%s]", out);
+#endif
+}
+
+/* Debug caches used correctly never complain, across threads, and keep a
+ * constructor's state (no poisoning with a ctor). */
+static void ctor_fn(void *obj, void *arg)
+{
+    (void)arg;
+    memset(obj, 0x3c, 56);
+}
+struct xarg {
+    magpool_cache_t *c;
+    void **objs;
+    int n;
+};
+static void *xfree(void *p)
+{
+    struct xarg *a = p;
+    for (int i = 0; i < a->n; i++)
+        magpool_free(a->c, a->objs[i]);
+    return NULL;
+}
+static void test_clean_use(void)
+{
+    enum { N = 500 };
+    magpool_cache_t *c = mk("clean_all", 56, DBG_ALL);
+    CHECK(c != NULL);
+    static void *o[N];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            o[i] = magpool_alloc(c);
+            memset(o[i], i, 56); /* every byte of the object is the user's */
+        }
+        struct xarg a = {c, o, N};
+        pthread_t t;
+        pthread_create(&t, NULL, xfree, &a);
+        pthread_join(t, NULL);
+    }
+    struct magpool_stats st;
+    CHECK(magpool_cache_stats(c, &st) == 0 && st.in_use == 0);
+    CHECK(magpool_cache_destroy(c) == 0);
+
+    struct magpool_config cfg = {.name = "ctor_poison", .size = 56, .ctor = ctor_fn,
+                                 .flags = MAGPOOL_POISON | MAGPOOL_VERIFY};
+    c = magpool_cache_create(&cfg);
+    int ok = 1;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 50; i++) {
+            o[i] = magpool_alloc(c);
+            ok &= ((unsigned char *)o[i])[0] == 0x3c && ((unsigned char *)o[i])[55] == 0x3c;
+        }
+        for (int i = 0; i < 50; i++)
+            magpool_free(c, o[i]);
+    }
+    CHECK(ok);
+    magpool_cache_destroy(c);
+}
+
+/* A deferred free of a debug cache object is checked at once (double free)
+ * but poisoned only after the grace period: readers may still read it. */
+static void d_deferred_double(void *a)
+{
+    (void)a;
+    magpool_cache_t *c = mk("defdbl", 32, MAGPOOL_VERIFY);
+    void *x = magpool_alloc(c);
+    magpool_free_deferred(c, x);
+    magpool_free_deferred(c, x);
+}
+static void test_deferred(void)
+{
+    magpool_cache_t *c = mk("defpois", 64, MAGPOOL_POISON | MAGPOOL_RED_ZONE);
+    long *o = magpool_alloc(c);
+    o[0] = 4242;
+    magpool_read_enter(NULL); /* a reader that saw o */
+    magpool_free_deferred(c, o);
+    CHECK_MSG(o[0] == 4242, "deferred-freed object poisoned before its grace period");
+    magpool_read_leave(NULL);
+    magpool_synchronize(NULL);
+    for (int i = 0; i < 10; i++)
+        magpool_free(c, magpool_alloc(c)); /* its poison is intact: no report */
+    CHECK(check_death(d_deferred_double, NULL, "magpool: defdbl: double free at 0x"));
+    magpool_cache_destroy(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--child") == 0)
+        return child(argv[2]);
+    self_path = "/proc/self/exe";
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+        path[n] = 0;
+        self_path = path;
+    }
+    test_env();
+    test_extra();
+    test_report();
+    test_checks();
+    test_continue();
+    test_clean_use();
+    test_deferred();
+    return check_done();
+}

@@ -1,0 +1,221 @@
+/*
+ * Deferred frees.  Readers inside read-side sections hold an object read
+ * from a shared pointer and check it is not reused under them while writers
+ * replace it, free the old one deferred, and allocate heavily (scribbling on
+ * every object they get, so a premature reuse is seen).  Both the default
+ * (ck_epoch) domain and a liburcu (urcu-memb) domain.  Also: stats count
+ * deferred objects, and magpool_synchronize makes them reusable.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu/urcu-memb.h>
+
+#include "magpool/magpool.h"
+#include "check.h"
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SLOW_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SLOW_SANITIZER 1
+#endif
+#ifdef SLOW_SANITIZER
+#define ITERS 3000
+#else
+#define ITERS 30000
+#endif
+
+#define MAGIC 0x5AFE5AFE5AFE5AFEull
+
+struct node {
+    _Atomic uint64_t magic; /* MAGIC while published or awaiting reclamation */
+    _Atomic uint64_t gen;
+    char pad[48];
+};
+
+static int conserved(magpool_cache_t *c, struct magpool_stats *out)
+{
+    struct magpool_stats st;
+    if (magpool_cache_stats(c, &st) != 0)
+        return 0;
+    if (out)
+        *out = st;
+    uint64_t sum = st.in_slabs + st.in_magazines + st.in_depot + st.deferred + st.in_use;
+    if (sum != st.constructed)
+        fprintf(stderr, "%s: slabs %llu + mags %llu + depot %llu + deferred %llu + in_use %llu != constructed %llu\n",
+                st.name, (unsigned long long)st.in_slabs, (unsigned long long)st.in_magazines,
+                (unsigned long long)st.in_depot, (unsigned long long)st.deferred,
+                (unsigned long long)st.in_use, (unsigned long long)st.constructed);
+    return sum == st.constructed;
+}
+
+/* ---- readers vs writers -------------------------------------------------------- */
+
+static magpool_cache_t *g_c;
+static magpool_domain_t *g_d;
+static int g_urcu;
+static _Atomic(struct node *) g_shared;
+static _Atomic int g_stop, g_bad, g_reads;
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    if (g_urcu)
+        urcu_memb_register_thread();
+    while (!atomic_load(&g_stop)) {
+        magpool_read_enter(g_d);
+        /* Acquire: pairs with the writer's release store of the pointer. */
+        struct node *n = atomic_load_explicit(&g_shared, memory_order_acquire);
+        uint64_t g = atomic_load_explicit(&n->gen, memory_order_relaxed);
+        for (int k = 0; k < 50; k++) {
+            if (atomic_load_explicit(&n->magic, memory_order_relaxed) != MAGIC ||
+                atomic_load_explicit(&n->gen, memory_order_relaxed) != g) {
+                atomic_fetch_add(&g_bad, 1);
+                break;
+            }
+        }
+        magpool_read_leave(g_d);
+        atomic_fetch_add_explicit(&g_reads, 1, memory_order_relaxed);
+    }
+    if (g_urcu)
+        urcu_memb_unregister_thread();
+    return NULL;
+}
+
+static void *writer(void *arg)
+{
+    uint64_t id = (uint64_t)(uintptr_t)arg;
+    struct node *junk[32];
+    for (int i = 0; i < ITERS; i++) {
+        struct node *n = magpool_alloc(g_c);
+        atomic_store_explicit(&n->magic, MAGIC, memory_order_relaxed);
+        atomic_store_explicit(&n->gen, id << 32 | (uint64_t)i, memory_order_relaxed);
+        /* Release: publishes the node's fields to readers. */
+        struct node *old = atomic_exchange_explicit(&g_shared, n, memory_order_acq_rel);
+        magpool_free_deferred(g_c, old);
+        /* heavy allocation: any object we get is scribbled on */
+        int m = 1 + i % 32;
+        for (int k = 0; k < m; k++) {
+            junk[k] = magpool_alloc(g_c);
+            atomic_store_explicit(&junk[k]->magic, 0xDEAD, memory_order_relaxed);
+            atomic_store_explicit(&junk[k]->gen, ~0ull, memory_order_relaxed);
+        }
+        for (int k = 0; k < m; k++)
+            magpool_free(g_c, junk[k]);
+    }
+    return NULL;
+}
+
+static void run_domain(magpool_domain_t *d, int urcu, const char *name)
+{
+    struct magpool_config cfg = { .name = name, .size = sizeof(struct node), .domain = d };
+    g_c = magpool_cache_create(&cfg);
+    CHECK(g_c != NULL);
+    g_d = d;
+    g_urcu = urcu;
+    atomic_store(&g_stop, 0);
+    atomic_store(&g_bad, 0);
+    struct node *first = magpool_alloc(g_c);
+    atomic_store(&first->magic, MAGIC);
+    atomic_store(&first->gen, 0);
+    atomic_store(&g_shared, first);
+    pthread_t r[2], w[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&r[i], NULL, reader, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&w[i], NULL, writer, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    atomic_store(&g_stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    CHECK_MSG(atomic_load(&g_bad) == 0, "%s: %d reads saw a reused object", name, atomic_load(&g_bad));
+    CHECK(atomic_load(&g_reads) > 0);
+
+    struct magpool_stats st;
+    CHECK(conserved(g_c, &st));
+    CHECK(st.in_use == 1);
+    magpool_free(g_c, atomic_exchange(&g_shared, NULL));
+    magpool_synchronize(d); /* every batch sealed by the exited writers runs */
+    CHECK(conserved(g_c, &st));
+    CHECK_MSG(st.deferred == 0, "%s: deferred %llu after synchronize", name, (unsigned long long)st.deferred);
+    CHECK(st.in_use == 0);
+    CHECK(magpool_cache_destroy(g_c) == 0);
+}
+
+/* ---- stats and synchronize ------------------------------------------------------- */
+
+static void test_counts(magpool_domain_t *d, const char *name)
+{
+    enum { N = 10 };
+    struct magpool_config cfg = { .name = name, .size = 64, .domain = d };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = magpool_alloc(c);
+    magpool_read_enter(d);
+    for (int i = 0; i < N; i++)
+        magpool_free_deferred(c, p[i]);
+    magpool_read_leave(d);
+    struct magpool_stats st;
+    CHECK(conserved(c, &st));
+    CHECK(st.deferred == N);
+    CHECK(st.in_use == 0);
+    magpool_synchronize(d);
+    CHECK(conserved(c, &st));
+    CHECK(st.deferred == 0);
+    /* they are reusable: allocating enough finds every one of them */
+    enum { M = 2000 };
+    static void *q[M];
+    int found = 0;
+    for (int i = 0; i < M; i++) {
+        q[i] = magpool_alloc(c);
+        for (int k = 0; k < N; k++)
+            found += q[i] == p[k];
+    }
+    CHECK_MSG(found == N, "%s: %d of %d deferred objects came back", name, found, N);
+    for (int i = 0; i < M; i++)
+        magpool_free(c, q[i]);
+    /* a full batch seals itself (one retire per magazine) */
+    for (int i = 0; i < M; i++)
+        q[i] = magpool_alloc(c);
+    for (int i = 0; i < M; i++)
+        magpool_free_deferred(c, q[i]);
+    CHECK(conserved(c, &st));
+    CHECK(st.deferred == M);
+    magpool_thread_flush(); /* seals the partial batch */
+    magpool_synchronize(d);
+    CHECK(conserved(c, &st));
+    CHECK(st.deferred == 0 && st.in_use == 0);
+    /* destroy with deferred objects pending: clean once they pass */
+    void *x = magpool_alloc(c);
+    magpool_free_deferred(c, x);
+    CHECK(magpool_cache_destroy(c) == 0);
+    magpool_synchronize(d);
+    CHECK(magpool_cache_of(x) == NULL);
+}
+
+int main(void)
+{
+    magpool_domain_t *def = magpool_domain_default();
+    urcu_memb_register_thread();
+    magpool_domain_t *ud = magpool_domain_urcu(&urcu_memb_flavor);
+    CHECK(ud != NULL);
+    errno = 0;
+    CHECK(magpool_domain_urcu(NULL) == NULL && errno == EINVAL);
+    CHECK(magpool_domain_urcu(&urcu_memb_flavor) == ud);
+    test_counts(def, "count-default");
+    test_counts(ud, "count-urcu");
+    run_domain(def, 0, "deferred-default");
+    run_domain(ud, 1, "deferred-urcu");
+    magpool_synchronize(def);
+    urcu_memb_unregister_thread();
+    return check_done();
+}

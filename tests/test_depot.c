@@ -1,0 +1,375 @@
+/*
+ * Depot and magazine area (src/depot.c).
+ *
+ *  - the stack head is a lock-free 64-bit atomic (runtime check);
+ *  - magazine alloc: bounds, EINVAL, fresh state;
+ *  - single thread: LIFO order, empty pops, counters, working-set minima;
+ *  - a freed magazine's slot is reused only after a grace period: not while
+ *    a reader in another thread holds a section, and right after a
+ *    synchronize (the free-slot stack is LIFO);
+ *  - free slots give their pages back (mincore) and are reused;
+ *  - hammer (96 magazines, then 3 so that heads repeat often): 6 threads move magazines between the four stacks of two depots,
+ *    rewriting their rounds on the way (checksums); an owner flag per
+ *    magazine catches a magazine popped by two threads at once; at the end
+ *    every magazine is found exactly once, contents intact, counters exact.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "depot.h"
+#include "reclaim.h"
+#include "sanitize.h"
+
+#ifdef MP_TSAN
+#define OPS 20000
+#else
+#define OPS 200000
+#endif
+
+static void test_lock_free(void)
+{
+    struct mp_depot d;
+    mp_depot_init(&d);
+    CHECK(atomic_is_lock_free(&d.full));
+    CHECK(atomic_is_lock_free(&d.empty));
+    CHECK(ATOMIC_LLONG_LOCK_FREE == 2);
+}
+
+static void test_alloc_bounds(void)
+{
+    errno = 0;
+    CHECK(mp_mag_alloc(0) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(mp_mag_alloc(MAGPOOL_MAG_MAX + 1) == NULL && errno == EINVAL);
+    struct mp_mag *m = mp_mag_alloc(MAGPOOL_MAG_MAX);
+    CHECK(m != NULL);
+    if (m == NULL)
+        return;
+    CHECK(m->cap == MAGPOOL_MAG_MAX && m->rounds == 0 && m->guard == NULL);
+    CHECK(((uintptr_t)m & 63) == 0);
+    for (unsigned i = 0; i < m->cap; i++)   /* the whole capacity is usable */
+        m->objs[i] = (void *)(uintptr_t)(i + 1);
+    CHECK(m->objs[MAGPOOL_MAG_MAX - 1] == (void *)(uintptr_t)MAGPOOL_MAG_MAX);
+    struct mp_mag *m1 = mp_mag_alloc(1);
+    CHECK(m1 != NULL && m1 != m && m1->cap == 1);
+    CHECK(m1 == NULL || (char *)m1 >= (char *)&m->objs[MAGPOOL_MAG_MAX] ||
+          (char *)m1 + MP_MAG_STRIDE <= (char *)m);   /* slots do not overlap */
+    mp_mag_free(m);
+    mp_mag_free(m1);
+    mp_mag_free(NULL);
+    mp_domain_synchronize(NULL);
+}
+
+static void test_lifo_counters(void)
+{
+    struct mp_depot d;
+    mp_depot_init(&d);
+    CHECK(mp_depot_pop_full(&d) == NULL);
+    CHECK(mp_depot_pop_empty(&d) == NULL);
+    struct mp_mag *m[3];
+    for (int i = 0; i < 3; i++) {
+        m[i] = mp_mag_alloc(15);
+        CHECK(m[i] != NULL);
+        if (m[i] == NULL)
+            return;
+        m[i]->rounds = (uint32_t)(i + 1);
+        mp_depot_push_full(&d, m[i]);
+    }
+    CHECK(atomic_load(&d.nfull) == 3);
+    CHECK(atomic_load(&d.rounds_full) == 6);
+    CHECK(atomic_load(&d.pushes_full) == 3);
+    uint64_t uf = 99, ue = 99;
+    mp_depot_ws_close(&d, &uf, &ue);
+    CHECK(uf == 0 && ue == 0);          /* all pushed during the interval */
+    mp_depot_ws_close(&d, &uf, &ue);
+    CHECK(uf == 3 && ue == 0);          /* untouched through the interval */
+
+    CHECK(mp_depot_pop_full(&d) == m[2]);
+    CHECK(mp_depot_pop_full(&d) == m[1]);
+    mp_depot_push_full(&d, m[1]);
+    mp_depot_ws_close(&d, &uf, &ue);
+    CHECK(uf == 1);                     /* the depth went down to 1 */
+    CHECK(mp_depot_pop_full(&d) == m[1]);
+    CHECK(mp_depot_pop_full(&d) == m[0]);
+    CHECK(mp_depot_pop_full(&d) == NULL);
+    CHECK(atomic_load(&d.nfull) == 0);
+    CHECK(atomic_load(&d.rounds_full) == 0);
+    CHECK(atomic_load(&d.pops_full) == 4);
+    CHECK(atomic_load(&d.pushes_full) == 4);
+
+    for (int i = 0; i < 3; i++) {
+        m[i]->rounds = 0;
+        mp_depot_push_empty(&d, m[i]);
+    }
+    CHECK(atomic_load(&d.nempty) == 3);
+    CHECK(atomic_load(&d.nfull) == 0);
+    CHECK(mp_depot_pop_full(&d) == NULL);   /* stacks are separate */
+    CHECK(mp_depot_pop_empty(&d) == m[2]);
+    CHECK(mp_depot_pop_empty(&d) == m[1]);
+    CHECK(mp_depot_pop_empty(&d) == m[0]);
+    CHECK(mp_depot_pop_empty(&d) == NULL);
+    CHECK(atomic_load(&d.nempty) == 0);
+    CHECK(atomic_load(&d.contention) == 0); /* single thread: no failed CAS */
+    for (int i = 0; i < 3; i++)
+        mp_mag_free(m[i]);
+    mp_domain_synchronize(NULL);
+}
+
+/* ---- recycling only after a grace period --------------------------------- */
+
+static atomic_int g_inside, g_go;
+
+static void *holder(void *arg)
+{
+    (void)arg;
+    magpool_read_enter(NULL);
+    atomic_store(&g_inside, 1);
+    while (!atomic_load(&g_go))
+        usleep(1000);
+    magpool_read_leave(NULL);
+    return NULL;
+}
+
+static void test_recycle_after_grace(void)
+{
+    mp_domain_synchronize(NULL);
+    struct mp_mag *m = mp_mag_alloc(7);
+    CHECK(m != NULL);
+    if (m == NULL)
+        return;
+    pthread_t t;
+    pthread_create(&t, NULL, holder, NULL);
+    while (!atomic_load(&g_inside))
+        usleep(1000);
+    uint64_t p0 = mp_domain_pending(NULL);
+    mp_mag_free(m);
+    CHECK(mp_domain_pending(NULL) == p0 + 1);
+    for (int i = 0; i < 10; i++)
+        mp_domain_poll(NULL);
+    struct mp_mag *m2 = mp_mag_alloc(7);
+    CHECK(m2 != NULL && m2 != m);           /* reader still inside: not reused */
+    atomic_store(&g_go, 1);
+    pthread_join(t, NULL);
+    mp_domain_synchronize(NULL);
+    CHECK(mp_domain_pending(NULL) == 0);
+    struct mp_mag *m3 = mp_mag_alloc(3);
+    CHECK(m3 == m);                          /* now recycled (LIFO free slots) */
+    CHECK(m3 != NULL && m3->cap == 3 && m3->rounds == 0 && m3->guard == NULL);
+    mp_mag_free(m2);
+    mp_mag_free(m3);
+    mp_domain_synchronize(NULL);
+}
+
+/* ---- free slots give their pages back ------------------------------------ */
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_trim(void)
+{
+    enum { N = 512 };
+    static struct mp_mag *m[N];
+    for (int i = 0; i < N; i++) {
+        m[i] = mp_mag_alloc(MAGPOOL_MAG_MAX);
+        if (m[i] == NULL) {
+            CHECK(m[i] != NULL);
+            return;
+        }
+        memset(m[i]->objs, 0xab, MAGPOOL_MAG_MAX * sizeof(void *));  /* resident */
+    }
+    qsort(m, N, sizeof m[0], cmp_ptr);
+    /* The longest run of consecutive slots among them. */
+    int best = 0, best_len = 1;
+    for (int a = 0, b; a < N; a = b + 1) {
+        for (b = a; b + 1 < N && (char *)m[b + 1] == (char *)m[b] + MP_MAG_STRIDE; b++)
+            ;
+        if (b - a + 1 > best_len)
+            best = a, best_len = b - a + 1;
+    }
+    CHECK(best_len >= 64);
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)m[best] + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t hi = ((uintptr_t)m[best + best_len - 1] + MP_MAG_STRIDE) & ~((uintptr_t)pg - 1);
+    size_t npages = (hi - lo) / (size_t)pg;
+    unsigned char *vec = malloc(npages);
+    CHECK(mincore((void *)lo, hi - lo, vec) == 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < npages; i++)
+        resident += vec[i] & 1;
+    CHECK(resident == npages);              /* touched: all resident */
+    for (int i = 0; i < N; i++)
+        mp_mag_free(m[i]);
+    mp_domain_synchronize(NULL);
+    mp_mag_area_trim();                     /* the remainder below TRIM_BATCH */
+    CHECK(mincore((void *)lo, hi - lo, vec) == 0);
+    resident = 0;
+    for (size_t i = 0; i < npages; i++)
+        resident += vec[i] & 1;
+    CHECK_MSG(resident * 10 <= npages, "%zu of %zu pages still resident", resident, npages);
+    free(vec);
+    /* Trimmed slots are reusable and come back zeroed-then-initialised. */
+    struct mp_mag *r = mp_mag_alloc(5);
+    CHECK(r != NULL && r->cap == 5 && r->rounds == 0 && atomic_load(&r->next) == 0);
+    mp_mag_free(r);
+    mp_domain_synchronize(NULL);
+}
+
+/* ---- hammer -------------------------------------------------------------- */
+
+#define NMAG 96
+#define NTHR 6
+#define CAP 31
+
+static struct mp_depot g_d[2];
+static struct mp_mag *g_mags[NMAG];
+static atomic_int g_owner[NMAG];
+static atomic_long g_bad, g_moves;
+static uint32_t g_nmag;     /* magazines in this run (few = heads repeat often: ABA bait) */
+
+/* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k. */
+static void fill(struct mp_mag *m, uint32_t id, uint32_t rounds)
+{
+    m->stamp = id;
+    m->rounds = rounds;
+    for (uint32_t k = 0; k < rounds; k++)
+        m->objs[k] = (void *)(uintptr_t)(id << 16 | rounds << 8 | k);
+}
+
+static int intact(const struct mp_mag *m)
+{
+    if (m->stamp >= g_nmag || m->rounds > CAP || g_mags[m->stamp] != m)
+        return 0;
+    for (uint32_t k = 0; k < m->rounds; k++)
+        if (m->objs[k] != (void *)(uintptr_t)(m->stamp << 16 | m->rounds << 8 | k))
+            return 0;
+    return 1;
+}
+
+static struct mp_mag *pop_any(unsigned which)
+{
+    struct mp_depot *d = &g_d[which & 1];
+    return (which & 2) ? mp_depot_pop_empty(d) : mp_depot_pop_full(d);
+}
+
+static void *hammer(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (int i = 0; i < OPS; i++) {
+        seed = seed * 1103515245u + 12345u;
+        struct mp_mag *m = pop_any(seed >> 12);
+        if (m == NULL)
+            continue;
+        if (!intact(m)) {
+            atomic_fetch_add(&g_bad, 1);
+            continue;           /* lost on purpose: the final count fails */
+        }
+        if (atomic_exchange(&g_owner[m->stamp], 1) != 0)
+            atomic_fetch_add(&g_bad, 1);            /* popped twice */
+        seed = seed * 1103515245u + 12345u;
+        unsigned dst = seed >> 12;
+        uint32_t rounds = (dst & 2) ? 0 : 1 + (seed >> 20) % CAP;
+        fill(m, m->stamp, rounds);
+        atomic_store(&g_owner[m->stamp], 0);
+        struct mp_depot *d = &g_d[dst & 1];
+        if (dst & 2)
+            mp_depot_push_empty(d, m);
+        else
+            mp_depot_push_full(d, m);
+        atomic_fetch_add_explicit(&g_moves, 1, memory_order_relaxed);
+    }
+    return NULL;    /* the thread-exit key releases the epoch record */
+}
+
+static void test_hammer(uint32_t nmag)
+{
+    g_nmag = nmag;
+    atomic_store(&g_moves, 0);
+    mp_depot_init(&g_d[0]);
+    mp_depot_init(&g_d[1]);
+    for (uint32_t i = 0; i < nmag; i++) {
+        g_mags[i] = mp_mag_alloc(CAP);
+        CHECK(g_mags[i] != NULL);
+        if (g_mags[i] == NULL)
+            return;
+        if (i % 2) {
+            fill(g_mags[i], i, 0);
+            mp_depot_push_empty(&g_d[i % 4 / 2], g_mags[i]);
+        } else {
+            fill(g_mags[i], i, 1 + i % CAP);
+            mp_depot_push_full(&g_d[i % 4 / 2], g_mags[i]);
+        }
+    }
+    pthread_t t[NTHR];
+    for (uintptr_t i = 0; i < NTHR; i++)
+        pthread_create(&t[i], NULL, hammer, (void *)(i * 7919 + 1));
+    for (int i = 0; i < NTHR; i++)
+        pthread_join(t[i], NULL);
+    CHECK(atomic_load(&g_bad) == 0);
+    CHECK(atomic_load(&g_moves) > 0);
+
+    /* Quiescent: counters exact, then drain and count every magazine once. */
+    uint64_t nmags = 0, rounds = 0;
+    for (int k = 0; k < 2; k++) {
+        nmags += atomic_load(&g_d[k].nfull) + atomic_load(&g_d[k].nempty);
+        rounds += atomic_load(&g_d[k].rounds_full);
+    }
+    CHECK_MSG(nmags == nmag, "counters say %llu magazines", (unsigned long long)nmags);
+    int seen[NMAG] = { 0 };
+    uint64_t found = 0, found_rounds = 0;
+    int bad = 0;
+    for (unsigned w = 0; w < 4; w++) {
+        struct mp_mag *m;
+        int guard = 0;  /* a corrupted (cyclic) stack must not hang the test */
+        while (guard++ < 4 * NMAG && (m = pop_any(w)) != NULL) {
+            if (!intact(m) || ((w & 2) && m->rounds != 0) || (!(w & 2) && m->rounds == 0)) {
+                bad++;
+                continue;
+            }
+            seen[m->stamp]++;
+            found++;
+            if (!(w & 2))
+                found_rounds += m->rounds;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK_MSG(found == nmag, "found %llu of %u magazines", (unsigned long long)found, nmag);
+    int once = 1;
+    for (uint32_t i = 0; i < nmag; i++)
+        once &= seen[i] == 1;
+    CHECK(once);
+    CHECK(found_rounds == rounds);
+    for (int k = 0; k < 2; k++) {
+        CHECK(atomic_load(&g_d[k].nfull) == 0 && atomic_load(&g_d[k].nempty) == 0);
+        CHECK(atomic_load(&g_d[k].rounds_full) == 0);
+        CHECK(atomic_load(&g_d[k].pushes_full) == atomic_load(&g_d[k].pops_full));
+    }
+    printf("hammer(%u magazines): %ld moves, contention %llu + %llu failed CAS\n", nmag,
+           atomic_load(&g_moves),
+           (unsigned long long)atomic_load(&g_d[0].contention),
+           (unsigned long long)atomic_load(&g_d[1].contention));
+    for (uint32_t i = 0; i < nmag; i++)
+        mp_mag_free(g_mags[i]);
+    mp_domain_synchronize(NULL);
+    CHECK(mp_domain_pending(NULL) == 0);
+}
+
+int main(void)
+{
+    test_lock_free();
+    test_alloc_bounds();
+    test_lifo_counters();
+    test_recycle_after_grace();
+    test_trim();
+    test_hammer(NMAG);
+    test_hammer(3);
+    mp_reclaim_thread_exit();
+    return check_done();
+}

@@ -1,0 +1,269 @@
+/*
+ * kmalloc family: size classes, ksize, natural alignment, zeroing, kcalloc
+ * overflow, krealloc's rules, page-backed large allocations, and a death
+ * test for every kfree/ksize diagnostic.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magpool/kmem_cache.h"
+#include "magpool/mem_pool.h"
+#include "tests/check.h"
+
+static int all_zero(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != 0)
+            return 0;
+    return 1;
+}
+
+static void test_zero_and_null(void)
+{
+    CHECK(kmalloc(0, GFP_KERNEL) == ZERO_SIZE_PTR);
+    CHECK(kzalloc(0, GFP_KERNEL) == ZERO_SIZE_PTR);
+    CHECK(kcalloc(0, 8, GFP_KERNEL) == ZERO_SIZE_PTR);
+    kfree(NULL);
+    kfree(ZERO_SIZE_PTR);
+    CHECK(ksize(NULL) == 0);
+    CHECK(ksize(ZERO_SIZE_PTR) == 0);
+    CHECK(ZERO_OR_NULL_PTR(NULL) && ZERO_OR_NULL_PTR(ZERO_SIZE_PTR));
+}
+
+static void test_classes(void)
+{
+    static const struct {
+        size_t ask, want;
+    } t[] = {{1, 8},       {8, 8},       {9, 16},      {16, 16},     {17, 32},   {33, 64},
+             {64, 64},     {65, 96},     {96, 96},     {97, 128},    {128, 128}, {129, 192},
+             {192, 192},   {193, 256},   {256, 256},   {257, 512},   {513, 1024}, {1025, 2048},
+             {2049, 4096}, {4096, 4096}, {4097, 8192}, {8192, 8192}, {8193, 12288},
+             {100000, 102400}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        unsigned char *p = kmalloc(t[i].ask, GFP_KERNEL);
+        CHECK_MSG(p != NULL, "kmalloc(%zu)", t[i].ask);
+        if (p == NULL)
+            continue;
+        CHECK_MSG(ksize(p) == t[i].want, "ksize(kmalloc(%zu)) = %zu, want %zu", t[i].ask, ksize(p),
+                  t[i].want);
+        memset(p, 0xcd, ksize(p)); /* the whole ksize is usable */
+        kfree(p);
+    }
+}
+
+static void test_alignment(void)
+{
+    for (size_t sz = 8; sz <= ((size_t)1 << 20); sz <<= 1) {
+        void *p[3];
+        for (int k = 0; k < 3; k++) {
+            p[k] = kmalloc(sz, GFP_KERNEL);
+            size_t want = sz <= 4096 || sz > 8192 ? sz : 4096; /* 8k: the core's largest align */
+            CHECK_MSG(p[k] != NULL && (uintptr_t)p[k] % want == 0, "kmalloc(%zu) = %p", sz, p[k]);
+        }
+        for (int k = 0; k < 3; k++)
+            kfree(p[k]);
+    }
+    /* non-power-of-two classes: malloc's alignment */
+    void *a = kmalloc(96, GFP_KERNEL), *b = kmalloc(150, GFP_KERNEL);
+    CHECK((uintptr_t)a % 16 == 0 && (uintptr_t)b % 16 == 0);
+    kfree(a);
+    kfree(b);
+    /* large, not a power of two: page aligned */
+    void *c = kmalloc(3 * 4096 + 5, GFP_KERNEL);
+    CHECK(c != NULL && (uintptr_t)c % 4096 == 0);
+    kfree(c);
+}
+
+static void test_zeroing(void)
+{
+    size_t sizes[] = {5, 64, 100, 3000, 8192, 20000, 300000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = kmalloc(sizes[i], GFP_KERNEL);
+        memset(p, 0x77, sizes[i]);
+        kfree(p);
+        p = kzalloc(sizes[i], GFP_KERNEL);
+        CHECK_MSG(p != NULL && all_zero(p, sizes[i]), "kzalloc(%zu)", sizes[i]);
+        kfree(p);
+        p = kcalloc(sizes[i], 1, GFP_KERNEL);
+        CHECK(p != NULL && all_zero(p, sizes[i]));
+        kfree(p);
+    }
+    errno = 0;
+    CHECK(kcalloc(SIZE_MAX / 2, 3, GFP_KERNEL) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(kcalloc((size_t)1 << 33, (size_t)1 << 33, GFP_KERNEL) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(kmalloc(SIZE_MAX, GFP_KERNEL) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(kmalloc(SIZE_MAX - 4000, GFP_KERNEL) == NULL && errno == ENOMEM);
+}
+
+static void test_krealloc(void)
+{
+    char *p = krealloc(NULL, 20, GFP_KERNEL); /* NULL: kmalloc */
+    CHECK(p != NULL && ksize(p) == 32);
+    memcpy(p, "0123456789abcdefghi", 20);
+    char *q = krealloc(p, 30, GFP_KERNEL); /* fits in its class: same object */
+    CHECK(q == p);
+    q = krealloc(p, 10, GFP_KERNEL); /* shrink: same object */
+    CHECK(q == p);
+    q = krealloc(p, 5000, GFP_KERNEL); /* grow: moved, content kept */
+    CHECK(q != NULL && q != p && memcmp(q, "0123456789abcdefghi", 20) == 0);
+    char *r = krealloc(q, 50000, GFP_KERNEL | __GFP_ZERO); /* to a large span, tail zeroed */
+    CHECK(r != NULL && memcmp(r, "0123456789abcdefghi", 20) == 0 && all_zero(r + 8192, 50000 - 8192));
+    char *z = krealloc(r, 0, GFP_KERNEL); /* 0: kfree */
+    CHECK(z == ZERO_SIZE_PTR);
+    p = krealloc(ZERO_SIZE_PTR, 40, GFP_KERNEL);
+    CHECK(p != NULL && ksize(p) == 64);
+    kfree(p);
+    CHECK(krealloc(NULL, 0, GFP_KERNEL) == ZERO_SIZE_PTR);
+    p = kmalloc(100, GFP_KERNEL);
+    errno = 0;
+    CHECK(krealloc(p, SIZE_MAX, GFP_KERNEL) == NULL && errno == ENOMEM); /* p untouched */
+    kfree(p);
+}
+
+static void test_large(void)
+{
+    size_t sizes[] = {8193, 65536, 1 << 20, (5u << 20) + 3}; /* the last spans regions */
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = kmalloc(sizes[i], GFP_KERNEL);
+        CHECK(p != NULL && (uintptr_t)p % 4096 == 0);
+        if (p == NULL)
+            continue;
+        CHECK(ksize(p) >= sizes[i] && ksize(p) % 4096 == 0);
+        memset(p, 0x42, sizes[i]);
+        CHECK(p[sizes[i] - 1] == 0x42);
+        kfree(p);
+    }
+    void *n = kmalloc(100000, GFP_KERNEL | __GFP_NOFAIL);
+    CHECK(n != NULL);
+    kfree(n);
+}
+
+/* kfree of any kmem_cache object is allowed (Linux >= 6.4) */
+static void test_kfree_cache_object(void)
+{
+    struct kmem_cache *s = kmem_cache_create("kfree_me", 40, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    CHECK(ksize(o) == 40);
+    kfree(o);
+    kmem_cache_destroy(s); /* no live objects: no diagnostic */
+}
+
+static void *worker(void *arg)
+{
+    void **slots = arg;
+    for (int i = 0; i < 1000; i++) {
+        size_t sz = (size_t)(i * 37 % 9000) + 1;
+        slots[i] = kmalloc(sz, GFP_KERNEL);
+        if (slots[i])
+            memset(slots[i], i & 0xff, sz);
+    }
+    return NULL;
+}
+static void test_threads(void)
+{
+    static void *slots[2][1000];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, worker, slots[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    int ok = 1;
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 1000; k++) {
+            size_t sz = (size_t)(k * 37 % 9000) + 1;
+            ok &= slots[i][k] != NULL && ((unsigned char *)slots[i][k])[sz - 1] == (k & 0xff);
+            kfree(slots[i][k]); /* freed by a thread that did not allocate */
+        }
+    CHECK(ok);
+}
+
+/* ---- death tests ------------------------------------------------------------ */
+static void die_foreign(void *a)
+{
+    (void)a;
+    kfree(calloc(1, 32));
+}
+static void die_stack(void *a)
+{
+    (void)a;
+    int x = 0;
+    kfree(&x);
+}
+static void die_misaligned(void *a)
+{
+    (void)a;
+    char *p = kmalloc(64, GFP_KERNEL);
+    kfree(p + 8);
+}
+static void die_large_misaligned(void *a)
+{
+    (void)a;
+    char *p = kmalloc(40000, GFP_KERNEL);
+    kfree(p + 4096);
+}
+static void die_large_ksize(void *a)
+{
+    (void)a;
+    char *p = kmalloc(40000, GFP_KERNEL);
+    ksize(p + 8192);
+}
+static void die_double(void *a)
+{
+    (void)a;
+    void *p = kmalloc(64, GFP_KERNEL);
+    kfree(p);
+    kfree(p);
+}
+static void die_large_double(void *a)
+{
+    (void)a;
+    void *p = kmalloc(40000, GFP_KERNEL);
+    kfree(p);
+    kfree(p);
+}
+static void die_mem_pool(void *a)
+{
+    (void)a;
+    struct mem_pool *p = mem_pool_new_fn(64, 1, "mpk");
+    kfree(mem_get(p));
+}
+static void die_ksize_foreign(void *a)
+{
+    (void)a;
+    ksize(calloc(1, 16));
+}
+
+static void test_deaths(void)
+{
+    CHECK(check_death(die_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
+    CHECK(check_death(die_stack, NULL, "foreign pointer"));
+    CHECK(check_death(die_misaligned, NULL, "magpool: kmalloc: misaligned pointer at 0x"));
+    CHECK(check_death(die_large_misaligned, NULL, "magpool: kmalloc-large: misaligned pointer at 0x"));
+    CHECK(check_death(die_large_ksize, NULL, "misaligned pointer"));
+    CHECK(check_death(die_double, NULL, "double free"));
+    CHECK(check_death(die_large_double, NULL, "foreign pointer"));
+    CHECK(check_death(die_mem_pool, NULL, "magpool: mpk: wrong cache at 0x"));
+    CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
+}
+
+int main(void)
+{
+    test_zero_and_null();
+    test_classes();
+    test_alignment();
+    test_zeroing();
+    test_krealloc();
+    test_large();
+    test_kfree_cache_object();
+    test_threads();
+    test_deaths();
+    return check_done();
+}

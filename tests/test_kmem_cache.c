@@ -1,0 +1,442 @@
+/*
+ * kmem_cache front end: create's bad inputs (and SLAB_PANIC), KMEM_CACHE,
+ * alloc/zalloc/free, bulk calls, gfp translation, constructor semantics,
+ * deferred free, shrink, destroy with live objects, /proc/slabinfo, and a
+ * death test for every free diagnostic.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmem_internal.h" /* the wrapper's core cache, to read core statistics */
+#include "magpool/kmem_cache.h"
+#include "magpool/magpool.h"
+#include "magpool/mem_pool.h"
+#include "tests/check.h"
+
+struct inode {
+    long ino;
+    int nlink;
+    char name[52];
+};
+
+/* Run fn in a child, capture its stderr; returns the exit status word. */
+static int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fds[0], buf + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = 0;
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+static void test_create_bad(void)
+{
+    errno = 0;
+    CHECK(kmem_cache_create("z", 0, 0, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create("a3", 64, 3, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create("a48", 64, 48, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create("a8k", 64, 8192, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create("big", MAGPOOL_MAX_OBJECT_SIZE + 1, 0, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create(NULL, 64, 0, 0, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_create("flags", 64, 0, 0x1u, NULL) == NULL && errno == EINVAL);
+    /* align 0 and every power of two are fine; accepted no-op flag */
+    struct kmem_cache *s = kmem_cache_create("ok", 64, 0, SLAB_ACCOUNT, NULL);
+    CHECK(s != NULL);
+    kmem_cache_destroy(s);
+    s = kmem_cache_create("ok4k", 100, 4096, 0, NULL);
+    CHECK(s != NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    CHECK(o != NULL && (uintptr_t)o % 4096 == 0);
+    kmem_cache_free(s, o);
+    kmem_cache_destroy(s);
+    kmem_cache_destroy(NULL); /* nothing */
+    CHECK(kmem_cache_size(NULL) == 0);
+    errno = 0;
+    CHECK(kmem_cache_alloc(NULL, GFP_KERNEL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_zalloc(NULL, GFP_KERNEL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_shrink(NULL) == -1 && errno == EINVAL);
+}
+
+static void panic_size0(void *a)
+{
+    (void)a;
+    kmem_cache_create("panicky", 0, 0, SLAB_PANIC, NULL);
+}
+static void panic_align(void *a)
+{
+    (void)a;
+    kmem_cache_create("panicky2", 64, 6, SLAB_PANIC, NULL);
+}
+
+static void test_macro_size_align(void)
+{
+    struct kmem_cache *s = KMEM_CACHE(inode, SLAB_HWCACHE_ALIGN);
+    CHECK(s != NULL);
+    CHECK(kmem_cache_size(s) == sizeof(struct inode));
+    CHECK(strcmp(magpool_cache_name(s->c), "inode") == 0);
+    for (int i = 0; i < 10; i++) {
+        struct inode *n = kmem_cache_alloc(s, GFP_KERNEL);
+        CHECK(n != NULL && (uintptr_t)n % 64 == 0); /* a cache line or more: line aligned */
+        kmem_cache_free(s, n);
+    }
+    kmem_cache_destroy(s);
+    s = kmem_cache_create("al256", 40, 256, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    CHECK(o != NULL && (uintptr_t)o % 256 == 0);
+    kmem_cache_free(s, o);
+    kmem_cache_destroy(s);
+}
+
+static void test_zalloc(void)
+{
+    struct kmem_cache *s = kmem_cache_create("zc", 100, 0, 0, NULL);
+    for (int r = 0; r < 3; r++) {
+        unsigned char *a = kmem_cache_alloc(s, GFP_KERNEL);
+        memset(a, 0xee, 100);
+        kmem_cache_free(s, a);
+        unsigned char *b = kmem_cache_zalloc(s, GFP_KERNEL);
+        int z = 1;
+        for (int i = 0; i < 100; i++)
+            z &= b[i] == 0;
+        CHECK(z);
+        kmem_cache_free(s, b);
+        b = kmem_cache_alloc(s, GFP_KERNEL | __GFP_ZERO);
+        z = 1;
+        for (int i = 0; i < 100; i++)
+            z &= b[i] == 0;
+        CHECK(z);
+        kmem_cache_free(s, b);
+    }
+    kmem_cache_free(s, NULL); /* no-op */
+    kmem_cache_destroy(s);
+}
+
+static atomic_int ctor_runs;
+static void inode_ctor(void *p)
+{
+    struct inode *n = p;
+    n->ino = 0x1c0de;
+    n->nlink = 0;
+    atomic_fetch_add(&ctor_runs, 1);
+}
+
+static void test_ctor(void)
+{
+    enum { N = 300 };
+    atomic_store(&ctor_runs, 0);
+    struct kmem_cache *s = kmem_cache_create("ctor_inode", sizeof(struct inode), 0, SLAB_POISON, inode_ctor);
+    CHECK(s != NULL);
+    CHECK(atomic_load(&ctor_runs) == 0); /* nothing built before first use */
+    struct inode *o[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = kmem_cache_alloc(s, GFP_KERNEL);
+        CHECK(o[i] != NULL && o[i]->ino == 0x1c0de && o[i]->nlink == 0);
+    }
+    int built = atomic_load(&ctor_runs);
+    CHECK(built >= N);
+    for (int i = 0; i < N; i++) {
+        o[i]->nlink = 0; /* freed in constructed state */
+        kmem_cache_free(s, o[i]);
+    }
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < N; i++) {
+            o[i] = kmem_cache_alloc(s, GFP_KERNEL);
+            CHECK(o[i]->ino == 0x1c0de); /* constructed state preserved (no poison with ctor) */
+        }
+        for (int i = 0; i < N; i++)
+            kmem_cache_free(s, o[i]);
+    }
+    CHECK(atomic_load(&ctor_runs) == built); /* never re-run on reuse */
+    /* zalloc zeroes even constructed objects (as Linux does) */
+    struct inode *z = kmem_cache_zalloc(s, GFP_KERNEL);
+    CHECK(z != NULL && z->ino == 0);
+    z->ino = 0x1c0de;
+    kmem_cache_free(s, z);
+    kmem_cache_destroy(s);
+}
+
+static void test_bulk(void)
+{
+    struct kmem_cache *s = kmem_cache_create("bulk", 48, 0, 0, NULL);
+    void *p[200];
+    CHECK(kmem_cache_alloc_bulk(s, GFP_KERNEL, 0, p) == 0);
+    errno = 0;
+    CHECK(kmem_cache_alloc_bulk(NULL, GFP_KERNEL, 4, p) == 0 && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_alloc_bulk(s, GFP_KERNEL, 4, NULL) == 0 && errno == EINVAL);
+    errno = 0;
+    CHECK(kmem_cache_alloc_bulk(s, GFP_KERNEL, (size_t)1 << 40, p) == 0 && errno == EINVAL);
+    CHECK(kmem_cache_alloc_bulk(s, GFP_KERNEL, 200, p) == 200);
+    int distinct = 1;
+    for (int i = 0; i < 200; i++) {
+        memset(p[i], i, 48);
+    }
+    for (int i = 0; i < 200; i++)
+        distinct &= ((unsigned char *)p[i])[47] == (unsigned char)i;
+    CHECK(distinct);
+    struct magpool_stats st;
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 200);
+    void *keep = p[4];
+    kmem_cache_free(s, p[3]);
+    p[3] = NULL; /* NULL entries are skipped */
+    p[4] = NULL;
+    kmem_cache_free_bulk(s, 200, p);
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 1);
+    kmem_cache_free_bulk(s, 0, p);
+    kmem_cache_free_bulk(s, 5, NULL);
+    /* s == NULL: each object to its own cache */
+    void *q[2] = {keep, kmem_cache_alloc(s, GFP_KERNEL)};
+    kmem_cache_free_bulk(NULL, 2, q);
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    CHECK(kmem_cache_shrink(s) == 0);
+    kmem_cache_destroy(s);
+}
+
+static void test_gfp(void)
+{
+    struct kmem_cache *s = kmem_cache_create("gfp", 64, 0, 0, NULL);
+    /* a fresh cache has nothing cached: non-blocking gfp may not build slabs */
+    errno = 0;
+    void *a = kmem_cache_alloc(s, GFP_NOWAIT);
+    CHECK(a == NULL && errno == EAGAIN);
+    errno = 0;
+    a = kmem_cache_alloc(s, GFP_ATOMIC);
+    CHECK(a == NULL && errno == EAGAIN);
+    a = kmem_cache_alloc(s, GFP_NOWAIT | __GFP_NOFAIL); /* NOFAIL wins */
+    CHECK(a != NULL);
+    kmem_cache_free(s, a);
+    a = kmem_cache_alloc(s, GFP_KERNEL | __GFP_NOWARN);
+    CHECK(a != NULL);
+    kmem_cache_free(s, a);
+    void *b = kmem_cache_alloc(s, GFP_ATOMIC); /* now cached: served */
+    CHECK(b != NULL);
+    kmem_cache_free(s, b);
+    kmem_cache_destroy(s);
+}
+
+static void test_rcu(void)
+{
+    struct kmem_cache *s = kmem_cache_create("rcu", 64, 0, SLAB_TYPESAFE_BY_RCU, NULL);
+    CHECK(s != NULL);
+    void *o[100];
+    for (int i = 0; i < 100; i++)
+        o[i] = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_rcu_read_lock();
+    kmem_cache_rcu_read_lock(); /* nestable */
+    kmem_cache_rcu_read_unlock();
+    kmem_cache_rcu_read_unlock();
+    for (int i = 0; i < 100; i++)
+        kmem_cache_free_rcu(s, o[i]);
+    kmem_cache_free_rcu(s, NULL);
+    struct magpool_stats st;
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    kmem_cache_synchronize_rcu();
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.deferred == 0);
+    CHECK(kmem_cache_shrink(s) == 0);
+    kmem_cache_destroy(s);
+}
+
+static void destroy_live(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("leaky", 32, 0, 0, NULL);
+    void *x = kmem_cache_alloc(s, GFP_KERNEL), *y = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_destroy(s);
+    memset(x, 1, 32); /* still valid */
+    kfree(y);         /* still freeable */
+    _exit(7);         /* reached: destroy continued */
+}
+
+static void test_destroy_live(void)
+{
+    char buf[4096];
+    int st = run_child(destroy_live, NULL, buf, sizeof buf);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+    CHECK_MSG(strstr(buf, "magpool: kmem_cache_destroy leaky: Slab cache still has objects (3)") != NULL,
+              "[%s]", buf);
+}
+
+static void test_slabinfo(void)
+{
+    struct kmem_cache *s = kmem_cache_create("slabinfo_test", 200, 0, 0, NULL);
+    void *o[10];
+    for (int i = 0; i < 10; i++)
+        o[i] = kmem_cache_alloc(s, GFP_KERNEL);
+    char buf[1 << 16];
+    FILE *f = tmpfile();
+    kmem_cache_dump_slabinfo(f);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    CHECK(strncmp(buf, "slabinfo - version: 2.1\n# name", 30) == 0);
+    CHECK(strstr(buf, "<active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
+                      "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> "
+                      "<sharedavail>") != NULL);
+    char *row = strstr(buf, "\nslabinfo_test ");
+    CHECK(row != NULL);
+    if (row != NULL) {
+        char name[64];
+        unsigned long act, num, osz, ops, pps, lim, bat, shf, as, ns, sha;
+        int k = sscanf(row + 1, "%63s %lu %lu %lu %lu %lu : tunables %lu %lu %lu : slabdata %lu %lu %lu",
+                       name, &act, &num, &osz, &ops, &pps, &lim, &bat, &shf, &as, &ns, &sha);
+        CHECK(k == 12);
+        CHECK(act >= 10 && num >= act && osz == 200 && ops >= 1 && pps >= 1 && ns >= 1 && as >= 1);
+        CHECK(ops * 200 <= pps * 4096);
+    }
+    for (int i = 0; i < 10; i++)
+        kmem_cache_free(s, o[i]);
+    kmem_cache_destroy(s);
+    kmem_cache_dump_slabinfo(NULL); /* stdout */
+}
+
+/* objects cross threads: allocated here, freed by a worker */
+static void *free_worker(void *arg)
+{
+    void **a = arg;
+    struct kmem_cache *s = a[0];
+    for (int i = 1; i <= 500; i++)
+        kmem_cache_free(s, a[i]);
+    return NULL;
+}
+static void test_cross_thread(void)
+{
+    struct kmem_cache *s = kmem_cache_create("xthread", 72, 0, 0, NULL);
+    void *a[501];
+    a[0] = s;
+    for (int i = 1; i <= 500; i++)
+        a[i] = kmem_cache_alloc(s, GFP_KERNEL);
+    pthread_t t;
+    pthread_create(&t, NULL, free_worker, a);
+    pthread_join(t, NULL);
+    struct magpool_stats st;
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    kmem_cache_destroy(s);
+}
+
+/* ---- death tests ------------------------------------------------------------ */
+static void die_foreign(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("dfor", 64, 0, 0, NULL);
+    kmem_cache_free(s, malloc(64));
+}
+static void die_misaligned(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("dmis", 64, 0, 0, NULL);
+    char *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, o + 16);
+}
+static void die_wrong_cache(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("right", 64, 0, 0, NULL);
+    struct kmem_cache *t = kmem_cache_create("wrong", 64, 0, 0, NULL);
+    kmem_cache_free(t, kmem_cache_alloc(s, GFP_KERNEL));
+}
+static void die_double(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("ddbl", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, o);
+    kmem_cache_free(s, o);
+}
+static void die_null_cache(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("dnull", 64, 0, 0, NULL);
+    kmem_cache_free(NULL, kmem_cache_alloc(s, GFP_KERNEL));
+}
+static void die_bulk_wrong(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("bulk_a", 64, 0, 0, NULL);
+    struct kmem_cache *t = kmem_cache_create("bulk_b", 64, 0, 0, NULL);
+    void *p[2] = {kmem_cache_alloc(s, GFP_KERNEL), kmem_cache_alloc(t, GFP_KERNEL)};
+    kmem_cache_free_bulk(s, 2, p);
+}
+static void die_rcu_foreign(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("drcu", 64, 0, 0, NULL);
+    long x;
+    kmem_cache_free_rcu(s, &x);
+}
+static void die_rcu_null(void *a)
+{
+    (void)a;
+    long x;
+    kmem_cache_free_rcu(NULL, &x);
+}
+static void die_mem_pool_obj(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("kvsmp", 64, 0, 0, NULL);
+    struct mem_pool *p = mem_pool_new_fn(64, 1, "mp64");
+    kmem_cache_free(s, mem_get(p));
+}
+
+static void test_deaths(void)
+{
+    CHECK(check_death(panic_size0, NULL, "magpool: kmem_cache_create panicky: unsupported size"));
+    CHECK(check_death(panic_align, NULL, "magpool: kmem_cache_create panicky2: alignment"));
+    CHECK(check_death(die_foreign, NULL, "magpool: dfor: foreign pointer at 0x"));
+    CHECK(check_death(die_misaligned, NULL, "magpool: dmis: misaligned pointer at 0x"));
+    CHECK(check_death(die_wrong_cache, NULL, "magpool: wrong: wrong cache at 0x"));
+    CHECK(check_death(die_wrong_cache, NULL, "belongs to right"));
+    CHECK(check_death(die_double, NULL, "double free"));
+    CHECK(check_death(die_null_cache, NULL, "magpool: kmem_cache_free: NULL cache at 0x"));
+    CHECK(check_death(die_bulk_wrong, NULL, "magpool: bulk_a: wrong cache"));
+    CHECK(check_death(die_rcu_foreign, NULL, "magpool: drcu: foreign pointer"));
+    CHECK(check_death(die_rcu_null, NULL, "NULL cache"));
+    CHECK(check_death(die_mem_pool_obj, NULL, "magpool: kvsmp: wrong cache"));
+}
+
+int main(void)
+{
+    test_create_bad();
+    test_macro_size_align();
+    test_zalloc();
+    test_ctor();
+    test_bulk();
+    test_gfp();
+    test_rcu();
+    test_destroy_live();
+    test_slabinfo();
+    test_cross_thread();
+    test_deaths();
+    return check_done();
+}

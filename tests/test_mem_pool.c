@@ -1,0 +1,379 @@
+/*
+ * mem_pool front end: every call, every bad input, the GlusterFS counters,
+ * the statedump form, destroy with objects out, and a death test for every
+ * diagnostic of mem_put.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magpool/kmem_cache.h"
+#include "magpool/magpool.h"
+#include "magpool/mem_pool.h"
+#include "tests/check.h"
+
+struct req {
+    long id;
+    char payload[40];
+};
+
+static void test_new_bad_args(void)
+{
+    errno = 0;
+    CHECK(mem_pool_new_fn(0, 10, "zero-size") == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(mem_pool_new_fn(16, 0, "zero-count") == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(mem_pool_new_fn(MAGPOOL_MAX_OBJECT_SIZE + 1ul, 1, "huge") == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(mem_get(NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(mem_get0(NULL) == NULL && errno == EINVAL);
+    mem_put(NULL);           /* nothing */
+    mem_pool_destroy(NULL);  /* nothing */
+    struct mem_pool_stats st;
+    errno = 0;
+    CHECK(mem_pool_get_stats(NULL, &st) == -1 && errno == EINVAL);
+    struct mem_pool *p = mem_pool_new(struct req, 4);
+    CHECK(p != NULL);
+    errno = 0;
+    CHECK(mem_pool_get_stats(p, NULL) == -1 && errno == EINVAL);
+    mem_pool_destroy(p);
+}
+
+static void test_macro_and_alignment(void)
+{
+    struct mem_pool *p = mem_pool_new(struct req, 8);
+    CHECK(p != NULL);
+    struct mem_pool_stats st;
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(strcmp(st.name, "struct req") == 0);
+    CHECK(st.count == 8);
+    CHECK(st.real_sizeof_type == sizeof(struct req));
+    CHECK(st.padded_sizeof >= sizeof(struct req));
+    struct req *r = mem_get(p);
+    CHECK(r != NULL && (uintptr_t)r % _Alignof(max_align_t) == 0);
+    r->id = 42;
+    memset(r->payload, 'x', sizeof r->payload);
+    mem_put(r);
+    mem_pool_destroy(p);
+
+    /* sizes below 16: 8-byte aligned; 16 and up: malloc's alignment */
+    unsigned long sizes[] = {1, 7, 8, 12, 16, 17, 100, 4096, 5000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        struct mem_pool *q = mem_pool_new_fn(sizes[i], 3, "align");
+        CHECK(q != NULL);
+        size_t want = sizes[i] >= 16 ? _Alignof(max_align_t) : 8;
+        void *o[5];
+        for (int k = 0; k < 5; k++) {
+            o[k] = mem_get(q);
+            CHECK_MSG(o[k] != NULL && (uintptr_t)o[k] % want == 0, "size %lu", sizes[i]);
+            if (o[k] != NULL)
+                memset(o[k], 0xab, sizes[i]);
+        }
+        for (int k = 0; k < 5; k++)
+            mem_put(o[k]);
+        mem_pool_destroy(q);
+    }
+}
+
+static void test_get0_zeroes(void)
+{
+    struct mem_pool *p = mem_pool_new_fn(200, 2, "zero");
+    CHECK(p != NULL);
+    for (int round = 0; round < 4; round++) {
+        unsigned char *a = mem_get(p);
+        CHECK(a != NULL);
+        memset(a, 0xff, 200);
+        mem_put(a);
+        unsigned char *b = mem_get0(p);
+        CHECK(b != NULL);
+        int zero = 1;
+        for (int i = 0; i < 200; i++)
+            zero &= b[i] == 0;
+        CHECK(zero);
+        mem_put(b);
+    }
+    mem_pool_destroy(p);
+}
+
+static void test_distinct_and_growth(void)
+{
+    enum { N = 3000 };
+    struct mem_pool *p = mem_pool_new_fn(24, 100, "grow");
+    CHECK(p != NULL);
+    static long *o[N];
+    for (long i = 0; i < N; i++) {
+        o[i] = mem_get(p);
+        CHECK(o[i] != NULL);
+        o[i][0] = i;
+        o[i][2] = ~i;
+    }
+    int ok = 1;
+    for (long i = 0; i < N; i++)
+        ok &= o[i][0] == i && o[i][2] == ~i; /* distinct: nobody overwrote anybody */
+    CHECK(ok);
+    for (long i = 0; i < N; i++)
+        mem_put(o[i]);
+    mem_pool_destroy(p);
+}
+
+static void test_counters(void)
+{
+    enum { MORE = 115 };
+    struct mem_pool *p = mem_pool_new_fn(64, 8, "counters");
+    CHECK(p != NULL);
+    struct mem_pool_stats st;
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.hot_count == 0);
+    CHECK(st.cold_count >= 8); /* the warm-up built count objects */
+    unsigned long cold0 = st.cold_count;
+    CHECK(st.alloc_count == 0);
+    CHECK(st.max_alloc == 0);
+    CHECK(st.pool_misses == 0);
+    CHECK(st.cur_stdalloc == 0 && st.max_stdalloc == 0);
+    CHECK(st.padded_sizeof >= 64);
+
+    void *o[MORE];
+    for (int i = 0; i < 8; i++)
+        o[i] = mem_get(p);
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.hot_count == 8);
+    CHECK(st.alloc_count == 8);
+    CHECK(st.pool_misses == 0); /* served by the ready set */
+    CHECK(st.cur_stdalloc == 0);
+    CHECK(st.cold_count == cold0 - 8);
+    for (int i = 8; i < 15; i++)
+        o[i] = mem_get0(p);
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.hot_count == 8);
+    CHECK(st.cur_stdalloc == 7);
+    CHECK(st.alloc_count == 15);
+    CHECK(st.max_alloc == 15);
+    CHECK(st.max_stdalloc == 7);
+    for (int i = 15; i < MORE; i++)
+        o[i] = mem_get(p);
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.cur_stdalloc == MORE - 8 && st.max_alloc == MORE);
+    CHECK_MSG(st.pool_misses >= MORE - cold0, "misses %llu cold0 %lu",
+              (unsigned long long)st.pool_misses, cold0); /* the slab layer had to serve the rest */
+    for (int i = 0; i < MORE; i++)
+        mem_put(o[i]);
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.hot_count == 0 && st.cur_stdalloc == 0);
+    CHECK(st.max_alloc == MORE && st.max_stdalloc == MORE - 8); /* high-water marks stay */
+    CHECK(st.cold_count >= MORE);
+    CHECK(st.alloc_count == MORE);
+    mem_pool_destroy(p);
+}
+
+static char *dump_to_string(void)
+{
+    static char buf[1 << 16];
+    FILE *f = tmpfile();
+    if (f == NULL)
+        return NULL;
+    mem_pool_dump(f);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void test_dump(void)
+{
+    struct mem_pool *p = mem_pool_new_fn(48, 4, "dump_me");
+    CHECK(p != NULL);
+    void *a = mem_get(p), *b = mem_get(p);
+    char *s = dump_to_string();
+    CHECK(s != NULL && strncmp(s, "[mempool]\n", 10) == 0);
+    char *at = s ? strstr(s, "-----=-----\npool-name=dump_me\n") : NULL;
+    CHECK(at != NULL);
+    if (at != NULL) {
+        unsigned long hot, cold, padded, alloc, max, miss, cur, maxstd;
+        int n = sscanf(at,
+                       "-----=-----\npool-name=dump_me\nhot-count=%lu\ncold-count=%lu\n"
+                       "padded_sizeof=%lu\nalloc-count=%lu\nmax-alloc=%lu\npool-misses=%lu\n"
+                       "cur-stdalloc=%lu\nmax-stdalloc=%lu\n",
+                       &hot, &cold, &padded, &alloc, &max, &miss, &cur, &maxstd);
+        CHECK(n == 8);
+        CHECK(hot == 2 && alloc == 2 && max == 2 && cur == 0 && maxstd == 0 && padded >= 48);
+    }
+    mem_put(a);
+    mem_put(b);
+    mem_pool_destroy(p);
+    s = dump_to_string();
+    CHECK(s != NULL && strstr(s, "pool-name=dump_me") == NULL); /* only live pools */
+    mem_pool_dump(NULL); /* stdout: must not crash */
+}
+
+/* Destroy with objects out: they stay valid; later puts (from any thread)
+ * release them; LeakSanitizer checks the wrapper is freed with the last. */
+struct put_arg {
+    void **objs;
+    int n;
+    int bad;
+};
+static void *put_thread(void *arg)
+{
+    struct put_arg *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        long *o = a->objs[i];
+        a->bad += o[0] != i || o[1] != i; /* intact until put */
+        mem_put(o);
+    }
+    return NULL;
+}
+
+static void test_destroy_with_objects_out(void)
+{
+    enum { N = 200 };
+    struct mem_pool *p = mem_pool_new_fn(32, 16, "zombie");
+    CHECK(p != NULL);
+    void *o[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = mem_get(p);
+        CHECK(o[i] != NULL);
+        ((long *)o[i])[0] = i;
+    }
+    mem_pool_destroy(p);
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        ok &= ((long *)o[i])[0] == i; /* still valid and intact */
+        ((long *)o[i])[1] = i;        /* and writable */
+    }
+    CHECK(ok);
+    /* half from another thread, half from here */
+    struct put_arg a = {o, N / 2, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, put_thread, &a) == 0);
+    pthread_join(t, NULL);
+    CHECK(a.bad == 0);
+    for (int i = N / 2; i < N; i++)
+        mem_put(o[i]);
+    char *s = dump_to_string();
+    CHECK(s != NULL && strstr(s, "pool-name=zombie") == NULL);
+
+    /* destroy with exactly one object out */
+    p = mem_pool_new_fn(8, 1, "one_out");
+    void *x = mem_get(p);
+    mem_pool_destroy(p);
+    mem_put(x);
+}
+
+/* Objects cross threads: got in workers, put in main and vice versa. */
+enum { XN = 2000 };
+static void *xget_thread(void *arg)
+{
+    struct mem_pool *p = arg;
+    void **out = malloc(XN * sizeof(void *));
+    for (int i = 0; i < XN; i++) {
+        out[i] = mem_get(p);
+        if (out[i] != NULL)
+            memset(out[i], 0x5a, 56);
+    }
+    return out;
+}
+
+static void test_cross_thread(void)
+{
+    struct mem_pool *p = mem_pool_new_fn(56, 64, "cross");
+    pthread_t t[2];
+    void *res[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, xget_thread, p) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], &res[i]);
+    int ok = 1;
+    for (int i = 0; i < 2; i++) {
+        void **o = res[i];
+        for (int k = 0; k < XN; k++) {
+            ok &= o[k] != NULL && ((unsigned char *)o[k])[55] == 0x5a;
+            mem_put(o[k]);
+        }
+        free(o);
+    }
+    CHECK(ok);
+    struct mem_pool_stats st;
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK(st.hot_count == 0 && st.alloc_count == 2 * XN);
+    mem_pool_destroy(p);
+}
+
+/* ---- death tests: every mem_put diagnostic ---------------------------------- */
+static void die_foreign_heap(void *arg)
+{
+    (void)arg;
+    void *m = malloc(64);
+    mem_put(m);
+}
+static void die_foreign_stack(void *arg)
+{
+    (void)arg;
+    long x[4];
+    mem_put(x);
+}
+static void die_misaligned(void *arg)
+{
+    (void)arg;
+    struct mem_pool *p = mem_pool_new_fn(64, 2, "mis");
+    char *o = mem_get(p);
+    mem_put(o + 8);
+}
+static void die_double_put(void *arg)
+{
+    (void)arg;
+    struct mem_pool *p = mem_pool_new_fn(64, 2, "dbl");
+    void *o = mem_get(p);
+    mem_put(o);
+    mem_put(o);
+}
+static void die_kmem_object(void *arg)
+{
+    (void)arg;
+    struct kmem_cache *k = kmem_cache_create("kobj", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(k, GFP_KERNEL);
+    mem_put(o);
+}
+static void die_kmalloc_object(void *arg)
+{
+    (void)arg;
+    mem_put(kmalloc(40, GFP_KERNEL));
+}
+static void die_core_object(void *arg)
+{
+    (void)arg;
+    struct magpool_config cfg = {.name = "raw", .size = 32};
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    mem_put(magpool_alloc(c));
+}
+
+static void test_deaths(void)
+{
+    CHECK(check_death(die_foreign_heap, NULL, "magpool: mem_pool: foreign pointer at 0x"));
+    CHECK(check_death(die_foreign_stack, NULL, "foreign pointer"));
+    CHECK(check_death(die_misaligned, NULL, "misaligned pointer at 0x"));
+    CHECK(check_death(die_double_put, NULL, "double free"));
+    CHECK(check_death(die_double_put, NULL, "magpool: dbl:"));
+    CHECK(check_death(die_kmem_object, NULL, "magpool: kobj: wrong cache at 0x"));
+    CHECK(check_death(die_kmalloc_object, NULL, "wrong cache"));
+    CHECK(check_death(die_core_object, NULL, "magpool: raw: wrong cache"));
+}
+
+int main(void)
+{
+    test_new_bad_args();
+    test_macro_and_alignment();
+    test_get0_zeroes();
+    test_distinct_and_growth();
+    test_counters();
+    test_dump();
+    test_destroy_with_objects_out();
+    test_cross_thread();
+    test_deaths();
+    return check_done();
+}
