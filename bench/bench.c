@@ -596,9 +596,11 @@ static void print_tables(FILE *f)
                 else if (churn)
                     snprintf(cell, sizeof(cell), "%6.2f %5.0f/%-5.0f", r->med,
                              r->extra[0] / 1048576.0, r->extra[1] / 1048576.0);
-                else
+                else if (r->r_floor > 0)
                     snprintf(cell, sizeof(cell), "%7.2f x%-4.2g p%-4.2g", r->med, r->r_floor,
                              r->r_peer);
+                else /* no floor at this point (deferred) */
+                    snprintf(cell, sizeof(cell), "%7.2f x-    p%-4.2g", r->med, r->r_peer);
                 fprintf(f, " %24s", cell);
             }
             fprintf(f, "\n");

@@ -42,7 +42,11 @@
  *
  * INVARIANTS (per cache; exact at quiescence, checked by the tests):
  *   (I1) in_slabs + in_magazines + in_depot + deferred + in_use == constructed
- *   (I2) in_use == sum(allocs) - sum(frees) over live threads + folded totals
+ *   (I2) in_use == allocs - frees, where allocs and frees are summed over
+ *        the holders' tcaches plus the cache's folded totals; a tcache counts
+ *        allocs and net = objects into its loaded/prev magazines from
+ *        outside - objects out, so frees = allocs - net + rounds + prev_rounds
+ *        and the free fast path counts nothing.
  *   (I3) tcache[id] of a thread is all zero  <=>  the thread is not a holder
  *        of cache id  (holder <=> tc_loaded != NULL); tcache[0] is always
  *        zero, so fast_id == 0 always misses.
@@ -50,6 +54,9 @@
  *   (I5) a cache is finalised (id freed, struct retired) only when destroyed
  *        and c_holders == 0 and in_use == 0 and c_deferred_sealed == 0; so an
  *        id is never reused while any tcache[id] holds a magazine (I3, I4).
+ *        c_holders also counts pseudo-holders: destroy itself while it runs,
+ *        and magpool_reap while it shrinks a cache (mp_cache_pin), so a reap
+ *        racing a destroy never touches a finalised cache.
  *   (I6) a magazine is in exactly one place: a tcache (loaded, prev or
  *        deferred), a depot stack, a sealed batch awaiting its grace period,
  *        or in transit in exactly one thread's slow path.
@@ -77,8 +84,10 @@
  *       flushes (acquire loads; structs freed only after a grace period).
  *   c_holders, c_finalized, zombie list: under mp_registry_lock.
  *   c_allocs, c_frees, c_deferred_sealed, c_reaps, ...: atomic adds on slow
- *       paths; c_frees adds are release and live sums acquire, so a
- *       finaliser that sees the last free sees its slab free.
+ *       paths.  What a finaliser needs to see is ordered by mp_registry_lock
+ *       (folds, zombie frees, deferred callbacks) or, for a non-holder's free
+ *       to the slab layer, by a release add paired with mp_cache_live's
+ *       acquire load.
  *   depot heads and counters: depot.c (its design comment).
  *   c_mag_size: relaxed (a sizing hint; magazines carry their own cap).
  *
@@ -91,7 +100,8 @@
  * ck_epoch; liburcu for the application's flavour).  The core retires
  * through it: magazines (mp_mag_free), deferred batches (one mp_retire per
  * magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
- * (foreach and magpool_cache_of readers run in read-side sections).  Grace
+ * (magpool_cache_foreach runs its loop in a read-side section; a caller of
+ * magpool_cache_of holds a live object, which keeps its cache alive).  Grace
  * periods advance without a dedicated thread: slow paths poll (every 16th).
  *
  * THREAD EXIT (thread.c): a pthread key destructor flushes every cache the
@@ -115,6 +125,11 @@
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
  * MAGPOOL_FAULT_PPM in the environment.
  *
+ * LOCKS (slow paths only): mp_registry_lock (ids, zombies, holders,
+ * finalisation), then mp_threads_lock (thread list, counter folds, stats
+ * sums), then a slab cache's lock.  Becoming a holder of a cache takes the
+ * registry lock once per thread and cache (and again after a flush).
+ *
  * OBSERVABILITY: magpool_cache_stats (stats.c) sums per-thread counters at
  * read time: no shared counter is touched on a fast path.  Every tunable has
  * a statistic (mag_size, mag_resizes, reaps, max_objects, ...).
@@ -122,9 +137,13 @@
  * DEBUG CACHES: fast_id 0, so every call takes the slow path, which uses the
  * thread's magazines (under the real id) AFTER the debug.c checks: a freed
  * object is verified, poisoned, then cached; an allocated object is taken
- * from a magazine, then verified.  Objects are initialised for debug.c by
- * wrapping the constructor, which the slab layer runs exactly once per
- * object construction.
+ * from a magazine, then verified.  A deferred free is verified at once and
+ * poisoned only when its grace period ends (mp_debug_on_free_deferred, then
+ * mp_debug_on_reclaim in the batch callback).  Under ASan every object
+ * resting in a magazine is poisoned (fast paths included); deferred objects
+ * stay readable until their grace period ends.  Objects are initialised
+ * for debug.c by wrapping the constructor, which the slab layer runs
+ * exactly once per object construction.
  * ==========================================================================
  */
 #include <errno.h>
@@ -255,9 +274,12 @@ static void mp_cache_free_struct(struct mp_retire_node *node)
 
 bool mp_cache_maybe_finalize(struct magpool_cache *c)
 {
+    /* Relaxed loads: every change that can make these zero for a destroyed
+     * cache happens under mp_registry_lock, which we hold (holders fold and
+     * release under it, zombie frees and deferred callbacks run under it). */
     if (!atomic_load_explicit(&c->c_destroyed, memory_order_relaxed) || c->c_finalized ||
         c->c_holders != 0 ||
-        atomic_load_explicit(&c->c_deferred_sealed, memory_order_acquire) != 0 ||
+        atomic_load_explicit(&c->c_deferred_sealed, memory_order_relaxed) != 0 ||
         mp_cache_live(c) != 0)
         return false;
     c->c_finalized = true;
@@ -293,6 +315,26 @@ void mp_cache_release(struct magpool_cache *c)
     }
     mp_slab_cache_delete(c->c_slab);
     mp_retire(mp_domain_default(), &c->c_free_node, mp_cache_free_struct);
+}
+
+bool mp_cache_pin(struct magpool_cache *c)
+{
+    pthread_mutex_lock(&mp_registry_lock);
+    bool ok = !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    if (ok)
+        c->c_holders++;
+    pthread_mutex_unlock(&mp_registry_lock);
+    return ok;
+}
+
+void mp_cache_unpin(struct magpool_cache *c)
+{
+    pthread_mutex_lock(&mp_registry_lock);
+    c->c_holders--;
+    bool fin = mp_cache_maybe_finalize(c);
+    pthread_mutex_unlock(&mp_registry_lock);
+    if (fin)
+        mp_cache_release(c);
 }
 
 void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n)

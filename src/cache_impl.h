@@ -140,6 +140,7 @@ extern struct mp_thread *mp_threads;             /* under mp_threads_lock */
 extern _Atomic(struct magpool_cache *) mp_caches[MAGPOOL_MAX_CACHES];
 extern _Atomic uint64_t mp_destroy_gen;
 extern __thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec")));
+extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
 #define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
 #define MP_COLD __attribute__((noinline, cold))
@@ -148,8 +149,12 @@ extern __thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec"
 /* Registry lock held: if c is a zombie with nothing left (no holder, no live
  * object, no sealed deferred batch), unregister it and return true; the
  * caller then calls mp_cache_release(c) after dropping the lock. */
-bool mp_cache_maybe_finalize(struct magpool_cache *c);
+bool mp_cache_maybe_finalize(struct magpool_cache *c) __attribute__((warn_unused_result));
 void mp_cache_release(struct magpool_cache *c);
+/* Keep a live cache from being finalised across a call that did not come
+ * from its user (magpool_reap may race with a destroy): a pseudo-holder. */
+bool mp_cache_pin(struct magpool_cache *c);
+void mp_cache_unpin(struct magpool_cache *c);
 void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n); /* takes the lock */
 
 /* thread.c */

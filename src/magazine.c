@@ -378,6 +378,9 @@ static void mp_deferred_ready(struct mp_retire_node *node)
     struct mp_mag *m = tail->m;
     uint32_t n = m->rounds;
     bool fin = false, zombie;
+    if (c->c_debug)
+        for (uint32_t i = 0; i < n; i++)
+            mp_debug_on_reclaim(c, m->objs[i]);
     mp_poison_objs(c, m->objs, n); /* now resting in a magazine */
     /* Under the registry lock: a zombie cannot be finalised between our
      * check of c_destroyed and our decrement of c_deferred_sealed. */
@@ -399,13 +402,14 @@ static void mp_deferred_ready(struct mp_retire_node *node)
         mp_cache_release(c);
 }
 
+/* Hand a batch of n objects to the cache's domain.  The caller has already
+ * added n to c_deferred_sealed (so c cannot be finalised meanwhile). */
 static void mp_seal_mag(struct magpool_cache *c, struct mp_mag *m, uint32_t n)
 {
     struct mp_defer_tail *tail = (struct mp_defer_tail *)(void *)&m->objs[m->cap - MP_DEFER_SLOTS];
     m->rounds = n;
     tail->c = c;
     tail->m = m;
-    mp_add_relaxed64(&c->c_deferred_sealed, n);
     mp_retire(c->c_domain, &tail->node, mp_deferred_ready);
 }
 
@@ -416,9 +420,10 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
         return;
     uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
     tc->tc_deferred = NULL;
-    if (n > 0)
+    if (n > 0) {
+        mp_add_relaxed64(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
         mp_seal_mag(c, m, n);
-    else
+    } else
         mp_mag_free(m);
     mp_store_relaxed32(&tc->tc_def_rounds, 0);
 }
@@ -431,7 +436,8 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         errno = EINVAL;
         return;
     }
-    if (c->c_debug && !mp_debug_on_free(c, obj, __builtin_return_address(0)))
+    /* Debug: checked now, poisoned only after the grace period. */
+    if (c->c_debug && !mp_debug_on_free_deferred(c, obj, __builtin_return_address(0)))
         return;
     struct mp_thread *t = mp_thread_get(false);
     if (t != NULL && !mp_destroyed(c)) {
@@ -460,7 +466,12 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         return;
     }
     m->objs[0] = obj;
-    atomic_fetch_add_explicit(&c->c_frees, 1, memory_order_relaxed);
+    /* Under the registry lock: a finaliser of a zombie c must not see the
+     * free without the pending batch. */
+    pthread_mutex_lock(&mp_registry_lock);
+    mp_add_relaxed64(&c->c_deferred_sealed, 1);
+    mp_add_relaxed64(&c->c_frees, 1);
+    pthread_mutex_unlock(&mp_registry_lock);
     mp_seal_mag(c, m, 1);
 }
 

@@ -185,7 +185,12 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
 static int mp_shrink_one(magpool_cache_t *c, void *arg)
 {
     (void)arg;
-    magpool_cache_shrink(c);
+    /* Another thread may destroy c meanwhile (magpool_reap is called from
+     * NOFAIL retries, not ordered with anyone's destroy): pin it. */
+    if (mp_cache_pin(c)) {
+        magpool_cache_shrink(c);
+        mp_cache_unpin(c);
+    }
     return 0;
 }
 

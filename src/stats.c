@@ -45,9 +45,10 @@ long mp_cache_live(magpool_cache_t *c)
     struct mp_thread_sums s;
     pthread_mutex_lock(&mp_threads_lock);
     mp_sum_threads(c, &s);
-    /* Acquire: pairs with the release adds to c_frees (mp_tc_flush,
-     * mp_free_slow), so a finaliser that sees the last free sees the slab
-     * free before it. */
+    /* Acquire: pairs with the release add to c_frees in mp_free_slow (a
+     * non-holder's free, not under any lock), so a finaliser that sees that
+     * free counted also sees its mp_slab_free before it.  Weakened, the slab
+     * cache could be deleted while that free is not yet visible to it. */
     uint64_t frees = s.frees + atomic_load_explicit(&c->c_frees, memory_order_acquire);
     uint64_t allocs = s.allocs + mp_load_relaxed64(&c->c_allocs);
     pthread_mutex_unlock(&mp_threads_lock);

@@ -28,7 +28,10 @@
 
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
 __thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec"))) = mp_empty_tcs;
-static __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
+/* Not static: GNU ld (gcc -O0, shared library) resolved the initial-exec
+ * TPOFF64 relocation of a *static* TLS variable in .tbss against the wrong
+ * section offset (mp_self read mp_tcs); a hidden global avoids it. */
+__thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
 pthread_mutex_t mp_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 struct mp_thread *mp_threads;
@@ -139,19 +142,18 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     pthread_mutex_lock(&mp_threads_lock);
     uint64_t allocs = mp_load_relaxed64(&tc->tc_allocs);
     mp_add_relaxed64(&c->c_allocs, allocs);
-    /* With no rounds left, net == allocs - frees (cache_impl.h).
-     * Release: a finaliser that reads c_frees (acquire, in mp_cache_live)
-     * sees our slab frees above.  Weakened, it could delete the slab cache
-     * while our mp_slab_free calls are not yet visible to it. */
-    atomic_fetch_add_explicit(&c->c_frees, allocs - mp_load_relaxed64(&tc->tc_net),
-                              memory_order_release);
+    /* With no rounds left, net == allocs - frees (cache_impl.h).  Relaxed:
+     * a finaliser reads it under mp_registry_lock, which we hold. */
+    mp_add_relaxed64(&c->c_frees, allocs - mp_load_relaxed64(&tc->tc_net));
     mp_store_relaxed64(&tc->tc_allocs, 0);
     mp_store_relaxed64(&tc->tc_net, 0);
     pthread_mutex_unlock(&mp_threads_lock);
     t->th_held[c->c_id / 64] &= ~((uint64_t)1 << (c->c_id % 64));
     c->c_holders--;
-    mp_cache_maybe_finalize(c);
+    bool fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
+    if (fin)
+        mp_cache_release(c);
 }
 
 /* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */

@@ -25,6 +25,8 @@
  *     magazines for it, over and over;
  *   - a reaper thread loops magpool_reap(), magpool_cache_shrink() of a
  *     random shared cache and a magpool_cache_foreach() stats walk.
+ * Workers keep going until at least --cycles ephemeral caches have come and
+ * gone (20; --long 200), so the side threads overlap them on 2 cores.
  * Afterwards: conservation exact and in_use == 0 for every cache; the tiny
  * caches did depot exchanges; "grow" resized (if the main run produced no
  * resize, extra rounds of contention on "grow" alone are run, up to 20,
@@ -38,7 +40,9 @@
 #define NCACHES 4
 #define NHELP 2
 static struct st_pool pools[NCACHES];
-static struct st_opts opts = {.threads = 16, .ops = 2000000, .seed = 3};
+static struct st_opts opts = {.threads = 16, .ops = 8000000, .seed = 3};
+static uint64_t min_cycles = 20;
+static _Atomic bool creator_done;
 static _Atomic(void *) slots[1024];
 static _Atomic bool stop;
 static _Atomic uint64_t total_ops, eph_cycles;
@@ -73,7 +77,11 @@ static void *worker_main(void *arg)
     st_budget_init(&b, &opts, opts.threads);
     void *batch[300];
     uint64_t ops = 0;
-    while (st_more(&b)) {
+    /* Keep going until the side threads have overlapped with us for a
+     * while: on 2 cores, 16 busy workers can starve them. */
+    while (st_more(&b) ||
+           (!opts.libc && !only_grow && atomic_load_explicit(&eph_cycles, memory_order_relaxed) < min_cycles &&
+            !atomic_load_explicit(&creator_done, memory_order_relaxed))) {
         unsigned pi = only_grow ? 3 : (unsigned)st_below(&w->rng, NCACHES);
         struct st_pool *p = &pools[pi];
         struct magpool_stats s = {.mag_size = 8};
@@ -147,6 +155,7 @@ static void *creator_main(void *arg)
             st_fail("ephemeral cache destroy: %ld live objects", live);
         atomic_fetch_add_explicit(&eph_cycles, 1, memory_order_relaxed);
     }
+    atomic_store_explicit(&creator_done, true, memory_order_relaxed);
     atomic_store_explicit(&eph, NULL, memory_order_relaxed);
     atomic_fetch_add_explicit(&eph_gen, 1, memory_order_release); /* wake helpers */
     return NULL;
@@ -225,7 +234,11 @@ static void *reaper_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    st_parse(argc, argv, &opts, 64, 200000000, NULL);
+    struct st_knob knobs[] = {
+        {"cycles", &min_cycles, 200, "ephemeral create/destroy cycles to overlap at least", false},
+        {0},
+    };
+    st_parse(argc, argv, &opts, 64, 200000000, knobs);
     st_banner("depot_pressure", &opts);
     st_live_init(21);
     static const struct {

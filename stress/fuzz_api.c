@@ -568,7 +568,7 @@ int main(int argc, char **argv)
     }
     args[nargs] = NULL;
     struct st_opts o = {.threads = 1, .ops = 4000, .seed = 1};
-    st_parse(nargs, args, &o, 1, 1000000, NULL);
+    st_parse(nargs, args, &o, 1, 100000, NULL);
     st_banner("fuzz_api", &o);
     double t0 = st_now();
     int files = run_corpus(corpus, o.libc);

@@ -140,7 +140,7 @@ static ST_UNUSED int st_parse_u64(const char *s, uint64_t *out)
 static ST_UNUSED void st_parse(int argc, char **argv, struct st_opts *o, unsigned long_threads,
                                uint64_t long_ops, struct st_knob *knobs)
 {
-    bool set_threads = false, set_ops = false;
+    bool set_ops = false;
     bool set_knob[32] = {false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -196,7 +196,6 @@ static ST_UNUSED void st_parse(int argc, char **argv, struct st_opts *o, unsigne
             if (v < 1 || v > 1024)
                 goto bad;
             o->threads = (unsigned)v;
-            set_threads = true;
         } else if (!strcmp(name, "ops")) {
             o->ops = v;
             set_ops = true;
@@ -215,7 +214,6 @@ static ST_UNUSED void st_parse(int argc, char **argv, struct st_opts *o, unsigne
                 set_knob[j] = true;
         }
     }
-    (void)set_threads;
     if (!set_ops && o->seconds <= 0)
         o->ops = o->ops / ST_SCALE ? o->ops / ST_SCALE : 1;
     int j = 0;
@@ -240,6 +238,7 @@ struct st_budget {
     uint64_t ops;      /* this thread's operation count so far */
     uint64_t limit;    /* 0 with a deadline */
     double deadline;
+    unsigned tick;     /* calls since the clock was last read */
 };
 
 static ST_UNUSED void st_budget_init(struct st_budget *b, const struct st_opts *o, unsigned nthreads)
@@ -247,6 +246,7 @@ static ST_UNUSED void st_budget_init(struct st_budget *b, const struct st_opts *
     b->ops = 0;
     b->limit = o->seconds > 0 ? 0 : (o->ops + nthreads - 1) / nthreads;
     b->deadline = o->seconds > 0 ? st_now() + o->seconds : 0;
+    b->tick = 0;
 }
 
 static inline bool st_more(struct st_budget *b)
@@ -255,7 +255,13 @@ static inline bool st_more(struct st_budget *b)
         return b->ops < b->limit;
     if (b->deadline == 0)
         return false;
-    return (b->ops & 255) != 0 || st_now() < b->deadline;
+    if (++b->tick < 256)
+        return true;
+    b->tick = 0;
+    if (st_now() < b->deadline)
+        return true;
+    b->deadline = 0; /* expired: stay expired */
+    return false;
 }
 
 /* ---- PRNG --------------------------------------------------------------- */

@@ -139,8 +139,10 @@ static void run_domain(magpool_domain_t *d, int urcu, const char *name)
     CHECK_MSG(atomic_load(&g_bad) == 0, "%s: %d reads saw a reused object", name, atomic_load(&g_bad));
     CHECK(atomic_load(&g_reads) > 0);
 
+    /* Not quiescent yet: a liburcu call_rcu thread may be running a batch's
+     * callback right now, so (I1) is checked only after synchronize. */
     struct magpool_stats st;
-    CHECK(conserved(g_c, &st));
+    magpool_cache_stats(g_c, &st);
     CHECK(st.in_use == 1);
     magpool_free(g_c, atomic_exchange(&g_shared, NULL));
     magpool_synchronize(d); /* every batch sealed by the exited writers runs */
@@ -186,10 +188,14 @@ static void test_counts(magpool_domain_t *d, const char *name)
     /* a full batch seals itself (one retire per magazine) */
     for (int i = 0; i < M; i++)
         q[i] = magpool_alloc(c);
+    /* Inside a read-side section no grace period can end, so no batch
+     * callback runs (not even liburcu's call_rcu thread): stats are exact. */
+    magpool_read_enter(d);
     for (int i = 0; i < M; i++)
         magpool_free_deferred(c, q[i]);
     CHECK(conserved(c, &st));
     CHECK(st.deferred == M);
+    magpool_read_leave(d);
     magpool_thread_flush(); /* seals the partial batch */
     magpool_synchronize(d);
     CHECK(conserved(c, &st));
@@ -200,6 +206,36 @@ static void test_counts(magpool_domain_t *d, const char *name)
     CHECK(magpool_cache_destroy(c) == 0);
     magpool_synchronize(d);
     CHECK(magpool_cache_of(x) == NULL);
+}
+
+/* TYPESAFE: shrink hands the empty slabs' release to the domain. */
+static void test_typesafe(magpool_domain_t *d)
+{
+    struct magpool_config cfg = { .name = "typesafe", .size = 200, .flags = MAGPOOL_TYPESAFE,
+                                  .domain = d };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    CHECK(c != NULL);
+    static void *p[3000];
+    for (int i = 0; i < 3000; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < 3000; i++)
+        magpool_free(c, p[i]);
+    struct magpool_stats st;
+    CHECK(conserved(c, &st));
+    magpool_read_enter(d); /* the deferred slab release cannot run yet */
+    CHECK(magpool_cache_shrink(c) == 0);
+    CHECK(conserved(c, &st));
+    CHECK(st.in_use == 0 && st.in_depot == 0 && st.in_magazines == 0);
+    magpool_read_leave(d);
+    magpool_synchronize(d);
+    CHECK(conserved(c, &st));
+    CHECK(st.slabs == 0 && st.pages == 0);
+    void *o = magpool_alloc(c); /* the cache still works */
+    CHECK(o != NULL);
+    magpool_free(c, o);
+    CHECK(magpool_cache_destroy(c) == 0);
+    magpool_synchronize(d);
+    magpool_synchronize(magpool_domain_default());
 }
 
 int main(void)
@@ -215,6 +251,8 @@ int main(void)
     test_counts(ud, "count-urcu");
     run_domain(def, 0, "deferred-default");
     run_domain(ud, 1, "deferred-urcu");
+    test_typesafe(def);
+    test_typesafe(ud);
     magpool_synchronize(def);
     urcu_memb_unregister_thread();
     return check_done();

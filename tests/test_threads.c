@@ -176,7 +176,7 @@ static void test_destroy_with_holders(void)
     pthread_barrier_wait(&g_bar);
     pthread_barrier_wait(&g_bar);
     /* every holder flushed (generation) and freed its object: finalised */
-    CHECK(magpool_cache_of(g_keep[0]) == NULL);
+    CHECK(magpool_cache_of(g_keep[0]) != g_dc); /* its pages may serve "other" now */
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&g_bar);
@@ -199,7 +199,7 @@ static void test_destroy_with_holders(void)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&g_bar);
-    CHECK(magpool_cache_of(g_keep[1]) == NULL);
+    CHECK(magpool_cache_of(g_keep[1]) != g_dc);
     CHECK(magpool_cache_destroy(g_other) == 0);
 }
 
@@ -317,12 +317,74 @@ static void test_trading(void)
     CHECK(magpool_cache_destroy(g_tc[1]) == 0);
 }
 
+/* ---- 5: NOWAIT from a thread with no state yet ----------------------------------- */
+
+static magpool_cache_t *g_nw;
+static void *nowait_fresh(void *arg)
+{
+    int *res = arg;
+    errno = 0;
+    void *o = magpool_alloc_flags(g_nw, MAGPOOL_NOWAIT);
+    /* served from a partial slab (try-lock), or EAGAIN: never a system call */
+    res[0] = o != NULL || errno == EAGAIN;
+    if (o != NULL)
+        magpool_free(g_nw, o);
+    return NULL;
+}
+
+static void test_nowait_fresh(void)
+{
+    g_nw = mk("nowait", 64);
+    void *o = magpool_alloc(g_nw); /* a partial slab exists now */
+    int res[1] = { 0 };
+    run(1, nowait_fresh, res, sizeof res);
+    CHECK(res[0] == 1);
+    magpool_free(g_nw, o);
+    struct magpool_stats st;
+    CHECK(conserved(g_nw, &st));
+    CHECK(st.in_use == 0);
+    CHECK(magpool_cache_destroy(g_nw) == 0);
+}
+
+/* ---- 6: magpool_reap (as NOFAIL retries do) racing with create/destroy ---------- */
+
+static _Atomic int g_reap_stop;
+static void *reaper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_reap_stop))
+        magpool_reap();
+    return NULL;
+}
+
+static void test_reap_vs_destroy(void)
+{
+    pthread_t r;
+    pthread_create(&r, NULL, reaper, NULL);
+    int bad = 0;
+    for (int i = 0; i < 200 / SCALE; i++) {
+        magpool_cache_t *c = mk("churn", 48 + (size_t)(i % 4) * 16);
+        void *p[64];
+        for (int k = 0; k < 64; k++)
+            p[k] = magpool_alloc(c);
+        for (int k = 0; k < 64; k++)
+            magpool_free(c, p[k]);
+        long live = magpool_cache_destroy(c);
+        bad += live != 0;
+    }
+    atomic_store(&g_reap_stop, 1);
+    pthread_join(r, NULL);
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
     test_exit_flush();
     test_cross_thread();
     test_destroy_with_holders();
     test_trading();
+    test_nowait_fresh();
+    test_reap_vs_destroy();
     magpool_synchronize(NULL);
     return check_done();
 }
