@@ -24,6 +24,7 @@
 
 #include "cache_impl.h"
 #include "debug.h"
+#include "fastpath.h"
 
 /* ---- tcache bookkeeping -------------------------------------------------- */
 
@@ -170,7 +171,7 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
     return obj;
 }
 
-static MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller)
+MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller)
 {
     if (c == NULL || (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
         errno = EINVAL;
@@ -195,41 +196,26 @@ static MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, con
     return obj;
 }
 
-/* The fast path: pop the loaded magazine of tcache[fast_id].  false = miss. */
-static inline __attribute__((always_inline)) bool mp_fast_pop(struct magpool_cache *c, void **out)
-{
-    struct mp_tcache *tc = &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
-    if (__builtin_expect(n == 0, 0))
-        return false;
-    mp_store_relaxed32(&tc->tc_rounds, n - 1);
-    mp_owner_add64(&tc->tc_allocs, 1);
-    *out = tc->tc_objs[n - 1];
-    mp_asan_unpoison(*out, c->c_size);
-    return true;
-}
-
 MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
 {
-    void *obj;
-    if (__builtin_expect(c == NULL, 0) || !mp_fast_pop(c, &obj))
+    if (__builtin_expect(c == NULL, 0))
         return mp_alloc_slow(c, 0, __builtin_return_address(0));
-    return obj;
+    return mp_fast_alloc(c, __builtin_return_address(0));
 }
 
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 {
-    void *obj;
-    if (c == NULL || (aflags & ~MAGPOOL_ZERO) != 0 || !mp_fast_pop(c, &obj))
+    if (c == NULL || (aflags & ~MAGPOOL_ZERO) != 0)
         return mp_alloc_slow(c, aflags, __builtin_return_address(0));
-    if (aflags & MAGPOOL_ZERO)
+    void *obj = mp_fast_alloc(c, __builtin_return_address(0));
+    if (obj != NULL && (aflags & MAGPOOL_ZERO))
         memset(obj, 0, c->c_size);
     return obj;
 }
 
 /* ---- free ----------------------------------------------------------------- */
 
-static MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
+MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
 {
     mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
 }
@@ -257,7 +243,7 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
     return true;
 }
 
-static MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
+MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (c == NULL) {
         errno = EINVAL;
@@ -305,16 +291,7 @@ MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
         return;
     if (__builtin_expect(c == NULL, 0))
         return mp_free_slow(c, obj, __builtin_return_address(0));
-    struct mp_tcache *tc = &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
-    if (__builtin_expect(n == tc->tc_cap, 0))
-        return mp_free_slow(c, obj, __builtin_return_address(0));
-    void **objs = tc->tc_objs;
-    if (__builtin_expect(objs[(long)n - 1] == obj, 0)) /* objs[-1]: the NULL guard */
-        return mp_double_free(c, obj);
-    mp_asan_poison(obj, c->c_size);
-    objs[n] = obj;
-    mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+    mp_fast_free(c, obj, __builtin_return_address(0));
 }
 
 /* ---- bulk ----------------------------------------------------------------- */

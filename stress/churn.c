@@ -186,12 +186,14 @@ int main(int argc, char **argv)
     for (unsigned k = 1; k < opts.threads; k++)
         pthread_join(t[(created + k) % opts.threads], NULL);
     for (uint64_t s = 0; s < ntransfer; s++) {
+        /* acquire: pairs with the acq_rel exchange that stored it (the join
+         * orders it too; kept so the drain reads like every other take). */
         void *o = atomic_exchange_explicit(&transfer[s], NULL, memory_order_acquire);
         if (o)
             put_any(o);
     }
     double secs = st_now() - t0;
-    CHECK_MSG(atomic_load(&st_live_count) == 0, "%ld objects still live", atomic_load(&st_live_count));
+    CHECK_MSG(ST_LOAD(&st_live_count) == 0, "%ld objects still live", ST_LOAD(&st_live_count));
 
     if (!opts.libc) {
         magpool_reap();
@@ -226,5 +228,5 @@ int main(int argc, char **argv)
     free(g);
     free(transfer);
     st_live_fini();
-    return st_finish("churn", atomic_load(&total_ops), secs);
+    return st_finish("churn", ST_LOAD(&total_ops), secs);
 }

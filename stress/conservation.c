@@ -251,6 +251,8 @@ int main(int argc, char **argv)
     st_run_threads(opts.threads, worker_main, ws, sizeof *ws);
     struct worker drain = {.id = opts.threads, .rng = 1};
     for (uint64_t s = 0; s < nslots; s++) {
+        /* acquire: pairs with the acq_rel exchange that stored it (the join
+         * orders it too; kept so the drain reads like every other take). */
         void *o = atomic_exchange_explicit(&slots[s], NULL, memory_order_acquire);
         if (o)
             put_any(&drain, o);
@@ -266,8 +268,8 @@ int main(int argc, char **argv)
     for (unsigned p = 0; p < NPOOLS; p++)
         total_allocs += allocs[p];
     CHECK_MSG(total_allocs == frees, "allocs %" PRIu64 " != frees %" PRIu64, total_allocs, frees);
-    CHECK_MSG(atomic_load(&st_live_count) == 0, "%ld objects still marked live",
-              atomic_load(&st_live_count));
+    CHECK_MSG(ST_LOAD(&st_live_count) == 0, "%ld objects still marked live",
+              ST_LOAD(&st_live_count));
     if (!opts.libc) {
         /* Exact equation for every cache (core, mem_pool, kmem, kmalloc). */
         st_check_all_caches(0, !opts.quiet);

@@ -273,7 +273,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < opts.threads; i++)
         ws[i] = (struct worker){.id = i, .rng = st_rng_seed(opts.seed, i)};
     st_run_threads(opts.threads, worker_main, ws, sizeof *ws);
-    atomic_store(&stop, true);
+    ST_STORE(&stop, true);
     if (!opts.libc)
         for (unsigned i = 0; i < 2 + NHELP; i++)
             pthread_join(side[i], NULL);
@@ -295,12 +295,14 @@ int main(int argc, char **argv)
         opts = save;
     }
     for (uint64_t s = 0; s < 1024; s++) {
+        /* acquire: pairs with the acq_rel exchange that stored it (the join
+         * orders it too; kept so the drain reads like every other take). */
         void *o = atomic_exchange_explicit(&slots[s], NULL, memory_order_acquire);
         if (o)
             put_any(o);
     }
     double secs = st_now() - t0;
-    CHECK_MSG(atomic_load(&st_live_count) == 0, "%ld objects still live", atomic_load(&st_live_count));
+    CHECK_MSG(ST_LOAD(&st_live_count) == 0, "%ld objects still live", ST_LOAD(&st_live_count));
     if (!opts.libc) {
         st_check_all_caches(0, !opts.quiet);
         for (unsigned i = 0; i < 3; i++) {
@@ -315,14 +317,14 @@ int main(int argc, char **argv)
         CHECK_MSG(g.mag_resizes > 0, "grow: no magazine resize (contention %" PRIu64 ", %u extra rounds)",
                   g.depot_contention, extra);
         CHECK_MSG(g.mag_size >= 1 && g.mag_size <= 143, "grow: magazine size %u", g.mag_size);
-        CHECK_MSG(atomic_load(&eph_cycles) > 0, "no ephemeral cache cycle completed");
+        CHECK_MSG(ST_LOAD(&eph_cycles) > 0, "no ephemeral cache cycle completed");
         printf("depot_pressure: %" PRIu64 " ephemeral caches created and destroyed; grow: mag_size %u, "
                "%" PRIu64 " resizes, contention %" PRIu64 " (%u extra rounds)\n",
-               atomic_load(&eph_cycles), g.mag_size, g.mag_resizes, g.depot_contention, extra);
+               ST_LOAD(&eph_cycles), g.mag_size, g.mag_resizes, g.depot_contention, extra);
     }
     for (unsigned i = 0; i < NCACHES; i++)
         st_pool_fini(&pools[i]);
     free(ws);
     st_live_fini();
-    return st_finish("depot_pressure", atomic_load(&total_ops), secs);
+    return st_finish("depot_pressure", ST_LOAD(&total_ops), secs);
 }

@@ -138,6 +138,8 @@ static void *writer_main(struct worker *w)
         if (!opts.libc && st_below(&w->rng, 4096) == 0)
             magpool_synchronize(m->d);
     }
+    /* release: pairs with the readers' acquire load; nothing but "the
+     * writers are done" travels through it (weakened: still correct). */
     atomic_fetch_sub_explicit(&writers_left, 1, memory_order_release);
     return NULL;
 }
@@ -235,7 +237,7 @@ int main(int argc, char **argv)
             return check_done();
     }
     nwriters = opts.threads / 4 < 2 ? 2 : opts.threads / 4;
-    atomic_store(&writers_left, nwriters);
+    ST_STORE(&writers_left, nwriters);
     struct worker *ws = calloc(opts.threads, sizeof *ws);
     for (unsigned i = 0; i < opts.threads; i++)
         ws[i] = (struct worker){.id = i, .rng = st_rng_seed(opts.seed, i), .writer = i < nwriters,
@@ -244,7 +246,7 @@ int main(int argc, char **argv)
     unsigned save_threads = opts.threads;
     opts.threads = nwriters;
     pthread_t sampler;
-    atomic_store(&sampling, !opts.libc);
+    ST_STORE(&sampling, !opts.libc);
     if (!opts.libc)
         pthread_create(&sampler, NULL, sampler_main, NULL);
     double t0 = st_now();
@@ -255,13 +257,13 @@ int main(int argc, char **argv)
         pthread_join(t[i], NULL);
     double secs = st_now() - t0;
     opts.threads = save_threads;
-    atomic_store(&sampling, false);
+    ST_STORE(&sampling, false);
     if (!opts.libc)
         pthread_join(sampler, NULL);
 
     uint64_t ops = 0;
     for (int i = 0; i < 2; i++)
-        ops += atomic_load(&doms[i].sections) + atomic_load(&doms[i].retired);
+        ops += ST_LOAD(&doms[i].sections) + ST_LOAD(&doms[i].retired);
     if (!opts.libc) {
         /* R8: every writer has exited; its deferred frees have run. */
         uint64_t ck_left = deferred_of(&doms[0]);
@@ -293,12 +295,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         printf("epoch_torture: %-9s %10" PRIu64 " read sections, %10" PRIu64
                " deferred frees, peak unreclaimed %" PRIu64 "\n",
-               doms[i].name, atomic_load(&doms[i].sections), atomic_load(&doms[i].retired),
-               atomic_load(&doms[i].peak_deferred));
+               doms[i].name, ST_LOAD(&doms[i].sections), ST_LOAD(&doms[i].retired),
+               ST_LOAD(&doms[i].peak_deferred));
         if (!opts.libc)
             CHECK(magpool_cache_destroy(doms[i].c) == 0);
     }
-    CHECK(atomic_load(&doms[0].sections) > 0 && atomic_load(&doms[1].sections) > 0);
+    CHECK(ST_LOAD(&doms[0].sections) > 0 && ST_LOAD(&doms[1].sections) > 0);
     free(ws);
     free(t);
     urcu_memb_unregister_thread();

@@ -155,7 +155,7 @@ int main(int argc, char **argv)
         grow[i] = st_get(&pools[0], 0, 63, (uint64_t)i);
         if (!grow[i]) {
             CHECK_MSG(errno == ENOMEM, "growth: NULL with errno %d", errno);
-            atomic_fetch_add(&nulls[0], 1);
+            atomic_fetch_add_explicit(&nulls[0], 1, memory_order_relaxed);
         }
     }
     for (int i = 0; i < 256; i++)
@@ -168,20 +168,20 @@ int main(int argc, char **argv)
 
     uint64_t total_nulls = 0;
     for (int i = 0; i < NPOOLS; i++)
-        total_nulls += atomic_load(&nulls[i]);
+        total_nulls += ST_LOAD(&nulls[i]);
     printf("fault: %" PRIu64 " NULL returns (core %" PRIu64 ", mem_pool %" PRIu64 ", kmalloc %" PRIu64
            ") at %" PRIu64 " ppm\n",
-           total_nulls, atomic_load(&nulls[0]), atomic_load(&nulls[1]), atomic_load(&nulls[2]),
+           total_nulls, ST_LOAD(&nulls[0]), ST_LOAD(&nulls[1]), ST_LOAD(&nulls[2]),
            opts.libc ? 0 : ppm);
-    CHECK_MSG(atomic_load(&st_live_count) == 0, "%ld objects still live", atomic_load(&st_live_count));
+    CHECK_MSG(ST_LOAD(&st_live_count) == 0, "%ld objects still live", ST_LOAD(&st_live_count));
     if (!opts.libc) {
         if (ppm > 0)
             CHECK_MSG(total_nulls > 0, "no allocation failed at %" PRIu64 " ppm", ppm);
         struct magpool_stats s;
         magpool_cache_stats(pools[0].core, &s);
-        CHECK_MSG(s.alloc_failures >= atomic_load(&nulls[0]),
+        CHECK_MSG(s.alloc_failures >= ST_LOAD(&nulls[0]),
                   "core alloc_failures %" PRIu64 " < %" PRIu64 " NULLs seen", s.alloc_failures,
-                  atomic_load(&nulls[0]));
+                  ST_LOAD(&nulls[0]));
         magpool_reap();
         st_check_all_caches(0, !opts.quiet);
     } else {
@@ -208,5 +208,5 @@ int main(int argc, char **argv)
         st_pool_fini(&pools[p]);
     free(ws);
     st_live_fini();
-    return st_finish("fault", atomic_load(&total_ops), secs);
+    return st_finish("fault", ST_LOAD(&total_ops), secs);
 }

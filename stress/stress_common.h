@@ -76,6 +76,12 @@
 
 #define ST_UNUSED __attribute__((unused))
 
+/* Main-thread reads of counters after pthread_join, and flags set before
+ * pthread_create or polled as plain stop signals: the join/create orders
+ * the data, so these loads and stores are relaxed. */
+#define ST_LOAD(p) atomic_load_explicit((p), memory_order_relaxed)
+#define ST_STORE(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
 /* ---- failures from any thread ------------------------------------------- */
 static _Atomic long st_failures;
 

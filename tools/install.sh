@@ -28,7 +28,8 @@ for f in "$@"; do
             install -m 0755 "$f" "$prefix/lib/libmagpool.so.$version"
             ln -sf "libmagpool.so.$version" "$prefix/lib/libmagpool.so.1"
             ln -sf "libmagpool.so.1" "$prefix/lib/libmagpool.so" ;;
-        *.a) install -m 0644 "$f" "$prefix/lib/libmagpool.a" ;;
+        # An alwayslink cc_library's archive is named .lo; it is a plain ar archive.
+        *.a | *.lo) install -m 0644 "$f" "$prefix/lib/libmagpool.a" ;;
         *) ;; # the cc_library's own unversioned .so is not installed
     esac
 done
