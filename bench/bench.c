@@ -705,15 +705,21 @@ static void print_targets(FILE *f)
         target(f, what, a && b, a && b && a->med >= 0.8 * b->med, "64T %.2f / 2T %.2f Mops/s",
                a ? a->med : 0, b ? b->med : 0);
     }
-    double ia, ifr, ba, bfr;
-    cg_lookup("magpool", "alloc", &ia);
-    cg_lookup("magpool", "free", &ifr);
+    /* The target is the fast path itself: magpool_alloc/magpool_free's own
+     * instructions per call (run.sh's "magpool-fastpath" rows); the kernel
+     * figures (caller's loop included, refills amortised) are shown beside. */
+    double ia, ifr, ka, kfr, ba, bfr;
+    cg_lookup("magpool-fastpath", "alloc", &ia);
+    cg_lookup("magpool-fastpath", "free", &ifr);
+    cg_lookup("magpool", "alloc", &ka);
+    cg_lookup("magpool", "free", &kfr);
     cg_lookup("magpool", "alloc1000", &ba);
     cg_lookup("magpool", "free1000", &bfr);
     target(f, "callgrind fast-path alloc <= 20 instructions", ia >= 0, ia >= 0 && ia <= 20,
-           "%.1f instr/alloc (amortised over 1000: %.1f)", ia, ba);
+           "%.1f instr/call (amortised over 1000, loop included: %.1f)", ia, ba);
+    fprintf(f, "        (16-object kernel, loop included: %.1f alloc, %.1f free)\n", ka, kfr);
     target(f, "callgrind fast-path free <= 20 instructions", ifr >= 0, ifr >= 0 && ifr <= 20,
-           "%.1f instr/free (amortised over 1000: %.1f)", ifr, bfr);
+           "%.1f instr/call (amortised over 1000, loop included: %.1f)", ifr, bfr);
     if (ia < 0)
         fprintf(f, "        (callgrind: run ./bench/run.sh --callgrind, or quick mode with valgrind)\n");
 #else

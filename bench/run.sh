@@ -112,6 +112,22 @@ run_callgrind() {
         }' "$out/callgrind.csv" | (read -r h; echo "$h"; sort)
     echo "(fast path: 16 objects allocated then freed, served by the thread's cache;"
     echo " 1000: allocated then freed in batches of 1000, amortising refills)"
+    # The fast path alone: magpool_alloc/magpool_free's SELF instructions per
+    # call.  Their slow paths are separate noinline functions, so self cost is
+    # exactly the inline hit path (call/ret included, caller's loop excluded).
+    callgrind_annotate --inclusive=no --threshold=100 "$out/callgrind.out" >"$out/callgrind_self.txt" 2>/dev/null
+    awk '
+        FNR == NR { if ($1 == "cgops" && $2 == "magpool") calls = $4 + $5; next }
+        / magpool_(alloc|free)$/ || /:magpool_(alloc|free) / || /:magpool_(alloc|free)$/ {
+            ir = $1; gsub(",", "", ir)
+            fn = $0; sub(/.*:/, "", fn); sub(/ .*/, "", fn)
+            if (calls > 0 && (fn == "magpool_alloc" || fn == "magpool_free"))
+                printf "magpool-fastpath,%s,%.1f\n", substr(fn, 9), ir / calls
+        }' "$out/cgops.txt" "$out/callgrind_self.txt" >"$out/callgrind_fast.csv"
+    echo
+    echo "== callgrind: magpool fast path alone (self instructions per call of magpool_alloc / magpool_free) =="
+    awk -F, '{ printf "  %-6s %5.1f instructions per call\n", $2, $3 }' "$out/callgrind_fast.csv"
+    cat "$out/callgrind_fast.csv" >>"$out/callgrind.csv"
 }
 
 if [ "$mode" = callgrind ]; then
