@@ -29,6 +29,8 @@
  * swap with an empty prev -> push the full prev to the depot and take an
  * empty one (depot, else mp_mag_alloc) -> the slab layer.  Reaping moves
  * unused depot magazines back to slabs and empty slabs back to the system.
+ * Bulk calls move runs of rounds with one tcache update per run and cross
+ * magazine boundaries through the same slow paths.
  * Deferred frees go to a per-thread batch that, sealed, waits a grace period
  * and then becomes a full depot magazine.  Per-thread state: thread.c;
  * reaping and magazine sizing: reap.c; statistics: stats.c.
@@ -93,12 +95,29 @@
  *
  * WHY THE DEPOT HAS NO ABA: depot.c.  Its stack heads are (tag << 32 | index)
  * in one 64-bit word; every pop bumps the tag, so a head popped and pushed
- * back never compares equal, and magazine memory is reused only after a grace
- * period (pops run inside a read-side section).
+ * back never compares equal, and a stale popper reads nothing but an atomic
+ * link of a slot that stays mapped, so pops need no read-side section (one
+ * CAS and relaxed counters per pop/push).  Freed magazine slots are still
+ * recycled only after a grace period.
+ *
+ * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest kmem step
+ * whose magazine holds <= 16 KiB of objects (143 rounds up to 64 B, 63 at
+ * 256 B, 15 at 1 KiB, 3 at 4 KiB; reap.c), not Bonwick's small start: every
+ * exchange costs a few atomic RMWs (~6 per magazine each way) and a slow-path
+ * call, which at 15 rounds dominated batch work (20 ns/op), and the bench
+ * starts a fresh cache per run, so growth on contention (which does trigger:
+ * 15 -> 143 within one 100 ms reap interval at 64 threads) comes too late
+ * for short-lived caches.  The price is per-thread holding: at most two
+ * magazines, ~32 KiB of objects per thread and cache.  Magazines take
+ * size-classed slots (depot.c), so a magazine costs ~9 bytes per round
+ * (1280 bytes for 143) instead of a fixed 2112-byte slot.  Shrink drains
+ * the depot, polls the default domain so the magazines' slots come back,
+ * trims the magazine area and, if slabs went back, malloc_trim()s the slab
+ * layer's freed free stacks: RSS returns to its level before a burst.
  *
  * RECLAMATION: reclaim.c holds the proof (epochs after Fraser 2004 /
  * ck_epoch; liburcu for the application's flavour).  The core retires
- * through it: magazines (mp_mag_free), deferred batches (one mp_retire per
+ * through it: magazine slots (mp_mag_free), deferred batches (one mp_retire per
  * magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
  * (magpool_cache_foreach runs its loop in a read-side section; a caller of
  * magpool_cache_of holds a live object, which keeps its cache alive).  Grace
@@ -117,11 +136,15 @@
  * slow path (generation) or exit and flush to the slab layer; frees into a
  * zombie take the slow path (fast_id 0) and go straight to the slab layer;
  * the last one out finalises (I5).  Finalisation drains the depot once more,
- * deletes the slab cache and retires the struct after a grace period.
+ * tears down every slab (dtors, pages) and retires the struct: the struct and
+ * the now-empty slab cache are freed after a grace period of the default
+ * domain, because a magpool_cache_foreach stats walk that loaded c before it
+ * was unregistered may still read c->c_slab (TSan found this race).
  *
  * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
- * 1,3,7,15,31,47,63,95,143 as kmem, start 15 for objects <= 256 B, grow on
- * depot contention, shrink on memory pressure or shrink); max_objects;
+ * 1,3,7,15,31,47,63,95,143 as kmem, start at <= 16 KiB of objects per
+ * magazine (above), grow on depot contention, shrink one step on memory
+ * pressure or shrink); max_objects;
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
  * MAGPOOL_FAULT_PPM in the environment.
  *
@@ -265,10 +288,15 @@ MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *c
 
 /* ---- destroy, zombies, finalisation ---------------------------------------- */
 
+/* After a grace period of the default domain: no magpool_cache_foreach
+ * section (stats walks read c->c_slab) can still see c.  Its slabs are
+ * already gone (mp_cache_release), so deleting the slab cache only frees its
+ * struct. */
 static void mp_cache_free_struct(struct mp_retire_node *node)
 {
     struct magpool_cache *c =
         (struct magpool_cache *)((char *)node - offsetof(struct magpool_cache, c_free_node));
+    mp_slab_cache_delete(c->c_slab);
     free(c);
 }
 
@@ -296,12 +324,12 @@ bool mp_cache_maybe_finalize(struct magpool_cache *c)
 }
 
 /* Typesafe caches: after a grace period of the cache's domain, the slabs go
- * back, then the struct waits a grace period of the default domain. */
+ * back, then the structs wait a grace period of the default domain. */
 static void mp_cache_release_typesafe(struct mp_retire_node *node)
 {
     struct magpool_cache *c =
         (struct magpool_cache *)((char *)node - offsetof(struct magpool_cache, c_slab_node));
-    mp_slab_cache_delete(c->c_slab);
+    mp_slab_reap(c->c_slab, NULL, NULL); /* every slab is empty: all go */
     mp_retire(mp_domain_default(), &c->c_free_node, mp_cache_free_struct);
 }
 
@@ -313,7 +341,10 @@ void mp_cache_release(struct magpool_cache *c)
         mp_retire(c->c_domain, &c->c_slab_node, mp_cache_release_typesafe);
         return;
     }
-    mp_slab_cache_delete(c->c_slab);
+    /* Every object is back in its slab: dtors run and pages go back now;
+     * the slab cache struct itself waits with c (a foreach stats walk that
+     * loaded c before it was unregistered may still read it). */
+    mp_slab_reap(c->c_slab, NULL, NULL);
     mp_retire(mp_domain_default(), &c->c_free_node, mp_cache_free_struct);
 }
 

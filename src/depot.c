@@ -3,14 +3,24 @@
  *
  * What this layer guarantees
  * --------------------------
- *  - mp_mag_alloc/mp_mag_free: magazines of any capacity 1..MAGPOOL_MAG_MAX,
- *    each in a fixed MP_MAG_STRIDE slot of ONE reserved magazine area, so a
- *    magazine is named by a 32-bit index and index <-> pointer is arithmetic.
+ *  - mp_mag_alloc/mp_mag_free: magazines of any capacity 1..MAGPOOL_MAG_MAX
+ *    in ONE reserved magazine area split into seven slot classes (capacity
+ *    13, 21, 37, 69, 101, 157, 261 rounds; strides 128 .. 2112 bytes, whole
+ *    cache lines).  A magazine takes the smallest class that holds its cap,
+ *    so a 143-round magazine costs 1280 bytes, not 2112, and a 15-round one
+ *    192.  A magazine is named by a 32-bit index, class << 29 | slot, so
+ *    index <-> pointer stays arithmetic (one table load) and the depot keeps
+ *    its tagged 64-bit CAS.  Each class's sub-area is reserved (NORESERVE,
+ *    512 MiB of address space at most) on its first use.
  *    A freed magazine's slot is reused only after a grace period of the
  *    default reclamation domain (mp_mag_free retires it; the callback returns
- *    the slot).  The area is never unmapped, so a stale read of a slot can
- *    never fault; pages of free slots go back to the system (MADV_DONTNEED)
- *    in batches (see mag_reclaimed) and on mp_mag_area_trim().
+ *    the slot).  Since depot pops no longer run in read-side sections (A4),
+ *    this protects no depot reader; it is kept because it is free (slots are
+ *    freed rarely: reaping, resizing, thread exit) and it keeps a recycled
+ *    slot away from any code that still held a stale pointer for a moment.
+ *    The area is never unmapped, so a stale read of a slot can never fault;
+ *    pages of free slots go back to the system (MADV_DONTNEED) in batches
+ *    (see mag_reclaimed) and on mp_mag_area_trim() (shrink, reap.c).
  *  - mp_depot_push_* / mp_depot_pop_*: lock-free (one 64-bit CAS per attempt,
  *    lock-free with clang and gcc: no 16-byte CAS), linearizable LIFO stacks,
  *    ABA-safe, with every access visible to ThreadSanitizer (C11 atomics only).
@@ -24,7 +34,7 @@
  *  m->next holds index + 1 of the magazine below m (0 = bottom).
  *  Push:  next = low half of head; CAS(head, h, tag(h) << 32 | idx + 1).
  *  Pop:   i = low(h); n = slot(i)->next; CAS(head, h, (tag(h) + 1) << 32 | n).
- *  The same code runs the area's free-slot stacks (g_area.dirty/clean_head).
+ *  The same code runs each class's free-slot stacks (dirty/clean_head).
  *
  * ABA proof
  * ---------
@@ -47,15 +57,30 @@
  *      owner, or its slot is on the free-slot stack: that is a concurrent read
  *      and write of m->next, hence `_Atomic uint32_t` with relaxed accesses.
  *      By A2 its CAS then fails, so the value it read is never used.  The slot
- *      stays mapped (the area is never unmapped), so the read cannot fault;
- *      beyond that, depot pops run inside a read-side section of the default
- *      domain and mp_mag_free only recycles a slot after a grace period, so a
- *      popper never even reads a slot that was recycled under it.
- *      The clean free-slot stack keeps its links in a side array
- *      (g_area.links) instead of m->next; the same argument applies to them.
+ *      stays mapped (the area is never unmapped), so the read cannot fault
+ *      (a trimmed page reads 0).  That is all a stale popper can do: it
+ *      reads no other field of the slot before its CAS succeeds.
+ *      So depot pops need NO read-side section: they used to run inside one
+ *      (a ck_epoch_begin/end, a locked instruction, per pop) as a second line
+ *      of defence, which A2-A4 make redundant.  A slot's class never changes
+ *      (the index says it), so a stale index always names a slot of the size
+ *      its class says, recycled or not.
+ *      The clean free-slot stacks keep their links in a side array per class
+ *      (mag_class.links) instead of m->next; the same argument applies.
  *  A5. Tag wrap: a popper would have to stall between its load and its CAS
  *      while exactly 2^32 pops (a multiple of 2^32) happen on that stack and
  *      the same index is on top again.  Accepted, as in every tagged design.
+ *
+ * Slot classes (memory ordering of the lazy reservation)
+ * ------------
+ *  C1. class_reserve writes nslots and links, then stores base with RELEASE
+ *      under g_area.lock; mp_mag_alloc loads base with ACQUIRE.  Any other
+ *      use of a class (slot(), a depot or free-stack pop) starts from an
+ *      index that some thread obtained after its own acquire of base and
+ *      published by a release CAS, so those loads may be relaxed.
+ *  C2. slot_index() reads m->cap to find the class: only for a live,
+ *      owned magazine (a push, mag_reclaimed).  A trim works from the
+ *      indices it popped and never reads a free slot, whose page may be 0.
  *
  * Memory ordering (each non-relaxed atomic also has a local comment)
  * ---------------
@@ -89,91 +114,149 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#define MP_DEPOT_COLD __attribute__((noinline, cold))
+
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "the depot needs a lock-free 64-bit CAS");
 _Static_assert(sizeof(uint64_t) == sizeof(unsigned long long), "64-bit heads");
 _Static_assert(sizeof(struct mp_mag) == 24, "magazine header layout");
 _Static_assert(MP_MAG_STRIDE % 64 == 0, "slots are cache-line aligned");
-_Static_assert(offsetof(struct mp_mag, objs) + sizeof(struct mp_retire_node) <= MP_MAG_STRIDE,
-               "a retired magazine's retire node fits its slot");
+_Static_assert((24 + 13 * 8) % 64 == 0 && (24 + 21 * 8) % 64 == 0 && (24 + 37 * 8) % 64 == 0 &&
+                   (24 + 69 * 8) % 64 == 0 && (24 + 101 * 8) % 64 == 0 &&
+                   (24 + 157 * 8) % 64 == 0 && (24 + 261 * 8) % 64 == 0,
+               "every class stride (class_cap below) is whole cache lines");
+_Static_assert(MP_MAG_STRIDE == sizeof(struct mp_mag) + 261 * sizeof(void *), "largest class");
+_Static_assert(offsetof(struct mp_mag, objs) + sizeof(struct mp_retire_node) <=
+                   sizeof(struct mp_mag) + 13 * sizeof(void *),
+               "a retired magazine's retire node fits the smallest slot");
 _Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) == 0,
                "retire node alignment");
 
-#define MAG_AREA_MAX (1u << 20)   /* slots reserved at most (~2 GiB virtual) */
-#define MAG_AREA_MIN (1u << 12)   /* smallest reservation tried */
 #define LOW(h) ((uint32_t)(h))
 #define TAG(h) ((h) >> 32)
 
 #define TRIM_BATCH 64u          /* dirty free slots that always trigger a trim... */
 #define TRIM_IDLE 16u           /* ...or fewer, once no retired magazine is pending */
 
-/* The magazine area: reserved once, never unmapped.  Free slots are on one of
- * two stacks (tagged like depot heads): `dirty` slots are resident and reused
- * first; when a trim is due (policy at mag_reclaimed) it pops every free
- * slot (owning them), gives back with MADV_DONTNEED every page that lies
- * wholly inside runs of consecutive owned slots, and moves them to `clean` (whose links live in a
- * side array, so the push does not fault the page back in).  Only owned slots'
- * pages are ever zapped, so no lock is needed; a stale depot popper reading
- * a zapped slot's `next` reads 0 and fails its CAS (A4). */
-static struct {
-    pthread_once_t once;
-    char *base;                  /* written once under `once`, read after it */
-    uint32_t nslots;
-    size_t page;
+/* Slot classes: a magazine of capacity cap lives in the first class whose
+ * capacity is >= cap.  Every stride (24-byte header + 8 * capacity) is a
+ * whole number of cache lines; the capacities are chosen so that the kmem
+ * sizes (reap.c) and the deferred batches (size + MP_DEFER_SLOTS, magazine.c)
+ * waste little: 143 -> 157 and 143 + 8 -> 157, 63 -> 69, 15 -> 21, ...  */
+#define NCLASS 7
+static const uint32_t class_cap[NCLASS] = { 13, 21, 37, 69, 101, 157, 261 };
+#define CLASS_STRIDE(k) (sizeof(struct mp_mag) + (size_t)class_cap[k] * sizeof(void *))
+#define CLASS_SHIFT 29                       /* index = class << 29 | slot */
+#define SLOT_MASK ((1u << CLASS_SHIFT) - 1)
+#define CLASS_BYTES_MAX ((size_t)512 << 20)  /* virtual reservation per class, at most */
+#define CLASS_BYTES_MIN ((size_t)1 << 20)    /* smallest reservation tried */
+
+_Static_assert(NCLASS <= (1u << (32 - CLASS_SHIFT)) - 1, "class fits the index (index + 1 != 0)");
+
+/* One class of the magazine area: reserved on first use, never unmapped.
+ * Free slots are on one of two stacks (tagged like depot heads): `dirty`
+ * slots are resident and reused first; when a trim is due (policy at
+ * mag_reclaimed) it pops every free slot of the class (owning them), gives
+ * back with MADV_DONTNEED every page that lies wholly inside runs of
+ * consecutive owned slots, and moves them to `clean` (whose links live in a
+ * side array, so the push does not fault the page back in).  Only owned
+ * slots' pages are ever zapped, so no lock is needed; a stale depot popper
+ * reading a zapped slot's `next` reads 0 and fails its CAS (A4). */
+struct mag_class {
+    _Atomic(char *) base;        /* NULL until reserved (release store under g_area.lock) */
+    uint32_t nslots;             /* written before base's release store */
+    _Atomic uint32_t *links;     /* clean stack's links (idem) */
     _Atomic uint32_t bump;       /* slots ever handed out */
     _Atomic uint64_t dirty_head; /* free, resident */
     _Atomic uint64_t clean_head; /* free, pages given back where possible */
     _Atomic uint32_t ndirty;     /* approximate size of dirty (relaxed) */
     _Atomic uint32_t nclean;     /* clean slots at the last trim (relaxed) */
-    _Atomic uint32_t nretired;   /* magazines retired, slot not yet back (relaxed) */
-    _Atomic uint32_t *links;     /* clean stack's links, outside the slots so
-                                  * that pushing a trimmed slot does not touch
-                                  * (re-fault) its page */
-} g_area = { .once = PTHREAD_ONCE_INIT };
+} __attribute__((aligned(64)));
 
-static void area_reserve(void)
+static struct {
+    pthread_mutex_t lock;        /* reservation of a class only */
+    _Atomic size_t page;         /* page size, set with the first class (relaxed) */
+    _Atomic uint32_t nretired;   /* magazines retired, slot not yet back (relaxed) */
+    struct mag_class cls[NCLASS];
+} g_area = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static inline unsigned class_of_cap(uint32_t cap)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    g_area.page = pg > 0 ? (size_t)pg : 4096;
-    for (uint32_t n = MAG_AREA_MAX; n >= MAG_AREA_MIN; n >>= 1) {
-        void *p = mmap(NULL, (size_t)n * MP_MAG_STRIDE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        void *l = mmap(NULL, (size_t)n * sizeof(uint32_t), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p != MAP_FAILED && l != MAP_FAILED) {
-            g_area.base = p;
-            g_area.links = l;
-            g_area.nslots = n;
-            return;
+    unsigned k = 0;
+    while (class_cap[k] < cap)
+        k++;
+    return k;
+}
+
+/* Reserve class k (once; later callers see base set).  NULL: no memory. */
+static MP_DEPOT_COLD char *class_reserve(unsigned k)
+{
+    struct mag_class *cl = &g_area.cls[k];
+    pthread_mutex_lock(&g_area.lock);
+    char *b = atomic_load_explicit(&cl->base, memory_order_relaxed); /* under the lock */
+    if (b == NULL) {
+        long pg = sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&g_area.page, pg > 0 ? (size_t)pg : 4096, memory_order_relaxed);
+        size_t stride = CLASS_STRIDE(k);
+        for (size_t bytes = CLASS_BYTES_MAX; bytes >= CLASS_BYTES_MIN; bytes >>= 1) {
+            size_t n = bytes / stride;
+            if (n > SLOT_MASK)
+                n = SLOT_MASK;
+            void *p = mmap(NULL, n * stride, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            void *l = mmap(NULL, n * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (p != MAP_FAILED && l != MAP_FAILED) {
+                cl->links = l;
+                cl->nslots = (uint32_t)n;
+                b = p;
+                /* RELEASE: publishes nslots and links with base; pairs with
+                 * the acquire load in mp_mag_alloc.  Every other reader of a
+                 * class got a slot index from a thread that passed there (a
+                 * chain of acquire/release through depot or free stacks).
+                 * Weakened: a first allocator could read nslots == 0. */
+                atomic_store_explicit(&cl->base, b, memory_order_release);
+                break;
+            }
+            if (p != MAP_FAILED)
+                munmap(p, n * stride);
+            if (l != MAP_FAILED)
+                munmap(l, n * sizeof(uint32_t));
         }
-        if (p != MAP_FAILED)
-            munmap(p, (size_t)n * MP_MAG_STRIDE);
-        if (l != MAP_FAILED)
-            munmap(l, (size_t)n * sizeof(uint32_t));
     }
+    pthread_mutex_unlock(&g_area.lock);
+    return b;
 }
 
 static inline struct mp_mag *slot(uint32_t idx)
 {
-    return (struct mp_mag *)(void *)(g_area.base + (size_t)idx * MP_MAG_STRIDE);
+    unsigned k = idx >> CLASS_SHIFT;
+    /* Relaxed: see class_reserve (the index itself was published after base). */
+    char *b = atomic_load_explicit(&g_area.cls[k].base, memory_order_relaxed);
+    return (struct mp_mag *)(void *)(b + (size_t)(idx & SLOT_MASK) * CLASS_STRIDE(k));
 }
 
+/* Index of a live magazine (its cap names its class; never called on a
+ * free slot, whose page may have been zeroed by a trim). */
 static inline uint32_t slot_index(const struct mp_mag *m)
 {
-    return (uint32_t)(((const char *)m - g_area.base) / MP_MAG_STRIDE);
+    unsigned k = class_of_cap(m->cap);
+    char *b = atomic_load_explicit(&g_area.cls[k].base, memory_order_relaxed);
+    return (uint32_t)k << CLASS_SHIFT | (uint32_t)(((const char *)m - b) / CLASS_STRIDE(k));
 }
 
 /* ---- the tagged stack, shared by the depot and the free-slot stacks ------
- * links == NULL: the link of slot i is slot(i)->next; else links[i]. */
+ * links == NULL: the link of slot i is slot(i)->next; else links[i & SLOT_MASK]
+ * (a class's side array). */
 
 static inline _Atomic uint32_t *link_of(_Atomic uint32_t *links, uint32_t idx)
 {
-    return links != NULL ? &links[idx] : &slot(idx)->next;
+    return links != NULL ? &links[idx & SLOT_MASK] : &slot(idx)->next;
 }
 
-static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, struct mp_mag *m,
+/* Push slot idx (owned by the caller). */
+static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, uint32_t idx,
                        _Atomic uint64_t *contention)
 {
-    uint32_t idx = slot_index(m);
     _Atomic uint32_t *link = link_of(links, idx);
     uint64_t idx1 = (uint64_t)idx + 1;
     uint64_t h = atomic_load_explicit(head, memory_order_relaxed);
@@ -192,8 +275,9 @@ static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, struct m
     }
 }
 
+/* Pop: the slot, and its index in *idx if idx != NULL. */
 static struct mp_mag *stack_pop(_Atomic uint64_t *head, _Atomic uint32_t *links,
-                                _Atomic uint64_t *contention)
+                                _Atomic uint64_t *contention, uint32_t *idx)
 {
     /* ACQUIRE (O2): pairs with the release CAS of the push that put the
      * top magazine there, so the relaxed read of its `next` below and the
@@ -209,8 +293,11 @@ static struct mp_mag *stack_pop(_Atomic uint64_t *head, _Atomic uint32_t *links,
          * Failure ACQUIRE: h is reloaded and dereferenced on the next turn,
          * same argument as the first load. */
         if (atomic_compare_exchange_weak_explicit(head, &h, ((TAG(h) + 1) << 32) | next,
-                                                  memory_order_acquire, memory_order_acquire))
+                                                  memory_order_acquire, memory_order_acquire)) {
+            if (idx != NULL)
+                *idx = i1 - 1;
             return m;
+        }
         if (contention)
             atomic_fetch_add_explicit(contention, 1, memory_order_relaxed);
     }
@@ -224,89 +311,100 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Own every free slot (pop both stacks), give back the pages that lie wholly
- * inside runs of consecutive free slots, push them all to `clean`, lowest
- * index on top (so reuse packs into low pages).  Allocations meanwhile bump
- * fresh slots.  O(F log F) for F free slots. */
-void mp_mag_area_trim(void)
+/* Own every free slot of class k (pop both stacks), give back the pages
+ * that lie wholly inside runs of consecutive free slots, push them all to
+ * `clean`, lowest index on top (so reuse packs into low pages).
+ * Allocations meanwhile bump fresh slots.  O(F log F) for F free slots. */
+static void class_trim(unsigned k)
 {
-    if (g_area.base == NULL)
+    struct mag_class *cl = &g_area.cls[k];
+    char *base = atomic_load_explicit(&cl->base, memory_order_acquire); /* as in mp_mag_alloc */
+    if (base == NULL)
         return;
+    size_t stride = CLASS_STRIDE(k), page = atomic_load_explicit(&g_area.page, memory_order_relaxed);
     size_t cap = 256, n = 0;
     uint32_t *idx = malloc(cap * sizeof *idx);
     if (idx == NULL)
         return;
-    struct mp_mag *m;
-    uint32_t took_dirty = 0;
+    uint32_t took_dirty = 0, i;
     for (;;) {
-        m = stack_pop(&g_area.dirty_head, NULL, NULL);
-        if (m != NULL)
+        /* Indices come from the stacks: a clean slot's contents may be
+         * zeroed pages, so nothing is read from the slots themselves. */
+        if (stack_pop(&cl->dirty_head, NULL, NULL, &i) != NULL)
             took_dirty++;
-        else if ((m = stack_pop(&g_area.clean_head, g_area.links, NULL)) == NULL)
+        else if (stack_pop(&cl->clean_head, cl->links, NULL, &i) == NULL)
             break;
         if (n == cap) {
             uint32_t *bigger = realloc(idx, 2 * cap * sizeof *idx);
             if (bigger == NULL) {
-                stack_push(&g_area.dirty_head, NULL, m, NULL);  /* trim what we have */
+                stack_push(&cl->dirty_head, NULL, i, NULL);  /* trim what we have */
                 took_dirty--;
                 break;
             }
             idx = bigger;
             cap *= 2;
         }
-        idx[n++] = slot_index(m);
+        idx[n++] = i & SLOT_MASK;
     }
-    atomic_fetch_sub_explicit(&g_area.ndirty, took_dirty, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&cl->ndirty, took_dirty, memory_order_relaxed);
     qsort(idx, n, sizeof *idx, cmp_u32);
     for (size_t a = 0; a < n;) {
         size_t b = a;
         while (b + 1 < n && idx[b + 1] == idx[b] + 1)
             b++;
-        size_t lo = ((size_t)idx[a] * MP_MAG_STRIDE + g_area.page - 1) & ~(g_area.page - 1);
-        size_t hi = ((size_t)idx[b] + 1) * MP_MAG_STRIDE & ~(g_area.page - 1);
+        size_t lo = ((size_t)idx[a] * stride + page - 1) & ~(page - 1);
+        size_t hi = ((size_t)idx[b] + 1) * stride & ~(page - 1);
         if (hi > lo)
-            (void)madvise(g_area.base + lo, hi - lo, MADV_DONTNEED);
+            (void)madvise(base + lo, hi - lo, MADV_DONTNEED);
         a = b + 1;
     }
-    atomic_store_explicit(&g_area.nclean, (uint32_t)n, memory_order_relaxed);
+    atomic_store_explicit(&cl->nclean, (uint32_t)n, memory_order_relaxed);
     for (size_t i = n; i-- > 0;)
-        stack_push(&g_area.clean_head, g_area.links, slot(idx[i]), NULL);
+        stack_push(&cl->clean_head, cl->links, (uint32_t)k << CLASS_SHIFT | idx[i], NULL);
     free(idx);
 }
 
-/* Trim policy: when the last retired magazine comes back (a shrink or reap
- * has finished) and a few are dirty, or when dirty slots reach half the
- * clean ones (geometric: amortised O(log F) per slot). */
+void mp_mag_area_trim(void)
+{
+    for (unsigned k = 0; k < NCLASS; k++)
+        class_trim(k);
+}
+
+/* Trim policy, per class: when the last retired magazine comes back (a
+ * shrink or reap has finished) and a few are dirty, or when dirty slots
+ * reach half the clean ones (geometric: amortised O(log F) per slot). */
 static void mag_reclaimed(struct mp_retire_node *node)
 {
     struct mp_mag *m = (struct mp_mag *)(void *)((char *)node - offsetof(struct mp_mag, objs));
-    stack_push(&g_area.dirty_head, NULL, m, NULL);
-    uint32_t nd = atomic_fetch_add_explicit(&g_area.ndirty, 1, memory_order_relaxed) + 1;
+    unsigned k = class_of_cap(m->cap);
+    struct mag_class *cl = &g_area.cls[k];
+    stack_push(&cl->dirty_head, NULL, slot_index(m), NULL);
+    uint32_t nd = atomic_fetch_add_explicit(&cl->ndirty, 1, memory_order_relaxed) + 1;
     uint32_t nr = atomic_fetch_sub_explicit(&g_area.nretired, 1, memory_order_relaxed) - 1;
-    uint32_t nc = atomic_load_explicit(&g_area.nclean, memory_order_relaxed);
+    uint32_t nc = atomic_load_explicit(&cl->nclean, memory_order_relaxed);
     if ((nr == 0 && nd >= TRIM_IDLE) || (nd >= TRIM_BATCH && nd >= nc / 2))
-        mp_mag_area_trim();
+        class_trim(k);
 }
 
-static struct mp_mag *slot_pop_free(void)
+static struct mp_mag *slot_pop_free(struct mag_class *cl)
 {
-    struct mp_mag *m = stack_pop(&g_area.dirty_head, NULL, NULL);
+    struct mp_mag *m = stack_pop(&cl->dirty_head, NULL, NULL, NULL);
     if (m != NULL) {
-        atomic_fetch_sub_explicit(&g_area.ndirty, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&cl->ndirty, 1, memory_order_relaxed);
         return m;
     }
-    return stack_pop(&g_area.clean_head, g_area.links, NULL);
+    return stack_pop(&cl->clean_head, cl->links, NULL, NULL);
 }
 
-static bool slot_bump(uint32_t *idx)
+static bool slot_bump(struct mag_class *cl, uint32_t *n)
 {
-    uint32_t v = atomic_load_explicit(&g_area.bump, memory_order_relaxed);
+    uint32_t v = atomic_load_explicit(&cl->bump, memory_order_relaxed);
     do {
-        if (v >= g_area.nslots)
+        if (v >= cl->nslots)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&g_area.bump, &v, v + 1,
+    } while (!atomic_compare_exchange_weak_explicit(&cl->bump, &v, v + 1,
                                                     memory_order_relaxed, memory_order_relaxed));
-    *idx = v;
+    *n = v;
     return true;
 }
 
@@ -316,20 +414,23 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
         errno = EINVAL;
         return NULL;
     }
-    pthread_once(&g_area.once, area_reserve);
-    if (g_area.base == NULL) {
+    unsigned k = class_of_cap(cap);
+    struct mag_class *cl = &g_area.cls[k];
+    /* Acquire: pairs with the release store in class_reserve (nslots, links). */
+    char *base = atomic_load_explicit(&cl->base, memory_order_acquire);
+    if (base == NULL && (base = class_reserve(k)) == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    struct mp_mag *m = slot_pop_free();
+    struct mp_mag *m = slot_pop_free(cl);
     if (m == NULL) {
-        uint32_t idx;
-        if (slot_bump(&idx)) {
-            m = slot(idx);
+        uint32_t n;
+        if (slot_bump(cl, &n)) {
+            m = (struct mp_mag *)(void *)(base + (size_t)n * CLASS_STRIDE(k));
         } else {
-            /* Area exhausted: recycle what has passed its grace period. */
+            /* Class exhausted: recycle what has passed its grace period. */
             mp_domain_poll(mp_domain_default());
-            m = slot_pop_free();
+            m = slot_pop_free(cl);
             if (m == NULL) {
                 errno = ENOMEM;
                 return NULL;
@@ -349,7 +450,8 @@ void mp_mag_free(struct mp_mag *m)
     if (m == NULL)
         return;
     /* The node lives in the dead magazine's rounds area (always room in a
-     * slot, static-asserted above); `next` stays the stack link. */
+     * slot, static-asserted above); `next` stays the stack link, and `cap`
+     * still names the slot's class when the callback runs. */
     struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->objs;
     atomic_fetch_add_explicit(&g_area.nretired, 1, memory_order_relaxed);
     mp_retire(mp_domain_default(), node, mag_reclaimed);
@@ -388,22 +490,19 @@ void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
     atomic_fetch_add_explicit(&d->nfull, 1, memory_order_relaxed); /* before the CAS: O3 */
     atomic_fetch_add_explicit(&d->rounds_full, m->rounds, memory_order_relaxed);
     atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
-    stack_push(&d->full, NULL, m, &d->contention);
+    stack_push(&d->full, NULL, slot_index(m), &d->contention);
 }
 
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m)
 {
     atomic_fetch_add_explicit(&d->nempty, 1, memory_order_relaxed); /* before the CAS: O3 */
-    stack_push(&d->empty, NULL, m, &d->contention);
+    stack_push(&d->empty, NULL, slot_index(m), &d->contention);
 }
 
 static struct mp_mag *depot_pop(struct mp_depot *d, _Atomic uint64_t *head,
                                 _Atomic uint64_t *count, _Atomic uint64_t *ws_min)
 {
-    magpool_domain_t *dom = mp_domain_default();
-    mp_domain_enter(dom);
-    struct mp_mag *m = stack_pop(head, NULL, &d->contention);
-    mp_domain_leave(dom);
+    struct mp_mag *m = stack_pop(head, NULL, &d->contention, NULL); /* no section needed: A4 */
     if (m != NULL) {
         uint64_t depth = atomic_fetch_sub_explicit(count, 1, memory_order_relaxed) - 1;
         ws_lower(ws_min, depth);

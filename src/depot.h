@@ -1,13 +1,15 @@
 /*
  * Depot and magazines (owner: src/depot.c).  CONTRACT — see depot.c.
  *
- * Magazines live in one reserved magazine area and are addressed by a 32-bit
- * index, so a depot stack head is (tag << 32 | index + 1) in one 64-bit word
- * and every push/pop is a single 64-bit compare-and-swap (lock-free with clang
- * and gcc alike; no 16-byte CAS).  The tag is bumped by every successful pop,
- * so a head that was popped and pushed back never compares equal (no ABA).
- * Magazine memory is released only after a grace period of the default
- * domain: mp_mag_free retires it; depot pops run inside a read-side section.
+ * Magazines live in one reserved magazine area, split into size classes
+ * (slot strides 128 .. 2112 bytes, see depot.c), and are addressed by a
+ * 32-bit index (class << 29 | slot), so a depot stack head is
+ * (tag << 32 | index + 1) in one 64-bit word and every push/pop is a single
+ * 64-bit compare-and-swap (lock-free with clang and gcc alike; no 16-byte
+ * CAS).  The tag is bumped by every successful pop, so a head that was popped
+ * and pushed back never compares equal (no ABA).  Depot pops need no
+ * read-side section (depot.c, A4); a freed magazine's slot is still reused
+ * only after a grace period of the default domain (mp_mag_free retires it).
  * All depot state is C11 <stdatomic.h>, visible to ThreadSanitizer.
  */
 #ifndef MP_DEPOT_H
@@ -38,9 +40,9 @@ struct mp_depot {
     _Atomic uint64_t ws_min_full, ws_min_empty; /* working-set low-water marks this interval */
 };
 
-/* Slot of one magazine in the magazine area: the header plus MAGPOOL_MAG_MAX
- * rounds, rounded up to a cache line (2112 bytes: 255 rounds and the 24-byte
- * header do not fit 2 KiB). */
+/* Stride of the largest slot class (magazines of more than 157 rounds, up to
+ * MAGPOOL_MAG_MAX): the header plus MAGPOOL_MAG_MAX rounds, rounded up to a
+ * cache line (2112 bytes).  Smaller magazines take smaller slots (depot.c). */
 #define MP_MAG_STRIDE ((sizeof(struct mp_mag) + MAGPOOL_MAG_MAX * sizeof(void *) + 63) & ~(size_t)63)
 
 void mp_depot_init(struct mp_depot *d);
@@ -48,8 +50,9 @@ void mp_depot_init(struct mp_depot *d);
 struct mp_mag *mp_mag_alloc(unsigned cap);
 /* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
 void mp_mag_free(struct mp_mag *m);
-/* Give back to the system the pages of magazine slots that are free (they
- * are also trimmed automatically in batches).  Lock-free; for shrink. */
+/* Give back to the system the pages of magazine slots that are free and past
+ * their grace period (they are also trimmed automatically in batches).
+ * Lock-free; for shrink and reap. */
 void mp_mag_area_trim(void);
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);

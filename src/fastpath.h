@@ -12,6 +12,8 @@
  */
 #ifndef MP_FASTPATH_H
 #define MP_FASTPATH_H
+#include <string.h>
+
 #include "cache_impl.h"
 #include "sanitize.h"
 
@@ -26,18 +28,60 @@ static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct
     return &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
 }
 
-/* Pop the loaded magazine; on a miss, the slow path (which may return NULL). */
-static inline __attribute__((always_inline)) void *mp_fast_alloc(struct magpool_cache *c, const void *caller)
+/* Zero a popped object, out of line so the callers' hit path needs no stack
+ * frame (a tail call).  The empty asm hides that the result is `obj`, which
+ * would otherwise let the compiler keep obj live across a non-tail call. */
+static __attribute__((noinline, unused)) void *mp_fast_zero(struct magpool_cache *c, void *obj)
+{
+    memset(obj, 0, c->c_size);
+    __asm__("" : "+r"(obj));
+    return obj;
+}
+
+/* The slow path a miss calls: mp_alloc_slow, or a front end's own that
+ * translates its flags first (so the translation is off the hit path). */
+typedef void *mp_alloc_miss_fn(struct magpool_cache *c, unsigned flags, const void *caller);
+
+/* Pop the loaded magazine; a miss returns miss(c, miss_flags, caller) (may be
+ * NULL).  A hit never blocks, so of the caller's flags only `zero` matters
+ * there.  miss is a constant at every call site, so after inlining this is
+ * a direct call.  (Addition for the front ends; mp_fast_alloc is this with
+ * mp_alloc_slow and no flags: the same code as before.) */
+static inline __attribute__((always_inline)) void *mp_fast_alloc_zf(struct magpool_cache *c, bool zero,
+                                                                    mp_alloc_miss_fn *miss, unsigned miss_flags,
+                                                                    const void *caller)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
     uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
     if (__builtin_expect(n == 0, 0))
-        return mp_alloc_slow(c, 0, caller);
+        return miss(c, miss_flags, caller);
     mp_store_relaxed32(&tc->tc_rounds, n - 1);
     mp_owner_add64(&tc->tc_allocs, 1);
     void *obj = tc->tc_objs[n - 1];
     mp_asan_unpoison(obj, c->c_size);
+    if (zero)
+        return mp_fast_zero(c, obj);
     return obj;
+}
+
+/* Pop the loaded magazine; on a miss, the slow path (which may return NULL). */
+static inline __attribute__((always_inline)) void *mp_fast_alloc(struct magpool_cache *c, const void *caller)
+{
+    return mp_fast_alloc_zf(c, false, mp_alloc_slow, 0, caller);
+}
+
+/* mp_fast_alloc with MAGPOOL_* allocation flags (addition). */
+static inline __attribute__((always_inline)) void *mp_fast_alloc_flags(struct magpool_cache *c, unsigned aflags,
+                                                                       const void *caller)
+{
+    return mp_fast_alloc_zf(c, (aflags & MAGPOOL_ZERO) != 0, mp_alloc_slow, aflags, caller);
+}
+
+/* The front-end private pointer of c (mp_cache_priv, inline; addition for the
+ * front ends' validating frees).  Immutable after create. */
+static inline __attribute__((always_inline)) void *mp_fast_priv(const struct magpool_cache *c)
+{
+    return c->c_priv;
 }
 
 /* Push onto the loaded magazine; a full magazine goes to the slow path.  An

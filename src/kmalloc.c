@@ -10,11 +10,17 @@
  *  - Larger sizes are page spans (mp_span_alloc): page aligned, and aligned
  *    to their size when it is a power of two up to 4 MiB (spans that fit a
  *    buddy block are such a block).  Every page of a span carries the owner
- *    tag &large_tag in the page map, which no slab uses, so kfree/ksize tell
- *    spans from slab objects with one lookup (mp_page_owner).
- *  - kfree of a slab object validates it (foreign / misaligned / not a kmem
- *    object) through mp_kmem_owner and frees it to its own cache, which may
- *    be any kmem_cache (Linux >= 6.4 allows that too).
+ *    &large_tag in the page map: a slab lookup record that matches no
+ *    address (slab.h's rule), so kfree/ksize tell spans from slab objects
+ *    with the one page-map lookup they need anyway.
+ *  - kmalloc's fast path: a size test, a table load (the class caches are
+ *    published with release once all exist; readers acquire, a plain load on
+ *    x86) and the core's inline pop.  No pthread_once per call.
+ *  - kfree's fast path: one inline page-map + slab-descriptor lookup
+ *    (validates foreign / misaligned), the owner's front-end magic (a kmem
+ *    cache, any one: Linux >= 6.4 allows that too), then the core's inline
+ *    push (immediate double free).  NULL, ZERO_SIZE_PTR, large spans and
+ *    every misuse go out of line.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +33,7 @@
 #include "debug.h"
 #include "kmem_internal.h"
 #include "page.h"
+#include "slab.h"
 
 #define NCLASSES 13
 static const unsigned class_size[NCLASSES] = {8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192};
@@ -34,9 +41,15 @@ static const unsigned class_size[NCLASSES] = {8, 16, 32, 64, 96, 128, 192, 256, 
 static const uint8_t small_class[24] = {0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4,
                                         5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6};
 static struct kmem_cache *classes[NCLASSES];
+/* The classes' core caches, published with release by classes_init once all
+ * exist (NULL before, or for ever if creating one failed).  Acquire in
+ * kmalloc pairs with it: a reader that sees a cache sees it initialised.
+ * Weakened, kmalloc could pop from a cache whose fields it cannot see yet. */
+static _Atomic(magpool_cache_t *) class_cache[NCLASSES];
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 static bool classes_ok;
-static const char large_tag = 'L'; /* page-map owner of kmalloc spans */
+/* Page-map owner of kmalloc spans: a lookup record matching no address. */
+static struct mp_slab_lookup large_tag;
 
 static void classes_init(void)
 {
@@ -50,6 +63,8 @@ static void classes_init(void)
             return; /* classes_ok stays false: every kmalloc fails with ENOMEM */
     }
     classes_ok = true;
+    for (int i = 0; i < NCLASSES; i++)
+        atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -87,7 +102,9 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
     return p;
 }
 
-void *kmalloc(size_t size, gfp_t gfp)
+/* Everything but a class-cache allocation after init: size 0, large sizes,
+ * the first call (creates the classes). */
+static __attribute__((noinline, cold)) void *kmalloc_slow(size_t size, gfp_t gfp, const void *caller)
 {
     if (size == 0)
         return ZERO_SIZE_PTR;
@@ -98,12 +115,27 @@ void *kmalloc(size_t size, gfp_t gfp)
         errno = ENOMEM;
         return NULL;
     }
-    return kmem_cache_alloc(classes[size_to_class(size)], gfp);
+    return mp_kmem_alloc(classes[size_to_class(size)]->c, gfp, caller);
+}
+
+static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, gfp_t gfp, const void *caller)
+{
+    if (__builtin_expect(size - 1 >= KMALLOC_MAX_CACHE_SIZE, 0)) /* 0 wraps */
+        return kmalloc_slow(size, gfp, caller);
+    magpool_cache_t *c = atomic_load_explicit(&class_cache[size_to_class(size)], memory_order_acquire);
+    if (__builtin_expect(c == NULL, 0))
+        return kmalloc_slow(size, gfp, caller);
+    return mp_kmem_alloc(c, gfp, caller);
+}
+
+void *kmalloc(size_t size, gfp_t gfp)
+{
+    return kmalloc_inline(size, gfp, __builtin_return_address(0));
 }
 
 void *kzalloc(size_t size, gfp_t gfp)
 {
-    return kmalloc(size, gfp | __GFP_ZERO);
+    return kmalloc_inline(size, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
 void *kcalloc(size_t n, size_t size, gfp_t gfp)
@@ -113,12 +145,12 @@ void *kcalloc(size_t n, size_t size, gfp_t gfp)
         errno = ENOMEM;
         return NULL;
     }
-    return kmalloc(bytes, gfp | __GFP_ZERO);
+    return kmalloc_inline(bytes, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
 static inline bool is_large(const void *p)
 {
-    return mp_page_owner(p) == (const void *)&large_tag;
+    return mp_page_owner_inline(p) == (const void *)&large_tag;
 }
 
 static __attribute__((noinline, cold)) void large_misaligned(const void *p, const char *op)
@@ -129,7 +161,9 @@ static __attribute__((noinline, cold)) void large_misaligned(const void *p, cons
               (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
 }
 
-void kfree(const void *p)
+/* kfree of anything but a valid kmem object: NULL, ZERO_SIZE_PTR, a large
+ * span, or a misuse (diagnosed by mp_kmem_owner). */
+static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void *caller)
 {
     if (ZERO_OR_NULL_PTR(p))
         return;
@@ -144,8 +178,18 @@ void kfree(const void *p)
         return;
     }
     struct kmem_cache *s = mp_kmem_owner(p, "kfree");
-    if (s != NULL)
-        magpool_free(s->c, (void *)p);
+    if (s != NULL) /* (only a racing misuse elsewhere gets here) */
+        mp_fast_free(s->c, (void *)p, caller);
+}
+
+void kfree(const void *p)
+{
+    const void *caller = __builtin_return_address(0);
+    magpool_cache_t *c = mp_slab_owner_inline(p);
+    const struct kmem_cache *s = c != NULL ? mp_fast_priv(c) : NULL;
+    if (__builtin_expect(s == NULL || s->magic != KMEM_CACHE_MAGIC, 0))
+        return kfree_slow(p, caller);
+    mp_fast_free(c, (void *)p, caller);
 }
 
 size_t ksize(const void *p)

@@ -10,11 +10,18 @@
  *  - Constructor semantics are the core's: ctor once per construction, never
  *    on reuse.  SLAB_POISON is dropped for caches with a ctor (as Linux does);
  *    the debug layer also skips env-requested poisoning for them.
- *  - Every free is validated before it reaches the core: mp_obj_check gives
- *    foreign / misaligned / wrong cache in one page-map lookup; the core
- *    itself catches the immediate double free (and, in debug mode, every
- *    double free).  Allocation adds nothing to the core's fast path but the
- *    gfp translation (a few ALU ops).
+ *  - Every free is validated before it reaches the core: one inline page-map
+ *    and slab-descriptor lookup (mp_slab_owner_inline: a bounds test, two
+ *    loads and one multiply by the slab's precomputed reciprocal) must give
+ *    the cache's own magpool cache; anything else (NULL, foreign, misaligned,
+ *    wrong cache) goes out of line, where mp_obj_check says which.  The
+ *    core's inline free (mp_fast_free) catches the immediate double free
+ *    (and, in debug mode, the slow path catches every double free).  A
+ *    destroyed (zombie) cache needs no check here: its fast id is 0, so the
+ *    inline paths miss and the core's slow path handles it.
+ *  - Allocation is the core's inline pop (mp_fast_alloc_flags); gfp is
+ *    translated only on a miss (a hit never blocks, whatever gfp says), and
+ *    __GFP_ZERO zeroes on a hit.
  *  - kmem_cache_destroy with live objects reports them and leaks the wrapper
  *    and the zombie cache's memory stays until those objects come back
  *    (they stay valid), as Linux leaks such a cache.
@@ -28,7 +35,6 @@
 
 #include "core.h"
 #include "debug.h"
-#include "slab.h" /* only for the MP_OBJ_* codes mp_obj_check returns */
 #include "kmem_internal.h"
 
 #define SLAB_KNOWN_FLAGS                                                                         \
@@ -126,18 +132,29 @@ void kmem_cache_destroy(struct kmem_cache *s)
         free(s);
 }
 
+void *mp_kmem_alloc_miss(magpool_cache_t *c, unsigned gfp, const void *caller)
+{
+    return mp_alloc_slow(c, mp_gfp_to_aflags(gfp), caller);
+}
+
+static __attribute__((noinline, cold)) void *null_alloc(void)
+{
+    errno = EINVAL;
+    return NULL;
+}
+
 void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
 {
-    if (s == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return magpool_alloc_flags(s->c, mp_gfp_to_aflags(gfp));
+    if (__builtin_expect(s == NULL, 0))
+        return null_alloc();
+    return mp_kmem_alloc(s->c, gfp, __builtin_return_address(0));
 }
 
 void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
 {
-    return kmem_cache_alloc(s, gfp | __GFP_ZERO);
+    if (__builtin_expect(s == NULL, 0))
+        return null_alloc();
+    return mp_kmem_alloc(s->c, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
 /* Diagnose a bad free of obj to s (c and why from mp_obj_check). */
@@ -155,15 +172,26 @@ static __attribute__((noinline, cold)) void bad_free(const char *name, const voi
               kc_continue());
 }
 
-/* True when obj may be freed to s; diagnoses and returns false otherwise. */
-static inline bool kc_valid(struct kmem_cache *s, const void *obj, const char *op)
+bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op)
 {
+    if (obj == NULL)
+        return false;
     int why = 0;
     magpool_cache_t *c = mp_obj_check(obj, s->c, &why);
-    if (__builtin_expect(c == s->c && why == 0, 1))
-        return true;
+    if (c == s->c && why == 0)
+        return true; /* (only a racing misuse elsewhere can get here) */
     bad_free(s->name, obj, c, why, op);
     return false;
+}
+
+/* True when obj may be freed to s (the inline check); otherwise the out of
+ * line diagnosis (NULL obj: false, silently). */
+static inline __attribute__((always_inline)) bool kc_valid(struct kmem_cache *s, const void *obj,
+                                                          const char *op)
+{
+    if (__builtin_expect(mp_slab_owner_inline(obj) == s->c, 1))
+        return true;
+    return mp_kmem_free_bad(s, obj, op);
 }
 
 struct kmem_cache *mp_kmem_owner(const void *obj, const char *op)
@@ -188,16 +216,27 @@ static __attribute__((noinline, cold)) void null_cache(const void *obj, const ch
     mp_report(op, obj, "NULL cache", NULL, kc_continue());
 }
 
-void kmem_cache_free(struct kmem_cache *s, void *obj)
+/* kmem_cache_free past the inline check: NULL s or obj, or a misuse. */
+static __attribute__((noinline, cold)) void free_slow(struct kmem_cache *s, void *obj, const void *caller)
 {
-    if (obj == NULL)
-        return;
     if (s == NULL) {
-        null_cache(obj, "kmem_cache_free");
+        if (obj != NULL)
+            null_cache(obj, "kmem_cache_free");
         return;
     }
-    if (kc_valid(s, obj, "kmem_cache_free"))
-        magpool_free(s->c, obj);
+    if (mp_kmem_free_bad(s, obj, "kmem_cache_free"))
+        mp_fast_free(s->c, obj, caller);
+}
+
+void kmem_cache_free(struct kmem_cache *s, void *obj)
+{
+    const void *caller = __builtin_return_address(0);
+    if (__builtin_expect(s == NULL, 0))
+        return free_slow(s, obj, caller);
+    magpool_cache_t *c = s->c;
+    if (__builtin_expect(mp_slab_owner_inline(obj) != c, 0))
+        return free_slow(s, obj, caller);
+    mp_fast_free(c, obj, caller);
 }
 
 int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
@@ -208,35 +247,35 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
         errno = EINVAL;
         return 0;
     }
-    return (int)magpool_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp));
+    const void *caller = __builtin_return_address(0);
+    for (size_t i = 0; i < n; i++) {
+        if ((p[i] = mp_kmem_alloc(s->c, gfp, caller)) == NULL) {
+            int err = errno;
+            while (i > 0) /* all or nothing */
+                mp_fast_free(s->c, p[--i], caller);
+            errno = err;
+            return 0;
+        }
+    }
+    return (int)n;
 }
 
 void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
 {
     if (n == 0 || p == NULL)
         return;
-    void *batch[64];
-    size_t k = 0;
+    const void *caller = __builtin_return_address(0);
     for (size_t i = 0; i < n; i++) {
         void *obj = p[i];
-        if (obj == NULL)
-            continue;
         if (s == NULL) { /* as Linux: each object to its own cache */
-            struct kmem_cache *o = mp_kmem_owner(obj, "kmem_cache_free_bulk");
+            struct kmem_cache *o = obj != NULL ? mp_kmem_owner(obj, "kmem_cache_free_bulk") : NULL;
             if (o != NULL)
-                magpool_free(o->c, obj);
+                mp_fast_free(o->c, obj, caller);
             continue;
         }
-        if (!kc_valid(s, obj, "kmem_cache_free_bulk"))
-            continue;
-        batch[k++] = obj;
-        if (k == sizeof batch / sizeof batch[0]) {
-            magpool_free_bulk(s->c, k, batch);
-            k = 0;
-        }
+        if (kc_valid(s, obj, "kmem_cache_free_bulk"))
+            mp_fast_free(s->c, obj, caller);
     }
-    if (k > 0)
-        magpool_free_bulk(s->c, k, batch);
 }
 
 int kmem_cache_shrink(struct kmem_cache *s)

@@ -1,12 +1,21 @@
 /*
  * Shared between the Linux front-end files (owner: src/kmem_cache.c,
  * src/kmalloc.c).  Hidden; not part of any public header.
+ *
+ * The hot calls (kmem_cache_alloc/free, kmalloc/kfree) are the core's inline
+ * magazine fast paths (fastpath.h) plus, for a free, one inline page-map and
+ * slab-descriptor lookup (slab.h): no call, no lock, no atomic RMW, nothing
+ * shared written.  Everything else is out of line.
  */
 #ifndef MP_KMEM_INTERNAL_H
 #define MP_KMEM_INTERNAL_H
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "fastpath.h"
 #include "magpool/kmem_cache.h"
 #include "magpool/magpool.h"
+#include "slab.h"
 
 #define KMEM_CACHE_MAGIC 0x6b6d656du /* "kmem" */
 
@@ -38,4 +47,21 @@ static inline unsigned mp_gfp_to_aflags(gfp_t gfp)
         a |= MAGPOOL_NOWAIT; /* Linux: no direct reclaim = may not block */
     return a;
 }
+
+/* A magazine miss of a kmem allocation: translate gfp, then the core's slow
+ * path (kmem_cache.c). */
+void *mp_kmem_alloc_miss(magpool_cache_t *c, unsigned gfp, const void *caller);
+
+/* One object of c with gfp: a magazine hit never blocks and makes no system
+ * call, so it serves every gfp; gfp is translated only on a miss. */
+static inline __attribute__((always_inline)) void *mp_kmem_alloc(magpool_cache_t *c, gfp_t gfp,
+                                                                 const void *caller)
+{
+    return mp_fast_alloc_zf(c, (gfp & __GFP_ZERO) != 0, mp_kmem_alloc_miss, gfp, caller);
+}
+
+/* Out of line: obj failed the inline check of kmem_cache_free-like call `op`
+ * on s (NULL obj: nothing; else the one-line diagnostic).  Returns true only
+ * if a re-check finds obj valid after all (then the caller frees it). */
+bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op);
 #endif

@@ -13,6 +13,9 @@
  *    trip; free mirrors it and falls back to the slab layer when no empty
  *    magazine can be had.  Housekeeping (zombie flushes, epoch polls, reaping)
  *    rides on the slow paths.
+ *  - magpool_alloc_bulk / magpool_free_bulk move runs of rounds between the
+ *    caller's array and the loaded magazine (one tcache update per run) and
+ *    take the ordinary slow path once per magazine boundary.
  *  - Deferred frees fill a per-thread batch magazine; a full (or flushed)
  *    batch is sealed with ONE mp_retire on the cache's domain, and its
  *    callback puts the magazine on the depot's full list (Kim, Brown & Singh,
@@ -296,20 +299,46 @@ MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
 
 /* ---- bulk ----------------------------------------------------------------- */
 
+/* Bulk calls move whole runs of rounds between the caller's array and the
+ * loaded magazine (one tcache update per run), and take the ordinary slow
+ * path once per magazine boundary: that call exchanges or refills the
+ * magazine and moves one object; the next run takes the rest.  A debug or
+ * destroyed cache (tcache[0]: rounds == cap == 0) goes object by object
+ * through the slow paths, with their checks. */
 MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
 {
-    if (c == NULL || (objs == NULL && n > 0)) {
+    if (c == NULL || (objs == NULL && n > 0) ||
+        (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
         errno = EINVAL;
         return 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((objs[i] = magpool_alloc_flags(c, aflags)) == NULL) {
-            int err = errno;
-            while (i > 0) /* all or nothing */
-                magpool_free(c, objs[--i]);
-            errno = err;
-            return 0;
+    const void *caller = __builtin_return_address(0);
+    size_t i = 0;
+    while (i < n) {
+        struct mp_tcache *tc = mp_fast_tc(c);
+        uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+        if (r == 0) {
+            if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
+                int err = errno;
+                magpool_free_bulk(c, i, objs); /* all or nothing */
+                errno = err;
+                return 0;
+            }
+            i++;
+            continue;
         }
+        size_t k = n - i < r ? n - i : r;
+        void **src = tc->tc_objs + (r - k);
+        mp_store_relaxed32(&tc->tc_rounds, r - (uint32_t)k);
+        mp_owner_add64(&tc->tc_allocs, k);
+        for (size_t j = 0; j < k; j++) {
+            void *obj = src[k - 1 - j]; /* top first, as k single pops would */
+            mp_asan_unpoison(obj, c->c_size);
+            if (aflags & MAGPOOL_ZERO)
+                memset(obj, 0, c->c_size);
+            objs[i + j] = obj;
+        }
+        i += k;
     }
     return n;
 }
@@ -320,8 +349,32 @@ MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *ob
         errno = EINVAL;
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        magpool_free(c, objs[i]);
+    const void *caller = __builtin_return_address(0);
+    size_t i = 0;
+    while (i < n) {
+        struct mp_tcache *tc = mp_fast_tc(c);
+        uint32_t r = mp_load_relaxed32(&tc->tc_rounds), cap = tc->tc_cap;
+        if (r == cap) {
+            if (objs[i] != NULL)
+                mp_free_slow(c, objs[i], caller);
+            i++;
+            continue;
+        }
+        void **dst = tc->tc_objs;
+        while (i < n && r < cap) {
+            void *obj = objs[i++];
+            if (obj == NULL)
+                continue;
+            if (__builtin_expect(dst[(long)r - 1] == obj, 0)) { /* as mp_fast_free */
+                mp_store_relaxed32(&tc->tc_rounds, r);
+                mp_double_free(c, obj);
+                continue;
+            }
+            mp_asan_poison(obj, c->c_size);
+            dst[r++] = obj;
+        }
+        mp_store_relaxed32(&tc->tc_rounds, r); /* counted by tc_net, see cache_impl.h */
+    }
 }
 
 /* ---- deferred frees ------------------------------------------------------- */

@@ -4,11 +4,18 @@
  * What this layer guarantees
  *  - A pool is one magpool cache whose private pointer (mp_cache_priv) is the
  *    struct mem_pool below, so mem_put finds the pool from the object's
- *    address alone (mp_obj_check) and objects carry no header.
- *  - mem_get / mem_get0 / mem_put add nothing shared to the core's fast path:
- *    no lock, no counter.  mem_put adds one address check (mp_obj_check) and
- *    reads two fields of the pool, which are written once at creation (and
- *    `dead` once at destroy, ordered by the caller before any later put).
+ *    address alone and objects carry no header.
+ *  - mem_get / mem_get0 are the core's inline pop (fastpath.h); mem_put is
+ *    one inline page-map + slab-descriptor lookup (mp_slab_owner_inline:
+ *    catches foreign and misaligned pointers), one compare of the pool's
+ *    magic (catches objects of other caches, and routes puts to a destroyed
+ *    pool out of line), then the core's inline push (catches the immediate
+ *    double free).  No call, lock, counter or atomic RMW on a hit.  The
+ *    magic is written once at creation and once at destroy (ordered by the
+ *    caller before any later put, mem_pool.h's synchronization table).
+ *  - The ready set: `count` objects are built and parked in the depot at
+ *    creation (no header, no separate list: the memory they cost is the
+ *    objects' and their magazines', ~8 B per object in magazine slots).
  *  - GlusterFS's counters are derived when read from magpool_cache_stats
  *    plus three numbers this file keeps: the warm-up's allocs and slab takes
  *    (subtracted so the counters start at zero) and a sampled max_alloc.
@@ -31,21 +38,22 @@
 
 #include "core.h"
 #include "debug.h"
-#include "slab.h" /* only for the MP_OBJ_* codes mp_obj_check returns */
+#include "fastpath.h"
+#include "slab.h"
 #include "magpool/mem_pool.h"
 
-#define MEM_POOL_MAGIC 0x6d706f6fu /* "mpoo" */
+#define MEM_POOL_MAGIC 0x6d706f6fu      /* "mpoo" */
+#define MEM_POOL_DEAD_MAGIC 0x64656164u /* "dead": destroyed, objects still out */
 
 struct mem_pool {
-    uint32_t magic;              /* MEM_POOL_MAGIC; first field (see above) */
+    uint32_t magic;              /* MEM_POOL_MAGIC, or MEM_POOL_DEAD_MAGIC after destroy
+                                    with objects out; first field (see above) */
     magpool_cache_t *cache;
     unsigned long count;         /* objects to have ready at once */
     unsigned long size;          /* sizeof_type */
     uint64_t warm_allocs;        /* core allocs done by the warm-up */
     uint64_t warm_slab_allocs;   /* core slab takes at the end of the warm-up */
     _Atomic unsigned long max_alloc; /* sampled peak in use (relaxed: a statistic) */
-    _Atomic bool dead;           /* set by mem_pool_destroy (relaxed: the caller orders
-                                    destroy before any later mem_put) */
     _Atomic long zombie_left;    /* objects out at destroy, not yet put back */
     struct mem_pool *next, **pprev; /* registry of live pools, under registry_lock */
     char name[64];
@@ -144,22 +152,24 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
     return p;
 }
 
+static __attribute__((noinline, cold)) void *null_pool(void)
+{
+    errno = EINVAL;
+    return NULL;
+}
+
 void *mem_get(struct mem_pool *pool)
 {
-    if (pool == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return magpool_alloc(pool->cache);
+    if (__builtin_expect(pool == NULL, 0))
+        return null_pool();
+    return mp_fast_alloc(pool->cache, __builtin_return_address(0));
 }
 
 void *mem_get0(struct mem_pool *pool)
 {
-    if (pool == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return magpool_alloc_flags(pool->cache, MAGPOOL_ZERO);
+    if (__builtin_expect(pool == NULL, 0))
+        return null_pool();
+    return mp_fast_alloc_flags(pool->cache, MAGPOOL_ZERO, __builtin_return_address(0));
 }
 
 /* mem_put of an object whose pool was destroyed: release it to the zombie;
@@ -175,32 +185,36 @@ static __attribute__((noinline, cold)) void put_to_dead_pool(struct mem_pool *p,
         free(p);
 }
 
-static __attribute__((noinline, cold)) void put_bad(const void *ptr, magpool_cache_t *c, int why)
-{
-    if (c == NULL)
-        mp_report("mem_pool", ptr, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer",
-                  "(mem_put)", mp_continue());
-    else
-        mp_report(magpool_cache_name(c), ptr, "wrong cache", "(mem_put of an object not from a mem_pool)",
-                  mp_continue());
-}
-
-void mem_put(void *ptr)
+/* Every put that failed the inline checks: NULL (nothing), a destroyed
+ * pool's object, or a misuse (diagnosed; mp_obj_check says which). */
+static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *caller)
 {
     if (ptr == NULL)
         return;
     int why = 0;
     magpool_cache_t *c = mp_obj_check(ptr, NULL, &why);
     struct mem_pool *p = c != NULL ? mp_cache_priv(c) : NULL;
-    if (p == NULL || p->magic != MEM_POOL_MAGIC) {
-        put_bad(ptr, c, why);
-        return;
-    }
-    if (atomic_load_explicit(&p->dead, memory_order_relaxed)) {
+    if (p != NULL && p->magic == MEM_POOL_DEAD_MAGIC) {
         put_to_dead_pool(p, ptr);
-        return;
+    } else if (p != NULL && p->magic == MEM_POOL_MAGIC) {
+        mp_fast_free(c, ptr, caller); /* (only a racing misuse elsewhere gets here) */
+    } else if (c == NULL) {
+        mp_report("mem_pool", ptr, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer",
+                  "(mem_put)", mp_continue());
+    } else {
+        mp_report(magpool_cache_name(c), ptr, "wrong cache", "(mem_put of an object not from a mem_pool)",
+                  mp_continue());
     }
-    magpool_free(c, ptr);
+}
+
+void mem_put(void *ptr)
+{
+    const void *caller = __builtin_return_address(0);
+    magpool_cache_t *c = mp_slab_owner_inline(ptr);
+    const struct mem_pool *p = c != NULL ? mp_fast_priv(c) : NULL;
+    if (__builtin_expect(p == NULL || p->magic != MEM_POOL_MAGIC, 0))
+        return put_slow(ptr, caller);
+    mp_fast_free(c, ptr, caller);
 }
 
 void mem_pool_destroy(struct mem_pool *pool)
@@ -217,7 +231,7 @@ void mem_pool_destroy(struct mem_pool *pool)
         return;
     }
     atomic_store_explicit(&pool->zombie_left, live, memory_order_relaxed);
-    atomic_store_explicit(&pool->dead, true, memory_order_relaxed);
+    pool->magic = MEM_POOL_DEAD_MAGIC; /* later puts: put_to_dead_pool */
 }
 
 static void sample_max(struct mem_pool *p, unsigned long in_use)

@@ -64,7 +64,7 @@
  * mp_page_owner loads with memory_order_acquire, so a thread that reads an
  * owner pointer also sees every write the setter made to *owner before
  * publishing it (the slab layer fills its descriptor, then publishes).  The
- * arena bounds themselves are published once at init: g_size is stored with
+ * arena bounds themselves are published once at init: mp_pmap.size is stored with
  * release after base/pmap/pinfo are set and loaded with acquire by every
  * lock-free reader, which then reads the plain fields race-free.
  *
@@ -107,17 +107,16 @@ struct pinfo {
 
 static struct {
     pthread_mutex_t lock;
-    char *base;                  /* R-aligned arena start */
     uint32_t npages, nregions;
-    _Atomic(void *) *pmap;       /* owner per page */
     struct pinfo *pinfo;         /* per page, only heads meaningful */
     uint8_t *rstate;             /* per region, R_* */
     uint32_t head[MP_MAX_ORDER + 1];
     uint64_t regions_committed, pages_in_use, pages_free;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Arena size, published with release once base/pmap/pinfo are set; 0 before. */
-static _Atomic size_t g_size;
+/* Arena bounds and page map (page.h: read inline by mp_page_owner_inline).
+ * size is published with release once base/map/pinfo are set; 0 before. */
+struct mp_page_map mp_pmap;
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned g_fault_ppm;
 static _Atomic uint64_t g_madvise_calls, g_mmap_calls, g_faults, g_madvise_failed;
@@ -204,10 +203,10 @@ static bool try_reserve(size_t size)
         munmap((void *)aligned, size);
         return false;
     }
-    g.base = (char *)aligned;
+    mp_pmap.base = (char *)aligned;
     g.npages = (uint32_t)npages;
     g.nregions = (uint32_t)nregions;
-    g.pmap = pmap;
+    mp_pmap.map = pmap;
     g.pinfo = pinfo;
     g.rstate = rstate;
     for (unsigned k = 0; k <= MP_MAX_ORDER; k++)
@@ -218,7 +217,7 @@ static bool try_reserve(size_t size)
 static __attribute__((noinline, cold)) int page_init_slow(void)
 {
     pthread_mutex_lock(&g_init_lock);
-    if (atomic_load_explicit(&g_size, memory_order_relaxed) == 0) {
+    if (atomic_load_explicit(&mp_pmap.size, memory_order_relaxed) == 0) {
         size_t size = ARENA_MAX;
         while (size >= ARENA_MIN && !try_reserve(size))
             size /= 2;
@@ -230,10 +229,10 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
         const char *env = getenv("MAGPOOL_FAULT_PPM");
         if (env != NULL && *env != '\0')
             mp_page_fault_inject((unsigned)strtoul(env, NULL, 10));
-        /* Release: publishes g.base/pmap/pinfo/rstate/npages.  Pairs with the
+        /* Release: publishes mp_pmap.base/pmap/pinfo/rstate/npages.  Pairs with the
          * acquire loads in mp_page_init and mp_page_owner; if relaxed, a
          * reader could see the size and a stale (NULL) pmap. */
-        atomic_store_explicit(&g_size, size, memory_order_release);
+        atomic_store_explicit(&mp_pmap.size, size, memory_order_release);
     }
     pthread_mutex_unlock(&g_init_lock);
     return 0;
@@ -242,7 +241,7 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
 int mp_page_init(void)
 {
     /* Acquire: pairs with the release in page_init_slow (see there). */
-    if (atomic_load_explicit(&g_size, memory_order_acquire) != 0)
+    if (atomic_load_explicit(&mp_pmap.size, memory_order_acquire) != 0)
         return 0;
     return page_init_slow();
 }
@@ -251,19 +250,19 @@ int mp_page_init(void)
 
 static inline uint32_t page_index(const void *p)
 {
-    return (uint32_t)(((uintptr_t)p - (uintptr_t)g.base) >> MP_PAGE_SHIFT);
+    return (uint32_t)(((uintptr_t)p - (uintptr_t)mp_pmap.base) >> MP_PAGE_SHIFT);
 }
 
 static inline void *page_addr(uint32_t i)
 {
-    return g.base + ((size_t)i << MP_PAGE_SHIFT);
+    return mp_pmap.base + ((size_t)i << MP_PAGE_SHIFT);
 }
 
 /* True if [p, p + npages pages) lies inside the arena and p is page aligned. */
 static bool in_arena(const void *p, size_t npages)
 {
-    size_t size = atomic_load_explicit(&g_size, memory_order_acquire); /* pairs with init */
-    uintptr_t off = (uintptr_t)p - (uintptr_t)g.base;
+    size_t size = atomic_load_explicit(&mp_pmap.size, memory_order_acquire); /* pairs with init */
+    uintptr_t off = (uintptr_t)p - (uintptr_t)mp_pmap.base;
     return off < size && (off & (MP_PAGE_SIZE - 1)) == 0 && npages <= (size - off) >> MP_PAGE_SHIFT;
 }
 
@@ -385,7 +384,7 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
         errno = EINVAL;
         return NULL;
     }
-    if (atomic_load_explicit(&g_size, memory_order_acquire) == 0) { /* pairs with init */
+    if (atomic_load_explicit(&mp_pmap.size, memory_order_acquire) == 0) { /* pairs with init */
         if (aflags & MAGPOOL_NOWAIT) {
             errno = EAGAIN;
             return NULL;
@@ -570,19 +569,12 @@ void mp_page_set_owner(void *p, size_t npages, void *owner)
         /* Release: makes the owner's initialisation visible to whoever
          * acquires this word in mp_page_owner.  Relaxed would let a reader see
          * the pointer before the descriptor's fields. */
-        atomic_store_explicit(&g.pmap[i + j], owner, memory_order_release);
+        atomic_store_explicit(&mp_pmap.map[i + j], owner, memory_order_release);
 }
 
 void *mp_page_owner(const void *p)
 {
-    /* Acquire: pairs with the release at init, so g.base and g.pmap are the
-     * published ones (relaxed could read a NULL pmap with a non-zero size). */
-    size_t size = atomic_load_explicit(&g_size, memory_order_acquire);
-    uintptr_t off = (uintptr_t)p - (uintptr_t)g.base;
-    if (off >= size)
-        return NULL;
-    /* Acquire: pairs with the release in mp_page_set_owner (see there). */
-    return atomic_load_explicit(&g.pmap[off >> MP_PAGE_SHIFT], memory_order_acquire);
+    return mp_page_owner_inline(p);
 }
 
 /* ---- statistics and self-check -------------------------------------------- */
@@ -598,7 +590,7 @@ void mp_page_stats(struct mp_page_stats *st)
     st->mmap_calls = atomic_load_explicit(&g_mmap_calls, memory_order_relaxed);
     st->faults_injected = atomic_load_explicit(&g_faults, memory_order_relaxed);
     st->madvise_failed = atomic_load_explicit(&g_madvise_failed, memory_order_relaxed);
-    st->arena_bytes = atomic_load_explicit(&g_size, memory_order_relaxed);
+    st->arena_bytes = atomic_load_explicit(&mp_pmap.size, memory_order_relaxed);
 }
 
 int mp_page_validate(void)

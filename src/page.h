@@ -17,6 +17,7 @@
  */
 #ifndef MP_PAGE_H
 #define MP_PAGE_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,32 @@ size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
  * owner's initialised fields. */
 void mp_page_set_owner(void *p, size_t npages, void *owner);
 void *mp_page_owner(const void *p);
+
+/* Addition: the arena bounds and page map, so validating frees can look an
+ * owner up inline (a few instructions, no call).  Written once by page.c at
+ * init: base and map are plain fields set before `size` is stored with
+ * release; every reader loads `size` with acquire first.  Hidden; read only
+ * through mp_page_owner_inline. */
+struct mp_page_map {
+    _Atomic size_t size;     /* arena bytes, 0 before init */
+    char *base;              /* arena start */
+    _Atomic(void *) *map;    /* owner word per page */
+};
+extern struct mp_page_map mp_pmap;
+
+/* mp_page_owner, inline.  Never faults, whatever p is. */
+static inline __attribute__((always_inline)) void *mp_page_owner_inline(const void *p)
+{
+    /* Acquire: pairs with the release of size at init, so base and map are
+     * the published ones (relaxed could read a NULL map with a non-zero size). */
+    size_t size = atomic_load_explicit(&mp_pmap.size, memory_order_acquire);
+    uintptr_t off = (uintptr_t)p - (uintptr_t)mp_pmap.base;
+    if (off >= size)
+        return NULL;
+    /* Acquire: pairs with the release in mp_page_set_owner, so the owner's
+     * fields written before it was published are visible. */
+    return atomic_load_explicit(&mp_pmap.map[off >> MP_PAGE_SHIFT], memory_order_acquire);
+}
 
 struct mp_page_stats {
     uint64_t regions_committed; /* regions mapped read-write now */

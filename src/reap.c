@@ -13,20 +13,30 @@
  *    threads' loaded/previous magazines: the caller's magazines, its deferred
  *    batch (sealed), every depot magazine, every empty slab.  For TYPESAFE
  *    caches the slab pages go back only after a grace period of the cache's
- *    domain.  It also shrinks the magazine size one step.
- *  - Magazine size follows kmem's steps; it grows one step when the depot
+ *    domain.  It also shrinks the magazine size one step.  The torn-down
+ *    magazines' slots are returned and trimmed before it returns when no
+ *    reader is inside a section (non-blocking polls; else on the last
+ *    callback), and the malloc heap is trimmed after slabs went back: the
+ *    RSS of a burst really goes back (test_core: test_shrink_rss_nosync).
+ *  - Magazine size starts at the largest kmem step holding <= MP_MAG_BYTES
+ *    (16 KiB) of objects (the design statement says why) and follows kmem's
+ *    steps; it grows one step when the depot
  *    saw more than MP_GROW_CONTENTION failed CASes in a reap interval, and
  *    shrinks one step under memory pressure (slab ENOMEM) or shrink.
  *    Magazines of an old size die out as they empty (magazine.c).
  */
 #include <errno.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 
 #include "cache_impl.h"
 
 #define MP_REAP_MS 100u
 #define MP_GROW_CONTENTION 64u
+#define MP_MAG_BYTES (16u << 10) /* initial magazine size: objects per magazine, in bytes */
 
 static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143 };
 #define MP_NSTEPS (sizeof mp_mag_steps / sizeof mp_mag_steps[0])
@@ -36,9 +46,15 @@ static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The largest step whose magazine holds at most MP_MAG_BYTES of objects:
+ * 143 rounds up to 64-byte objects, 95 at 128, 63 at 256, 31 at 512, 15 at
+ * 1 KiB, 7 at 2 KiB, 3 at 4 KiB, 1 above 8 KiB. */
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
 {
-    unsigned start = size <= 256 ? 15 : size <= 1024 ? 7 : size <= 4096 ? 3 : 1;
+    size_t fit = MP_MAG_BYTES / (size ? size : 1);
+    unsigned start = mp_mag_steps[0];
+    for (size_t i = 0; i < MP_NSTEPS && mp_mag_steps[i] <= fit; i++)
+        start = mp_mag_steps[i];
     return mp_clamp(start, lo, hi);
 }
 
@@ -166,6 +182,21 @@ void mp_reap_tick(struct magpool_cache *c)
     mp_slab_reap_cache(c);
 }
 
+/* The magazines just torn down were retired (their slots come back after a
+ * grace period).  Poll the default domain a few times -- non-blocking, so
+ * shrink stays callable inside a read-side section and from NOFAIL retries:
+ * with no reader inside a section, two or three polls end the grace period
+ * (reclaim.c, R3/R4) -- then give the free slots' pages back.  With readers
+ * inside, the slots come back later and the last one triggers the trim
+ * (depot.c, mag_reclaimed). */
+static void mp_mag_area_release(void)
+{
+    magpool_domain_t *d = mp_domain_default();
+    for (int i = 0; i < 3 && mp_domain_pending(d) != 0; i++)
+        mp_domain_poll(d);
+    mp_mag_area_trim();
+}
+
 MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
 {
     if (c == NULL || atomic_load_explicit(&c->c_destroyed, memory_order_relaxed)) {
@@ -177,8 +208,15 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
         mp_tc_flush(t, c); /* also seals the caller's deferred batch */
     mp_domain_poll(c->c_domain);
     mp_depot_drain(c);
-    mp_slab_reap_cache(c);
+    size_t pages = mp_slab_reap_cache(c);
     mp_mag_resize(c, -1);
+    mp_mag_area_release();
+#ifdef __GLIBC__
+    /* The slabs' free stacks are malloc'd (slab.c); glibc keeps freed heap
+     * memory unless asked.  Only after a shrink that released slabs. */
+    if (pages > 0)
+        malloc_trim(0);
+#endif
     return 0;
 }
 

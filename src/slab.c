@@ -78,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "magpool/magpool.h"
 #include "page.h"
@@ -91,13 +92,10 @@
 enum { L_PARTIAL, L_FULL, L_EMPTY, L_COUNT, L_NONE = L_COUNT };
 
 struct mp_slab {
-    /* Lookup fields: written before the page owner words are published,
-     * read lock-free (relaxed) by mp_slab_owner / mp_slab_index. */
-    _Atomic uintptr_t lk_base;     /* address of object 0 */
-    _Atomic uint32_t lk_span;      /* n * stride */
-    _Atomic uint32_t lk_stride;
-    _Atomic uint64_t lk_magic;     /* ceil(2^64 / stride) */
-    _Atomic(void *) lk_owner;      /* params.owner */
+    /* Lookup fields (slab.h): written before the page owner words are
+     * published, read lock-free (relaxed) by mp_slab_owner_inline /
+     * mp_slab_index.  First member: a page owner word points at it. */
+    struct mp_slab_lookup lk;
     _Atomic(struct mp_slab_cache *) lk_cache;
     /* Under the cache lock while linked. */
     struct mp_slab *next, *prev;   /* list links (next also: pool / dead lists) */
@@ -131,11 +129,16 @@ struct mp_slab_cache {
 
 /* ---- descriptor pool (type-stable, never freed) --------------------------- */
 
-#define POOL_CHUNK 63
+/* Chunks are whole pages from mmap, not malloc: a type-stable chunk in the
+ * middle of the malloc heap would pin it, so the slabs' free stacks (malloc'd,
+ * freed at teardown) could never be trimmed back to the system. */
+#define POOL_CHUNK_BYTES ((size_t)64 << 10)
+#define POOL_CHUNK ((POOL_CHUNK_BYTES - sizeof(void *)) / sizeof(struct mp_slab))
 struct pool_chunk {
     struct pool_chunk *next;
     struct mp_slab d[POOL_CHUNK];
 };
+_Static_assert(sizeof(struct pool_chunk) <= POOL_CHUNK_BYTES, "a chunk fits its mapping");
 
 static struct {
     pthread_mutex_t lock;
@@ -143,18 +146,29 @@ static struct {
     struct pool_chunk *chunks;     /* all chunks, kept so they stay reachable */
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+#ifdef MP_ASAN
+void __lsan_register_root_region(const void *p, size_t size);
+#endif
+
 static struct mp_slab *desc_get(void)
 {
     pthread_mutex_lock(&pool.lock);
     if (pool.free == NULL) {
-        struct pool_chunk *c = calloc(1, sizeof *c);
-        if (c == NULL) {
+        struct pool_chunk *c = mmap(NULL, POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (c == MAP_FAILED) {
             pthread_mutex_unlock(&pool.lock);
             return NULL;
         }
+#ifdef MP_ASAN
+        /* LeakSanitizer scans malloc'd memory and globals, not private
+         * mappings: without this, every free stack (malloc'd, pointed to only
+         * from a descriptor here) of a slab alive at exit is a "leak". */
+        __lsan_register_root_region(c, POOL_CHUNK_BYTES);
+#endif
         c->next = pool.chunks;
         pool.chunks = c;
-        for (int i = 0; i < POOL_CHUNK; i++) {
+        for (size_t i = 0; i < POOL_CHUNK; i++) {
             c->d[i].next = pool.free;
             pool.free = &c->d[i];
         }
@@ -331,11 +345,11 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     s->order = (uint8_t)sc->order;
     s->dtor = sc->p.dtor;
     s->arg = sc->p.arg;
-    atomic_store_explicit(&s->lk_base, (uintptr_t)s->base, memory_order_relaxed);
-    atomic_store_explicit(&s->lk_span, s->nobjs * s->stride, memory_order_relaxed);
-    atomic_store_explicit(&s->lk_stride, s->stride, memory_order_relaxed);
-    atomic_store_explicit(&s->lk_magic, sc->magic, memory_order_relaxed);
-    atomic_store_explicit(&s->lk_owner, sc->p.owner, memory_order_relaxed);
+    atomic_store_explicit(&s->lk.lk_base, (uintptr_t)s->base, memory_order_relaxed);
+    atomic_store_explicit(&s->lk.lk_span, s->nobjs * s->stride, memory_order_relaxed);
+    atomic_store_explicit(&s->lk.lk_stride, s->stride, memory_order_relaxed);
+    atomic_store_explicit(&s->lk.lk_magic, sc->magic, memory_order_relaxed);
+    atomic_store_explicit(&s->lk.lk_owner, sc->p.owner, memory_order_relaxed);
     atomic_store_explicit(&s->lk_cache, sc, memory_order_relaxed);
     /* Publishes the fields above (release store per page, see page.c). */
     mp_page_set_owner(mem, (size_t)1 << sc->order, s);
@@ -544,23 +558,14 @@ void mp_slab_cache_delete(struct mp_slab_cache *sc)
 
 void *mp_slab_owner(const void *p, int *why)
 {
-    int dummy;
-    if (why == NULL)
-        why = &dummy;
-    struct mp_slab *s = mp_page_owner(p); /* acquire: see the design comment */
-    if (s == NULL) {
-        *why = MP_OBJ_FOREIGN;
-        return NULL;
-    }
-    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
-    uint64_t magic = atomic_load_explicit(&s->lk_magic, memory_order_relaxed);
-    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) ||
-        (uint64_t)off * magic > magic - 1) {
-        *why = MP_OBJ_MISALIGNED;
-        return NULL;
-    }
-    *why = MP_OBJ_OK;
-    return atomic_load_explicit(&s->lk_owner, memory_order_relaxed);
+    const struct mp_slab_lookup *s = mp_page_owner_inline(p); /* acquire: see the design comment */
+    void *owner = s != NULL ? mp_slab_lookup_owner(s, p) : NULL;
+    if (why != NULL)
+        *why = owner != NULL ? MP_OBJ_OK
+               : s == NULL || atomic_load_explicit(&s->lk_span, memory_order_relaxed) == 0
+                   ? MP_OBJ_FOREIGN /* no slab (or a page user that is not one) */
+                   : MP_OBJ_MISALIGNED;
+    return owner;
 }
 
 size_t mp_slab_index(const void *p, size_t *nobjs)
@@ -568,9 +573,9 @@ size_t mp_slab_index(const void *p, size_t *nobjs)
     struct mp_slab *s = mp_page_owner(p);
     if (s == NULL)
         return SIZE_MAX;
-    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
-    uint32_t stride = atomic_load_explicit(&s->lk_stride, memory_order_relaxed);
-    uint32_t span = atomic_load_explicit(&s->lk_span, memory_order_relaxed);
+    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk.lk_base, memory_order_relaxed);
+    uint32_t stride = atomic_load_explicit(&s->lk.lk_stride, memory_order_relaxed);
+    uint32_t span = atomic_load_explicit(&s->lk.lk_span, memory_order_relaxed);
     if (stride == 0 || off >= span)
         return SIZE_MAX;
     if (nobjs)

@@ -14,8 +14,11 @@
  */
 #ifndef MP_SLAB_H
 #define MP_SLAB_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "page.h"
 
 struct mp_slab_cache;
 
@@ -59,6 +62,41 @@ size_t mp_slab_reap(struct mp_slab_cache *sc,
  * at an object start).  Never faults. */
 enum { MP_OBJ_OK = 0, MP_OBJ_FOREIGN = 1, MP_OBJ_MISALIGNED = 2 };
 void *mp_slab_owner(const void *p, int *why);
+
+/* Addition: the lookup part of a slab descriptor, so the validating frees of
+ * the front ends can run mp_slab_owner inline.  RULE: every non-NULL page
+ * owner word (mp_page_set_owner) points at a struct mp_slab_lookup; a page
+ * user that is not a slab (kmalloc's large spans) points at one with
+ * lk_span == 0, which no address matches.  The fields are written (relaxed)
+ * before the owner words are published with release, and read (relaxed)
+ * after the acquire load of the owner word (mp_page_owner_inline). */
+struct mp_slab_lookup {
+    _Atomic uintptr_t lk_base;     /* address of object 0 */
+    _Atomic uint32_t lk_span;      /* n * stride (0: matches nothing) */
+    _Atomic uint32_t lk_stride;
+    _Atomic uint64_t lk_magic;     /* ceil(2^64 / stride): off % stride == 0 <=> off * magic < magic */
+    _Atomic(void *) lk_owner;      /* params.owner */
+};
+
+/* The owner if p is the start of an object slot of the slab s describes,
+ * else NULL.  One multiply, no division, no call. */
+static inline __attribute__((always_inline)) void *mp_slab_lookup_owner(const struct mp_slab_lookup *s,
+                                                                        const void *p)
+{
+    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
+    uint64_t magic = atomic_load_explicit(&s->lk_magic, memory_order_relaxed);
+    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) || (uint64_t)off * magic > magic - 1)
+        return NULL;
+    return atomic_load_explicit(&s->lk_owner, memory_order_relaxed);
+}
+
+/* mp_slab_owner without the reason: the owner, or NULL for a foreign or
+ * misaligned p (call mp_slab_owner to tell which).  Never faults. */
+static inline __attribute__((always_inline)) void *mp_slab_owner_inline(const void *p)
+{
+    const struct mp_slab_lookup *s = mp_page_owner_inline(p);
+    return s != NULL ? mp_slab_lookup_owner(s, p) : NULL;
+}
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (Addition, slab.c.)  p must be inside a live slab's object area, else
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */

@@ -37,7 +37,7 @@ ST_KMEM_CTOR(256)
 static struct st_pool pools[NPOOLS];
 static _Atomic(void *) *transfer;
 static uint64_t ntransfer = 4096, hold = 1024, gens = 200;
-static struct st_opts opts = {.threads = 16, .ops = 2000000, .seed = 7};
+static struct st_opts opts = {.threads = 16, .ops = 6000000, .seed = 7};
 static _Atomic uint64_t total_ops;
 
 struct gen {

@@ -68,7 +68,7 @@ static struct st_pool pools[NPOOLS];
 static unsigned weight_total;
 static _Atomic(void *) *slots;
 static uint64_t nslots = 4096, keep = 64;
-static struct st_opts opts = {.threads = 16, .ops = 2000000, .seed = 1};
+static struct st_opts opts = {.threads = 16, .ops = 6000000, .seed = 1};
 
 struct worker {
     unsigned id;

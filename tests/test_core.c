@@ -386,12 +386,79 @@ static void test_mag_bounds(void)
     struct magpool_config big = { .name = "resize", .size = 64 };
     c = magpool_cache_create(&big);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 15);
+    CHECK(st.mag_size == 143);    /* default for 64 B: 16 KiB of objects, capped (reap.c) */
     magpool_cache_shrink(c);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 7);
+    CHECK(st.mag_size == 95);     /* one kmem step down */
     CHECK(st.mag_resizes == 1);
     magpool_cache_destroy(c);
+
+    /* Initial size by object size: the largest kmem step holding <= 16 KiB. */
+    static const struct { size_t size; unsigned mag; } want[] = {
+        { 8, 143 }, { 64, 143 }, { 128, 95 }, { 256, 63 }, { 512, 31 },
+        { 1024, 15 }, { 2048, 7 }, { 4096, 3 }, { 8192, 1 }, { 65536, 1 },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        c = mk("initial", want[i].size);
+        magpool_cache_stats(c, &st);
+        CHECK_MSG(st.mag_size == want[i].mag, "size %zu: mag_size %llu", want[i].size,
+                  (unsigned long long)st.mag_size);
+        magpool_cache_destroy(c);
+    }
+    /* mag_max still bounds the default. */
+    struct magpool_config capped = { .name = "capped", .size = 64, .mag_max = 31 };
+    c = magpool_cache_create(&capped);
+    magpool_cache_stats(c, &st);
+    CHECK(st.mag_size == 31);
+    magpool_cache_destroy(c);
+}
+
+/* Bulk calls move runs of rounds and cross magazine boundaries through the
+ * slow paths: many magazines' worth in one call, NULLs skipped on free,
+ * MAGPOOL_ZERO applied to rounds taken from the magazine, nothing handed
+ * out twice, conservation throughout. */
+static void test_bulk_runs(void)
+{
+    enum { N = 1000 };
+    magpool_cache_t *c = mk("bulk", 64);
+    static void *b[N], *b2[N];
+    CHECK(magpool_alloc_bulk(c, N, b, 0) == N);
+    CHECK(stat_in_use(c) == N);
+    struct pset set;
+    pset_init(&set, 2 * N);
+    int dup = 0;
+    for (int i = 0; i < N; i++) {
+        dup += !pset_add(&set, b[i]);
+        memset(b[i], 0x5a, 64);
+    }
+    CHECK(dup == 0);
+    CHECK(conserved(c));
+    /* Free with holes: NULLs are skipped, every object comes back. */
+    for (int i = 0; i < N; i++)
+        b2[i] = (i % 7 == 3) ? NULL : b[i];
+    magpool_free_bulk(c, N, b2);
+    CHECK(stat_in_use(c) == (uint64_t)(N / 7 + (N % 7 > 3)));
+    for (int i = 3; i < N; i += 7)
+        magpool_free(c, b[i]);
+    CHECK(stat_in_use(c) == 0);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.depot_frees > 0);          /* the free crossed magazine boundaries */
+    CHECK(conserved(c));
+    /* The objects just freed (dirty) come back zeroed with MAGPOOL_ZERO. */
+    CHECK(magpool_alloc_bulk(c, N, b, MAGPOOL_ZERO) == N);
+    int nonzero = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 64; k++)
+            nonzero += ((unsigned char *)b[i])[k] != 0;
+    CHECK(nonzero == 0);
+    CHECK(magpool_alloc_bulk(c, 1, b2, 0x80000) == 0 && errno == EINVAL);
+    CHECK(magpool_alloc_bulk(c, 0, b2, 0) == 0);
+    magpool_free_bulk(c, N, b);
+    CHECK(stat_in_use(c) == 0);
+    CHECK(conserved(c));
+    free(set.slot);
+    CHECK(magpool_cache_destroy(c) == 0);
 }
 
 /* ---- double free (death test) ------------------------------------------------------ */
@@ -456,6 +523,44 @@ static void test_shrink_rss(void)
     magpool_cache_stats(c, &st);
     CHECK(st.in_use == 0 && st.in_depot == 0 && st.in_magazines == 0);
     CHECK(st.slabs_empty == 0);
+    CHECK(conserved(c));
+    free(p);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* Shrink alone (no synchronize) gives the burst back: the depot's magazines
+ * are torn down, their slots' grace period ends within shrink when no reader
+ * is inside a section, and the magazine area, the slabs and the slabs' free
+ * stacks are trimmed. */
+static void test_shrink_rss_nosync(void)
+{
+    enum { N = 200000 };
+    magpool_cache_t *c = mk("rss2", 64);
+    void **p = malloc(N * sizeof *p);
+    memset(p, 0xff, N * sizeof *p); /* resident now (gcc turns malloc + memset 0 into calloc) */
+    p[0] = magpool_alloc(c);
+    magpool_free(c, p[0]);
+    long before = rss_pages();
+    for (int i = 0; i < N; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < N; i++)
+        memset(p[i], 1, 64);
+    long peak = rss_pages();
+    for (int i = 0; i < N; i++)
+        magpool_free(c, p[i]);
+    magpool_thread_flush();
+    CHECK(magpool_cache_shrink(c) == 0);
+    long after = rss_pages();
+#ifndef SANITIZER_SHADOW
+    CHECK_MSG(after <= before + before / 10 + 256, "rss before %ld peak %ld after %ld pages",
+              before, peak, after);
+#else
+    (void)after;
+#endif
+    CHECK(peak > before + (long)(N * 64 / 4096) / 2);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.in_depot == 0 && st.in_magazines == 0 && st.pages == 0);
     CHECK(conserved(c));
     free(p);
     CHECK(magpool_cache_destroy(c) == 0);
@@ -639,6 +744,8 @@ int main(void)
     test_mag_bounds();
     test_double_free();
     test_shrink_rss();
+    test_shrink_rss_nosync();
+    test_bulk_runs();
     test_zombie();
     test_foreach();
     test_debug_cache();

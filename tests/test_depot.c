@@ -8,6 +8,8 @@
  *    a reader in another thread holds a section, and right after a
  *    synchronize (the free-slot stack is LIFO);
  *  - free slots give their pages back (mincore) and are reused;
+ *  - slot classes: every capacity fits its slot, classes are strided
+ *    arithmetically, one depot stack carries magazines of every class;
  *  - hammer (96 magazines, then 3 so that heads repeat often): 6 threads move magazines between the four stacks of two depots,
  *    rewriting their rounds on the way (checksums); an owner flag per
  *    magazine catches a magazine popped by two threads at once; at the end
@@ -222,6 +224,59 @@ static void test_trim(void)
     mp_domain_synchronize(NULL);
 }
 
+/* ---- slot classes --------------------------------------------------------- */
+
+/* Every capacity gets a whole, cache-aligned slot of its class: filling every
+ * magazine completely disturbs no other; magazines of one class lie a
+ * multiple of the class stride apart; a 143-round magazine (the default for
+ * small objects) takes a 1280-byte slot, not MP_MAG_STRIDE. */
+static void test_classes(void)
+{
+    static const unsigned caps[] = { 1, 3, 7, 13, 14, 15, 21, 22, 31, 37, 38, 47, 63, 69,
+                                     70, 95, 101, 102, 143, 151, 157, 158, 200, 255 };
+    enum { NC = sizeof caps / sizeof caps[0], PER = 3 };
+    struct mp_mag *m[NC][PER];
+    for (unsigned i = 0; i < NC; i++)
+        for (unsigned j = 0; j < PER; j++) {
+            m[i][j] = mp_mag_alloc(caps[i]);
+            CHECK(m[i][j] != NULL);
+            if (m[i][j] == NULL)
+                return;
+            CHECK(((uintptr_t)m[i][j] & 63) == 0 && m[i][j]->cap == caps[i]);
+            for (unsigned k = 0; k < caps[i]; k++)
+                m[i][j]->objs[k] = (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
+        }
+    int bad = 0;
+    for (unsigned i = 0; i < NC; i++)
+        for (unsigned j = 0; j < PER; j++) {
+            bad += m[i][j]->cap != caps[i] || m[i][j]->guard != NULL;
+            for (unsigned k = 0; k < caps[i]; k++)
+                bad += m[i][j]->objs[k] != (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
+        }
+    CHECK(bad == 0);
+    /* cap 143 is caps[18]: class stride 1280 */
+    CHECK(caps[18] == 143);
+    ptrdiff_t d1 = (char *)m[18][1] - (char *)m[18][0], d2 = (char *)m[18][2] - (char *)m[18][0];
+    CHECK(d1 % 1280 == 0 && d2 % 1280 == 0);
+    CHECK(d1 % (ptrdiff_t)MP_MAG_STRIDE != 0 || d2 % (ptrdiff_t)MP_MAG_STRIDE != 0);
+    /* caps 3 and 13 share the smallest class (128-byte slots) */
+    CHECK(((char *)m[1][0] - (char *)m[3][0]) % 128 == 0);
+    /* depot pushes and pops work across classes in one stack */
+    struct mp_depot d;
+    mp_depot_init(&d);
+    for (unsigned i = 0; i < NC; i++) {
+        m[i][0]->rounds = 1;
+        mp_depot_push_full(&d, m[i][0]);
+    }
+    for (unsigned i = NC; i-- > 0;)
+        CHECK(mp_depot_pop_full(&d) == m[i][0]);
+    CHECK(mp_depot_pop_full(&d) == NULL);
+    for (unsigned i = 0; i < NC; i++)
+        for (unsigned j = 0; j < PER; j++)
+            mp_mag_free(m[i][j]);
+    mp_domain_synchronize(NULL);
+}
+
 /* ---- hammer -------------------------------------------------------------- */
 
 #define NMAG 96
@@ -368,6 +423,7 @@ int main(void)
     test_lifo_counters();
     test_recycle_after_grace();
     test_trim();
+    test_classes();
     test_hammer(NMAG);
     test_hammer(3);
     mp_reclaim_thread_exit();

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "magpool/kmem_cache.h"
+#include "magpool/magpool.h"
 #include "magpool/mem_pool.h"
 #include "tests/check.h"
 
@@ -235,6 +236,12 @@ static void die_mem_pool(void *a)
     struct mem_pool *p = mem_pool_new_fn(64, 1, "mpk");
     kfree(mem_get(p));
 }
+static void die_core_object(void *a)
+{
+    (void)a;
+    struct magpool_config cfg = {.name = "rawk", .size = 64};
+    kfree(magpool_alloc(magpool_cache_create(&cfg))); /* a cache with no front end */
+}
 static void die_ksize_foreign(void *a)
 {
     (void)a;
@@ -251,6 +258,7 @@ static void test_deaths(void)
     CHECK(check_death(die_double, NULL, "double free"));
     CHECK(check_death(die_large_double, NULL, "foreign pointer"));
     CHECK(check_death(die_mem_pool, NULL, "magpool: mpk: wrong cache at 0x"));
+    CHECK(check_death(die_core_object, NULL, "magpool: rawk: wrong cache at 0x"));
     CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
 }
 

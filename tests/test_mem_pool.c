@@ -123,7 +123,7 @@ static void test_distinct_and_growth(void)
 
 static void test_counters(void)
 {
-    enum { MORE = 115 };
+    enum { MORE_MAX = 4096 };
     struct mem_pool *p = mem_pool_new_fn(64, 8, "counters");
     CHECK(p != NULL);
     struct mem_pool_stats st;
@@ -131,13 +131,17 @@ static void test_counters(void)
     CHECK(st.hot_count == 0);
     CHECK(st.cold_count >= 8); /* the warm-up built count objects */
     unsigned long cold0 = st.cold_count;
+    /* past everything the warm-up built (it may build a whole magazine
+     * more than count), so the slab layer must serve some */
+    const unsigned long more = cold0 + 100;
+    CHECK(more <= MORE_MAX);
     CHECK(st.alloc_count == 0);
     CHECK(st.max_alloc == 0);
     CHECK(st.pool_misses == 0);
     CHECK(st.cur_stdalloc == 0 && st.max_stdalloc == 0);
     CHECK(st.padded_sizeof >= 64);
 
-    void *o[MORE];
+    static void *o[MORE_MAX];
     for (int i = 0; i < 8; i++)
         o[i] = mem_get(p);
     CHECK(mem_pool_get_stats(p, &st) == 0);
@@ -154,19 +158,19 @@ static void test_counters(void)
     CHECK(st.alloc_count == 15);
     CHECK(st.max_alloc == 15);
     CHECK(st.max_stdalloc == 7);
-    for (int i = 15; i < MORE; i++)
+    for (unsigned long i = 15; i < more; i++)
         o[i] = mem_get(p);
     CHECK(mem_pool_get_stats(p, &st) == 0);
-    CHECK(st.cur_stdalloc == MORE - 8 && st.max_alloc == MORE);
-    CHECK_MSG(st.pool_misses >= MORE - cold0, "misses %llu cold0 %lu",
+    CHECK(st.cur_stdalloc == more - 8 && st.max_alloc == more);
+    CHECK_MSG(st.pool_misses >= more - cold0, "misses %llu cold0 %lu",
               (unsigned long long)st.pool_misses, cold0); /* the slab layer had to serve the rest */
-    for (int i = 0; i < MORE; i++)
+    for (unsigned long i = 0; i < more; i++)
         mem_put(o[i]);
     CHECK(mem_pool_get_stats(p, &st) == 0);
     CHECK(st.hot_count == 0 && st.cur_stdalloc == 0);
-    CHECK(st.max_alloc == MORE && st.max_stdalloc == MORE - 8); /* high-water marks stay */
-    CHECK(st.cold_count >= MORE);
-    CHECK(st.alloc_count == MORE);
+    CHECK(st.max_alloc == more && st.max_stdalloc == more - 8); /* high-water marks stay */
+    CHECK(st.cold_count >= more);
+    CHECK(st.alloc_count == more);
     mem_pool_destroy(p);
 }
 
@@ -344,6 +348,11 @@ static void die_kmalloc_object(void *arg)
     (void)arg;
     mem_put(kmalloc(40, GFP_KERNEL));
 }
+static void die_kmalloc_large(void *arg)
+{
+    (void)arg;
+    mem_put(kmalloc(20000, GFP_KERNEL)); /* a page span, not a slab object */
+}
 static void die_core_object(void *arg)
 {
     (void)arg;
@@ -362,6 +371,7 @@ static void test_deaths(void)
     CHECK(check_death(die_kmem_object, NULL, "magpool: kobj: wrong cache at 0x"));
     CHECK(check_death(die_kmalloc_object, NULL, "wrong cache"));
     CHECK(check_death(die_core_object, NULL, "magpool: raw: wrong cache"));
+    CHECK(check_death(die_kmalloc_large, NULL, "magpool: mem_pool: foreign pointer at 0x"));
 }
 
 int main(void)
