@@ -116,13 +116,19 @@ run_callgrind() {
     # call.  Their slow paths are separate noinline functions, so self cost is
     # exactly the inline hit path (call/ret included, caller's loop excluded).
     callgrind_annotate --inclusive=no --threshold=100 "$out/callgrind.out" >"$out/callgrind_self.txt" 2>/dev/null
+    # callgrind splits a function's self cost by the source file its inlined
+    # code came from (magazine.c, fastpath.h, cache_impl.h): sum them.  Every
+    # call comes from the magpool contender's kernels: calls = its op counts.
     awk '
         FNR == NR { if ($1 == "cgops" && $2 == "magpool") calls = $4 + $5; next }
-        / magpool_(alloc|free)$/ || /:magpool_(alloc|free) / || /:magpool_(alloc|free)$/ {
-            ir = $1; gsub(",", "", ir)
-            fn = $0; sub(/.*:/, "", fn); sub(/ .*/, "", fn)
-            if (calls > 0 && (fn == "magpool_alloc" || fn == "magpool_free"))
-                printf "magpool-fastpath,%s,%.1f\n", substr(fn, 9), ir / calls
+        {
+            fn = $0; sub(/ \[.*/, "", fn); sub(/.*:/, "", fn)
+            if (fn != "magpool_alloc" && fn != "magpool_free") next
+            ir = $1; gsub(",", "", ir); self[fn] += ir
+        }
+        END {
+            if (calls > 0)
+                for (fn in self) printf "magpool-fastpath,%s,%.1f\n", substr(fn, 9), self[fn] / calls
         }' "$out/cgops.txt" "$out/callgrind_self.txt" >"$out/callgrind_fast.csv"
     echo
     echo "== callgrind: magpool fast path alone (self instructions per call of magpool_alloc / magpool_free) =="
