@@ -150,6 +150,9 @@ static void *aux_create(struct run *r)
     }
 }
 
+/* spsc check totals: objects checked, rings that failed the check. */
+static uint64_t spsc_checked, spsc_failed;
+
 static void aux_destroy(struct run *r)
 {
     if (r->kind == WL_XMALLOC && r->aux) {
@@ -159,6 +162,22 @@ static void aux_destroy(struct run *r)
         free(x->full);
         free(x->empty);
         pthread_mutex_destroy(&x->lock);
+    }
+    if (r->kind == WL_SPSC && r->aux) {
+        /* Every object handed over must have been freed exactly once, in
+         * order (rings without a consumer, odd thread counts, are skipped). */
+        struct spsc_ring *rings = r->aux;
+        for (unsigned i = 0; i < r->threads / 2; i++) {
+            if (rings[i].produced != rings[i].consumed || rings[i].misordered)
+                fprintf(stderr,
+                        "bench: %s: spsc: ring %u: produced %llu, consumed %llu, "
+                        "%llu with a wrong sequence number\n",
+                        r->ct->name, i, (unsigned long long)rings[i].produced,
+                        (unsigned long long)rings[i].consumed,
+                        (unsigned long long)rings[i].misordered);
+            spsc_checked += rings[i].consumed;
+            spsc_failed += rings[i].produced != rings[i].consumed || rings[i].misordered;
+        }
     }
     if (r->kind == WL_DEFERRED && r->aux) {
         struct defer_shared *d = r->aux;
@@ -936,5 +955,8 @@ int main(int argc, char **argv)
         fclose(f);
     }
     printf("\nCSV: %s/results.csv  table: %s/table.txt\n", cfg.out_dir, cfg.out_dir);
-    return 0;
+    if (spsc_checked || spsc_failed)
+        printf("spsc check: %llu objects handed over and freed once, in order; %llu rings failed\n",
+               (unsigned long long)spsc_checked, (unsigned long long)spsc_failed);
+    return spsc_failed ? 1 : 0;
 }

@@ -31,12 +31,42 @@ static inline void bench_relax(unsigned *spins)
     }
 }
 
-/* One single-producer single-consumer ring per producer/consumer pair. */
+/*
+ * One single-producer single-consumer ring per producer/consumer pair, the
+ * same for every contender, built so the spsc workload measures the
+ * allocators, not the hand-off (FastForward / MCRingBuffer style):
+ *  - head (consumer) and tail (producer) each sit alone on a cache line;
+ *  - each side keeps the other's index in a local copy and re-reads the
+ *    shared one only when its local view says full (producer) / empty
+ *    (consumer);
+ *  - each side publishes its index once per SPSC_BATCH elements, at absolute
+ *    indices that are multiples of SPSC_BATCH, so a published batch is whole
+ *    cache lines of slots and the two sides never write/read the same slot
+ *    line at the same time; before waiting (ring full / empty) and at the
+ *    end a side publishes what it has not yet, so nothing stays invisible
+ *    to the other side (no deadlock, nothing stuck);
+ *  - a waiting side spins with pause, then sched_yield()s (bench_relax).
+ * The loops are in bench_tmpl.h (BT(spsc)).  Check: the producer records how
+ * many objects it handed over, the consumer how many it freed and how many
+ * did not carry the sequence number the producer wrote into them; the
+ * driver compares them after the run (aux_destroy in bench.c).
+ */
+#define SPSC_BATCH 32u          /* elements per index publication */
+#define SPSC_LINE 64u
+_Static_assert(SPSC_CAP % SPSC_BATCH == 0, "a ring holds whole batches");
+_Static_assert((SPSC_BATCH * sizeof(void *)) % SPSC_LINE == 0,
+               "a batch of slots fills whole cache lines");
+
 struct spsc_ring {
-    _Alignas(64) atomic_uint_fast64_t head; /* written by the consumer */
-    _Alignas(64) atomic_uint_fast64_t tail; /* written by the producer */
-    _Alignas(64) atomic_int done;           /* producer finished */
-    void *slot[SPSC_CAP];
+    _Alignas(SPSC_LINE) atomic_uint_fast64_t head; /* published by the consumer */
+    _Alignas(SPSC_LINE) atomic_uint_fast64_t tail; /* published by the producer */
+    _Alignas(SPSC_LINE) atomic_int done;           /* producer finished */
+    /* Results for the check, each written once by its side at its end and
+     * read by the driver after pthread_join. */
+    _Alignas(SPSC_LINE) uint64_t produced;         /* producer: objects handed over */
+    _Alignas(SPSC_LINE) uint64_t consumed;         /* consumer: objects freed */
+    uint64_t misordered;                           /* consumer: wrong sequence number */
+    _Alignas(SPSC_LINE) void *slot[SPSC_CAP];      /* batch-aligned cache lines */
 };
 
 /* xmalloc-test: full batches on a shared stack, empty ones on another. */

@@ -158,57 +158,139 @@ static void BT(bulk)(struct tctx *t)
     free(v);
 }
 
-/* ---- producer/consumer over SPSC rings (even id produces, odd consumes) - */
-static void BT(spsc)(struct tctx *t)
+/* ---- producer/consumer over SPSC rings (even id produces, odd consumes) -
+ * The ring (struct spsc_ring, bench_aux.h) is the same for every contender:
+ * local copies of the other side's index, publication once per SPSC_BATCH
+ * elements at batch-aligned indices, a flush before every wait and at the
+ * end.  The producer writes each object's sequence number into it; the
+ * consumer checks it, then frees the object. */
+static void BT(spsc_produce)(struct tctx *t, struct spsc_ring *ring)
 {
-    struct spsc_ring *ring = (struct spsc_ring *)t->r->aux + t->id / 2;
     unsigned spins = 0;
     uint64_t n = 0;
-    bench_wait_go(t);
-    if ((t->id & 1) == 0) {
-        uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-        for (;;) {
-            if ((n & (BENCH_CHUNK - 1)) == 0 && bench_stopped(t, n))
-                break;
+    /* relaxed: the ring is fresh (zeroed before the threads started) */
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+    uint64_t pub = tail; /* last tail value published */
+    /* acquire: pairs with the consumer's release stores of head (none yet;
+     * kept for symmetry with the reloads below) */
+    uint64_t limit = atomic_load_explicit(&ring->head, memory_order_acquire) + SPSC_CAP;
+    for (;;) {
+        if ((n & (BENCH_CHUNK - 1)) == 0 && bench_stopped(t, n))
+            break;
+        if (__builtin_expect(tail == limit, 0)) { /* full in our local view */
             /* acquire: pairs with the consumer's release of head, so its
-             * read of the slot happened before we overwrite it */
-            while (tail - atomic_load_explicit(&ring->head, memory_order_acquire) >= SPSC_CAP)
+             * reads of the slots below head happen before we overwrite them */
+            limit = atomic_load_explicit(&ring->head, memory_order_acquire) + SPSC_CAP;
+            while (tail == limit) {
+                if (pub != tail) {
+                    /* release: flush before waiting — publishes the slots
+                     * written so far (and their objects' contents) to the
+                     * consumer's acquire of tail; without it a consumer
+                     * waiting on an empty view and a producer on a full one
+                     * would wait for each other */
+                    atomic_store_explicit(&ring->tail, tail, memory_order_release);
+                    pub = tail;
+                }
                 bench_relax(&spins);
-            void *p = BT(get)(t, "producer");
-            BT_TOUCH(p, tail);
-            ring->slot[tail % SPSC_CAP] = p;
-            /* release: publishes the slot (and the object's contents) to the
-             * consumer's acquire of tail */
-            atomic_store_explicit(&ring->tail, ++tail, memory_order_release);
-            n++;
+                /* acquire: as above */
+                limit = atomic_load_explicit(&ring->head, memory_order_acquire) + SPSC_CAP;
+            }
+            spins = 0;
         }
-        /* release: the consumer's acquire of done sees the final tail */
-        atomic_store_explicit(&ring->done, 1, memory_order_release);
-        t->ops = 0; /* the consumer counts completed hand-offs */
-    } else {
-        uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
-        for (;;) {
-            uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-            if (head == tail) {
-                if (atomic_load_explicit(&ring->done, memory_order_acquire) &&
-                    head == atomic_load_explicit(&ring->tail, memory_order_acquire))
-                    break;
+        void *p = BT(get)(t, "producer");
+        BT_TOUCH(p, tail); /* sequence number, checked by the consumer */
+        ring->slot[tail % SPSC_CAP] = p;
+        tail++;
+        n++;
+        if ((tail & (SPSC_BATCH - 1)) == 0) {
+            /* release: publishes the batch's slots and the objects' contents
+             * to the consumer's acquire of tail; a relaxed store would let
+             * the consumer read a slot before our write of it */
+            atomic_store_explicit(&ring->tail, tail, memory_order_release);
+            pub = tail;
+        }
+    }
+    /* release: final flush, as above, so no object stays unpublished */
+    atomic_store_explicit(&ring->tail, tail, memory_order_release);
+    ring->produced = n; /* read by the driver after join */
+    /* release: orders the final tail (and produced) before done; pairs with
+     * the consumer's acquire of done, after which its load of tail sees the
+     * final value */
+    atomic_store_explicit(&ring->done, 1, memory_order_release);
+    t->ops = 0; /* the consumer counts completed hand-offs */
+}
+
+static void BT(spsc_consume)(struct tctx *t, struct spsc_ring *ring)
+{
+    unsigned spins = 0;
+    /* Counters stay in registers until the end: struct tctx of neighbouring
+     * threads share cache lines (a per-element write to t->checksum would
+     * bounce the line holding the next producer's t->pool). */
+    uint64_t n = 0, bad = 0, sum = 0;
+    /* relaxed: the ring is fresh; only we write head */
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+    uint64_t pub = head;   /* last head value published */
+    uint64_t avail = head; /* local copy of tail */
+    for (;;) {
+        if (head == avail) { /* empty in our local view */
+            /* acquire: pairs with the producer's release of tail, so its
+             * writes of the slots below tail (and of the objects) are
+             * visible before we read them */
+            avail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+            if (head == avail) {
+                if (pub != head) {
+                    /* release: flush before waiting — our reads of the
+                     * slots happen before the producer reuses them (pairs
+                     * with its acquire of head); without the flush a
+                     * producer waiting on a full view would wait forever */
+                    atomic_store_explicit(&ring->head, head, memory_order_release);
+                    pub = head;
+                }
+                /* acquire: pairs with the producer's release of done, which
+                 * follows its final tail store; the reload of tail (acquire,
+                 * as above) then sees every object it handed over */
+                if (atomic_load_explicit(&ring->done, memory_order_acquire)) {
+                    avail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+                    if (head == avail)
+                        break;
+                    continue;
+                }
                 bench_relax(&spins);
                 continue;
             }
-            while (head != tail) {
-                void *p = ring->slot[head % SPSC_CAP];
-                t->checksum += *(volatile uint64_t *)p;
-                BT_FREE(t, p);
-                head++;
-                n++;
-            }
-            /* release: our reads of the slots happen before the producer
-             * reuses them (pairs with its acquire of head) */
-            atomic_store_explicit(&ring->head, head, memory_order_release);
+            spins = 0;
         }
-        t->ops = n;
+        do {
+            void *p = ring->slot[head % SPSC_CAP];
+            uint64_t v = *(volatile uint64_t *)p;
+            bad += v != head;
+            sum += v;
+            BT_FREE(t, p);
+            head++;
+            n++;
+            if ((head & (SPSC_BATCH - 1)) == 0) {
+                /* release: our reads of the batch's slots happen before the
+                 * producer overwrites them (pairs with its acquire of head);
+                 * relaxed would let it reuse a slot we have not read yet */
+                atomic_store_explicit(&ring->head, head, memory_order_release);
+                pub = head;
+            }
+        } while (head != avail);
     }
+    ring->consumed = n; /* read by the driver after join */
+    ring->misordered = bad;
+    t->checksum += sum;
+    t->ops = n;
+}
+
+static void BT(spsc)(struct tctx *t)
+{
+    struct spsc_ring *ring = (struct spsc_ring *)t->r->aux + t->id / 2;
+    bench_wait_go(t);
+    if ((t->id & 1) == 0)
+        BT(spsc_produce)(t, ring);
+    else
+        BT(spsc_consume)(t, ring);
 }
 
 /* ---- xmalloc-test: batches of 4096 on a shared stack -------------------- */
