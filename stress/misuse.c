@@ -392,35 +392,25 @@ static bool has_any(const char *buf, const char *needles)
     return false;
 }
 
+/* In the child: become this program's case m, with its environment. */
+static void exec_case(void *arg)
+{
+    const struct mcase *m = arg;
+    if (m->env)
+        putenv((char *)m->env);
+    execl("/proc/self/exe", "misuse", "--case", m->name, (char *)NULL);
+    _exit(99);
+}
+
 /* Run a case in a fresh process; check how it ended and what it said. */
 static void run_case(const struct mcase *m)
 {
-    int fds[2];
-    if (pipe(fds) != 0) {
-        CHECK_MSG(0, "pipe: %s", strerror(errno));
+    static char buf[65536];
+    int status = check_run_child(exec_case, (void *)m, buf, sizeof buf);
+    if (status == -1) {
+        CHECK_MSG(0, "could not start case %s: %s", m->name, strerror(errno));
         return;
     }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        if (m->env)
-            putenv((char *)m->env);
-        execl("/proc/self/exe", "misuse", "--case", m->name, (char *)NULL);
-        _exit(99);
-    }
-    close(fds[1]);
-    static char buf[65536];
-    size_t len = 0;
-    ssize_t r;
-    while ((r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)r;
-    buf[len] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
     bool died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
     bool found = has_any(buf, m->needle);
     bool ok;

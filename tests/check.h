@@ -42,36 +42,51 @@ static inline int check_done(void)
     return check_failed ? 1 : 0;
 }
 
-/* Run fn(arg) in a child; returns 1 if the child died by a signal or exited
- * non-zero (when expect_death) and its stderr contains needle. */
-static inline int check_death(void (*fn)(void *), void *arg, const char *needle)
+/* Run fn(arg) in a child process whose stdout and stderr go to buf (NUL
+ * terminated, at most cap - 1 bytes kept); returns its wait status, or -1 if
+ * no child could be started. */
+static inline int check_run_child(void (*fn)(void *), void *arg, char *buf, size_t cap)
 {
     int fds[2];
     if (pipe(fds) != 0)
-        return 0;
+        return -1;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
     if (pid == 0) {
         close(fds[0]);
+        dup2(fds[1], 1);
         dup2(fds[1], 2);
         fn(arg);
         _exit(0);
     }
     close(fds[1]);
-    char buf[8192];
     size_t len = 0;
     ssize_t r;
-    while ((r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+    while (len + 1 < cap && (r = read(fds[0], buf + len, cap - 1 - len)) > 0)
         len += (size_t)r;
     buf[len] = 0;
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
-    int died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    return status;
+}
+
+/* Death test: 1 if fn(arg), run in a child, died by a signal or exited
+ * non-zero and its output contains needle (NULL: anything). */
+static inline int check_death(void (*fn)(void *), void *arg, const char *needle)
+{
+    char buf[8192];
+    int status = check_run_child(fn, arg, buf, sizeof buf);
+    int died = status != -1 && (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0));
     int found = needle == NULL || strstr(buf, needle) != NULL;
     if (!died || !found)
-        fprintf(stderr, "death test: died=%d found=%d stderr=[%s]\n", died, found, buf);
+        fprintf(stderr, "death test: died=%d found=%d output=[%s]\n", died, found, buf);
     return died && found;
 }
 #endif

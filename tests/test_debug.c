@@ -23,42 +23,33 @@
 
 static const char *self_path;
 
+struct self_run {
+    const char *debug_env, *preload, *scenario;
+};
+
+/* In the child: set the environment, then become this binary's scenario. */
+static void exec_self(void *arg)
+{
+    const struct self_run *r = arg;
+    if (r->debug_env)
+        setenv("MAGPOOL_DEBUG", r->debug_env, 1);
+    else
+        unsetenv("MAGPOOL_DEBUG");
+    if (r->preload)
+        setenv("LD_PRELOAD", r->preload, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    execl(self_path, self_path, "--child", r->scenario, (char *)NULL);
+    _exit(127);
+}
+
 /* Re-run this binary with MAGPOOL_DEBUG (NULL: unset) and LD_PRELOAD (NULL:
  * unset); out gets its stdout+stderr.  Returns the wait status. */
 static int run_self(const char *debug_env, const char *preload, const char *scenario, char *out,
                     size_t cap)
 {
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        if (debug_env)
-            setenv("MAGPOOL_DEBUG", debug_env, 1);
-        else
-            unsetenv("MAGPOOL_DEBUG");
-        if (preload)
-            setenv("LD_PRELOAD", preload, 1);
-        else
-            unsetenv("LD_PRELOAD");
-        execl(self_path, self_path, "--child", scenario, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < cap && (r = read(fds[0], out + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    out[len] = 0;
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return st;
+    struct self_run r = { debug_env, preload, scenario };
+    return check_run_child(exec_self, &r, out, cap);
 }
 
 static magpool_cache_t *mk(const char *name, size_t size, unsigned flags)

@@ -24,33 +24,6 @@ struct inode {
     char name[52];
 };
 
-/* Run fn in a child, capture its stderr; returns the exit status word. */
-static int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        fn(arg);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < cap && (r = read(fds[0], buf + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    buf[len] = 0;
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return st;
-}
-
 static void test_create_bad(void)
 {
     errno = 0;
@@ -290,7 +263,7 @@ static void destroy_live(void *a)
 static void test_destroy_live(void)
 {
     char buf[4096];
-    int st = run_child(destroy_live, NULL, buf, sizeof buf);
+    int st = check_run_child(destroy_live, NULL, buf, sizeof buf);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7);
     CHECK_MSG(strstr(buf, "magpool: kmem_cache_destroy leaky: Slab cache still has objects (3)") != NULL,
               "[%s]", buf);
