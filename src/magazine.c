@@ -300,12 +300,60 @@ MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
 /* ---- bulk ----------------------------------------------------------------- */
 
 /* Bulk calls move whole runs of rounds between the caller's array and the
- * loaded magazine (one tcache update per run), and take the ordinary slow
- * path once per magazine boundary: that call exchanges or refills the
- * magazine and moves one object; the next run takes the rest.  A debug or
- * destroyed cache (tcache[0]: rounds == cap == 0) goes object by object
- * through the slow paths, with their checks. */
-MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
+ * loaded magazine: one copy and one tcache update per run, no call and no
+ * check per object.  A short run (<= MP_BULK_INLINE) that fits the loaded
+ * magazine is the whole call, with no call at all (a bulk of one costs about
+ * one magpool_alloc); a longer one is one memcpy in mp_*_bulk_slow.  Runs
+ * that do not fit take the ordinary slow path once per magazine boundary:
+ * that call exchanges or refills the magazine and moves one object; the next
+ * run takes the rest.  A debug or destroyed cache (tcache[0]: rounds == cap
+ * == 0) goes object by object through the slow paths, with their checks.
+ * Runs keep magazine order: a bulk alloc followed by a bulk free of the same
+ * array leaves the magazine as it was. */
+#define MP_BULK_INLINE 16
+
+/* Copy k pointers: a plain loop for short runs (no libc call, so the inline
+ * hit needs no stack frame), memcpy for long ones. */
+static inline __attribute__((always_inline)) void mp_copy_ptrs(void **dst, void *const *src, size_t k, bool small)
+{
+    if (small) {
+#ifdef __clang__
+#pragma clang loop vectorize(disable)
+#endif
+        for (size_t j = 0; j < k; j++)
+            dst[j] = src[j];
+    } else {
+        memcpy(dst, src, k * sizeof(void *));
+    }
+}
+
+/* If n > 0 rounds are loaded, move the top n into objs (unpoisoned). */
+static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpool_cache *c, size_t n, void **objs,
+                                                                    bool small)
+{
+    struct mp_tcache *tc = mp_fast_tc(c);
+    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n > r, 0))
+        return false;
+    r -= (uint32_t)n;
+    mp_store_relaxed32(&tc->tc_rounds, r);
+    mp_owner_add64(&tc->tc_allocs, n);
+    mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
+#ifdef MP_ASAN
+    for (size_t j = 0; j < n; j++)
+        mp_asan_unpoison(objs[j], c->c_size);
+#endif
+    return true;
+}
+
+static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        memset(objs[j], 0, c->c_size);
+}
+
+static __attribute__((noinline)) size_t mp_alloc_bulk_slow(struct magpool_cache *c, size_t n, void **objs,
+                                                           unsigned aflags)
 {
     if (c == NULL || (objs == NULL && n > 0) ||
         (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
@@ -315,41 +363,71 @@ MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs,
     const void *caller = __builtin_return_address(0);
     size_t i = 0;
     while (i < n) {
-        struct mp_tcache *tc = mp_fast_tc(c);
-        uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
-        if (r == 0) {
-            if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
-                int err = errno;
-                magpool_free_bulk(c, i, objs); /* all or nothing */
-                errno = err;
-                return 0;
-            }
-            i++;
+        uint32_t r = mp_load_relaxed32(&mp_fast_tc(c)->tc_rounds);
+        if (r > 0) {
+            size_t k = n - i < r ? n - i : r;
+            mp_alloc_bulk_hit(c, k, objs + i, false);
+            if (aflags & MAGPOOL_ZERO)
+                mp_zero_objs(c, objs + i, k);
+            i += k;
             continue;
         }
-        size_t k = n - i < r ? n - i : r;
-        void **src = tc->tc_objs + (r - k);
-        mp_store_relaxed32(&tc->tc_rounds, r - (uint32_t)k);
-        mp_owner_add64(&tc->tc_allocs, k);
-        for (size_t j = 0; j < k; j++) {
-            void *obj = src[k - 1 - j]; /* top first, as k single pops would */
-            mp_asan_unpoison(obj, c->c_size);
-            if (aflags & MAGPOOL_ZERO)
-                memset(obj, 0, c->c_size);
-            objs[i + j] = obj;
+        /* A boundary: the slow path refills (unpoisons and zeroes itself). */
+        if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
+            int err = errno;
+            magpool_free_bulk(c, i, objs); /* all or nothing */
+            errno = err;
+            return 0;
         }
-        i += k;
+        i++;
     }
     return n;
 }
 
-MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
+MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
+{
+    /* n - 1 wraps for n == 0, which goes slow with the argument errors. */
+    if (__builtin_expect(c != NULL && n - 1 < MP_BULK_INLINE && aflags == 0, 1) &&
+        mp_alloc_bulk_hit(c, n, objs, true))
+        return n;
+    return mp_alloc_bulk_slow(c, n, objs, aflags);
+}
+
+/* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
+ * equal to the one pushed before it (mp_fast_free's check), push them all
+ * with one tcache update; else change nothing. */
+static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
+                                                                   void *const *objs, bool small)
+{
+    struct mp_tcache *tc = mp_fast_tc(c);
+    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n > tc->tc_cap - r, 0))
+        return false;
+    void **dst = tc->tc_objs + r;
+    /* dst[-1]: the top round, or the magazine's NULL guard. */
+    bool bad = (objs[0] == NULL) | (objs[0] == dst[-1]);
+    for (size_t j = 1; j < n; j++)
+        bad |= (objs[j] == NULL) | (objs[j] == objs[j - 1]);
+    if (__builtin_expect(bad, 0))
+        return false;
+    mp_copy_ptrs(dst, objs, n, small);
+    mp_poison_objs(c, objs, n);
+    mp_store_relaxed32(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
+    return true;
+}
+
+/* A long run in one memcpy if it fits; else the careful loop: NULLs skipped,
+ * the immediate double-free check per object, the slow path at every
+ * magazine boundary. */
+static __attribute__((noinline)) void mp_free_bulk_slow(struct magpool_cache *c, size_t n, void *const *objs,
+                                                        const void *caller)
 {
     if (c == NULL || objs == NULL) {
         errno = EINVAL;
         return;
     }
-    const void *caller = __builtin_return_address(0);
+    if (n == 0 || mp_free_bulk_hit(c, n, objs, false))
+        return;
     size_t i = 0;
     while (i < n) {
         struct mp_tcache *tc = mp_fast_tc(c);
@@ -375,6 +453,14 @@ MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *ob
         }
         mp_store_relaxed32(&tc->tc_rounds, r); /* counted by tc_net, see cache_impl.h */
     }
+}
+
+MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
+{
+    if (__builtin_expect(c != NULL && objs != NULL && n - 1 < MP_BULK_INLINE, 1) &&
+        mp_free_bulk_hit(c, n, objs, true))
+        return;
+    mp_free_bulk_slow(c, n, objs, __builtin_return_address(0));
 }
 
 /* ---- deferred frees ------------------------------------------------------- */
@@ -458,7 +544,10 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     mp_store_relaxed32(&tc->tc_def_rounds, 0);
 }
 
-MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
+/* Everything but an append to a batch with room: the first deferred free
+ * (the batch magazine is allocated here), sealing a full batch, debug caches
+ * (checked now), destroyed caches and threads with no state. */
+static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (obj == NULL)
         return;
@@ -467,7 +556,7 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         return;
     }
     /* Debug: checked now, poisoned only after the grace period. */
-    if (c->c_debug && !mp_debug_on_free_deferred(c, obj, __builtin_return_address(0)))
+    if (c->c_debug && !mp_debug_on_free_deferred(c, obj, caller))
         return;
     struct mp_thread *t = mp_thread_get(false);
     if (t != NULL && !mp_destroyed(c)) {
@@ -503,6 +592,30 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
     mp_add_relaxed64(&c->c_frees, 1);
     pthread_mutex_unlock(&mp_registry_lock);
     mp_seal_mag(c, m, 1);
+}
+
+/* The per-object part of a deferred free: append to the thread's batch.  A
+ * debug or destroyed cache (fast_id 0) and a thread with no state read the
+ * all-zero tcache[0] (I3), whose tc_deferred is NULL, and go slow, as do the
+ * first free of a batch and the one that fills it (sealing is per batch). */
+MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
+{
+    if (__builtin_expect(c != NULL && obj != NULL, 1)) {
+        struct mp_tcache *tc = mp_fast_tc(c);
+        struct mp_mag *m = tc->tc_deferred;
+        if (__builtin_expect(m != NULL, 1)) {
+            uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+            if (__builtin_expect(n + 1 < m->stamp, 1)) {
+                /* Not poisoned for ASan: readers may use it until the grace
+                 * period ends (mp_deferred_ready poisons). */
+                m->objs[n] = obj;
+                mp_store_relaxed32(&tc->tc_def_rounds, n + 1);
+                mp_tc_flow(tc, -1); /* a free into the deferred batch */
+                return;
+            }
+        }
+    }
+    mp_free_deferred_slow(c, obj, __builtin_return_address(0));
 }
 
 MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)

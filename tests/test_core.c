@@ -461,6 +461,74 @@ static void test_bulk_runs(void)
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
+/* Bulk hits: a run that fits the loaded magazine moves as one copy, in
+ * magazine order, so a bulk free followed by a bulk alloc of the same size
+ * gives back the same objects in the same slots; a bulk of one is LIFO with
+ * the single-object calls; NULLs inside a run that fits are still skipped. */
+static void test_bulk_hit(void)
+{
+    enum { B = 32 };
+    magpool_cache_t *c = mk("bulk-hit", 64);
+    void *a[B], *b[B];
+    void *w = magpool_alloc(c); /* the thread now holds a loaded magazine */
+    magpool_free(c, w);
+    CHECK(magpool_alloc_bulk(c, B, a, 0) == B);
+    magpool_free_bulk(c, B, a);
+    CHECK(magpool_alloc_bulk(c, B, b, 0) == B);
+    int same = 0;
+    for (int i = 0; i < B; i++)
+        same += a[i] == b[i];
+    CHECK_MSG(same == B, "%d of %d slots came back", same, B);
+    magpool_free_bulk(c, B, b);
+    void *p = magpool_alloc(c), *q = NULL;
+    magpool_free(c, p);
+    CHECK(magpool_alloc_bulk(c, 1, &q, 0) == 1 && q == p);
+    magpool_free_bulk(c, 1, &q);
+    CHECK(magpool_alloc(c) == p);
+    magpool_free(c, p);
+    CHECK(magpool_alloc_bulk(c, 4, a, MAGPOOL_ZERO) == 4);
+    int nonzero = 0;
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 64; k++)
+            nonzero += ((unsigned char *)a[i])[k] != 0;
+    CHECK(nonzero == 0);
+    void *holes[5] = { a[0], NULL, a[1], a[2], NULL };
+    magpool_free_bulk(c, 5, holes);
+    CHECK(stat_in_use(c) == 1);
+    magpool_free(c, a[3]);
+    CHECK(stat_in_use(c) == 0);
+    CHECK(conserved(c));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* The immediate double-free check of mp_fast_free holds for bulk runs:
+ * the same object twice in a row, or the top round freed again. */
+static void bulk_df_pair_child(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = mk("bdf-pair", 64);
+    void *p[2];
+    p[0] = magpool_alloc(c);
+    p[1] = p[0];
+    magpool_free_bulk(c, 2, p);
+}
+
+static void bulk_df_top_child(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = mk("bdf-top", 64);
+    void *p[2] = { magpool_alloc(c), magpool_alloc(c) };
+    magpool_free(c, p[1]);
+    p[0] = p[1];
+    magpool_free_bulk(c, 2, p);
+}
+
+static void test_bulk_double_free(void)
+{
+    CHECK(check_death(bulk_df_pair_child, NULL, "magpool: bdf-pair: double free at"));
+    CHECK(check_death(bulk_df_top_child, NULL, "magpool: bdf-top: double free at"));
+}
+
 /* ---- double free (death test) ------------------------------------------------------ */
 
 static void double_free_child(void *arg)
@@ -746,6 +814,8 @@ int main(void)
     test_shrink_rss();
     test_shrink_rss_nosync();
     test_bulk_runs();
+    test_bulk_hit();
+    test_bulk_double_free();
     test_zombie();
     test_foreach();
     test_debug_cache();

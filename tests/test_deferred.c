@@ -238,6 +238,46 @@ static void test_typesafe(magpool_domain_t *d)
     magpool_synchronize(magpool_domain_default());
 }
 
+/* A fresh thread's deferred frees: the first goes through the slow path
+ * (batch magazine allocated), the rest append inline and a full batch seals
+ * itself; thread exit seals the partial one.  Inside the freeing thread's
+ * read-side section no batch can pass, so its count there is exact. */
+enum { FRESH_N = 300 };
+static magpool_cache_t *g_fresh;
+static void *g_fresh_objs[FRESH_N];
+static struct magpool_stats g_fresh_st;
+static int g_fresh_ok;
+
+static void *fresh_freer(void *arg)
+{
+    (void)arg;
+    magpool_read_enter(NULL);
+    for (int i = 0; i < FRESH_N; i++)
+        magpool_free_deferred(g_fresh, g_fresh_objs[i]);
+    g_fresh_ok = conserved(g_fresh, &g_fresh_st);
+    magpool_read_leave(NULL);
+    return NULL;
+}
+
+static void test_fresh_thread(void)
+{
+    struct magpool_config cfg = { .name = "fresh", .size = 64 };
+    g_fresh = magpool_cache_create(&cfg);
+    for (int i = 0; i < FRESH_N; i++)
+        g_fresh_objs[i] = magpool_alloc(g_fresh);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, fresh_freer, NULL) == 0);
+    pthread_join(th, NULL);
+    CHECK(g_fresh_ok);
+    CHECK_MSG(g_fresh_st.deferred == FRESH_N && g_fresh_st.in_use == 0, "deferred %llu in_use %llu",
+              (unsigned long long)g_fresh_st.deferred, (unsigned long long)g_fresh_st.in_use);
+    struct magpool_stats st;
+    magpool_synchronize(NULL);
+    CHECK(conserved(g_fresh, &st));
+    CHECK(st.deferred == 0 && st.in_use == 0);
+    CHECK(magpool_cache_destroy(g_fresh) == 0);
+}
+
 int main(void)
 {
     magpool_domain_t *def = magpool_domain_default();
@@ -253,6 +293,7 @@ int main(void)
     run_domain(ud, 1, "deferred-urcu");
     test_typesafe(def);
     test_typesafe(ud);
+    test_fresh_thread();
     magpool_synchronize(def);
     urcu_memb_unregister_thread();
     return check_done();
