@@ -48,7 +48,7 @@ static struct {
     const char *out_dir;
     const char *cg_csv;    /* callgrind results to fold into "targets" */
     const char *only_wl;   /* run only workloads whose label starts so */
-} cfg = { MODE_QUICK, 3, 25, "bench/out", NULL, NULL };
+} cfg = { MODE_QUICK, 5, 30, "bench/out", NULL, NULL };
 
 static const struct contender *all_ct[] = {
     &ct_floor, &ct_glibc, &ct_jemalloc, &ct_tcmalloc, &ct_mimalloc, &ct_tbb,
