@@ -22,6 +22,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -326,12 +327,26 @@ static int too_big(enum wl_kind k, unsigned thr, unsigned p1, unsigned p2, size_
     return bytes > 1.5e9;
 }
 
+
+/* --only: a comma-separated list of workload-label prefixes. */
+static bool wl_selected(const char *label)
+{
+    if (cfg.only_wl == NULL)
+        return true;
+    for (const char *p = cfg.only_wl; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && strncmp(label, p, n) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
 static void run_point(const char *label, enum wl_kind kind, unsigned p1, unsigned p2, size_t size,
                       unsigned thr)
 {
     const struct contender *cts[NCT];
     unsigned n = 0;
-    if (cfg.only_wl && strncmp(label, cfg.only_wl, strlen(cfg.only_wl)) != 0)
+    if (!wl_selected(label))
         return;
     if (too_big(kind, thr, p1, p2, size)) {
         printf("  (%s size=%zu threads=%u skipped: live set over 1.5 GB)\n", label, size, thr);
@@ -506,7 +521,7 @@ static struct child_out in_child(int churn, const struct contender *ct, size_t s
 static void run_forked_point(const char *label, int churn, size_t size, unsigned thr, unsigned p1,
                              unsigned p2)
 {
-    if (cfg.only_wl && strncmp(label, cfg.only_wl, strlen(cfg.only_wl)) != 0)
+    if (!wl_selected(label))
         return;
     size_t first = nres, n = 0; /* an index: res_add() may move the array */
     for (unsigned i = 0; i < NCT; i++) {
