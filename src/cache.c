@@ -32,7 +32,10 @@
  * Bulk calls move runs of rounds with one tcache update per run and cross
  * magazine boundaries through the same slow paths.
  * Deferred frees go to a per-thread batch that, sealed, waits a grace period
- * and then becomes a full depot magazine.  Per-thread state: thread.c;
+ * and then becomes a full depot magazine.  The batch is an empty depot
+ * magazine of the cache's size (its tail slots hold the retire node), so
+ * batches cycle through the depot and steady-state deferred frees allocate
+ * no magazine.  Per-thread state: thread.c;
  * reaping and magazine sizing: reap.c; statistics: stats.c.
  *
  * OBJECT STATES (each constructed object is in exactly one):

@@ -140,8 +140,8 @@ _Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) =
 /* Slot classes: a magazine of capacity cap lives in the first class whose
  * capacity is >= cap.  Every stride (24-byte header + 8 * capacity) is a
  * whole number of cache lines; the capacities are chosen so that the kmem
- * sizes (reap.c) and the deferred batches (size + MP_DEFER_SLOTS, magazine.c)
- * waste little: 143 -> 157 and 143 + 8 -> 157, 63 -> 69, 15 -> 21, ...  */
+ * sizes (reap.c) and the deferred batches of sizes too small for a tail
+ * (size + MP_DEFER_SLOTS, magazine.c) waste little: 143 -> 157, 63 -> 69, 15 -> 21, ...  */
 #define NCLASS 7
 static const uint32_t class_cap[NCLASS] = { 13, 21, 37, 69, 101, 157, 261 };
 #define CLASS_STRIDE(k) (sizeof(struct mp_mag) + (size_t)class_cap[k] * sizeof(void *))
@@ -176,6 +176,7 @@ static struct {
     pthread_mutex_t lock;        /* reservation of a class only */
     _Atomic size_t page;         /* page size, set with the first class (relaxed) */
     _Atomic uint32_t nretired;   /* magazines retired, slot not yet back (relaxed) */
+    _Atomic uint64_t nallocs;    /* mp_mag_alloc successes (relaxed: a statistic) */
     struct mag_class cls[NCLASS];
 } g_area = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -442,7 +443,13 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
     m->rounds = 0;
     m->stamp = 0;
     m->guard = NULL;
+    atomic_fetch_add_explicit(&g_area.nallocs, 1, memory_order_relaxed);
     return m;
+}
+
+uint64_t mp_mag_area_allocs(void)
+{
+    return atomic_load_explicit(&g_area.nallocs, memory_order_relaxed);
 }
 
 void mp_mag_free(struct mp_mag *m)

@@ -54,6 +54,9 @@ void mp_mag_free(struct mp_mag *m);
  * their grace period (they are also trimmed automatically in batches).
  * Lock-free; for shrink and reap. */
 void mp_mag_area_trim(void);
+/* Magazines handed out by mp_mag_alloc so far, all classes (a statistic, for
+ * tests: steady-state traffic should recycle magazines, not allocate them). */
+uint64_t mp_mag_area_allocs(void);
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m);

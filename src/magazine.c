@@ -485,6 +485,30 @@ static struct mp_mag *mp_defer_mag_alloc(unsigned batch)
     return m;
 }
 
+/* The batch magazine of a thread: an empty magazine of the depot (or a new
+ * one of the cache's size) whose last MP_DEFER_SLOTS slots hold the tail, so
+ * it takes cap - MP_DEFER_SLOTS objects.  Once its grace period has passed it
+ * goes to the depot as an ordinary full magazine, and when emptied comes back
+ * as an ordinary empty one: in steady state deferred frees allocate no
+ * magazine (a fresh slot per batch would mean a page fault per batch once the
+ * magazine area has been trimmed).  Sizes too small for a tail get a
+ * dedicated magazine of size + MP_DEFER_SLOTS slots. */
+static struct mp_mag *mp_defer_batch_get(struct magpool_cache *c)
+{
+    unsigned size = mp_mag_size(c);
+    if (size <= MP_DEFER_SLOTS)
+        return mp_defer_mag_alloc(size);
+    struct mp_mag *m = mp_depot_pop_empty(&c->c_depot);
+    if (m != NULL && m->cap <= MP_DEFER_SLOTS) {
+        mp_mag_free(m);
+        m = NULL;
+    }
+    if (m == NULL && (m = mp_mag_alloc(size)) == NULL)
+        return NULL;
+    m->stamp = m->cap - MP_DEFER_SLOTS; /* objects the batch takes before it is sealed */
+    return m;
+}
+
 /* After a grace period: the batch's objects become reusable (depot full list,
  * or the slab layer for a zombie). */
 static void mp_deferred_ready(struct mp_retire_node *node)
@@ -563,7 +587,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
             if (tc->tc_deferred == NULL)
-                tc->tc_deferred = mp_defer_mag_alloc(mp_mag_size(c));
+                tc->tc_deferred = mp_defer_batch_get(c);
             struct mp_mag *m = tc->tc_deferred;
             if (m != NULL) {
                 /* Not poisoned for ASan yet: readers may use it until the

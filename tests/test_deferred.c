@@ -17,6 +17,7 @@
 
 #include "magpool/magpool.h"
 #include "check.h"
+#include "depot.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
@@ -278,6 +279,38 @@ static void test_fresh_thread(void)
     CHECK(magpool_cache_destroy(g_fresh) == 0);
 }
 
+/* Steady state: a deferred batch is an ordinary magazine of the cache's size
+ * (its tail holds the retire node), so after its grace period it serves
+ * allocations from the depot and, emptied, comes back as the next batch.
+ * Rounds of "alloc a batch, free it deferred, synchronize" must then
+ * allocate no magazine at all. */
+static void test_batch_recycling(void)
+{
+    struct magpool_config cfg = { .name = "recycle", .size = 64 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    struct magpool_stats st;
+    CHECK(magpool_cache_stats(c, &st) == 0);
+    unsigned batch = st.mag_size > 8 ? st.mag_size - 8 : 1;
+    void **v = calloc(batch, sizeof(void *));
+    uint64_t before = 0;
+    for (int round = 0; round < 60; round++) {
+        if (round == 10)
+            before = mp_mag_area_allocs();
+        for (unsigned i = 0; i < batch; i++)
+            v[i] = magpool_alloc(c);
+        for (unsigned i = 0; i < batch; i++)
+            magpool_free_deferred(c, v[i]);
+        magpool_synchronize(NULL);
+    }
+    uint64_t grown = mp_mag_area_allocs() - before;
+    CHECK_MSG(grown <= 2, "50 steady rounds of %u deferred frees allocated %llu magazines", batch,
+              (unsigned long long)grown);
+    CHECK(conserved(c, &st) && st.in_use == 0);
+    free(v);
+    magpool_thread_flush();
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
 int main(void)
 {
     magpool_domain_t *def = magpool_domain_default();
@@ -294,6 +327,7 @@ int main(void)
     test_typesafe(def);
     test_typesafe(ud);
     test_fresh_thread();
+    test_batch_recycling();
     magpool_synchronize(def);
     urcu_memb_unregister_thread();
     return check_done();
