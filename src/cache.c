@@ -103,17 +103,22 @@
  * CAS and relaxed counters per pop/push).  Freed magazine slots are still
  * recycled only after a grace period.
  *
- * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest kmem step
- * whose magazine holds <= 16 KiB of objects (143 rounds up to 64 B, 63 at
- * 256 B, 15 at 1 KiB, 3 at 4 KiB; reap.c), not Bonwick's small start: every
+ * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest ladder step
+ * whose magazine holds <= 16 KiB of objects (255 rounds up to 64 B, 143 at
+ * 96 B, 63 at 256 B, 15 at 1 KiB, 3 at 4 KiB; reap.c), not Bonwick's small
+ * start: every
  * exchange costs a few atomic RMWs (~6 per magazine each way) and a slow-path
  * call, which at 15 rounds dominated batch work (20 ns/op), and the bench
  * starts a fresh cache per run, so growth on contention (which does trigger:
  * 15 -> 143 within one 100 ms reap interval at 64 threads) comes too late
- * for short-lived caches.  The price is per-thread holding: at most two
- * magazines, ~32 KiB of objects per thread and cache.  Magazines take
- * size-classed slots (depot.c), so a magazine costs ~9 bytes per round
- * (1280 bytes for 143) instead of a fixed 2112-byte slot.  Shrink drains
+ * for short-lived caches.  The ladder is kmem's (1 .. 143) extended by 191
+ * and 255 for small objects: with 143 rounds, two threads trading 1000-object
+ * batches through one depot spent half their time on the depot's cache lines
+ * (bimodal, 130 or 300 Mops/s by how their exchanges interleaved); at 255 the
+ * exchanges are rarer and the rate is ~310-420 Mops/s.  The price is
+ * per-thread holding: at most two magazines, ~32 KiB of objects per thread
+ * and cache.  Magazines take size-classed slots (depot.c), so a magazine
+ * costs ~9 bytes per round (1280 bytes for 143, 2112 for 255).  Shrink drains
  * the depot, polls the default domain so the magazines' slots come back,
  * trims the magazine area and, if slabs went back, malloc_trim()s the slab
  * layer's freed free stacks: RSS returns to its level before a burst.
@@ -145,7 +150,7 @@
  * was unregistered may still read c->c_slab (TSan found this race).
  *
  * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
- * 1,3,7,15,31,47,63,95,143 as kmem, start at <= 16 KiB of objects per
+ * 1,3,7,15,31,47,63,95,143 as kmem, then 191,255; start at <= 16 KiB of objects per
  * magazine (above), grow on depot contention, shrink one step on memory
  * pressure or shrink); max_objects;
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
@@ -212,7 +217,7 @@ static bool mp_config_ok(const struct magpool_config *cfg)
     if (cfg->mag_max > MAGPOOL_MAG_MAX)
         return false;
     unsigned lo = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
-    unsigned hi = cfg->mag_max ? cfg->mag_max : 143;
+    unsigned hi = cfg->mag_max ? cfg->mag_max : MP_MAG_MAX_DEFAULT;
     return lo <= hi;
 }
 
@@ -239,7 +244,7 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
     c->c_priv = priv;
     c->c_domain = cfg->domain ? cfg->domain : mp_domain_default();
     c->c_mag_min = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
-    c->c_mag_max = cfg->mag_max ? cfg->mag_max : 143;
+    c->c_mag_max = cfg->mag_max ? cfg->mag_max : MP_MAG_MAX_DEFAULT;
     atomic_init(&c->c_mag_size, mp_mag_initial(cfg->size, c->c_mag_min, c->c_mag_max));
     mp_depot_init(&c->c_depot);
 

@@ -30,14 +30,19 @@ struct mp_mag {
     void *objs[];      /* cap slots */
 };
 
+/* One cache line per stack, holding the head and every counter an operation
+ * on that stack updates, so an exchange (pop one stack, push the other)
+ * brings each line over once; the rare CAS-failure counter has its own. */
 struct mp_depot {
-    _Atomic uint64_t full;   /* stack heads: tag << 32 | (index + 1) */
-    _Atomic uint64_t empty;
-    _Atomic uint64_t nfull, nempty;       /* magazines on each stack */
+    _Alignas(64) _Atomic uint64_t full; /* stack heads: tag << 32 | (index + 1) */
+    _Atomic uint64_t nfull;               /* magazines on the full stack */
     _Atomic uint64_t rounds_full;         /* objects in full magazines */
-    _Atomic uint64_t contention;          /* failed CASes */
     _Atomic uint64_t pops_full, pushes_full;
-    _Atomic uint64_t ws_min_full, ws_min_empty; /* working-set low-water marks this interval */
+    _Atomic uint64_t ws_min_full;         /* working-set low-water mark this interval */
+    _Alignas(64) _Atomic uint64_t empty;
+    _Atomic uint64_t nempty;
+    _Atomic uint64_t ws_min_empty;
+    _Alignas(64) _Atomic uint64_t contention; /* failed CASes */
 };
 
 /* Stride of the largest slot class (magazines of more than 157 rounds, up to

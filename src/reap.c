@@ -38,7 +38,9 @@
 #define MP_GROW_CONTENTION 64u
 #define MP_MAG_BYTES (16u << 10) /* initial magazine size: objects per magazine, in bytes */
 
-static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143 };
+/* kmem's ladder, extended past 143 for small objects (whose magazines would
+ * otherwise hold far less than MP_MAG_BYTES). */
+static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143, 191, 255 };
 #define MP_NSTEPS (sizeof mp_mag_steps / sizeof mp_mag_steps[0])
 
 static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
@@ -47,7 +49,7 @@ static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
 }
 
 /* The largest step whose magazine holds at most MP_MAG_BYTES of objects:
- * 143 rounds up to 64-byte objects, 95 at 128, 63 at 256, 31 at 512, 15 at
+ * 255 rounds up to 64-byte objects, 95 at 128, 63 at 256, 31 at 512, 15 at
  * 1 KiB, 7 at 2 KiB, 3 at 4 KiB, 1 above 8 KiB. */
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
 {

@@ -386,16 +386,16 @@ static void test_mag_bounds(void)
     struct magpool_config big = { .name = "resize", .size = 64 };
     c = magpool_cache_create(&big);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 143);    /* default for 64 B: 16 KiB of objects, capped (reap.c) */
+    CHECK(st.mag_size == 255);    /* default for 64 B: 16 KiB of objects, the ladder's top (reap.c) */
     magpool_cache_shrink(c);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 95);     /* one kmem step down */
+    CHECK(st.mag_size == 191);    /* one step down */
     CHECK(st.mag_resizes == 1);
     magpool_cache_destroy(c);
 
-    /* Initial size by object size: the largest kmem step holding <= 16 KiB. */
+    /* Initial size by object size: the largest ladder step holding <= 16 KiB. */
     static const struct { size_t size; unsigned mag; } want[] = {
-        { 8, 143 }, { 64, 143 }, { 128, 95 }, { 256, 63 }, { 512, 31 },
+        { 8, 255 }, { 64, 255 }, { 96, 143 }, { 128, 95 }, { 256, 63 }, { 512, 31 },
         { 1024, 15 }, { 2048, 7 }, { 4096, 3 }, { 8192, 1 }, { 65536, 1 },
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

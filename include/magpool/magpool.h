@@ -100,7 +100,7 @@ struct magpool_config {
     void *arg;                 /**< private argument for ctor/dtor */
     unsigned flags;            /**< MAGPOOL_* cache flags */
     unsigned mag_min;          /**< smallest magazine size, 0 = default */
-    unsigned mag_max;          /**< largest magazine size, 0 = default (143) */
+    unsigned mag_max;          /**< largest magazine size, 0 = default (255) */
     size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
     magpool_domain_t *domain;  /**< reclamation domain, NULL = magpool_domain_default() */
 };
