@@ -86,6 +86,7 @@ struct mp_thread {
     uint64_t th_held[MP_HELD_WORDS];   /* bit id set <=> holder of cache id (owner only) */
     uint64_t th_seen_gen;              /* mp_destroy_gen when last checked */
     uint32_t th_slow;                  /* slow paths taken (housekeeping rate limit) */
+    uint32_t th_max_id;                /* highest cache id this thread ever held */
 };
 
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */

@@ -13,6 +13,11 @@
  *    are sealed, its counters are folded into the caches, and its state is
  *    unlinked and freed.  Nothing is stranded: objects it freed that other
  *    threads allocated are simply rounds of those magazines.
+ *  - Tcache arrays are recycled: an exiting thread zeroes the entries it
+ *    ever used (ids 0 .. th_max_id; flushing has already emptied them) and
+ *    parks the array on a small spare stack (MP_SPARE_TCS, under
+ *    mp_threads_lock) that the next new thread takes, so thread churn costs
+ *    no mmap/munmap (a munmap is a TLB shootdown on every CPU).
  *  - Readers of other threads' tcaches (stats.c, mp_cache_live) walk
  *    mp_threads under mp_threads_lock, so an exiting thread may unmap its
  *    tcache array right after unlinking itself under that lock: no grace
@@ -36,6 +41,11 @@ __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 pthread_mutex_t mp_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 struct mp_thread *mp_threads;
 
+/* Parked tcache arrays of exited threads, all-zero (see GUARANTEES). */
+#define MP_SPARE_TCS 64u
+static struct mp_tcache *mp_spare_tcs[MP_SPARE_TCS];
+static unsigned mp_nspare_tcs;
+
 static pthread_key_t mp_thread_key;
 static pthread_once_t mp_thread_once = PTHREAD_ONCE_INIT;
 
@@ -57,12 +67,18 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     struct mp_thread *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    void *tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                    -1, 0);
-    if (tc == MAP_FAILED) {
-        free(t);
-        errno = ENOMEM;
-        return NULL;
+    void *tc = NULL;
+    pthread_mutex_lock(&mp_threads_lock);
+    if (mp_nspare_tcs > 0)
+        tc = mp_spare_tcs[--mp_nspare_tcs];
+    pthread_mutex_unlock(&mp_threads_lock);
+    if (tc == NULL) {
+        tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (tc == MAP_FAILED) {
+            free(t);
+            errno = ENOMEM;
+            return NULL;
+        }
     }
     t->th_tc = tc;
     pthread_once(&mp_thread_once, mp_thread_key_init);
@@ -117,6 +133,8 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
         return false;
     }
     t->th_held[c->c_id / 64] |= (uint64_t)1 << (c->c_id % 64);
+    if (c->c_id > t->th_max_id)
+        t->th_max_id = c->c_id;
     mp_tc_install(tc, m, NULL);
     return true;
 }
@@ -215,6 +233,18 @@ static void mp_thread_exit(void *arg)
     if (t->th_next)
         t->th_next->th_prevt = t->th_prevt;
     pthread_mutex_unlock(&mp_threads_lock);
-    munmap(t->th_tc, sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
+    /* Unlinked: no stats reader can reach the array any more.  Every held
+     * cache was flushed above, leaving its entry zero; zero the used range
+     * anyway so a parked array is all-zero whatever a path left behind. */
+    memset(t->th_tc, 0, sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1));
+    bool parked = false;
+    pthread_mutex_lock(&mp_threads_lock);
+    if (mp_nspare_tcs < MP_SPARE_TCS) {
+        mp_spare_tcs[mp_nspare_tcs++] = t->th_tc;
+        parked = true;
+    }
+    pthread_mutex_unlock(&mp_threads_lock);
+    if (!parked)
+        munmap(t->th_tc, sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
     free(t);
 }

@@ -377,6 +377,58 @@ static void test_reap_vs_destroy(void)
     CHECK(bad == 0);
 }
 
+/* Thread churn recycles tcache arrays (thread.c): a new thread may get the
+ * array of one that exited.  Its first calls must still miss (all-zero
+ * entries), every object it gets must belong to the cache it asked, and
+ * nothing may be left in magazines once all threads are gone, for caches
+ * with low and high ids alike. */
+enum { RC_CACHES = 24, RC_THREADS = 150, RC_OBJS = 40 };
+static magpool_cache_t *g_rc[RC_CACHES];
+static _Atomic int g_rc_bad;
+
+static void *recycle_worker(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *v[RC_OBJS];
+    for (int k = 0; k < 3; k++) {
+        magpool_cache_t *c = g_rc[(seed * 7 + (unsigned)k * 5) % RC_CACHES];
+        for (int i = 0; i < RC_OBJS; i++) {
+            v[i] = magpool_alloc(c);
+            if (v[i] == NULL || magpool_cache_of(v[i]) != c)
+                atomic_fetch_add(&g_rc_bad, 1);
+            else
+                memset(v[i], (int)seed, 32);
+        }
+        for (int i = 0; i < RC_OBJS; i++)
+            magpool_free(c, v[i]);
+    }
+    return NULL;
+}
+
+static void test_recycled_tcaches(void)
+{
+    magpool_cache_t *filler[40];
+    for (int i = 0; i < 40; i++) /* push later ids up */
+        filler[i] = mk("rc-filler", 32);
+    for (int i = 0; i < RC_CACHES; i++)
+        g_rc[i] = mk("rc", 32 + 16 * (size_t)(i % 4));
+    for (int i = 0; i < 40; i++)
+        CHECK(magpool_cache_destroy(filler[i]) == 0);
+    for (int i = 0; i < RC_THREADS / SCALE; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, recycle_worker, (void *)(uintptr_t)i) == 0);
+        pthread_join(t, NULL);
+    }
+    CHECK(atomic_load(&g_rc_bad) == 0);
+    for (int i = 0; i < RC_CACHES; i++) {
+        struct magpool_stats st;
+        CHECK(conserved(g_rc[i], &st));
+        CHECK_MSG(st.in_use == 0 && st.in_magazines == 0, "%s: in_use %llu in_magazines %llu", st.name,
+                  (unsigned long long)st.in_use, (unsigned long long)st.in_magazines);
+        CHECK(magpool_cache_destroy(g_rc[i]) == 0);
+    }
+}
+
 int main(void)
 {
     test_exit_flush();
@@ -385,6 +437,7 @@ int main(void)
     test_trading();
     test_nowait_fresh();
     test_reap_vs_destroy();
+    test_recycled_tcaches();
     magpool_synchronize(NULL);
     return check_done();
 }
