@@ -84,6 +84,17 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
     return c->c_priv;
 }
 
+/* Add obj as round n (< tc_cap) of the loaded magazine: the one place a
+ * round is pushed, by the free fast path and by the slow path after it made
+ * room.  Resting in a magazine, the object is poisoned for ASan. */
+static inline __attribute__((always_inline)) void mp_tc_push(struct magpool_cache *c, struct mp_tcache *tc,
+                                                             uint32_t n, void *obj)
+{
+    mp_asan_poison(obj, c->c_size);
+    tc->tc_objs[n] = obj;
+    mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+}
+
 /* Push onto the loaded magazine; a full magazine goes to the slow path.  An
  * object equal to the top round is an immediate double free (objs[-1] is the
  * magazine's NULL guard, so n == 0 reads it safely). */
@@ -93,11 +104,8 @@ static inline __attribute__((always_inline)) void mp_fast_free(struct magpool_ca
     uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
     if (__builtin_expect(n == tc->tc_cap, 0))
         return mp_free_slow(c, obj, caller);
-    void **objs = tc->tc_objs;
-    if (__builtin_expect(objs[(long)n - 1] == obj, 0))
+    if (__builtin_expect(tc->tc_objs[(long)n - 1] == obj, 0))
         return mp_double_free(c, obj);
-    mp_asan_poison(obj, c->c_size);
-    objs[n] = obj;
-    mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+    mp_tc_push(c, tc, n, obj);
 }
 #endif

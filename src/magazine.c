@@ -102,6 +102,19 @@ void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m)
     }
 }
 
+/* An empty magazine of `size` rounds (the cache's current size, read once
+ * by the caller): one from the depot, else a new one (NULL + ENOMEM).  An
+ * empty of another size met on the way is retired, so old sizes die out. */
+static struct mp_mag *mp_mag_get_empty(struct magpool_cache *c, unsigned size)
+{
+    struct mp_mag *m = mp_depot_pop_empty(&c->c_depot);
+    if (m != NULL && m->cap != size) {
+        mp_mag_free(m);
+        m = NULL;
+    }
+    return m != NULL ? m : mp_mag_alloc(size);
+}
+
 /* ---- alloc ---------------------------------------------------------------- */
 
 /* tc->rounds == 0 and the thread holds c: get a full magazine loaded. */
@@ -230,12 +243,8 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
         mp_tc_swap(tc);                                   /* 1: previous is empty */
         return true;
     }
-    struct mp_mag *e = mp_depot_pop_empty(&c->c_depot);  /* 2: depot exchange */
-    if (e != NULL && e->cap != mp_mag_size(c)) {
-        mp_mag_free(e);
-        e = NULL;
-    }
-    if (e == NULL && (e = mp_mag_alloc(mp_mag_size(c))) == NULL)
+    struct mp_mag *e = mp_mag_get_empty(c, mp_mag_size(c)); /* 2: depot exchange */
+    if (e == NULL)
         return false;                                     /* 3: caller uses the slab layer */
     mp_tc_save(tc);
     if (tc->tc_prev != NULL) {
@@ -270,13 +279,8 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
                 mp_double_free(c, obj);
                 return;
             }
-            if (n < tc->tc_cap || mp_tc_make_room(c, tc)) {
-                n = mp_load_relaxed32(&tc->tc_rounds);
-                mp_asan_poison(obj, c->c_size);
-                tc->tc_objs[n] = obj;
-                mp_store_relaxed32(&tc->tc_rounds, n + 1);
-                return;
-            }
+            if (n < tc->tc_cap || mp_tc_make_room(c, tc))
+                return mp_tc_push(c, tc, mp_load_relaxed32(&tc->tc_rounds), obj);
             mp_slab_free(c->c_slab, &obj, 1);
             mp_tc_flow(tc, -1); /* a free that bypassed the magazines */
             return;
@@ -498,14 +502,9 @@ static struct mp_mag *mp_defer_batch_get(struct magpool_cache *c)
     unsigned size = mp_mag_size(c);
     if (size <= MP_DEFER_SLOTS)
         return mp_defer_mag_alloc(size);
-    struct mp_mag *m = mp_depot_pop_empty(&c->c_depot);
-    if (m != NULL && m->cap <= MP_DEFER_SLOTS) {
-        mp_mag_free(m);
-        m = NULL;
-    }
-    if (m == NULL && (m = mp_mag_alloc(size)) == NULL)
-        return NULL;
-    m->stamp = m->cap - MP_DEFER_SLOTS; /* objects the batch takes before it is sealed */
+    struct mp_mag *m = mp_mag_get_empty(c, size); /* cap == size > MP_DEFER_SLOTS */
+    if (m != NULL)
+        m->stamp = m->cap - MP_DEFER_SLOTS; /* objects the batch takes before it is sealed */
     return m;
 }
 

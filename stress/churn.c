@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     if (r)
         return check_done();
 
-    size_t rss0 = st_rss_bytes(), peak = rss0;
+    size_t rss0 = check_rss_bytes(), peak = rss0;
     uint64_t mean_steps = opts.ops / gens ? opts.ops / gens : 1;
     if (opts.seconds > 0)
         mean_steps = 20000; /* by time: generations of ~20k steps until the deadline */
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
         bool more = opts.seconds > 0 ? st_now() < t0 + opts.seconds : created < gens;
         unsigned i = (unsigned)(created % opts.threads);
         pthread_join(t[i], NULL);
-        size_t rss = st_rss_bytes() - st_live_resident();
+        size_t rss = check_rss_bytes() - st_live_resident();
         if (rss > peak)
             peak = rss;
         if (!more)
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
         }
         st_check_all_caches(0, !opts.quiet);
     }
-    size_t rss1 = st_rss_bytes() - st_live_resident();
+    size_t rss1 = check_rss_bytes() - st_live_resident();
     printf("churn: %" PRIu64 " threads created; RSS start %.1f MiB, peak %.1f MiB, after reap %.1f MiB\n",
            created, rss0 / 1048576.0, peak / 1048576.0, rss1 / 1048576.0);
 #if !defined(ST_ASAN) && !defined(ST_TSAN)

@@ -46,6 +46,7 @@
 #include "magpool/magpool.h"
 #include "magpool/mem_pool.h"
 #include "tests/check.h"
+#include "tests/conserve.h"
 
 /* ---- sanitizer detection (same tests as src/sanitize.h) ---------------- */
 #if defined(__has_feature)
@@ -654,12 +655,8 @@ static ST_UNUSED int st_check_conservation(magpool_cache_t *c, long want_in_use,
     CHECK_MSG(r == 0, "magpool_cache_stats failed (%d)", errno);
     if (r != 0)
         return -1;
-    uint64_t sum = s.in_slabs + s.in_magazines + s.in_depot + s.deferred + s.in_use;
-    CHECK_MSG(sum == s.constructed,
-              "%s: in_slabs %" PRIu64 " + in_magazines %" PRIu64 " + in_depot %" PRIu64
-              " + deferred %" PRIu64 " + in_use %" PRIu64 " = %" PRIu64 " != constructed %" PRIu64,
-              s.name, s.in_slabs, s.in_magazines, s.in_depot, s.deferred, s.in_use, sum,
-              s.constructed);
+    /* conserved() takes its own snapshot; it prints every term on a mismatch. */
+    CHECK_MSG(conserved(c, &s), "%s: conservation equation broken", s.name);
     if (want_in_use >= 0)
         CHECK_MSG(s.in_use == (uint64_t)want_in_use, "%s: in_use %" PRIu64 " != %ld", s.name,
                   s.in_use, want_in_use);
@@ -711,18 +708,6 @@ static ST_UNUSED void st_run_threads(unsigned n, void *(*fn)(void *), void *base
         pthread_join(t[i], NULL);
     pthread_attr_destroy(&attr);
     free(t);
-}
-
-static ST_UNUSED size_t st_rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 static ST_UNUSED void st_banner(const char *prog, const struct st_opts *o)

@@ -2,6 +2,7 @@
  * Minimal test harness shared by tests/ and stress/: CHECK() counts, and
  * check_done() prints "N passed, N failed" and returns the exit status.
  * Death tests run a function in a child process and match its stderr.
+ * check_rss_bytes() reads the process's resident set (RSS tests).
  */
 #ifndef MAGPOOL_TESTS_CHECK_H
 #define MAGPOOL_TESTS_CHECK_H
@@ -34,6 +35,19 @@ static int check_passed, check_failed;
             fputc('\n', stderr);                                             \
         }                                                                    \
     } while (0)
+
+/* Resident set of this process in bytes (/proc/self/statm), 0 if unreadable. */
+static inline size_t check_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
 
 static inline int check_done(void)
 {

@@ -15,6 +15,7 @@
 
 #include "magpool/magpool.h"
 #include "check.h"
+#include "conserve.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
@@ -26,20 +27,6 @@
 #endif
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static int conserved(magpool_cache_t *c)
-{
-    struct magpool_stats st;
-    if (magpool_cache_stats(c, &st) != 0)
-        return 0;
-    uint64_t sum = st.in_slabs + st.in_magazines + st.in_depot + st.deferred + st.in_use;
-    if (sum != st.constructed)
-        fprintf(stderr, "conservation: slabs %llu + mags %llu + depot %llu + deferred %llu + in_use %llu != constructed %llu\n",
-                (unsigned long long)st.in_slabs, (unsigned long long)st.in_magazines,
-                (unsigned long long)st.in_depot, (unsigned long long)st.deferred,
-                (unsigned long long)st.in_use, (unsigned long long)st.constructed);
-    return sum == st.constructed;
-}
 
 static uint64_t stat_in_use(magpool_cache_t *c)
 {
@@ -75,14 +62,7 @@ static int pset_add(struct pset *s, const void *p) /* 0 if already there */
 
 static long rss_pages(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return rss;
+    return (long)(check_rss_bytes() / 4096);
 }
 
 static magpool_cache_t *mk(const char *name, size_t size)
@@ -160,7 +140,7 @@ static void test_bad_args(void)
     CHECK(magpool_alloc_bulk(c, 3, NULL, 0) == 0 && errno == EINVAL);
     magpool_free(c, NULL); /* no-op */
     CHECK(magpool_alloc_bulk(c, 0, objs, 0) == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -191,7 +171,7 @@ static void test_round_trip(void)
         CHECK(misaligned == 0);
         CHECK(owner == 0);
         CHECK(stat_in_use(c) == N);
-        CHECK(conserved(c));
+        CHECK(conserved(c, NULL));
         int bad = 0;
         for (int i = 0; i < N; i++) /* verify no one else wrote */
             for (int b = 0; b < 48; b++)
@@ -207,7 +187,7 @@ static void test_round_trip(void)
         for (int i = 0; i < N; i++)
             magpool_free(c, p[i]);
         CHECK(stat_in_use(c) == 0);
-        CHECK(conserved(c));
+        CHECK(conserved(c, NULL));
         free(set.slot);
     }
     /* cache_of: interior pointers and foreign memory */
@@ -221,7 +201,7 @@ static void test_round_trip(void)
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     CHECK(st.in_magazines == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -280,7 +260,7 @@ static void test_ctor(void)
     for (int i = 0; i < N; i++)
         magpool_free(c, p[i]);
     CHECK(uses <= 4u * N && uses >= (uint64_t)N); /* each alloc returned a used object */
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     long built = ctor_calls;
     CHECK(magpool_cache_shrink(c) == 0);
     CHECK(magpool_cache_destroy(c) == 0);
@@ -309,7 +289,7 @@ static void test_flags(void)
     void *f = magpool_alloc_flags(c, MAGPOOL_NOFAIL | MAGPOOL_ZERO);
     CHECK(f != NULL);
     magpool_free(c, f);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -355,7 +335,7 @@ static void test_limits_bulk(void)
     free(set.slot);
     magpool_free_bulk(c, 60, b);
     CHECK(stat_in_use(c) == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -374,13 +354,13 @@ static void test_mag_bounds(void)
     magpool_cache_stats(c, &st);
     CHECK(st.in_magazines <= 6);  /* loaded + previous of 3 rounds each */
     CHECK(st.depot_frees > 0);    /* full magazines went to the depot */
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_shrink(c) == 0);
     magpool_cache_stats(c, &st);
     CHECK(st.mag_size == 3);      /* clamped: shrink cannot go below mag_min */
     CHECK(st.in_depot == 0 && st.in_magazines == 0);
     CHECK(st.reaps > 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     magpool_cache_destroy(c);
 
     struct magpool_config big = { .name = "resize", .size = 64 };
@@ -432,7 +412,7 @@ static void test_bulk_runs(void)
         memset(b[i], 0x5a, 64);
     }
     CHECK(dup == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     /* Free with holes: NULLs are skipped, every object comes back. */
     for (int i = 0; i < N; i++)
         b2[i] = (i % 7 == 3) ? NULL : b[i];
@@ -444,7 +424,7 @@ static void test_bulk_runs(void)
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     CHECK(st.depot_frees > 0);          /* the free crossed magazine boundaries */
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     /* The objects just freed (dirty) come back zeroed with MAGPOOL_ZERO. */
     CHECK(magpool_alloc_bulk(c, N, b, MAGPOOL_ZERO) == N);
     int nonzero = 0;
@@ -456,7 +436,7 @@ static void test_bulk_runs(void)
     CHECK(magpool_alloc_bulk(c, 0, b2, 0) == 0);
     magpool_free_bulk(c, N, b);
     CHECK(stat_in_use(c) == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     free(set.slot);
     CHECK(magpool_cache_destroy(c) == 0);
 }
@@ -497,7 +477,7 @@ static void test_bulk_hit(void)
     CHECK(stat_in_use(c) == 1);
     magpool_free(c, a[3]);
     CHECK(stat_in_use(c) == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -558,24 +538,32 @@ static void test_double_free(void)
 
 /* ---- shrink returns memory ------------------------------------------------------------- */
 
+/* The burst of the shrink tests: warm c up (everything but the burst
+ * itself, p included, is resident), allocate and touch n 64-byte objects
+ * into p, free them all.  RSS in pages before the burst and at its peak. */
+static void rss_burst(magpool_cache_t *c, void **p, int n, long *before, long *peak)
+{
+    memset(p, 0xff, (size_t)n * sizeof *p); /* resident (gcc turns malloc + memset 0 into calloc) */
+    p[0] = magpool_alloc(c);
+    magpool_free(c, p[0]);
+    *before = rss_pages();
+    for (int i = 0; i < n; i++)
+        p[i] = magpool_alloc(c);
+    for (int i = 0; i < n; i++)
+        memset(p[i], 1, 64);
+    *peak = rss_pages();
+    for (int i = 0; i < n; i++)
+        magpool_free(c, p[i]);
+}
+
 static void test_shrink_rss(void)
 {
     enum { N = 200000 };
     magpool_cache_t *c = mk("rss", 64);
     void **p = malloc(N * sizeof *p);
-    memset(p, 0, N * sizeof *p); /* our own array is resident before we measure */
-    /* warm up everything but the burst itself */
-    p[0] = magpool_alloc(c);
-    magpool_free(c, p[0]);
-    long before = rss_pages();
-    for (int i = 0; i < N; i++)
-        p[i] = magpool_alloc(c);
-    for (int i = 0; i < N; i++)
-        memset(p[i], 1, 64);
-    long peak = rss_pages();
-    for (int i = 0; i < N; i++)
-        magpool_free(c, p[i]);
-    CHECK(conserved(c));
+    long before, peak;
+    rss_burst(c, p, N, &before, &peak);
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_shrink(c) == 0);
     magpool_synchronize(NULL); /* retired magazines go back too */
     long after = rss_pages();
@@ -591,7 +579,7 @@ static void test_shrink_rss(void)
     magpool_cache_stats(c, &st);
     CHECK(st.in_use == 0 && st.in_depot == 0 && st.in_magazines == 0);
     CHECK(st.slabs_empty == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     free(p);
     CHECK(magpool_cache_destroy(c) == 0);
 }
@@ -605,17 +593,8 @@ static void test_shrink_rss_nosync(void)
     enum { N = 200000 };
     magpool_cache_t *c = mk("rss2", 64);
     void **p = malloc(N * sizeof *p);
-    memset(p, 0xff, N * sizeof *p); /* resident now (gcc turns malloc + memset 0 into calloc) */
-    p[0] = magpool_alloc(c);
-    magpool_free(c, p[0]);
-    long before = rss_pages();
-    for (int i = 0; i < N; i++)
-        p[i] = magpool_alloc(c);
-    for (int i = 0; i < N; i++)
-        memset(p[i], 1, 64);
-    long peak = rss_pages();
-    for (int i = 0; i < N; i++)
-        magpool_free(c, p[i]);
+    long before, peak;
+    rss_burst(c, p, N, &before, &peak);
     magpool_thread_flush();
     CHECK(magpool_cache_shrink(c) == 0);
     long after = rss_pages();
@@ -629,7 +608,7 @@ static void test_shrink_rss_nosync(void)
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     CHECK(st.in_depot == 0 && st.in_magazines == 0 && st.pages == 0);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     free(p);
     CHECK(magpool_cache_destroy(c) == 0);
 }
@@ -643,7 +622,7 @@ static void test_zombie(void)
     static void *p[N];
     for (int i = 0; i < N; i++)
         p[i] = magpool_alloc(c);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == N);
     errno = 0;
     CHECK(magpool_alloc(c) == NULL && errno == EINVAL);
@@ -698,7 +677,7 @@ static void test_foreach(void)
     magpool_free(a, x);
     magpool_free(d, y);
     magpool_reap();
-    CHECK(conserved(a) && conserved(d));
+    CHECK(conserved(a, NULL) && conserved(d, NULL));
     magpool_cache_destroy(a);
     magpool_cache_destroy(d);
 }
@@ -731,7 +710,7 @@ static void test_debug_cache(void)
         for (int i = 0; i < 500; i++)
             magpool_free(c, p[i]);
     }
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(stat_in_use(c) == 0);
     CHECK(magpool_cache_destroy(c) == 0);
     CHECK(check_death(debug_df_child, NULL, "double free"));
@@ -763,7 +742,7 @@ static void test_fault_inject(void)
         magpool_free(c, o);
         for (int i = 0; i < n; i++)
             magpool_free(c, p[i]);
-        CHECK(conserved(c));
+        CHECK(conserved(c, NULL));
         CHECK(magpool_cache_destroy(c) == 0);
     }
     (void)failed;
@@ -798,7 +777,7 @@ static void test_ws_reap(void)
     CHECK_MSG(st.reaps > 0 && st.in_depot < st0.in_depot / 2, "reaps %llu depot %llu -> %llu",
               (unsigned long long)st.reaps, (unsigned long long)st0.in_depot,
               (unsigned long long)st.in_depot);
-    CHECK(conserved(c));
+    CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
 

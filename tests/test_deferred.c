@@ -17,6 +17,7 @@
 
 #include "magpool/magpool.h"
 #include "check.h"
+#include "conserve.h"
 #include "depot.h"
 
 #if defined(__has_feature)
@@ -40,22 +41,6 @@ struct node {
     _Atomic uint64_t gen;
     char pad[48];
 };
-
-static int conserved(magpool_cache_t *c, struct magpool_stats *out)
-{
-    struct magpool_stats st;
-    if (magpool_cache_stats(c, &st) != 0)
-        return 0;
-    if (out)
-        *out = st;
-    uint64_t sum = st.in_slabs + st.in_magazines + st.in_depot + st.deferred + st.in_use;
-    if (sum != st.constructed)
-        fprintf(stderr, "%s: slabs %llu + mags %llu + depot %llu + deferred %llu + in_use %llu != constructed %llu\n",
-                st.name, (unsigned long long)st.in_slabs, (unsigned long long)st.in_magazines,
-                (unsigned long long)st.in_depot, (unsigned long long)st.deferred,
-                (unsigned long long)st.in_use, (unsigned long long)st.constructed);
-    return sum == st.constructed;
-}
 
 /* ---- readers vs writers -------------------------------------------------------- */
 

@@ -27,19 +27,6 @@ static struct mp_page_stats stats(void)
     return st;
 }
 
-/* Resident set in bytes, from /proc/self/statm. */
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static uint64_t rng_state = 0x1234567;
 static uint32_t rnd(void)
 {
@@ -210,18 +197,18 @@ static void test_rss(void)
 {
     enum { N = 8 };
     void *p[N];
-    size_t base = rss_bytes();
+    size_t base = check_rss_bytes();
     for (int i = 0; i < N; i++) {
         p[i] = mp_pages_alloc(MP_MAX_ORDER, 0);
         CHECK(p[i] != NULL);
         if (p[i])
             memset(p[i], 1, REGION_BYTES);
     }
-    size_t full = rss_bytes();
+    size_t full = check_rss_bytes();
     CHECK_MSG(full >= base + (N - 1) * REGION_BYTES, "rss %zu -> %zu", base, full);
     for (int i = 0; i < N; i++)
         mp_pages_free(p[i], MP_MAX_ORDER);
-    size_t freed = rss_bytes();
+    size_t freed = check_rss_bytes();
     /* Relative to the peak: sanitizer shadow memory may stay behind. */
     CHECK_MSG(freed + (N - 1) * REGION_BYTES <= full, "rss %zu -> %zu -> %zu", base, full, freed);
     /* The same for a multi-region span. */
@@ -229,10 +216,10 @@ static void test_rss(void)
     CHECK(s != NULL);
     if (s) {
         memset(s, 1, 3 * REGION_BYTES);
-        size_t peak = rss_bytes();
+        size_t peak = check_rss_bytes();
         CHECK(peak >= freed + 2 * REGION_BYTES);
         mp_span_free(s);
-        CHECK(rss_bytes() + 2 * REGION_BYTES <= peak);
+        CHECK(check_rss_bytes() + 2 * REGION_BYTES <= peak);
     }
     CHECK(mp_page_validate() == 0);
 }

@@ -16,6 +16,7 @@
 
 #include "magpool/magpool.h"
 #include "check.h"
+#include "conserve.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
@@ -30,22 +31,6 @@
 #else
 #define SCALE 1
 #endif
-
-static int conserved(magpool_cache_t *c, struct magpool_stats *out)
-{
-    struct magpool_stats st;
-    if (magpool_cache_stats(c, &st) != 0)
-        return 0;
-    if (out)
-        *out = st;
-    uint64_t sum = st.in_slabs + st.in_magazines + st.in_depot + st.deferred + st.in_use;
-    if (sum != st.constructed)
-        fprintf(stderr, "%s: slabs %llu + mags %llu + depot %llu + deferred %llu + in_use %llu != constructed %llu\n",
-                st.name, (unsigned long long)st.in_slabs, (unsigned long long)st.in_magazines,
-                (unsigned long long)st.in_depot, (unsigned long long)st.deferred,
-                (unsigned long long)st.in_use, (unsigned long long)st.constructed);
-    return sum == st.constructed;
-}
 
 static magpool_cache_t *mk(const char *name, size_t size)
 {
