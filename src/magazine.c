@@ -420,9 +420,9 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     return true;
 }
 
-/* A long run in one memcpy if it fits; else the careful loop: NULLs skipped,
- * the immediate double-free check per object, the slow path at every
- * magazine boundary. */
+/* A long run in one memcpy if it fits; else object by object through the
+ * single free: NULLs skipped, its immediate double-free check, its slow path
+ * at every magazine boundary. */
 static __attribute__((noinline)) void mp_free_bulk_slow(struct magpool_cache *c, size_t n, void *const *objs,
                                                         const void *caller)
 {
@@ -432,31 +432,11 @@ static __attribute__((noinline)) void mp_free_bulk_slow(struct magpool_cache *c,
     }
     if (n == 0 || mp_free_bulk_hit(c, n, objs, false))
         return;
-    size_t i = 0;
-    while (i < n) {
-        struct mp_tcache *tc = mp_fast_tc(c);
-        uint32_t r = mp_load_relaxed32(&tc->tc_rounds), cap = tc->tc_cap;
-        if (r == cap) {
-            if (objs[i] != NULL)
-                mp_free_slow(c, objs[i], caller);
-            i++;
-            continue;
-        }
-        void **dst = tc->tc_objs;
-        while (i < n && r < cap) {
-            void *obj = objs[i++];
-            if (obj == NULL)
-                continue;
-            if (__builtin_expect(dst[(long)r - 1] == obj, 0)) { /* as mp_fast_free */
-                mp_store_relaxed32(&tc->tc_rounds, r);
-                mp_double_free(c, obj);
-                continue;
-            }
-            mp_asan_poison(obj, c->c_size);
-            dst[r++] = obj;
-        }
-        mp_store_relaxed32(&tc->tc_rounds, r); /* counted by tc_net, see cache_impl.h */
-    }
+    /* The run does not fit, or holds NULLs or a repeat: object by object,
+     * through the single free (its checks, its slow path at the boundary). */
+    for (size_t i = 0; i < n; i++)
+        if (objs[i] != NULL)
+            mp_fast_free(c, objs[i], caller);
 }
 
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
