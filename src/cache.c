@@ -104,21 +104,25 @@
  * recycled only after a grace period.
  *
  * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest ladder step
- * whose magazine holds <= 16 KiB of objects (255 rounds up to 64 B, 143 at
- * 96 B, 63 at 256 B, 15 at 1 KiB, 3 at 4 KiB; reap.c), not Bonwick's small
- * start: every
- * exchange costs a few atomic RMWs (~6 per magazine each way) and a slow-path
- * call, which at 15 rounds dominated batch work (20 ns/op), and the bench
- * starts a fresh cache per run, so growth on contention (which does trigger:
- * 15 -> 143 within one 100 ms reap interval at 64 threads) comes too late
- * for short-lived caches.  The ladder is kmem's (1 .. 143) extended by 191
- * and 255 for small objects: with 143 rounds, two threads trading 1000-object
- * batches through one depot spent half their time on the depot's cache lines
- * (bimodal, 130 or 300 Mops/s by how their exchanges interleaved); at 255 the
- * exchanges are rarer and the rate is ~310-420 Mops/s.  The price is
- * per-thread holding: at most two magazines, ~32 KiB of objects per thread
- * and cache.  Magazines take size-classed slots (depot.c), so a magazine
- * costs ~9 bytes per round (1280 bytes for 143, 2112 for 255).  Shrink drains
+ * whose magazine holds <= 32 KiB of objects (511 rounds up to 64 B, 255 at
+ * 96-128 B, 95 at 256 B, 31 at 1 KiB, 7 at 4 KiB; reap.c), not Bonwick's
+ * small start: every exchange costs a few atomic RMWs (~6 per magazine each
+ * way) and a slow-path call, which at 15 rounds dominated batch work
+ * (20 ns/op), and the bench starts a fresh cache per run, so growth on
+ * contention (which does trigger: 15 -> 143 within one 100 ms reap interval
+ * at 64 threads) comes too late for short-lived caches.  The ladder is
+ * kmem's (1 .. 143) extended by 191, 255, 383 and 511 for small objects.  Two
+ * magazines of 511 hold a 1000-object batch, so a thread that allocates and
+ * frees batches of up to ~1000 never meets the depot in steady state.  With
+ * 255 rounds each such batch took four depot exchanges, and two threads
+ * trading magazines through one LIFO depot were bimodal (one thread
+ * reallocating the other's just-freed objects, each a cache-line transfer):
+ * bench batch1000, 2 threads, 318 -> 490 Mops/s, 1 thread 193 -> 260.
+ * (DPDK allows per-lcore caches of up to 512 objects.)
+ * The price is per-thread holding: at most two magazines, ~64 KiB of
+ * objects per thread and cache.  Magazines take size-classed slots
+ * (depot.c), so a magazine
+ * costs ~8-9 bytes per round (1280 bytes for 143, 4160 for 511).  Shrink drains
  * the depot, polls the default domain so the magazines' slots come back,
  * trims the magazine area and, if slabs went back, malloc_trim()s the slab
  * layer's freed free stacks: RSS returns to its level before a burst.
@@ -150,7 +154,7 @@
  * was unregistered may still read c->c_slab (TSan found this race).
  *
  * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
- * 1,3,7,15,31,47,63,95,143 as kmem, then 191,255; start at <= 16 KiB of objects per
+ * 1,3,7,15,31,47,63,95,143 as kmem, then 191,255,383,511; start at <= 32 KiB of objects per
  * magazine (above), grow on depot contention, shrink one step on memory
  * pressure or shrink); max_objects;
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and

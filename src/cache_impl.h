@@ -179,6 +179,6 @@ void mp_mag_resize(struct magpool_cache *c, int dir);
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi);
 /* Default largest magazine size (the config's mag_max = 0): the top of the
  * ladder, reached at creation by objects of up to 64 bytes. */
-#define MP_MAG_MAX_DEFAULT 255u
+#define MP_MAG_MAX_DEFAULT 511u
 size_t mp_slab_reap_cache(struct magpool_cache *c);
 #endif

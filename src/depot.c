@@ -4,11 +4,11 @@
  * What this layer guarantees
  * --------------------------
  *  - mp_mag_alloc/mp_mag_free: magazines of any capacity 1..MAGPOOL_MAG_MAX
- *    in ONE reserved magazine area split into seven slot classes (capacity
- *    13, 21, 37, 69, 101, 157, 261 rounds; strides 128 .. 2112 bytes, whole
- *    cache lines).  A magazine takes the smallest class that holds its cap,
- *    so a 143-round magazine costs 1280 bytes, not 2112, and a 15-round one
- *    192.  A magazine is named by a 32-bit index, class << 29 | slot, so
+ *    in ONE reserved magazine area split into nine slot classes (capacity
+ *    13, 21, 37, 69, 101, 157, 261, 389, 517 rounds; strides 128 .. 4160
+ *    bytes, whole cache lines).  A magazine takes the smallest class that
+ *    holds its cap, so a 143-round magazine costs 1280 bytes, not 4160, and a
+ *    15-round one 192.  A magazine is named by a 32-bit index, class << 28 | slot, so
  *    index <-> pointer stays arithmetic (one table load) and the depot keeps
  *    its tagged 64-bit CAS.  Each class's sub-area is reserved (NORESERVE,
  *    512 MiB of address space at most) on its first use.
@@ -122,9 +122,10 @@ _Static_assert(sizeof(struct mp_mag) == 24, "magazine header layout");
 _Static_assert(MP_MAG_STRIDE % 64 == 0, "slots are cache-line aligned");
 _Static_assert((24 + 13 * 8) % 64 == 0 && (24 + 21 * 8) % 64 == 0 && (24 + 37 * 8) % 64 == 0 &&
                    (24 + 69 * 8) % 64 == 0 && (24 + 101 * 8) % 64 == 0 &&
-                   (24 + 157 * 8) % 64 == 0 && (24 + 261 * 8) % 64 == 0,
+                   (24 + 157 * 8) % 64 == 0 && (24 + 261 * 8) % 64 == 0 &&
+                   (24 + 389 * 8) % 64 == 0 && (24 + 517 * 8) % 64 == 0,
                "every class stride (class_cap below) is whole cache lines");
-_Static_assert(MP_MAG_STRIDE == sizeof(struct mp_mag) + 261 * sizeof(void *), "largest class");
+_Static_assert(MP_MAG_STRIDE == sizeof(struct mp_mag) + 517 * sizeof(void *), "largest class");
 _Static_assert(offsetof(struct mp_mag, objs) + sizeof(struct mp_retire_node) <=
                    sizeof(struct mp_mag) + 13 * sizeof(void *),
                "a retired magazine's retire node fits the smallest slot");
@@ -141,11 +142,12 @@ _Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) =
  * capacity is >= cap.  Every stride (24-byte header + 8 * capacity) is a
  * whole number of cache lines; the capacities are chosen so that the kmem
  * sizes (reap.c) and the deferred batches of sizes too small for a tail
- * (size + MP_DEFER_SLOTS, magazine.c) waste little: 143 -> 157, 63 -> 69, 15 -> 21, ...  */
-#define NCLASS 7
-static const uint32_t class_cap[NCLASS] = { 13, 21, 37, 69, 101, 157, 261 };
+ * (size + MP_DEFER_SLOTS, magazine.c) waste little: 511 -> 517, 383 -> 389, 143 -> 157, 63 -> 69,
+ * 15 -> 21, ...  */
+#define NCLASS 9
+static const uint32_t class_cap[NCLASS] = { 13, 21, 37, 69, 101, 157, 261, 389, 517 };
 #define CLASS_STRIDE(k) (sizeof(struct mp_mag) + (size_t)class_cap[k] * sizeof(void *))
-#define CLASS_SHIFT 29                       /* index = class << 29 | slot */
+#define CLASS_SHIFT 28                       /* index = class << 28 | slot */
 #define SLOT_MASK ((1u << CLASS_SHIFT) - 1)
 #define CLASS_BYTES_MAX ((size_t)512 << 20)  /* virtual reservation per class, at most */
 #define CLASS_BYTES_MIN ((size_t)1 << 20)    /* smallest reservation tried */

@@ -2,8 +2,8 @@
  * Depot and magazines (owner: src/depot.c).  CONTRACT — see depot.c.
  *
  * Magazines live in one reserved magazine area, split into size classes
- * (slot strides 128 .. 2112 bytes, see depot.c), and are addressed by a
- * 32-bit index (class << 29 | slot), so a depot stack head is
+ * (slot strides 128 .. 4160 bytes, see depot.c), and are addressed by a
+ * 32-bit index (class << 28 | slot), so a depot stack head is
  * (tag << 32 | index + 1) in one 64-bit word and every push/pop is a single
  * 64-bit compare-and-swap (lock-free with clang and gcc alike; no 16-byte
  * CAS).  The tag is bumped by every successful pop, so a head that was popped
@@ -45,9 +45,9 @@ struct mp_depot {
     _Alignas(64) _Atomic uint64_t contention; /* failed CASes */
 };
 
-/* Stride of the largest slot class (magazines of more than 157 rounds, up to
+/* Stride of the largest slot class (magazines of more than 389 rounds, up to
  * MAGPOOL_MAG_MAX): the header plus MAGPOOL_MAG_MAX rounds, rounded up to a
- * cache line (2112 bytes).  Smaller magazines take smaller slots (depot.c). */
+ * cache line (4160 bytes).  Smaller magazines take smaller slots (depot.c). */
 #define MP_MAG_STRIDE ((sizeof(struct mp_mag) + MAGPOOL_MAG_MAX * sizeof(void *) + 63) & ~(size_t)63)
 
 void mp_depot_init(struct mp_depot *d);

@@ -18,8 +18,8 @@
  *    reader is inside a section (non-blocking polls; else on the last
  *    callback), and the malloc heap is trimmed after slabs went back: the
  *    RSS of a burst really goes back (test_core: test_shrink_rss_nosync).
- *  - Magazine size starts at the largest kmem step holding <= MP_MAG_BYTES
- *    (16 KiB) of objects (the design statement says why) and follows kmem's
+ *  - Magazine size starts at the largest ladder step holding <= MP_MAG_BYTES
+ *    (32 KiB) of objects (the design statement says why) and follows kmem's
  *    steps; it grows one step when the depot
  *    saw more than MP_GROW_CONTENTION failed CASes in a reap interval, and
  *    shrinks one step under memory pressure (slab ENOMEM) or shrink.
@@ -36,11 +36,12 @@
 
 #define MP_REAP_MS 100u
 #define MP_GROW_CONTENTION 64u
-#define MP_MAG_BYTES (16u << 10) /* initial magazine size: objects per magazine, in bytes */
+#define MP_MAG_BYTES (32u << 10) /* initial magazine size: objects per magazine, in bytes */
 
 /* kmem's ladder, extended past 143 for small objects (whose magazines would
- * otherwise hold far less than MP_MAG_BYTES). */
-static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143, 191, 255 };
+ * otherwise hold far less than MP_MAG_BYTES): 511 rounds take about one
+ * 4 KiB page of pointers (DPDK's per-lcore caches go up to 512 objects). */
+static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143, 191, 255, 383, 511 };
 #define MP_NSTEPS (sizeof mp_mag_steps / sizeof mp_mag_steps[0])
 
 static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
@@ -49,8 +50,8 @@ static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
 }
 
 /* The largest step whose magazine holds at most MP_MAG_BYTES of objects:
- * 255 rounds up to 64-byte objects, 95 at 128, 63 at 256, 31 at 512, 15 at
- * 1 KiB, 7 at 2 KiB, 3 at 4 KiB, 1 above 8 KiB. */
+ * 511 rounds up to 64-byte objects, 255 at 96 and 128, 95 at 256, 63 at 512,
+ * 31 at 1 KiB, 15 at 2 KiB, 7 at 4 KiB, 3 at 8 KiB, 1 above 16 KiB. */
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
 {
     size_t fit = MP_MAG_BYTES / (size ? size : 1);

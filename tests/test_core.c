@@ -366,17 +366,17 @@ static void test_mag_bounds(void)
     struct magpool_config big = { .name = "resize", .size = 64 };
     c = magpool_cache_create(&big);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 255);    /* default for 64 B: 16 KiB of objects, the ladder's top (reap.c) */
+    CHECK(st.mag_size == 511);    /* default for 64 B: 32 KiB of objects, the ladder's top (reap.c) */
     magpool_cache_shrink(c);
     magpool_cache_stats(c, &st);
-    CHECK(st.mag_size == 191);    /* one step down */
+    CHECK(st.mag_size == 383);    /* one step down */
     CHECK(st.mag_resizes == 1);
     magpool_cache_destroy(c);
 
-    /* Initial size by object size: the largest ladder step holding <= 16 KiB. */
+    /* Initial size by object size: the largest ladder step holding <= 32 KiB. */
     static const struct { size_t size; unsigned mag; } want[] = {
-        { 8, 255 }, { 64, 255 }, { 96, 143 }, { 128, 95 }, { 256, 63 }, { 512, 31 },
-        { 1024, 15 }, { 2048, 7 }, { 4096, 3 }, { 8192, 1 }, { 65536, 1 },
+        { 8, 511 }, { 64, 511 }, { 65, 383 }, { 96, 255 }, { 128, 255 }, { 256, 95 }, { 512, 63 },
+        { 1024, 31 }, { 2048, 15 }, { 4096, 7 }, { 8192, 3 }, { 16384, 1 }, { 65536, 1 },
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         c = mk("initial", want[i].size);
@@ -399,7 +399,7 @@ static void test_mag_bounds(void)
  * out twice, conservation throughout. */
 static void test_bulk_runs(void)
 {
-    enum { N = 1000 };
+    enum { N = 2000 }; /* more than two 511-round magazines hold */
     magpool_cache_t *c = mk("bulk", 64);
     static void *b[N], *b2[N];
     CHECK(magpool_alloc_bulk(c, N, b, 0) == N);

@@ -62,7 +62,7 @@ typedef struct magpool_domain magpool_domain_t;
 #define MAGPOOL_MAX_CACHES 4096u
 /** Magazine size bounds (rounds per magazine). */
 #define MAGPOOL_MAG_MIN 1u
-#define MAGPOOL_MAG_MAX 255u
+#define MAGPOOL_MAG_MAX 511u
 
 /* ---- cache flags (struct magpool_config.flags) ---------------------------- */
 /** Objects of a cache line or more start on cache-line boundaries. */
@@ -100,7 +100,7 @@ struct magpool_config {
     void *arg;                 /**< private argument for ctor/dtor */
     unsigned flags;            /**< MAGPOOL_* cache flags */
     unsigned mag_min;          /**< smallest magazine size, 0 = default */
-    unsigned mag_max;          /**< largest magazine size, 0 = default (255) */
+    unsigned mag_max;          /**< largest magazine size, 0 = default (511) */
     size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
     magpool_domain_t *domain;  /**< reclamation domain, NULL = magpool_domain_default() */
 };
