@@ -165,7 +165,7 @@ static inline struct owner *owners_of(unsigned flags, size_t size, void *obj)
 
 static uint64_t my_tid(void)
 {
-    static _Thread_local uint64_t tid;
+    static _Thread_local uint64_t tid __attribute__((tls_model("initial-exec")));
     if (tid == 0)
         tid = (uint64_t)syscall(SYS_gettid);
     return tid;

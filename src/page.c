@@ -125,7 +125,7 @@ static _Atomic uint64_t g_madvise_calls, g_mmap_calls, g_faults, g_madvise_faile
 
 enum sysop { SYS_COMMIT, SYS_DECOMMIT, SYS_DONTNEED };
 
-static _Thread_local uint64_t tl_rng;
+static _Thread_local uint64_t tl_rng __attribute__((tls_model("initial-exec")));
 
 static bool fault_now(void)
 {

@@ -168,7 +168,9 @@ struct rthread {
     unsigned nest;        /* open sections of the default domain */
     unsigned retired;     /* nodes retired since this thread last synchronized */
 };
-static __thread struct rthread t_rt;
+/* initial-exec like mp_tcs (thread.c): one %fs-relative access, not a
+ * __tls_get_addr call per read-side section. */
+static __thread struct rthread t_rt __attribute__((tls_model("initial-exec")));
 
 static void key_exit(void *unused)
 {
