@@ -503,10 +503,27 @@ static void bulk_df_top_child(void *arg)
     magpool_free_bulk(c, 2, p);
 }
 
+/* The same two cases in runs long enough for the vectorized test of
+ * mp_run_bad (arg: the index of the repeat, 0 = the top round again). */
+static void bulk_df_long_child(void *arg)
+{
+    size_t at = (size_t)(uintptr_t)arg;
+    magpool_cache_t *c = mk("bdf-long", 64);
+    void *p[40], *top = magpool_alloc(c);
+    for (size_t i = 0; i < 40; i++)
+        p[i] = magpool_alloc(c);
+    magpool_free(c, top);
+    p[at] = at == 0 ? top : p[at - 1];
+    magpool_free_bulk(c, 40, p);
+}
+
 static void test_bulk_double_free(void)
 {
     CHECK(check_death(bulk_df_pair_child, NULL, "magpool: bdf-pair: double free at"));
     CHECK(check_death(bulk_df_top_child, NULL, "magpool: bdf-top: double free at"));
+    for (uintptr_t at = 0; at < 40; at += 13)
+        CHECK(check_death(bulk_df_long_child, (void *)at, "magpool: bdf-long: double free at"));
+    CHECK(check_death(bulk_df_long_child, (void *)(uintptr_t)39, "magpool: bdf-long: double free at"));
 }
 
 /* ---- double free (death test) ------------------------------------------------------ */
