@@ -20,6 +20,11 @@
 void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller);
 void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller);
 void mp_double_free(struct magpool_cache *c, void *obj);
+/* magpool_alloc_bulk / magpool_free_bulk past their inline hit, for runs of
+ * any length (magazine.c), with the caller to record; the front ends' bulk
+ * calls enter here directly. */
+size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs, unsigned aflags, const void *caller);
+void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, const void *caller);
 
 static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct magpool_cache *c)
 {
@@ -107,5 +112,125 @@ static inline __attribute__((always_inline)) void mp_fast_free(struct magpool_ca
     if (__builtin_expect(tc->tc_objs[(long)n - 1] == obj, 0))
         return mp_double_free(c, obj);
     mp_tc_push(c, tc, n, obj);
+}
+
+/* ---- bulk runs (design: magazine.c, "bulk") ------------------------------- */
+
+/* Runs of at most this many objects are moved inline. */
+#define MP_BULK_INLINE 16
+
+/* Copy k pointers: a plain loop for short runs (no libc call, so the inline
+ * hit needs no stack frame; not unrolled, so a run of one costs a few
+ * instructions), memcpy for long ones. */
+static inline __attribute__((always_inline)) void mp_copy_ptrs(void **dst, void *const *src, size_t k, bool small)
+{
+    if (small) {
+#ifdef __clang__
+#pragma clang loop vectorize(disable) unroll(disable)
+#endif
+        for (size_t j = 0; j < k; j++)
+            dst[j] = src[j];
+    } else {
+        memcpy(dst, src, k * sizeof(void *));
+    }
+}
+
+/* If n > 0 rounds are loaded, move the top n into objs (unpoisoned). */
+static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpool_cache *c, size_t n, void **objs,
+                                                                    bool small)
+{
+    struct mp_tcache *tc = mp_fast_tc(c);
+    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n > r, 0))
+        return false;
+    r -= (uint32_t)n;
+    mp_store_relaxed32(&tc->tc_rounds, r);
+    mp_owner_add64(&tc->tc_allocs, n);
+    mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
+#ifdef MP_ASAN
+    for (size_t j = 0; j < n; j++)
+        mp_asan_unpoison(objs[j], c->c_size);
+#endif
+    return true;
+}
+
+/* Rest a run in a magazine: poisoned for ASan. */
+static inline __attribute__((always_inline)) void mp_poison_objs(struct magpool_cache *c, void *const *objs,
+                                                                 size_t n)
+{
+#ifdef MP_ASAN
+    for (size_t i = 0; i < n; i++)
+        mp_asan_poison(objs[i], c->c_size);
+#else
+    (void)c, (void)objs, (void)n;
+#endif
+}
+
+/* Whether a run of n > 0 objects holds a NULL or an object equal to the one
+ * before it (objs[0] is compared with `top`).  Short inline runs test with
+ * compares (few registers: the inline hit keeps no callee-saved ones).  Long
+ * runs use that (v - 1) & ~v has its top bit set iff v == 0, exactly, for
+ * every 64-bit v: the test becomes one branch-free OR-reduction of integer
+ * ops, which vectorizes (bulk-32 frees ~20% faster). */
+static inline __attribute__((always_inline)) bool mp_run_bad(void *const *objs, size_t n, void *top, bool small)
+{
+    if (small) {
+        bool bad = (objs[0] == NULL) | (objs[0] == top);
+#ifdef __clang__
+#pragma clang loop vectorize(disable) unroll(disable)
+#endif
+        for (size_t j = 1; j < n; j++)
+            bad |= (objs[j] == NULL) | (objs[j] == objs[j - 1]);
+        return bad;
+    }
+    uintptr_t bad = 0, prev = (uintptr_t)top;
+    for (size_t j = 0; j < n; j++) {
+        uintptr_t v = (uintptr_t)objs[j], same = v ^ prev;
+        bad |= ((v - 1) & ~v) | ((same - 1) & ~same);
+        prev = v;
+    }
+    return bad >> (sizeof bad * 8 - 1);
+}
+
+/* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
+ * equal to the one pushed before it (mp_fast_free's check), push them all
+ * with one tcache update; else change nothing. */
+static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
+                                                                   void *const *objs, bool small)
+{
+    struct mp_tcache *tc = mp_fast_tc(c);
+    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    if (__builtin_expect(n > tc->tc_cap - r, 0))
+        return false;
+    void **dst = tc->tc_objs + r;
+    /* dst[-1]: the top round, or the magazine's NULL guard. */
+    if (__builtin_expect(mp_run_bad(objs, n, dst[-1], small), 0))
+        return false;
+    mp_copy_ptrs(dst, objs, n, small);
+    mp_poison_objs(c, objs, n);
+    mp_store_relaxed32(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
+    return true;
+}
+
+/* Bulk alloc: a short run inline, else mp_alloc_bulk_run (n - 1 wraps for
+ * n == 0, which goes there with the argument errors). */
+static inline __attribute__((always_inline)) size_t mp_fast_alloc_bulk(struct magpool_cache *c, size_t n,
+                                                                       void **objs, unsigned aflags,
+                                                                       const void *caller)
+{
+    if (__builtin_expect(c != NULL && n - 1 < MP_BULK_INLINE && aflags == 0, 1) &&
+        mp_alloc_bulk_hit(c, n, objs, true))
+        return n;
+    return mp_alloc_bulk_run(c, n, objs, aflags, caller);
+}
+
+/* Bulk free: a short clean run inline, else mp_free_bulk_run. */
+static inline __attribute__((always_inline)) void mp_fast_free_bulk(struct magpool_cache *c, size_t n,
+                                                                    void *const *objs, const void *caller)
+{
+    if (__builtin_expect(c != NULL && objs != NULL && n - 1 < MP_BULK_INLINE, 1) &&
+        mp_free_bulk_hit(c, n, objs, true))
+        return;
+    mp_free_bulk_run(c, n, objs, caller);
 }
 #endif

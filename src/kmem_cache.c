@@ -252,17 +252,19 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
         errno = EINVAL;
         return 0;
     }
-    const void *caller = __builtin_return_address(0);
-    for (size_t i = 0; i < n; i++) {
-        if ((p[i] = mp_kmem_alloc(s->c, gfp, caller)) == NULL) {
-            int err = errno;
-            while (i > 0) /* all or nothing */
-                mp_fast_free(s->c, p[--i], caller);
-            errno = err;
-            return 0;
-        }
-    }
-    return (int)n;
+    /* magpool_alloc_bulk's path: whole runs out of the magazine, all or
+     * nothing (errno kept), gfp translated once. */
+    return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), __builtin_return_address(0)) == n ? (int)n : 0;
+}
+
+/* Whether every object of the run is NULL or one of c's (the inline check
+ * of kmem_cache_free, object by object). */
+static bool kc_run_owned(const magpool_cache_t *c, size_t n, void *const *p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != NULL && mp_slab_owner_inline(p[i]) != c)
+            return false;
+    return true;
 }
 
 void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
@@ -270,6 +272,8 @@ void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
     if (n == 0 || p == NULL)
         return;
     const void *caller = __builtin_return_address(0);
+    if (s != NULL && kc_run_owned(s->c, n, p))
+        return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
         void *obj = p[i];
         if (s == NULL) { /* as Linux: each object to its own cache */

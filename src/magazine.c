@@ -66,16 +66,6 @@ static inline bool mp_destroyed(struct magpool_cache *c)
     return atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
 }
 
-static void mp_poison_objs(struct magpool_cache *c, void *const *objs, size_t n)
-{
-#ifdef MP_ASAN
-    for (size_t i = 0; i < n; i++)
-        mp_asan_poison(objs[i], c->c_size);
-#else
-    (void)c, (void)objs, (void)n;
-#endif
-}
-
 /* An empty magazine leaves a thread: to the depot if it has the current
  * size, else retired (old sizes die out as they empty). */
 static void mp_mag_retire_empty(struct magpool_cache *c, struct mp_mag *m)
@@ -307,70 +297,34 @@ MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
  * loaded magazine: one copy and one tcache update per run, no call and no
  * check per object.  A short run (<= MP_BULK_INLINE) that fits the loaded
  * magazine is the whole call, with no call at all (a bulk of one costs about
- * one magpool_alloc); a longer one is one memcpy in mp_*_bulk_slow.  Runs
+ * one magpool_alloc; the inline hits are in fastpath.h, shared with the
+ * kmem_cache bulk calls); a longer one is one memcpy in mp_*_bulk_run.  Runs
  * that do not fit take the ordinary slow path once per magazine boundary:
  * that call exchanges or refills the magazine and moves one object; the next
  * run takes the rest.  A debug or destroyed cache (tcache[0]: rounds == cap
  * == 0) goes object by object through the slow paths, with their checks.
  * Runs keep magazine order: a bulk alloc followed by a bulk free of the same
  * array leaves the magazine as it was. */
-#define MP_BULK_INLINE 16
-
-/* Copy k pointers: a plain loop for short runs (no libc call, so the inline
- * hit needs no stack frame), memcpy for long ones. */
-static inline __attribute__((always_inline)) void mp_copy_ptrs(void **dst, void *const *src, size_t k, bool small)
-{
-    if (small) {
-#ifdef __clang__
-#pragma clang loop vectorize(disable)
-#endif
-        for (size_t j = 0; j < k; j++)
-            dst[j] = src[j];
-    } else {
-        memcpy(dst, src, k * sizeof(void *));
-    }
-}
-
-/* If n > 0 rounds are loaded, move the top n into objs (unpoisoned). */
-static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpool_cache *c, size_t n, void **objs,
-                                                                    bool small)
-{
-    struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
-    if (__builtin_expect(n > r, 0))
-        return false;
-    r -= (uint32_t)n;
-    mp_store_relaxed32(&tc->tc_rounds, r);
-    mp_owner_add64(&tc->tc_allocs, n);
-    mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
-#ifdef MP_ASAN
-    for (size_t j = 0; j < n; j++)
-        mp_asan_unpoison(objs[j], c->c_size);
-#endif
-    return true;
-}
-
 static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, size_t n)
 {
     for (size_t j = 0; j < n; j++)
         memset(objs[j], 0, c->c_size);
 }
 
-static __attribute__((noinline)) size_t mp_alloc_bulk_slow(struct magpool_cache *c, size_t n, void **objs,
-                                                           unsigned aflags)
+__attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs,
+                                                  unsigned aflags, const void *caller)
 {
     if (c == NULL || (objs == NULL && n > 0) ||
         (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
         errno = EINVAL;
         return 0;
     }
-    const void *caller = __builtin_return_address(0);
     size_t i = 0;
     while (i < n) {
         uint32_t r = mp_load_relaxed32(&mp_fast_tc(c)->tc_rounds);
         if (r > 0) {
             size_t k = n - i < r ? n - i : r;
-            mp_alloc_bulk_hit(c, k, objs + i, false);
+            mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE);
             if (aflags & MAGPOOL_ZERO)
                 mp_zero_objs(c, objs + i, k);
             i += k;
@@ -379,7 +333,7 @@ static __attribute__((noinline)) size_t mp_alloc_bulk_slow(struct magpool_cache 
         /* A boundary: the slow path refills (unpoisons and zeroes itself). */
         if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
             int err = errno;
-            magpool_free_bulk(c, i, objs); /* all or nothing */
+            mp_free_bulk_run(c, i, objs, caller); /* all or nothing */
             errno = err;
             return 0;
         }
@@ -390,67 +344,20 @@ static __attribute__((noinline)) size_t mp_alloc_bulk_slow(struct magpool_cache 
 
 MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
 {
-    /* n - 1 wraps for n == 0, which goes slow with the argument errors. */
-    if (__builtin_expect(c != NULL && n - 1 < MP_BULK_INLINE && aflags == 0, 1) &&
-        mp_alloc_bulk_hit(c, n, objs, true))
-        return n;
-    return mp_alloc_bulk_slow(c, n, objs, aflags);
-}
-
-/* Whether a run of n > 0 objects holds a NULL or an object equal to the one
- * before it (objs[0] is compared with `top`).  Short inline runs test with
- * compares (few registers: the inline hit keeps no callee-saved ones).  Long
- * runs use that (v - 1) & ~v has its top bit set iff v == 0, exactly, for
- * every 64-bit v: the test becomes one branch-free OR-reduction of integer
- * ops, which vectorizes (bulk-32 frees ~20% faster). */
-static inline __attribute__((always_inline)) bool mp_run_bad(void *const *objs, size_t n, void *top, bool small)
-{
-    if (small) {
-        bool bad = (objs[0] == NULL) | (objs[0] == top);
-        for (size_t j = 1; j < n; j++)
-            bad |= (objs[j] == NULL) | (objs[j] == objs[j - 1]);
-        return bad;
-    }
-    uintptr_t bad = 0, prev = (uintptr_t)top;
-    for (size_t j = 0; j < n; j++) {
-        uintptr_t v = (uintptr_t)objs[j], same = v ^ prev;
-        bad |= ((v - 1) & ~v) | ((same - 1) & ~same);
-        prev = v;
-    }
-    return bad >> (sizeof bad * 8 - 1);
-}
-
-/* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
- * equal to the one pushed before it (mp_fast_free's check), push them all
- * with one tcache update; else change nothing. */
-static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
-                                                                   void *const *objs, bool small)
-{
-    struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
-    if (__builtin_expect(n > tc->tc_cap - r, 0))
-        return false;
-    void **dst = tc->tc_objs + r;
-    /* dst[-1]: the top round, or the magazine's NULL guard. */
-    if (__builtin_expect(mp_run_bad(objs, n, dst[-1], small), 0))
-        return false;
-    mp_copy_ptrs(dst, objs, n, small);
-    mp_poison_objs(c, objs, n);
-    mp_store_relaxed32(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
-    return true;
+    return mp_fast_alloc_bulk(c, n, objs, aflags, __builtin_return_address(0));
 }
 
 /* A long run in one memcpy if it fits; else object by object through the
  * single free: NULLs skipped, its immediate double-free check, its slow path
  * at every magazine boundary. */
-static __attribute__((noinline)) void mp_free_bulk_slow(struct magpool_cache *c, size_t n, void *const *objs,
-                                                        const void *caller)
+__attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs,
+                                                const void *caller)
 {
     if (c == NULL || objs == NULL) {
         errno = EINVAL;
         return;
     }
-    if (n == 0 || mp_free_bulk_hit(c, n, objs, false))
+    if (n == 0 || mp_free_bulk_hit(c, n, objs, n <= MP_BULK_INLINE))
         return;
     /* The run does not fit, or holds NULLs or a repeat: object by object,
      * through the single free (its checks, its slow path at the boundary). */
@@ -461,10 +368,7 @@ static __attribute__((noinline)) void mp_free_bulk_slow(struct magpool_cache *c,
 
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
 {
-    if (__builtin_expect(c != NULL && objs != NULL && n - 1 < MP_BULK_INLINE, 1) &&
-        mp_free_bulk_hit(c, n, objs, true))
-        return;
-    mp_free_bulk_slow(c, n, objs, __builtin_return_address(0));
+    mp_fast_free_bulk(c, n, objs, __builtin_return_address(0));
 }
 
 /* ---- deferred frees ------------------------------------------------------- */

@@ -370,6 +370,18 @@ static void die_bulk_wrong(void *a)
     void *p[2] = {kmem_cache_alloc(s, GFP_KERNEL), kmem_cache_alloc(t, GFP_KERNEL)};
     kmem_cache_free_bulk(s, 2, p);
 }
+/* The same object twice in a row inside a run of the bulk free (the run
+ * goes to the core in one piece: its immediate double-free check). */
+static void die_bulk_repeat(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("bulk_rep", 64, 0, 0, NULL);
+    void *p[24];
+    if (kmem_cache_alloc_bulk(s, GFP_KERNEL, 24, p) != 24)
+        return;
+    p[12] = p[11];
+    kmem_cache_free_bulk(s, 24, p);
+}
 static void die_rcu_foreign(void *a)
 {
     (void)a;
@@ -409,6 +421,7 @@ static void test_deaths(void)
     CHECK(check_death(die_double, NULL, "double free"));
     CHECK(check_death(die_null_cache, NULL, "magpool: kmem_cache_free: NULL cache at 0x"));
     CHECK(check_death(die_bulk_wrong, NULL, "magpool: bulk_a: wrong cache"));
+    CHECK(check_death(die_bulk_repeat, NULL, "magpool: bulk_rep: double free"));
     CHECK(check_death(die_rcu_foreign, NULL, "magpool: drcu: foreign pointer"));
     CHECK(check_death(die_rcu_null, NULL, "NULL cache"));
     CHECK(check_death(die_mem_pool_obj, NULL, "magpool: kvsmp: wrong cache"));
