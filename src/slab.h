@@ -85,7 +85,7 @@ static inline __attribute__((always_inline)) void *mp_slab_lookup_owner(const st
 {
     uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
     uint64_t magic = atomic_load_explicit(&s->lk_magic, memory_order_relaxed);
-    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) || (uint64_t)off * magic > magic - 1)
+    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) || (uint64_t)off * magic >= magic)
         return NULL;
     return atomic_load_explicit(&s->lk_owner, memory_order_relaxed);
 }
