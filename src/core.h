@@ -21,4 +21,8 @@ magpool_cache_t *mp_obj_check(const void *obj, magpool_cache_t *expected, int *w
 long mp_cache_live(magpool_cache_t *c);
 /* The cache's reclamation domain. */
 magpool_domain_t *mp_cache_domain(const magpool_cache_t *c);
+
+/* NULL with errno = EINVAL, for a NULL pool/cache argument: a call the
+ * front ends' hit paths make as a tail call, so they need no stack frame. */
+void *mp_null_einval(void);
 #endif

@@ -137,28 +137,17 @@ void *mp_kmem_alloc_miss(magpool_cache_t *c, unsigned gfp, const void *caller)
     return mp_alloc_slow(c, mp_gfp_to_aflags(gfp), caller);
 }
 
-/* NULL with EINVAL.  The empty asm hides that the result is always NULL:
- * knowing it, the compiler turns the callers' tail call into call + zero,
- * which costs their hit path a stack frame. */
-static __attribute__((noinline, cold)) void *null_alloc(void)
-{
-    void *none = NULL;
-    __asm__("" : "+r"(none));
-    errno = EINVAL;
-    return none;
-}
-
 void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
 {
     if (__builtin_expect(s == NULL, 0))
-        return null_alloc();
+        return mp_null_einval();
     return mp_kmem_alloc(s->c, gfp, __builtin_return_address(0));
 }
 
 void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
 {
     if (__builtin_expect(s == NULL, 0))
-        return null_alloc();
+        return mp_null_einval();
     return mp_kmem_alloc(s->c, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 

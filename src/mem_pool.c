@@ -152,28 +152,17 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
     return p;
 }
 
-/* NULL with EINVAL.  The empty asm hides that the result is always NULL:
- * knowing it, the compiler turns the callers' tail call into call + zero,
- * which costs their hit path a stack frame. */
-static __attribute__((noinline, cold)) void *null_pool(void)
-{
-    void *none = NULL;
-    __asm__("" : "+r"(none));
-    errno = EINVAL;
-    return none;
-}
-
 void *mem_get(struct mem_pool *pool)
 {
     if (__builtin_expect(pool == NULL, 0))
-        return null_pool();
+        return mp_null_einval();
     return mp_fast_alloc(pool->cache, __builtin_return_address(0));
 }
 
 void *mem_get0(struct mem_pool *pool)
 {
     if (__builtin_expect(pool == NULL, 0))
-        return null_pool();
+        return mp_null_einval();
     return mp_fast_alloc_flags(pool->cache, MAGPOOL_ZERO, __builtin_return_address(0));
 }
 
