@@ -269,6 +269,45 @@ static void test_destroy_with_objects_out(void)
     mem_put(x);
 }
 
+/* mem_put's per-thread guess of the pool (the last one put to): puts that
+ * alternate between pools, a guess naming a pool destroyed since, and a new
+ * pool that may sit where the dead one was. */
+static void test_put_hint(void)
+{
+    enum { N = 64 };
+    struct mem_pool *a = mem_pool_new_fn(48, 8, "hint_a"), *b = mem_pool_new_fn(48, 8, "hint_b");
+    CHECK(a != NULL && b != NULL);
+    void *oa[N], *ob[N];
+    for (int i = 0; i < N; i++) {
+        oa[i] = mem_get(a);
+        ob[i] = mem_get(b);
+    }
+    for (int i = 0; i < N; i++) {
+        mem_put(oa[i]);
+        mem_put(ob[i]);
+    }
+    struct mem_pool_stats sa, sb;
+    CHECK(mem_pool_get_stats(a, &sa) == 0 && mem_pool_get_stats(b, &sb) == 0);
+    CHECK(sa.hot_count == 0 && sb.hot_count == 0);
+    CHECK(sa.alloc_count == N && sb.alloc_count == N);
+
+    void *x = mem_get(a), *y = mem_get(a);
+    mem_put(x); /* the guess is now a's cache */
+    mem_pool_destroy(a);
+    mem_put(y); /* a's cache again, but the pool is dead: released to the zombie */
+    char *s = dump_to_string();
+    CHECK(s != NULL && strstr(s, "pool-name=hint_a") == NULL && strstr(s, "pool-name=hint_b") != NULL);
+
+    struct mem_pool *c = mem_pool_new_fn(48, 8, "hint_c");
+    void *z = mem_get(c);
+    mem_put(z);
+    struct mem_pool_stats sc;
+    CHECK(mem_pool_get_stats(c, &sc) == 0 && sc.hot_count == 0 && sc.alloc_count == 1);
+    mem_pool_destroy(b);
+    mem_pool_destroy(c);
+    magpool_synchronize(NULL); /* the caches are freed after a grace period (LSan) */
+}
+
 /* Objects cross threads: got in workers, put in main and vice versa. */
 enum { XN = 2000 };
 static void *xget_thread(void *arg)
@@ -383,6 +422,7 @@ int main(void)
     test_counters();
     test_dump();
     test_destroy_with_objects_out();
+    test_put_hint();
     test_cross_thread();
     test_deaths();
     return check_done();

@@ -178,7 +178,10 @@ MAGPOOL_API void magpool_read_leave(magpool_domain_t *d);
  *  calling thread issued before the call is reusable, and so is every batch
  *  other threads had already sealed (a batch is sealed when its magazine
  *  fills, or its thread flushes, shrinks, synchronizes or exits).  Not inside
- *  a read-side section. */
+ *  a read-side section.  Destroyed caches are freed after a grace period of
+ *  the default domain too: under LeakSanitizer, call
+ *  magpool_synchronize(NULL) before exit, or caches destroyed just before it
+ *  are reported as (indirect) leaks. */
 MAGPOOL_API void magpool_synchronize(magpool_domain_t *d);
 
 /** The default domain (Concurrency Kit ck_epoch). */
