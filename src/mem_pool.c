@@ -10,7 +10,9 @@
  *    catches foreign and misaligned pointers), one compare of the pool's
  *    magic (catches objects of other caches, and routes puts to a destroyed
  *    pool out of line), then the core's inline push (catches the immediate
- *    double free).  No call, lock, counter or atomic RMW on a hit.  The
+ *    double free).  The push goes to the thread's last pool's cache when
+ *    the lookup confirms it (mp_fast_owner_hinted), so it need not wait for
+ *    the lookup's loads.  No call, lock, counter or atomic RMW on a hit.  The
  *    magic is written once at creation and once at destroy (ordered by the
  *    caller before any later put, mem_pool.h's synchronization table).
  *  - The ready set: `count` objects are built and parked in the depot at
