@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
  * not on the lookup's chain of loads (page map, slab descriptor, cache).
  * The CPU predicts the compare and runs the push at once: random-slot
  * put/get ~10-20% faster.  *hint is only dereferenced when it equals a
- * lookup's result, so a stale hint (a destroyed cache) is harmless. */
+ * lookup's result (a live cache), so a stale hint is harmless. */
 static inline __attribute__((always_inline)) struct magpool_cache *mp_fast_owner_hinted(
     const void *obj, struct magpool_cache **hint, uint32_t magic)
 {
@@ -114,8 +114,10 @@ static inline __attribute__((always_inline)) struct magpool_cache *mp_fast_owner
         *hint = c;
         return c;
     }
+    /* The hint's memory may since hold another cache (freed, reused), even
+     * a core one without a priv: check it as on a miss. */
     const uint32_t *priv = mp_fast_priv(h);
-    return *priv == magic ? h : NULL; /* else destroyed since, or reused */
+    return priv != NULL && *priv == magic ? h : NULL;
 }
 
 /* Add obj as round n (< tc_cap) of the loaded magazine: the one place a
@@ -197,7 +199,7 @@ static inline __attribute__((always_inline)) void mp_poison_objs(struct magpool_
 
 /* Whether a run of n > 0 objects holds a NULL or an object equal to the one
  * before it (objs[0] is compared with `top`).  Short inline runs test with
- * compares and branches (few registers: the inline hit saves none).  Long
+ * compares and branches (few registers: the inline hit saves one).  Long
  * runs use that (v - 1) & ~v has its top bit set iff v == 0, exactly, for
  * every 64-bit v: the test becomes one branch-free OR-reduction of integer
  * ops, which vectorizes (bulk-32 frees ~20% faster). */
