@@ -16,7 +16,6 @@
 
 #include "cache_impl.h"
 #include "sanitize.h"
-#include "slab.h"
 
 void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller);
 void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller);
@@ -88,36 +87,6 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc_flags(struct ma
 static inline __attribute__((always_inline)) void *mp_fast_priv(const struct magpool_cache *c)
 {
     return c->c_priv;
-}
-
-/* The front ends' validating frees that find the cache from the object
- * alone (mem_put, kfree): obj's cache if obj is an object start in a slab of
- * a cache whose front-end priv starts with `magic` (the convention of
- * mem_pool.c and kmem_cache.c), else NULL.  *hint is the calling thread's
- * last such cache: when obj's lookup returns it, the result is hint passed
- * through an empty asm, so the compiler cannot tell it equals the lookup's
- * result and the caller's push depends on the hint (a thread-local load),
- * not on the lookup's chain of loads (page map, slab descriptor, cache).
- * The CPU predicts the compare and runs the push at once: random-slot
- * put/get ~10-20% faster.  *hint is only dereferenced when it equals a
- * lookup's result (a live cache), so a stale hint is harmless. */
-static inline __attribute__((always_inline)) struct magpool_cache *mp_fast_owner_hinted(
-    const void *obj, struct magpool_cache **hint, uint32_t magic)
-{
-    struct magpool_cache *c = mp_slab_owner_inline(obj);
-    struct magpool_cache *guess = *hint, *h = guess;
-    __asm__("" : "+r"(h));
-    if (__builtin_expect(c != guess, 0)) { /* another cache, or a misuse */
-        const uint32_t *priv = c != NULL ? mp_fast_priv(c) : NULL;
-        if (priv == NULL || *priv != magic)
-            return NULL;
-        *hint = c;
-        return c;
-    }
-    /* The hint's memory may since hold another cache (freed, reused), even
-     * a core one without a priv: check it as on a miss. */
-    const uint32_t *priv = mp_fast_priv(h);
-    return priv != NULL && *priv == magic ? h : NULL;
 }
 
 /* Add obj as round n (< tc_cap) of the loaded magazine: the one place a

@@ -182,17 +182,12 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_fast_free(s->c, (void *)p, caller);
 }
 
-/* The cache of this thread's last kfree (mp_fast_owner_hinted).  Starts at
- * an address no lookup returns. */
-static char kfree_hint_none;
-static __thread magpool_cache_t *kfree_hint __attribute__((tls_model("initial-exec"))) =
-    (magpool_cache_t *)&kfree_hint_none;
-
 void kfree(const void *p)
 {
     const void *caller = __builtin_return_address(0);
-    magpool_cache_t *c = mp_fast_owner_hinted(p, &kfree_hint, KMEM_CACHE_MAGIC);
-    if (__builtin_expect(c == NULL, 0))
+    magpool_cache_t *c = mp_slab_owner_inline(p);
+    const struct kmem_cache *s = c != NULL ? mp_fast_priv(c) : NULL;
+    if (__builtin_expect(s == NULL || s->magic != KMEM_CACHE_MAGIC, 0))
         return kfree_slow(p, caller);
     mp_fast_free(c, (void *)p, caller);
 }

@@ -10,9 +10,7 @@
  *    catches foreign and misaligned pointers), one compare of the pool's
  *    magic (catches objects of other caches, and routes puts to a destroyed
  *    pool out of line), then the core's inline push (catches the immediate
- *    double free).  The push goes to the thread's last pool's cache when
- *    the lookup confirms it (mp_fast_owner_hinted), so it need not wait for
- *    the lookup's loads.  No call, lock, counter or atomic RMW on a hit.  The
+ *    double free).  No call, lock, counter or atomic RMW on a hit.  The
  *    magic is written once at creation and once at destroy (ordered by the
  *    caller before any later put, mem_pool.h's synchronization table).
  *  - The ready set: `count` objects are built and parked in the depot at
@@ -203,17 +201,12 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     }
 }
 
-/* The cache of this thread's last mem_put (mp_fast_owner_hinted).  Starts
- * at an address no lookup returns. */
-static char put_hint_none;
-static __thread magpool_cache_t *put_hint __attribute__((tls_model("initial-exec"))) =
-    (magpool_cache_t *)&put_hint_none;
-
 void mem_put(void *ptr)
 {
     const void *caller = __builtin_return_address(0);
-    magpool_cache_t *c = mp_fast_owner_hinted(ptr, &put_hint, MEM_POOL_MAGIC);
-    if (__builtin_expect(c == NULL, 0))
+    magpool_cache_t *c = mp_slab_owner_inline(ptr);
+    const struct mem_pool *p = c != NULL ? mp_fast_priv(c) : NULL;
+    if (__builtin_expect(p == NULL || p->magic != MEM_POOL_MAGIC, 0))
         return put_slow(ptr, caller);
     mp_fast_free(c, ptr, caller);
 }
