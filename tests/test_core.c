@@ -573,6 +573,20 @@ static void rss_burst(magpool_cache_t *c, void **p, int n, long *before, long *p
         magpool_free(c, p[i]);
 }
 
+/* After the burst of n objects went back: RSS at most before + slack pages
+ * (not under sanitizers: their shadow memory for the burst stays resident,
+ * not ours), and the burst was real (its peak grew by half its pages). */
+static void rss_check_back(int n, long before, long peak, long slack)
+{
+    long after = rss_pages();
+#ifndef SANITIZER_SHADOW
+    CHECK_MSG(after <= before + slack, "rss before %ld peak %ld after %ld pages", before, peak, after);
+#else
+    (void)slack, (void)after;
+#endif
+    CHECK(peak > before + (long)n * 64 / 4096 / 2);
+}
+
 static void test_shrink_rss(void)
 {
     enum { N = 200000 };
@@ -583,15 +597,7 @@ static void test_shrink_rss(void)
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_shrink(c) == 0);
     magpool_synchronize(NULL); /* retired magazines go back too */
-    long after = rss_pages();
-    long slack = before / 10 + 512; /* 10% plus 2 MiB */
-#ifndef SANITIZER_SHADOW
-    /* (Sanitizer shadow memory for the burst stays resident: not ours.) */
-    CHECK_MSG(after <= before + slack, "rss before %ld peak %ld after %ld pages", before, peak, after);
-#else
-    (void)slack, (void)after;
-#endif
-    CHECK(peak > before + (long)(N * 64 / 4096) / 2); /* the burst was real */
+    rss_check_back(N, before, peak, before / 10 + 512); /* 10% plus 2 MiB */
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     CHECK(st.in_use == 0 && st.in_depot == 0 && st.in_magazines == 0);
@@ -614,14 +620,7 @@ static void test_shrink_rss_nosync(void)
     rss_burst(c, p, N, &before, &peak);
     magpool_thread_flush();
     CHECK(magpool_cache_shrink(c) == 0);
-    long after = rss_pages();
-#ifndef SANITIZER_SHADOW
-    CHECK_MSG(after <= before + before / 10 + 256, "rss before %ld peak %ld after %ld pages",
-              before, peak, after);
-#else
-    (void)after;
-#endif
-    CHECK(peak > before + (long)(N * 64 / 4096) / 2);
+    rss_check_back(N, before, peak, before / 10 + 256);
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     CHECK(st.in_depot == 0 && st.in_magazines == 0 && st.pages == 0);
