@@ -122,6 +122,7 @@ static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, g
 {
     if (__builtin_expect(size - 1 >= KMALLOC_MAX_CACHE_SIZE, 0)) /* 0 wraps */
         return kmalloc_slow(size, gfp, caller);
+    /* Acquire: pairs with the release in classes_init (class_cache above). */
     magpool_cache_t *c = atomic_load_explicit(&class_cache[size_to_class(size)], memory_order_acquire);
     if (__builtin_expect(c == NULL, 0))
         return kmalloc_slow(size, gfp, caller);
