@@ -27,7 +27,11 @@
  * full depot magazine -> fill the loaded magazine from the slab layer (one
  * lock trip for up to a magazine of objects).  Free mirrors it: loaded ->
  * swap with an empty prev -> push the full prev to the depot and take an
- * empty one (depot, else mp_mag_alloc) -> the slab layer.  Reaping moves
+ * empty one (depot, else mp_mag_alloc) -> the slab layer.  Under a steady
+ * flow of full magazines from free paths (producer/consumer), the depot
+ * passes them through a bounded FIFO backlog first, so the objects an
+ * allocating thread gets were freed long enough ago that their cache lines
+ * left the freeing core (depot.c, "Backlog").  Reaping moves
  * unused depot magazines back to slabs and empty slabs back to the system.
  * Bulk calls move runs of rounds with one tcache update per run and cross
  * magazine boundaries through the same slow paths.
@@ -63,7 +67,7 @@
  *        and magpool_reap while it shrinks a cache (mp_cache_pin), so a reap
  *        racing a destroy never touches a finalised cache.
  *   (I6) a magazine is in exactly one place: a tcache (loaded, prev or
- *        deferred), a depot stack, a sealed batch awaiting its grace period,
+ *        deferred), a depot stack or backlog slot, a sealed batch awaiting its grace period,
  *        or in transit in exactly one thread's slow path.
  *
  * SHARED FIELDS (who writes / who reads / ordering)
@@ -156,7 +160,8 @@
  * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
  * 1,3,7,15,31,47,63,95,143 as kmem, then 191,255,383,511; start at <= 32 KiB of objects per
  * magazine (above), grow on depot contention, shrink one step on memory
- * pressure or shrink); max_objects;
+ * pressure or shrink); max_objects; backlog bytes (default twice the L2
+ * cache, at most 64 magazines; MAGPOOL_NO_BACKLOG turns it off);
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
  * MAGPOOL_FAULT_PPM in the environment.
  *
@@ -185,6 +190,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache_impl.h"
 #include "core.h"
@@ -225,6 +231,30 @@ static bool mp_config_ok(const struct magpool_config *cfg)
     return lo <= hi;
 }
 
+/* Default backlog: twice the L2 cache, so an object is reused only after
+ * the freeing core's L2 has turned over (depot.c, "Backlog"). */
+static size_t mp_backlog_default(void)
+{
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? 2 * (size_t)l2 : (size_t)2 << 20;
+}
+
+/* Magazines in the backlog ring: cfg->backlog bytes (0 = default) in
+ * magazines of mag rounds of stride bytes, at most MP_BACKLOG_SLOTS_MAX,
+ * and at most a quarter of an object limit (objects held back are objects
+ * the limit does not let others build). */
+static unsigned mp_backlog_slots(const struct magpool_config *cfg, unsigned flags, size_t stride,
+                                 unsigned mag)
+{
+    if (flags & MAGPOOL_NO_BACKLOG)
+        return 0;
+    size_t bytes = cfg->backlog ? cfg->backlog : mp_backlog_default();
+    size_t slots = bytes / ((size_t)mag * stride);
+    if (cfg->max_objects != 0 && slots > cfg->max_objects / (4u * (size_t)mag))
+        slots = cfg->max_objects / (4u * (size_t)mag);
+    return slots < MP_BACKLOG_SLOTS_MAX ? (unsigned)slots : MP_BACKLOG_SLOTS_MAX;
+}
+
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
 {
     if (!mp_config_ok(cfg)) {
@@ -250,7 +280,6 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
     c->c_mag_min = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
     c->c_mag_max = cfg->mag_max ? cfg->mag_max : MP_MAG_MAX_DEFAULT;
     atomic_init(&c->c_mag_size, mp_mag_initial(cfg->size, c->c_mag_min, c->c_mag_max));
-    mp_depot_init(&c->c_depot);
 
     struct mp_slab_params p = {
         .size = cfg->size,
@@ -268,6 +297,9 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
         free(c);
         return NULL;
     }
+    mp_depot_init(&c->c_depot, mp_backlog_slots(cfg, c->c_flags, mp_slab_stride(c->c_slab),
+                                                atomic_load_explicit(&c->c_mag_size,
+                                                                     memory_order_relaxed)));
 
     pthread_mutex_lock(&mp_registry_lock);
     unsigned id = 0;

@@ -27,6 +27,9 @@
  *  - Counters nfull, nempty, rounds_full, pushes_full, pops_full and
  *    contention are relaxed: approximate while operations are in flight,
  *    exact at quiescence.  nfull and nempty never underflow (see below).
+ *  - mp_depot_push_freed: full magazines from free paths pass through a
+ *    bounded FIFO backlog before the full stack (see "Backlog"): wait-free,
+ *    nothing stranded, released by shrink, drain and idle reaping.
  *
  * Representation
  * --------------
@@ -70,6 +73,52 @@
  *  A5. Tag wrap: a popper would have to stall between its load and its CAS
  *      while exactly 2^32 pops (a multiple of 2^32) happen on that stack and
  *      the same index is on top again.  Accepted, as in every tagged design.
+ *
+ * Backlog
+ * -------
+ *  Why.  A full magazine from a free path holds objects whose cache lines the
+ *  freeing thread has just touched.  Taken at once by another thread (the
+ *  LIFO full stack hands a producer the consumer's newest magazine), every
+ *  object costs a transfer of a line still in the freer's L1/L2.  DPDK's
+ *  mempool ring is FIFO and hands out the objects released longest ago.  The
+ *  backlog does the same for a bounded number of magazines: a ring of
+ *  bl_slots magazine pointers; a push takes slot bl_pos++ % bl_slots and
+ *  exchanges its magazine in; the one it displaces, the oldest, goes to the
+ *  full stack.  A magazine thus reaches the stack only after bl_slots later
+ *  pushes, i.e. after ~bl_slots magazines of objects went through the
+ *  freeing core's caches.  Bench spsc (64 B, 1 producer + 1 consumer,
+ *  32 KiB magazines, 1 MiB L2): 54-57 Mops/s without, 65-85 with 32 slots,
+ *  85-89 with 64 (DPDK 79-93 in the same runs).
+ *  Price: up to bl_slots magazines of free objects that allocating threads
+ *  do not see (they build new objects meanwhile).  cache.c sizes bl_slots
+ *  from the config's backlog bytes (default: twice the L2 cache, at most
+ *  MP_BACKLOG_SLOTS_MAX magazines) and counts them in the statistics
+ *  (in_depot, backlog_mags).
+ *  B1. Engagement: only after 2 * bl_slots full pushes since the last
+ *      release (bl_engage_at), so a cache that trades a few magazines
+ *      between threads reuses them at once and builds no surplus; a steady
+ *      flow engages within a few ms.
+ *  B2. Release (shrink, drain, an idle reaper interval, an alloc that found
+ *      the slab layer exhausted): clear bl_on, re-arm B1, then exchange every
+ *      slot with NULL and push what was there onto the full stack.  Every
+ *      release scans every slot whatever bl_on says, so a push that read
+ *      bl_on before it was cleared and left a magazine in the ring strands
+ *      nothing: the magazine is counted (bl_mags, bl_rounds) and the next
+ *      release takes it.  Thread exit and deferred batches push straight to
+ *      the stack (their objects are not hot in a freer's cache).
+ *  B3. Ordering: the slot exchange is ACQ_REL.  Its release publishes the
+ *      contents (rounds, objs) the pusher wrote; its acquire makes visible
+ *      the contents of the magazine it displaces (pairs with the release of
+ *      the exchange that put that one in).  A release's exchange is ACQUIRE
+ *      for the same pairing.  A slot holds a magazine until exactly one
+ *      exchange takes it out, so a magazine stays in one place (I6).
+ *  B4. bl_mags and bl_rounds are relaxed counters, raised before the
+ *      exchange that puts a magazine in and lowered after the one that takes
+ *      it out (as O3: never below zero).  bl_on, bl_engage_at, bl_idle_seen
+ *      are relaxed hints: a stale value moves engagement by a few pushes and
+ *      never loses a magazine (B2).
+ *  B5. Progress: a push is one fetch_add and one exchange (wait-free, no
+ *      compare, hence no ABA); a release is bl_slots exchanges.
  *
  * Slot classes (memory ordering of the lazy reservation)
  * ------------
@@ -468,8 +517,17 @@ void mp_mag_free(struct mp_mag *m)
 
 /* ---- depot --------------------------------------------------------------- */
 
-void mp_depot_init(struct mp_depot *d)
+void mp_depot_init(struct mp_depot *d, unsigned backlog_slots)
 {
+    atomic_init(&d->bl_pos, 0);
+    atomic_init(&d->bl_mags, 0);
+    atomic_init(&d->bl_rounds, 0);
+    atomic_init(&d->bl_engage_at, 2u * (uint64_t)backlog_slots);
+    atomic_init(&d->bl_idle_seen, 0);
+    atomic_init(&d->bl_on, false);
+    d->bl_slots = backlog_slots < MP_BACKLOG_SLOTS_MAX ? backlog_slots : MP_BACKLOG_SLOTS_MAX;
+    for (unsigned i = 0; i < MP_BACKLOG_SLOTS_MAX; i++)
+        atomic_init(&d->bl_ring[i], NULL);
     atomic_init(&d->full, 0);
     atomic_init(&d->empty, 0);
     atomic_init(&d->nfull, 0);
@@ -494,12 +552,90 @@ static inline void ws_lower(_Atomic uint64_t *min, uint64_t depth)
         ;
 }
 
-void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
+static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 {
     atomic_fetch_add_explicit(&d->nfull, 1, memory_order_relaxed); /* before the CAS: O3 */
     atomic_fetch_add_explicit(&d->rounds_full, m->rounds, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
     stack_push(&d->full, NULL, slot_index(m), &d->contention);
+}
+
+void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
+{
+    atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
+    full_stack_push(d, m);
+}
+
+/* Is the backlog engaged, given the pushes before this one (B1)? */
+static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
+{
+    if (d->bl_slots == 0)
+        return false;
+    if (atomic_load_explicit(&d->bl_on, memory_order_relaxed))
+        return true;
+    if (pushes < atomic_load_explicit(&d->bl_engage_at, memory_order_relaxed))
+        return false;
+    atomic_store_explicit(&d->bl_on, true, memory_order_relaxed); /* a hint: B4 */
+    return true;
+}
+
+void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
+{
+    uint64_t pushes = atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
+    if (!backlog_engaged(d, pushes)) {
+        full_stack_push(d, m);
+        return;
+    }
+    uint64_t pos = atomic_fetch_add_explicit(&d->bl_pos, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->bl_mags, 1, memory_order_relaxed); /* before the exchange: B4 */
+    atomic_fetch_add_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
+    /* ACQ_REL (B3): release publishes m's contents to whoever takes it out;
+     * acquire pairs with the exchange that put `old` in, so old->rounds and
+     * old->objs below are that pusher's values.  Relaxed would let the full
+     * stack (and a popper) see a stale round count or stale object pointers. */
+    struct mp_mag *old = atomic_exchange_explicit(&d->bl_ring[pos % d->bl_slots], m,
+                                                  memory_order_acq_rel);
+    if (old != NULL) {
+        atomic_fetch_sub_explicit(&d->bl_rounds, old->rounds, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed); /* after: B4 */
+        full_stack_push(d, old);
+    }
+}
+
+size_t mp_depot_backlog_release(struct mp_depot *d)
+{
+    if (d->bl_slots == 0)
+        return 0;
+    /* Relaxed hints (B4): re-arm engagement, then scan every slot (B2). */
+    atomic_store_explicit(&d->bl_on, false, memory_order_relaxed);
+    atomic_store_explicit(&d->bl_engage_at,
+                          atomic_load_explicit(&d->pushes_full, memory_order_relaxed) +
+                              2u * (uint64_t)d->bl_slots,
+                          memory_order_relaxed);
+    size_t moved = 0;
+    for (unsigned i = 0; i < d->bl_slots; i++) {
+        if (atomic_load_explicit(&d->bl_ring[i], memory_order_relaxed) == NULL)
+            continue; /* an empty slot costs no write (its line stays shared) */
+        /* ACQUIRE (B3): pairs with the release of the exchange that put the
+         * magazine in, so its rounds and objs are visible; relaxed would
+         * push a magazine whose contents we may not see yet. */
+        struct mp_mag *m = atomic_exchange_explicit(&d->bl_ring[i], NULL, memory_order_acquire);
+        if (m == NULL)
+            continue; /* a concurrent push's displacement took it */
+        atomic_fetch_sub_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed); /* after: B4 */
+        full_stack_push(d, m);
+        moved++;
+    }
+    return moved;
+}
+
+void mp_depot_backlog_tick(struct mp_depot *d)
+{
+    uint64_t now = atomic_load_explicit(&d->pushes_full, memory_order_relaxed);
+    uint64_t seen = atomic_exchange_explicit(&d->bl_idle_seen, now, memory_order_relaxed);
+    if (now == seen && (atomic_load_explicit(&d->bl_on, memory_order_relaxed) ||
+                        atomic_load_explicit(&d->bl_mags, memory_order_relaxed) != 0))
+        mp_depot_backlog_release(d);
 }
 
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m)

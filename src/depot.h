@@ -15,6 +15,7 @@
 #ifndef MP_DEPOT_H
 #define MP_DEPOT_H
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "magpool/magpool.h"
@@ -30,6 +31,9 @@ struct mp_mag {
     void *objs[];      /* cap slots */
 };
 
+/* Most magazines a depot's backlog holds (depot.c, "Backlog"). */
+#define MP_BACKLOG_SLOTS_MAX 64u
+
 /* One cache line per stack, holding the head and every counter an operation
  * on that stack updates, so an exchange (pop one stack, push the other)
  * brings each line over once; the rare CAS-failure counter has its own. */
@@ -43,6 +47,16 @@ struct mp_depot {
     _Atomic uint64_t nempty;
     _Atomic uint64_t ws_min_empty;
     _Alignas(64) _Atomic uint64_t contention; /* failed CASes */
+    /* Backlog (depot.c, "Backlog"): full magazines from free paths, held
+     * back in FIFO order before they reach the full stack. */
+    _Alignas(64) _Atomic uint64_t bl_pos;   /* backlog pushes so far (slot = pos % bl_slots) */
+    _Atomic uint64_t bl_mags;               /* magazines in the backlog */
+    _Atomic uint64_t bl_rounds;             /* objects in them */
+    _Atomic uint64_t bl_engage_at;          /* pushes_full count at which it engages */
+    _Atomic uint64_t bl_idle_seen;          /* pushes_full at the last idle check */
+    _Atomic bool bl_on;                     /* engaged (a hint: every release scans all slots) */
+    unsigned bl_slots;                      /* ring size, 0 = no backlog; fixed at init */
+    _Alignas(64) _Atomic(struct mp_mag *) bl_ring[MP_BACKLOG_SLOTS_MAX];
 };
 
 /* Stride of the largest slot class (magazines of more than 389 rounds, up to
@@ -50,7 +64,8 @@ struct mp_depot {
  * cache line (4160 bytes).  Smaller magazines take smaller slots (depot.c). */
 #define MP_MAG_STRIDE ((sizeof(struct mp_mag) + MAGPOOL_MAG_MAX * sizeof(void *) + 63) & ~(size_t)63)
 
-void mp_depot_init(struct mp_depot *d);
+/* backlog_slots: size of the backlog ring, 0 .. MP_BACKLOG_SLOTS_MAX (0 = none). */
+void mp_depot_init(struct mp_depot *d, unsigned backlog_slots);
 /* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
 struct mp_mag *mp_mag_alloc(unsigned cap);
 /* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
@@ -63,7 +78,18 @@ void mp_mag_area_trim(void);
  * tests: steady-state traffic should recycle magazines, not allocate them). */
 uint64_t mp_mag_area_allocs(void);
 
+/* A full magazine onto the full stack (thread exit, deferred batches). */
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);
+/* A full magazine that a free path filled: through the backlog when it is
+ * engaged (the oldest backlog magazine then goes to the full stack). */
+void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m);
+/* Move every backlog magazine to the full stack and disengage the backlog
+ * until another 2 * bl_slots full pushes.  Returns how many moved.
+ * For shrink, drain, and an alloc that found the slab layer exhausted. */
+size_t mp_depot_backlog_release(struct mp_depot *d);
+/* Reaper: release the backlog if no full magazine was pushed since the
+ * previous call (the flow that engaged it has stopped). */
+void mp_depot_backlog_tick(struct mp_depot *d);
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m);
 struct mp_mag *mp_depot_pop_full(struct mp_depot *d);   /* NULL if none */
 struct mp_mag *mp_depot_pop_empty(struct mp_depot *d);  /* NULL if none */

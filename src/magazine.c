@@ -107,6 +107,42 @@ static struct mp_mag *mp_mag_get_empty(struct magpool_cache *c, unsigned size)
 
 /* ---- alloc ---------------------------------------------------------------- */
 
+/* Load a full depot magazine; the empty previous one goes back. */
+static void mp_tc_exchange_full(struct magpool_cache *c, struct mp_tcache *tc, struct mp_mag *full)
+{
+    mp_tc_save(tc);
+    mp_tc_flow(tc, full->rounds);
+    if (tc->tc_prev != NULL)
+        mp_mag_retire_empty(c, tc->tc_prev);
+    mp_tc_install(tc, full, tc->tc_loaded);
+}
+
+/* Fill the (empty) loaded magazine from the slab layer; false + errno if
+ * the slab layer has nothing (object limit, ENOMEM, NOWAIT). */
+static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
+{
+    struct mp_mag *m = tc->tc_loaded;
+    unsigned want = mp_mag_size(c);
+    if (m->cap != want && !(aflags & MAGPOOL_NOWAIT)) {
+        struct mp_mag *nm = mp_mag_alloc(want);
+        if (nm != NULL) {
+            mp_mag_free(m);
+            mp_tc_install(tc, nm, tc->tc_prev);
+            m = nm;
+        }
+    }
+    size_t got = mp_slab_alloc(c->c_slab, m->objs, m->cap, aflags);
+    if (got == 0) {
+        if (errno == ENOMEM)
+            mp_mag_resize(c, -1);                         /* memory pressure */
+        return false;
+    }
+    mp_poison_objs(c, m->objs, got);
+    mp_tc_flow(tc, got);
+    mp_store_relaxed32(&tc->tc_rounds, (uint32_t)got);
+    return true;
+}
+
 /* tc->rounds == 0 and the thread holds c: get a full magazine loaded. */
 static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
 {
@@ -114,31 +150,17 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
     if (tc->tc_prev != NULL && tc->tc_prev->rounds > 0) {
         mp_tc_swap(tc);                                   /* 1: previous is full */
     } else if ((full = mp_depot_pop_full(&c->c_depot)) != NULL) {
-        mp_tc_save(tc);                                   /* 2: depot exchange */
-        mp_tc_flow(tc, full->rounds);
-        if (tc->tc_prev != NULL)
-            mp_mag_retire_empty(c, tc->tc_prev);
-        mp_tc_install(tc, full, tc->tc_loaded);
-    } else {                                              /* 3: slab layer */
-        struct mp_mag *m = tc->tc_loaded;
-        unsigned want = mp_mag_size(c);
-        if (m->cap != want && !(aflags & MAGPOOL_NOWAIT)) {
-            struct mp_mag *nm = mp_mag_alloc(want);
-            if (nm != NULL) {
-                mp_mag_free(m);
-                mp_tc_install(tc, nm, tc->tc_prev);
-                m = nm;
-            }
-        }
-        size_t got = mp_slab_alloc(c->c_slab, m->objs, m->cap, aflags);
-        if (got == 0) {
-            if (errno == ENOMEM)
-                mp_mag_resize(c, -1);                     /* memory pressure */
+        mp_tc_exchange_full(c, tc, full);                 /* 2: depot exchange */
+    } else if (!mp_tc_fill_from_slab(c, tc, aflags)) {    /* 3: slab layer */
+        /* 4: the slab layer is out, but the depot's backlog may hold free
+         * objects: release it rather than fail (depot.c, B2). */
+        int err = errno;
+        if (mp_depot_backlog_release(&c->c_depot) == 0 ||
+            (full = mp_depot_pop_full(&c->c_depot)) == NULL) {
+            errno = err;
             return NULL;
         }
-        mp_poison_objs(c, m->objs, got);
-        mp_tc_flow(tc, got);
-        mp_store_relaxed32(&tc->tc_rounds, (uint32_t)got);
+        mp_tc_exchange_full(c, tc, full);
     }
     uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
     mp_store_relaxed32(&tc->tc_rounds, n - 1);
@@ -239,7 +261,7 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
     mp_tc_save(tc);
     if (tc->tc_prev != NULL) {
         mp_tc_flow(tc, -(int64_t)tc->tc_prev->rounds);
-        mp_depot_push_full(&c->c_depot, tc->tc_prev);
+        mp_depot_push_freed(&c->c_depot, tc->tc_prev);
     }
     mp_tc_install(tc, e, tc->tc_loaded);
     return true;

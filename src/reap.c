@@ -114,6 +114,7 @@ static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t ne
 
 size_t mp_depot_drain(struct magpool_cache *c)
 {
+    mp_depot_backlog_release(&c->c_depot);
     return mp_depot_trim(c, UINT64_MAX, UINT64_MAX);
 }
 
@@ -175,6 +176,7 @@ void mp_reap_tick(struct magpool_cache *c)
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
     uint64_t unused_full, unused_empty;
+    mp_depot_backlog_tick(&c->c_depot); /* a stopped flow's backlog joins the working set */
     mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
     mp_depot_trim(c, unused_full, unused_empty);
     uint64_t cont = mp_load_relaxed64(&c->c_depot.contention);

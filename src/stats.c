@@ -78,11 +78,13 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->deferred = s.deferred + mp_load_relaxed64(&c->c_deferred_sealed);
 
     struct mp_depot *d = &c->c_depot;
-    st->in_depot = mp_load_relaxed64(&d->rounds_full);
+    st->in_depot = mp_load_relaxed64(&d->rounds_full) + mp_load_relaxed64(&d->bl_rounds);
     st->depot_allocs = mp_load_relaxed64(&d->pops_full);
     st->depot_frees = mp_load_relaxed64(&d->pushes_full);
     st->depot_contention = mp_load_relaxed64(&d->contention);
-    st->depot_full_mags = mp_load_relaxed64(&d->nfull);
+    st->backlog_mags = mp_load_relaxed64(&d->bl_mags);
+    st->backlog_slots = d->bl_slots;
+    st->depot_full_mags = mp_load_relaxed64(&d->nfull) + st->backlog_mags;
     st->depot_empty_mags = mp_load_relaxed64(&d->nempty);
 
     struct mp_slab_stats ss;

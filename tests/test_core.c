@@ -3,8 +3,9 @@
  * errno, round trips with no object handed out twice, constructor semantics,
  * the allocation flags, limits, bulk all-or-nothing, the immediate double-free
  * diagnostic, shrink returning RSS, destroy with live objects (zombie), foreach
- * and magpool_cache_of.  The conservation equation (I1) is checked after every
- * scenario.
+ * and magpool_cache_of, the depot's backlog (engages on a flow, counted,
+ * bounded, released by shrink, by an idle interval and at an object limit).
+ * The conservation equation (I1) is checked after every scenario.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -797,6 +798,155 @@ static void test_ws_reap(void)
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
+/* ---- backlog (depot.c, "Backlog") ------------------------------------------ */
+
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 }, NULL);
+}
+
+/* A flow of full magazines engages the backlog; what it holds is counted,
+ * builds at most its own size of new objects, and goes back on shrink. */
+static void test_backlog_flow(void)
+{
+    magpool_cache_t *c = mk("backlog", 64);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    unsigned slots = st.backlog_slots, mag = st.mag_size;
+    CHECK_MSG(slots >= 2 && slots <= 64, "backlog slots %u", slots);
+    size_t n = (size_t)(3 * slots + 4) * mag; /* 2 * slots pushes engage it, slots more fill it */
+    void **p = malloc(n * sizeof *p);
+    struct pset seen;
+    pset_init(&seen, 2 * n);
+    int dup = 0, null = 0;
+    for (size_t i = 0; i < n; i++) {
+        null += (p[i] = magpool_alloc(c)) == NULL;
+        dup += !pset_add(&seen, p[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        magpool_free(c, p[i]);
+    CHECK(conserved(c, &st));
+    CHECK_MSG(st.backlog_mags == slots, "backlog holds %llu of %u magazines",
+              (unsigned long long)st.backlog_mags, slots);
+    CHECK(st.depot_full_mags >= st.backlog_mags && st.in_depot >= st.backlog_mags * mag);
+    uint64_t built = st.constructed;
+    /* Reallocating builds new objects in place of those held back, no more. */
+    for (size_t i = 0; i < n; i++) {
+        null += (p[i] = magpool_alloc(c)) == NULL;
+        pset_add(&seen, p[i]);
+    }
+    CHECK(null == 0 && dup == 0);
+    magpool_cache_stats(c, &st);
+    CHECK_MSG(st.constructed <= built + (uint64_t)(slots + 2) * mag,
+              "constructed %llu -> %llu with %u backlog magazines of %u",
+              (unsigned long long)built, (unsigned long long)st.constructed, slots, mag);
+    CHECK(st.constructed > built); /* the held-back objects were not reused */
+    /* Every object in use is distinct. */
+    struct pset now;
+    pset_init(&now, n);
+    for (size_t i = 0; i < n; i++)
+        dup += !pset_add(&now, p[i]);
+    CHECK(dup == 0);
+    free(now.slot);
+    for (size_t i = 0; i < n; i++)
+        magpool_free(c, p[i]);
+    CHECK(conserved(c, NULL));
+    CHECK(magpool_cache_shrink(c) == 0);
+    CHECK(conserved(c, &st));
+    CHECK(st.backlog_mags == 0 && st.in_depot == 0 && st.depot_full_mags == 0);
+    CHECK(magpool_cache_destroy(c) == 0);
+    free(seen.slot);
+    free(p);
+}
+
+/* MAGPOOL_NO_BACKLOG: a flow is reused at once, nothing held back. */
+static void test_backlog_off(void)
+{
+    struct magpool_config cfg = { .name = "nobacklog", .size = 64, .flags = MAGPOOL_NO_BACKLOG };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK(st.backlog_slots == 0);
+    size_t n = (size_t)200 * st.mag_size;
+    void **p = malloc(n * sizeof *p);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = magpool_alloc(c);
+        for (size_t i = 0; i < n; i++)
+            magpool_free(c, p[i]);
+    }
+    CHECK(conserved(c, &st));
+    CHECK(st.backlog_mags == 0);
+    CHECK_MSG(st.constructed <= n + st.mag_size, "constructed %llu for %zu",
+              (unsigned long long)st.constructed, n);
+    CHECK(magpool_cache_destroy(c) == 0);
+    free(p);
+}
+
+/* Under an object limit, objects held back are never a reason to fail: an
+ * alloc that finds the slab layer at the limit releases the backlog. */
+static void test_backlog_limit(void)
+{
+    enum { LIMIT = 40000 };
+    struct magpool_config cfg = { .name = "backlog-limit", .size = 64, .max_objects = LIMIT,
+                                  .backlog = SIZE_MAX };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    CHECK_MSG(st.backlog_slots > 0 && (uint64_t)st.backlog_slots * st.mag_size <= LIMIT / 4,
+              "backlog slots %u of %u", st.backlog_slots, st.mag_size);
+    static void *p[LIMIT];
+    int fails = 0;
+    uint64_t held_max = 0;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < LIMIT; i++)
+            fails += (p[i] = magpool_alloc(c)) == NULL;
+        for (int i = 0; i < LIMIT; i++)
+            magpool_free(c, p[i]);
+        magpool_cache_stats(c, &st);
+        held_max = st.backlog_mags > held_max ? st.backlog_mags : held_max;
+    }
+    CHECK_MSG(fails == 0, "%d allocations failed under the limit", fails);
+    CHECK(held_max > 0); /* it did engage */
+    CHECK(conserved(c, &st));
+    CHECK(st.constructed <= LIMIT && st.alloc_failures == 0);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* A backlog whose flow stopped goes back to the depot after a reap interval
+ * with no full push (driven by slow paths, no thread of its own). */
+static void test_backlog_idle(void)
+{
+    magpool_cache_t *c = mk("backlog-idle", 64);
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    unsigned mag = st.mag_size;
+    size_t n = (size_t)(3 * st.backlog_slots + 48) * mag;
+    void **p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = magpool_alloc(c);
+    for (size_t i = 0; i < n; i++)
+        magpool_free(c, p[i]);
+    magpool_cache_stats(c, &st);
+    CHECK(st.backlog_mags > 0);
+    /* Two reap intervals of alloc-only slow paths (a free could push). */
+    size_t k = 0;
+    for (int round = 0; round < 3 && st.backlog_mags > 0; round++) {
+        sleep_ms(120);
+        for (size_t i = 0; i < (size_t)20 * mag && k < n; i++)
+            p[k++] = magpool_alloc(c);
+        magpool_cache_stats(c, &st);
+    }
+    CHECK_MSG(st.backlog_mags == 0, "backlog still holds %llu magazines",
+              (unsigned long long)st.backlog_mags);
+    CHECK(conserved(c, NULL));
+    for (size_t i = 0; i < k; i++)
+        magpool_free(c, p[i]);
+    CHECK(conserved(c, NULL));
+    CHECK(magpool_cache_destroy(c) == 0);
+    free(p);
+}
+
 int main(void)
 {
     test_bad_args();
@@ -816,6 +966,10 @@ int main(void)
     test_debug_cache();
     test_fault_inject();
     test_ws_reap();
+    test_backlog_flow();
+    test_backlog_off();
+    test_backlog_limit();
+    test_backlog_idle();
     magpool_synchronize(NULL);
     return check_done();
 }

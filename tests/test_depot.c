@@ -13,11 +13,16 @@
  *  - hammer (96 magazines, then 3 so that heads repeat often): 6 threads move magazines between the four stacks of two depots,
  *    rewriting their rounds on the way (checksums); an owner flag per
  *    magazine catches a magazine popped by two threads at once; at the end
- *    every magazine is found exactly once, contents intact, counters exact.
+ *    every magazine is found exactly once, contents intact, counters exact;
+ *  - backlog (FIFO hold-back of freed full magazines): engages only after
+ *    2 * slots pushes, hands magazines to the full stack oldest first, counts
+ *    what it holds, release moves everything and re-arms; the hammer again
+ *    with backlogs, full pushes through them and releases racing the pushes.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -36,7 +41,7 @@
 static void test_lock_free(void)
 {
     struct mp_depot d;
-    mp_depot_init(&d);
+    mp_depot_init(&d, 0);
     CHECK(atomic_is_lock_free(&d.full));
     CHECK(atomic_is_lock_free(&d.empty));
     CHECK(ATOMIC_LLONG_LOCK_FREE == 2);
@@ -70,7 +75,7 @@ static void test_alloc_bounds(void)
 static void test_lifo_counters(void)
 {
     struct mp_depot d;
-    mp_depot_init(&d);
+    mp_depot_init(&d, 0);
     CHECK(mp_depot_pop_full(&d) == NULL);
     CHECK(mp_depot_pop_empty(&d) == NULL);
     struct mp_mag *m[3];
@@ -263,7 +268,7 @@ static void test_classes(void)
     CHECK(((char *)m[1][0] - (char *)m[3][0]) % 128 == 0);
     /* depot pushes and pops work across classes in one stack */
     struct mp_depot d;
-    mp_depot_init(&d);
+    mp_depot_init(&d, 0);
     for (unsigned i = 0; i < NC; i++) {
         m[i][0]->rounds = 1;
         mp_depot_push_full(&d, m[i][0]);
@@ -274,6 +279,85 @@ static void test_classes(void)
     for (unsigned i = 0; i < NC; i++)
         for (unsigned j = 0; j < PER; j++)
             mp_mag_free(m[i][j]);
+    mp_domain_synchronize(NULL);
+}
+
+/* ---- backlog (depot.c, "Backlog") ----------------------------------------- */
+
+static void test_backlog_fifo(void)
+{
+    enum { SLOTS = 4, N = 3 * SLOTS + 2 };
+    struct mp_depot d;
+    mp_depot_init(&d, SLOTS);
+    CHECK(d.bl_slots == SLOTS);
+    struct mp_mag *m[N];
+    for (unsigned i = 0; i < N; i++) {
+        m[i] = mp_mag_alloc(15);
+        CHECK(m[i] != NULL);
+        if (m[i] == NULL)
+            return;
+        m[i]->rounds = 1 + i;
+    }
+    /* B1: the first 2 * SLOTS pushes go straight to the stack (LIFO). */
+    for (unsigned i = 0; i < 2 * SLOTS; i++)
+        mp_depot_push_freed(&d, m[i]);
+    CHECK(atomic_load(&d.bl_mags) == 0 && atomic_load(&d.nfull) == 2 * SLOTS);
+    for (unsigned i = 2 * SLOTS; i-- > 0;)
+        CHECK(mp_depot_pop_full(&d) == m[i]);
+    CHECK(mp_depot_pop_full(&d) == NULL);
+    /* Engaged: the next SLOTS pushes stay in the backlog... */
+    for (unsigned i = 0; i < SLOTS; i++)
+        mp_depot_push_freed(&d, m[i]);
+    CHECK(mp_depot_pop_full(&d) == NULL);
+    CHECK(atomic_load(&d.bl_mags) == SLOTS);
+    uint64_t held = 0;
+    for (unsigned i = 0; i < SLOTS; i++)
+        held += m[i]->rounds;
+    CHECK(atomic_load(&d.bl_rounds) == held);
+    /* ...and each later push sends the oldest one to the stack. */
+    for (unsigned i = SLOTS; i < N; i++) {
+        mp_depot_push_freed(&d, m[i]);
+        CHECK(mp_depot_pop_full(&d) == m[i - SLOTS]);
+        CHECK(mp_depot_pop_full(&d) == NULL);
+    }
+    CHECK(atomic_load(&d.bl_mags) == SLOTS);
+    CHECK(atomic_load(&d.nfull) == 0 && atomic_load(&d.rounds_full) == 0);
+    /* Release: every held magazine to the stack, counters to zero. */
+    CHECK(mp_depot_backlog_release(&d) == SLOTS);
+    CHECK(atomic_load(&d.bl_mags) == 0 && atomic_load(&d.bl_rounds) == 0);
+    CHECK(atomic_load(&d.nfull) == SLOTS);
+    unsigned seen = 0;
+    struct mp_mag *p;
+    while ((p = mp_depot_pop_full(&d)) != NULL)
+        for (unsigned i = N - SLOTS; i < N; i++)
+            seen += p == m[i];
+    CHECK(seen == SLOTS);
+    CHECK(mp_depot_backlog_release(&d) == 0);
+    /* Re-armed: 2 * SLOTS more pushes before it engages again. */
+    for (unsigned i = 0; i < 2 * SLOTS; i++)
+        mp_depot_push_freed(&d, m[i]);
+    CHECK(atomic_load(&d.bl_mags) == 0);
+    mp_depot_push_freed(&d, m[2 * SLOTS]);
+    CHECK(atomic_load(&d.bl_mags) == 1);
+    /* The idle tick releases only after an interval with no push. */
+    mp_depot_backlog_tick(&d);
+    CHECK(atomic_load(&d.bl_mags) == 1);
+    mp_depot_backlog_tick(&d);
+    CHECK(atomic_load(&d.bl_mags) == 0);
+    CHECK(atomic_load(&d.nfull) == 2 * SLOTS + 1);
+    while (mp_depot_pop_full(&d) != NULL)
+        ;
+    /* No backlog: push_freed is push_full. */
+    struct mp_depot z;
+    mp_depot_init(&z, 0);
+    for (unsigned i = 0; i < N; i++)
+        mp_depot_push_freed(&z, m[i]);
+    CHECK(atomic_load(&z.bl_mags) == 0 && atomic_load(&z.nfull) == N);
+    CHECK(mp_depot_backlog_release(&z) == 0);
+    for (unsigned i = N; i-- > 0;)
+        CHECK(mp_depot_pop_full(&z) == m[i]);
+    for (unsigned i = 0; i < N; i++)
+        mp_mag_free(m[i]);
     mp_domain_synchronize(NULL);
 }
 
@@ -288,6 +372,7 @@ static struct mp_mag *g_mags[NMAG];
 static atomic_int g_owner[NMAG];
 static atomic_long g_bad, g_moves;
 static uint32_t g_nmag;     /* magazines in this run (few = heads repeat often: ABA bait) */
+static bool g_backlog;      /* full pushes go through the depots' backlogs */
 
 /* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k. */
 static void fill(struct mp_mag *m, uint32_t id, uint32_t rounds)
@@ -336,19 +421,24 @@ static void *hammer(void *arg)
         struct mp_depot *d = &g_d[dst & 1];
         if (dst & 2)
             mp_depot_push_empty(d, m);
+        else if (g_backlog)
+            mp_depot_push_freed(d, m);
         else
             mp_depot_push_full(d, m);
+        if (g_backlog && (seed >> 24) % 64 == 0)
+            mp_depot_backlog_release(d); /* races pushes into the same ring (B2) */
         atomic_fetch_add_explicit(&g_moves, 1, memory_order_relaxed);
     }
     return NULL;    /* the thread-exit key releases the epoch record */
 }
 
-static void test_hammer(uint32_t nmag)
+static void test_hammer(uint32_t nmag, unsigned backlog_slots)
 {
     g_nmag = nmag;
+    g_backlog = backlog_slots != 0;
     atomic_store(&g_moves, 0);
-    mp_depot_init(&g_d[0]);
-    mp_depot_init(&g_d[1]);
+    mp_depot_init(&g_d[0], backlog_slots);
+    mp_depot_init(&g_d[1], backlog_slots);
     for (uint32_t i = 0; i < nmag; i++) {
         g_mags[i] = mp_mag_alloc(CAP);
         CHECK(g_mags[i] != NULL);
@@ -374,9 +464,15 @@ static void test_hammer(uint32_t nmag)
     uint64_t nmags = 0, rounds = 0;
     for (int k = 0; k < 2; k++) {
         nmags += atomic_load(&g_d[k].nfull) + atomic_load(&g_d[k].nempty);
-        rounds += atomic_load(&g_d[k].rounds_full);
+        nmags += atomic_load(&g_d[k].bl_mags);
+        rounds += atomic_load(&g_d[k].rounds_full) + atomic_load(&g_d[k].bl_rounds);
     }
     CHECK_MSG(nmags == nmag, "counters say %llu magazines", (unsigned long long)nmags);
+    for (int k = 0; k < 2; k++) {
+        uint64_t held = atomic_load(&g_d[k].bl_mags);
+        CHECK(mp_depot_backlog_release(&g_d[k]) == held);
+        CHECK(atomic_load(&g_d[k].bl_mags) == 0 && atomic_load(&g_d[k].bl_rounds) == 0);
+    }
     int seen[NMAG] = { 0 };
     uint64_t found = 0, found_rounds = 0;
     int bad = 0;
@@ -406,7 +502,8 @@ static void test_hammer(uint32_t nmag)
         CHECK(atomic_load(&g_d[k].rounds_full) == 0);
         CHECK(atomic_load(&g_d[k].pushes_full) == atomic_load(&g_d[k].pops_full));
     }
-    printf("hammer(%u magazines): %ld moves, contention %llu + %llu failed CAS\n", nmag,
+    printf("hammer(%u magazines, backlog %u): %ld moves, contention %llu + %llu failed CAS\n",
+           nmag, backlog_slots,
            atomic_load(&g_moves),
            (unsigned long long)atomic_load(&g_d[0].contention),
            (unsigned long long)atomic_load(&g_d[1].contention));
@@ -424,8 +521,11 @@ int main(void)
     test_recycle_after_grace();
     test_trim();
     test_classes();
-    test_hammer(NMAG);
-    test_hammer(3);
+    test_backlog_fifo();
+    test_hammer(NMAG, 0);
+    test_hammer(3, 0);
+    test_hammer(NMAG, 8);
+    test_hammer(5, 2);
     mp_reclaim_thread_exit();
     return check_done();
 }

@@ -80,6 +80,9 @@ typedef struct magpool_domain magpool_domain_t;
 #define MAGPOOL_TYPESAFE       0x0020u
 /** Debug problems print their diagnostic and continue instead of abort. */
 #define MAGPOOL_DEBUG_CONTINUE 0x0040u
+/** No backlog: full magazines that free paths give to the depot are
+ *  reusable at once (see struct magpool_config.backlog). */
+#define MAGPOOL_NO_BACKLOG     0x0080u
 
 /* ---- allocation flags ----------------------------------------------------- */
 /** Zero the object's `size` bytes before returning it. */
@@ -103,6 +106,18 @@ struct magpool_config {
     unsigned mag_max;          /**< largest magazine size, 0 = default (511) */
     size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
     magpool_domain_t *domain;  /**< reclamation domain, NULL = magpool_domain_default() */
+    /** Backlog, in bytes of objects.  When threads free what other threads
+     *  allocate (producer/consumer) at a steady rate, the depot holds full
+     *  magazines from free paths back in FIFO order, so an object is reused
+     *  only after about this many bytes of other objects were freed: its
+     *  cache lines have left the freeing core by then, and reuse costs no
+     *  core-to-core transfer (DPDK's FIFO mempool ring works the same way).
+     *  It engages after a flow of twice its size, holds at most 64
+     *  magazines, and goes back on shrink, when the flow stops for a reap
+     *  interval, or when the object limit or memory runs out.  Counted in
+     *  in_depot (stats.backlog_mags).  0 = default: twice the L2 cache
+     *  (sysconf), or 2 MiB.  MAGPOOL_NO_BACKLOG turns it off. */
+    size_t backlog;
 };
 
 /** Statistics of one cache.  Counters are kept per thread and summed here.
@@ -128,7 +143,7 @@ struct magpool_stats {
     uint64_t depot_allocs;     /**< full magazines taken from the depot */
     uint64_t depot_frees;      /**< full magazines given to the depot */
     uint64_t depot_contention; /**< failed depot compare-and-swaps */
-    uint64_t depot_full_mags;
+    uint64_t depot_full_mags;  /**< full magazines in the depot, backlog included */
     uint64_t depot_empty_mags;
     uint64_t slab_allocs;      /**< objects taken from the slab layer */
     unsigned mag_size;         /**< current magazine size */
@@ -136,6 +151,8 @@ struct magpool_stats {
     uint64_t reaps;            /**< magazines torn down by working-set reaping or shrink */
     uint64_t alloc_failures;
     uint64_t max_objects;      /**< the limit, 0 = none */
+    uint64_t backlog_mags;     /**< full magazines held back in the depot's backlog */
+    unsigned backlog_slots;    /**< most magazines the backlog holds, 0 = none */
 };
 
 /** Create a cache.  NULL + EINVAL for a bad config, ENOMEM for no memory. */
