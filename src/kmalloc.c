@@ -129,7 +129,7 @@ static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, g
     return mp_kmem_alloc(c, gfp, caller);
 }
 
-void *kmalloc(size_t size, gfp_t gfp)
+MP_HOT_ENTRY void *kmalloc(size_t size, gfp_t gfp)
 {
     return kmalloc_inline(size, gfp, __builtin_return_address(0));
 }
@@ -183,7 +183,7 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_fast_free(s->c, (void *)p, caller);
 }
 
-void kfree(const void *p)
+MP_HOT_ENTRY void kfree(const void *p)
 {
     const void *caller = __builtin_return_address(0);
     magpool_cache_t *c = mp_slab_owner_inline(p);

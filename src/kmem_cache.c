@@ -137,14 +137,14 @@ void *mp_kmem_alloc_miss(magpool_cache_t *c, unsigned gfp, const void *caller)
     return mp_alloc_slow(c, mp_gfp_to_aflags(gfp), caller);
 }
 
-void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
+MP_HOT_ENTRY void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
 {
     if (__builtin_expect(s == NULL, 0))
         return mp_null_einval();
     return mp_kmem_alloc(s->c, gfp, __builtin_return_address(0));
 }
 
-void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
+MP_HOT_ENTRY void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
 {
     if (__builtin_expect(s == NULL, 0))
         return mp_null_einval();
@@ -222,7 +222,7 @@ static __attribute__((noinline, cold)) void free_slow(struct kmem_cache *s, void
         mp_fast_free(s->c, obj, caller);
 }
 
-void kmem_cache_free(struct kmem_cache *s, void *obj)
+MP_HOT_ENTRY void kmem_cache_free(struct kmem_cache *s, void *obj)
 {
     const void *caller = __builtin_return_address(0);
     if (__builtin_expect(s == NULL, 0))

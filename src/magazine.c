@@ -224,7 +224,7 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
     return obj;
 }
 
-MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
+MP_HOT_ENTRY MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
 {
     if (__builtin_expect(c == NULL, 0))
         return mp_alloc_slow(c, 0, __builtin_return_address(0));
@@ -304,7 +304,7 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
     atomic_fetch_add_explicit(&c->c_frees, 1, memory_order_release);
 }
 
-MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
+MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
 {
     if (__builtin_expect(obj == NULL, 0))
         return;

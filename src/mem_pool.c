@@ -152,14 +152,14 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
     return p;
 }
 
-void *mem_get(struct mem_pool *pool)
+MP_HOT_ENTRY void *mem_get(struct mem_pool *pool)
 {
     if (__builtin_expect(pool == NULL, 0))
         return mp_null_einval();
     return mp_fast_alloc(pool->cache, __builtin_return_address(0));
 }
 
-void *mem_get0(struct mem_pool *pool)
+MP_HOT_ENTRY void *mem_get0(struct mem_pool *pool)
 {
     if (__builtin_expect(pool == NULL, 0))
         return mp_null_einval();
@@ -201,7 +201,7 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     }
 }
 
-void mem_put(void *ptr)
+MP_HOT_ENTRY void mem_put(void *ptr)
 {
     const void *caller = __builtin_return_address(0);
     magpool_cache_t *c = mp_slab_owner_inline(ptr);
