@@ -24,7 +24,10 @@
  *     it: destroy must report 0 live objects while other threads still hold
  *     magazines for it, over and over;
  *   - a reaper thread loops magpool_reap(), magpool_cache_shrink() of a
- *     random shared cache and a magpool_cache_foreach() stats walk.
+ *     random shared cache and a magpool_cache_foreach() stats walk; the
+ *     shrinks release the depots' backlogs (depot.c) while workers push
+ *     through them, and the walk checks no backlog exceeds its slots (plus
+ *     one per push in flight).
  * Workers keep going until at least --cycles ephemeral caches have come and
  * gone (20; --long 200), so the side threads overlap them on 2 cores.
  * Afterwards: conservation exact and in_use == 0 for every cache; the tiny
@@ -199,12 +202,21 @@ static void *helper_main(void *arg)
     }
 }
 
+static uint64_t backlog_peak; /* reaper thread only: most backlog magazines seen in one cache */
+
 static int stats_each(magpool_cache_t *c, void *arg)
 {
     struct magpool_stats s;
     (void)arg;
     if (magpool_cache_stats(c, &s) != 0)
         st_fail("stats of a live cache failed: %s", strerror(errno));
+    /* The count is raised before a push's exchange and lowered after the
+     * displaced magazine is out (depot.c, B4): pushes in flight add one each. */
+    if (s.backlog_mags > s.backlog_slots + opts.threads + NHELP + 1)
+        st_fail("%s: backlog holds %llu magazines, more than its %u slots and the pushes in flight",
+                s.name, (unsigned long long)s.backlog_mags, s.backlog_slots);
+    if (s.backlog_mags > backlog_peak)
+        backlog_peak = s.backlog_mags;
     return 0;
 }
 
@@ -228,7 +240,8 @@ static void *reaper_main(void *arg)
         n++;
         sched_yield();
     }
-    printf("depot_pressure: reaper ran %" PRIu64 " shrink/reap/stats calls\n", n);
+    printf("depot_pressure: reaper ran %" PRIu64 " shrink/reap/stats calls; backlog peak %" PRIu64
+           " magazines\n", n, backlog_peak);
     return NULL;
 }
 
