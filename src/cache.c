@@ -124,7 +124,9 @@
  * bench batch1000, 2 threads, 318 -> 490 Mops/s, 1 thread 193 -> 260.
  * (DPDK allows per-lcore caches of up to 512 objects.)
  * The price is per-thread holding: at most two magazines, ~64 KiB of
- * objects per thread and cache.  Magazines take size-classed slots
+ * objects per thread and cache, plus, for a cache with a steady
+ * producer/consumer flow, the depot's backlog (default twice the L2 cache,
+ * at most 64 magazines; depot.c).  Magazines take size-classed slots
  * (depot.c), so a magazine
  * costs ~8-9 bytes per round (1280 bytes for 143, 4160 for 511).  Shrink drains
  * the depot, polls the default domain so the magazines' slots come back,
@@ -239,20 +241,22 @@ static size_t mp_backlog_default(void)
     return l2 > 0 ? 2 * (size_t)l2 : (size_t)2 << 20;
 }
 
-/* Magazines in the backlog ring: cfg->backlog bytes (0 = default) in
- * magazines of mag rounds of stride bytes, at most MP_BACKLOG_SLOTS_MAX,
- * and at most a quarter of an object limit (objects held back are objects
- * the limit does not let others build). */
-static unsigned mp_backlog_slots(const struct magpool_config *cfg, unsigned flags, size_t stride,
-                                 unsigned mag)
+/* The depot's backlog for cfg (depot.c, "Backlog"): cfg->backlog bytes
+ * (0 = default) in magazines of mag rounds of stride bytes, at most
+ * MP_BACKLOG_SLOTS_MAX and at most a quarter of an object limit (objects
+ * held back are objects the limit does not let others build).  It engages
+ * after a flow of twice its bytes (B1), counted in magazine pushes. */
+static void mp_backlog_init(struct mp_depot *d, const struct magpool_config *cfg, unsigned flags,
+                            size_t stride, unsigned mag)
 {
-    if (flags & MAGPOOL_NO_BACKLOG)
-        return 0;
     size_t bytes = cfg->backlog ? cfg->backlog : mp_backlog_default();
-    size_t slots = bytes / ((size_t)mag * stride);
+    size_t span = bytes / ((size_t)mag * stride); /* magazines in `bytes` */
+    size_t slots = span < MP_BACKLOG_SLOTS_MAX ? span : MP_BACKLOG_SLOTS_MAX;
     if (cfg->max_objects != 0 && slots > cfg->max_objects / (4u * (size_t)mag))
         slots = cfg->max_objects / (4u * (size_t)mag);
-    return slots < MP_BACKLOG_SLOTS_MAX ? (unsigned)slots : MP_BACKLOG_SLOTS_MAX;
+    if (flags & MAGPOOL_NO_BACKLOG)
+        slots = 0;
+    mp_depot_init(d, (unsigned)slots, 2u * (uint64_t)span);
 }
 
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
@@ -297,9 +301,8 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
         free(c);
         return NULL;
     }
-    mp_depot_init(&c->c_depot, mp_backlog_slots(cfg, c->c_flags, mp_slab_stride(c->c_slab),
-                                                atomic_load_explicit(&c->c_mag_size,
-                                                                     memory_order_relaxed)));
+    mp_backlog_init(&c->c_depot, cfg, c->c_flags, mp_slab_stride(c->c_slab),
+                    atomic_load_explicit(&c->c_mag_size, memory_order_relaxed));
 
     pthread_mutex_lock(&mp_registry_lock);
     unsigned id = 0;

@@ -94,10 +94,12 @@
  *  from the config's backlog bytes (default: twice the L2 cache, at most
  *  MP_BACKLOG_SLOTS_MAX magazines) and counts them in the statistics
  *  (in_depot, backlog_mags).
- *  B1. Engagement: only after 2 * bl_slots full pushes since the last
- *      release (bl_engage_at), so a cache that trades a few magazines
- *      between threads reuses them at once and builds no surplus; a steady
- *      flow engages within a few ms.
+ *  B1. Engagement: only after bl_engage_span full pushes since creation or
+ *      the last release (bl_engage_at).  cache.c sets the span to twice
+ *      the backlog's bytes of flow (and at least 2 * bl_slots magazines), so
+ *      a cache that trades a few magazines between threads (or a test with
+ *      1-round magazines) reuses them at once and builds no surplus; a
+ *      steady flow engages within a few ms.
  *  B2. Release (shrink, drain, an idle reaper interval, an alloc that found
  *      the slab layer exhausted): clear bl_on, re-arm B1, then exchange every
  *      slot with NULL and push what was there onto the full stack.  Every
@@ -517,15 +519,17 @@ void mp_mag_free(struct mp_mag *m)
 
 /* ---- depot --------------------------------------------------------------- */
 
-void mp_depot_init(struct mp_depot *d, unsigned backlog_slots)
+void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_span)
 {
+    d->bl_slots = backlog_slots < MP_BACKLOG_SLOTS_MAX ? backlog_slots : MP_BACKLOG_SLOTS_MAX;
+    d->bl_engage_span = engage_span > 2u * (uint64_t)d->bl_slots ? engage_span
+                                                                 : 2u * (uint64_t)d->bl_slots;
     atomic_init(&d->bl_pos, 0);
     atomic_init(&d->bl_mags, 0);
     atomic_init(&d->bl_rounds, 0);
-    atomic_init(&d->bl_engage_at, 2u * (uint64_t)backlog_slots);
+    atomic_init(&d->bl_engage_at, d->bl_engage_span);
     atomic_init(&d->bl_idle_seen, 0);
     atomic_init(&d->bl_on, false);
-    d->bl_slots = backlog_slots < MP_BACKLOG_SLOTS_MAX ? backlog_slots : MP_BACKLOG_SLOTS_MAX;
     for (unsigned i = 0; i < MP_BACKLOG_SLOTS_MAX; i++)
         atomic_init(&d->bl_ring[i], NULL);
     atomic_init(&d->full, 0);
@@ -609,7 +613,7 @@ size_t mp_depot_backlog_release(struct mp_depot *d)
     atomic_store_explicit(&d->bl_on, false, memory_order_relaxed);
     atomic_store_explicit(&d->bl_engage_at,
                           atomic_load_explicit(&d->pushes_full, memory_order_relaxed) +
-                              2u * (uint64_t)d->bl_slots,
+                              d->bl_engage_span,
                           memory_order_relaxed);
     size_t moved = 0;
     for (unsigned i = 0; i < d->bl_slots; i++) {

@@ -56,6 +56,7 @@ struct mp_depot {
     _Atomic uint64_t bl_idle_seen;          /* pushes_full at the last idle check */
     _Atomic bool bl_on;                     /* engaged (a hint: every release scans all slots) */
     unsigned bl_slots;                      /* ring size, 0 = no backlog; fixed at init */
+    uint64_t bl_engage_span;                /* full pushes from a release to engagement; fixed */
     _Alignas(64) _Atomic(struct mp_mag *) bl_ring[MP_BACKLOG_SLOTS_MAX];
 };
 
@@ -64,8 +65,10 @@ struct mp_depot {
  * cache line (4160 bytes).  Smaller magazines take smaller slots (depot.c). */
 #define MP_MAG_STRIDE ((sizeof(struct mp_mag) + MAGPOOL_MAG_MAX * sizeof(void *) + 63) & ~(size_t)63)
 
-/* backlog_slots: size of the backlog ring, 0 .. MP_BACKLOG_SLOTS_MAX (0 = none). */
-void mp_depot_init(struct mp_depot *d, unsigned backlog_slots);
+/* backlog_slots: size of the backlog ring, 0 .. MP_BACKLOG_SLOTS_MAX (0 = none);
+ * engage_span: full pushes (since creation or the last release) before it
+ * engages, at least 2 * backlog_slots. */
+void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_span);
 /* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
 struct mp_mag *mp_mag_alloc(unsigned cap);
 /* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
@@ -84,7 +87,7 @@ void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m);
  * engaged (the oldest backlog magazine then goes to the full stack). */
 void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m);
 /* Move every backlog magazine to the full stack and disengage the backlog
- * until another 2 * bl_slots full pushes.  Returns how many moved.
+ * until another bl_engage_span full pushes.  Returns how many moved.
  * For shrink, drain, and an alloc that found the slab layer exhausted. */
 size_t mp_depot_backlog_release(struct mp_depot *d);
 /* Reaper: release the backlog if no full magazine was pushed since the

@@ -10,8 +10,10 @@
  *  - The slow paths read like Bonwick & Adams (2001) sec. 3.1: alloc swaps
  *    with a full previous magazine, else exchanges an empty for a full one at
  *    the depot, else fills the loaded magazine from the slab layer in one
- *    trip; free mirrors it and falls back to the slab layer when no empty
- *    magazine can be had.  Housekeeping (zombie flushes, epoch polls, reaping)
+ *    trip, else (slab layer at its limit or out of memory) releases the
+ *    depot's backlog and takes from it; free mirrors it (its full magazines
+ *    enter the depot through the backlog, depot.c) and falls back to the
+ *    slab layer when no empty magazine can be had.  Housekeeping (zombie flushes, epoch polls, reaping)
  *    rides on the slow paths.
  *  - magpool_alloc_bulk / magpool_free_bulk move runs of rounds between the
  *    caller's array and the loaded magazine (one tcache update per run) and

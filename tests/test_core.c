@@ -805,15 +805,23 @@ static void sleep_ms(long ms)
     nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 }, NULL);
 }
 
+/* A 64-byte cache with a backlog of 1 MiB (32 magazines of 511), whatever
+ * this machine's L2 cache: engages after 64 full magazine pushes. */
+static magpool_cache_t *mk_backlog(const char *name)
+{
+    struct magpool_config cfg = { .name = name, .size = 64, .backlog = 1u << 20 };
+    return magpool_cache_create(&cfg);
+}
+
 /* A flow of full magazines engages the backlog; what it holds is counted,
  * builds at most its own size of new objects, and goes back on shrink. */
 static void test_backlog_flow(void)
 {
-    magpool_cache_t *c = mk("backlog", 64);
+    magpool_cache_t *c = mk_backlog("backlog");
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     unsigned slots = st.backlog_slots, mag = st.mag_size;
-    CHECK_MSG(slots >= 2 && slots <= 64, "backlog slots %u", slots);
+    CHECK_MSG(slots == (1u << 20) / (64 * mag), "backlog slots %u of %u", slots, mag);
     size_t n = (size_t)(3 * slots + 4) * mag; /* 2 * slots pushes engage it, slots more fill it */
     void **p = malloc(n * sizeof *p);
     struct pset seen;
@@ -859,7 +867,8 @@ static void test_backlog_flow(void)
     free(p);
 }
 
-/* MAGPOOL_NO_BACKLOG: a flow is reused at once, nothing held back. */
+/* MAGPOOL_NO_BACKLOG: a flow is reused at once, nothing held back; and a
+ * small flow never engages a backlog. */
 static void test_backlog_off(void)
 {
     struct magpool_config cfg = { .name = "nobacklog", .size = 64, .flags = MAGPOOL_NO_BACKLOG };
@@ -880,6 +889,25 @@ static void test_backlog_off(void)
     CHECK_MSG(st.constructed <= n + st.mag_size, "constructed %llu for %zu",
               (unsigned long long)st.constructed, n);
     CHECK(magpool_cache_destroy(c) == 0);
+
+    /* Engagement counts bytes of flow, not magazines: with 1-round
+     * magazines, 2000 objects through the depot (2000 pushes, far more
+     * than 2 * 64 slots) stay far below twice the backlog's bytes, so every
+     * one is reused and nothing is built twice. */
+    struct magpool_config one = { .name = "backlog-mag1", .size = 64, .mag_min = 1, .mag_max = 1 };
+    c = magpool_cache_create(&one);
+    magpool_cache_stats(c, &st);
+    CHECK(st.backlog_slots == 64 && st.mag_size == 1);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < 2000; i++)
+            p[i] = magpool_alloc(c);
+        for (size_t i = 0; i < 2000; i++)
+            magpool_free(c, p[i]);
+    }
+    CHECK(conserved(c, &st));
+    CHECK(st.backlog_mags == 0 && st.depot_frees >= 2 * 1990);
+    CHECK_MSG(st.constructed <= 2000 + 2, "constructed %llu", (unsigned long long)st.constructed);
+    CHECK(magpool_cache_destroy(c) == 0);
     free(p);
 }
 
@@ -889,12 +917,13 @@ static void test_backlog_limit(void)
 {
     enum { LIMIT = 40000 };
     struct magpool_config cfg = { .name = "backlog-limit", .size = 64, .max_objects = LIMIT,
-                                  .backlog = SIZE_MAX };
+                                  .backlog = 2u << 20 };
     magpool_cache_t *c = magpool_cache_create(&cfg);
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
-    CHECK_MSG(st.backlog_slots > 0 && (uint64_t)st.backlog_slots * st.mag_size <= LIMIT / 4,
-              "backlog slots %u of %u", st.backlog_slots, st.mag_size);
+    /* 2 MiB would be 64 magazines of 511; the limit caps it at a quarter */
+    CHECK_MSG(st.backlog_slots == LIMIT / (4 * st.mag_size), "backlog slots %u of %u",
+              st.backlog_slots, st.mag_size);
     static void *p[LIMIT];
     int fails = 0;
     uint64_t held_max = 0;
@@ -917,7 +946,7 @@ static void test_backlog_limit(void)
  * with no full push (driven by slow paths, no thread of its own). */
 static void test_backlog_idle(void)
 {
-    magpool_cache_t *c = mk("backlog-idle", 64);
+    magpool_cache_t *c = mk_backlog("backlog-idle");
     struct magpool_stats st;
     magpool_cache_stats(c, &st);
     unsigned mag = st.mag_size;

@@ -41,7 +41,7 @@
 static void test_lock_free(void)
 {
     struct mp_depot d;
-    mp_depot_init(&d, 0);
+    mp_depot_init(&d, 0, 0);
     CHECK(atomic_is_lock_free(&d.full));
     CHECK(atomic_is_lock_free(&d.empty));
     CHECK(ATOMIC_LLONG_LOCK_FREE == 2);
@@ -75,7 +75,7 @@ static void test_alloc_bounds(void)
 static void test_lifo_counters(void)
 {
     struct mp_depot d;
-    mp_depot_init(&d, 0);
+    mp_depot_init(&d, 0, 0);
     CHECK(mp_depot_pop_full(&d) == NULL);
     CHECK(mp_depot_pop_empty(&d) == NULL);
     struct mp_mag *m[3];
@@ -268,7 +268,7 @@ static void test_classes(void)
     CHECK(((char *)m[1][0] - (char *)m[3][0]) % 128 == 0);
     /* depot pushes and pops work across classes in one stack */
     struct mp_depot d;
-    mp_depot_init(&d, 0);
+    mp_depot_init(&d, 0, 0);
     for (unsigned i = 0; i < NC; i++) {
         m[i][0]->rounds = 1;
         mp_depot_push_full(&d, m[i][0]);
@@ -288,7 +288,7 @@ static void test_backlog_fifo(void)
 {
     enum { SLOTS = 4, N = 3 * SLOTS + 2 };
     struct mp_depot d;
-    mp_depot_init(&d, SLOTS);
+    mp_depot_init(&d, SLOTS, 0); /* span: the minimum, 2 * SLOTS */
     CHECK(d.bl_slots == SLOTS);
     struct mp_mag *m[N];
     for (unsigned i = 0; i < N; i++) {
@@ -349,7 +349,7 @@ static void test_backlog_fifo(void)
         ;
     /* No backlog: push_freed is push_full. */
     struct mp_depot z;
-    mp_depot_init(&z, 0);
+    mp_depot_init(&z, 0, 0);
     for (unsigned i = 0; i < N; i++)
         mp_depot_push_freed(&z, m[i]);
     CHECK(atomic_load(&z.bl_mags) == 0 && atomic_load(&z.nfull) == N);
@@ -437,8 +437,8 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     g_nmag = nmag;
     g_backlog = backlog_slots != 0;
     atomic_store(&g_moves, 0);
-    mp_depot_init(&g_d[0], backlog_slots);
-    mp_depot_init(&g_d[1], backlog_slots);
+    mp_depot_init(&g_d[0], backlog_slots, 0);
+    mp_depot_init(&g_d[1], backlog_slots, 0);
     for (uint32_t i = 0; i < nmag; i++) {
         g_mags[i] = mp_mag_alloc(CAP);
         CHECK(g_mags[i] != NULL);
