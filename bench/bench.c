@@ -58,7 +58,7 @@ static const struct contender *all_ct[] = {
 #endif
     &ct_gluster, &ct_mutexlist,
 #ifndef BENCH_NO_MAGPOOL
-    &ct_magpool, &ct_mempool, &ct_kmem,
+    &ct_magpool, &ct_magpool_call, &ct_mempool, &ct_kmem,
 #endif
     &ct_glibc_urcu, &ct_glibc_ckepoch,
 };

@@ -133,7 +133,7 @@ static inline int bench_stopped(const struct tctx *t, uint64_t done)
 /* Contenders, each defined in its own file. */
 extern const struct contender ct_floor, ct_glibc, ct_jemalloc, ct_tcmalloc,
     ct_mimalloc, ct_tbb, ct_dpdk, ct_gluster, ct_mutexlist, ct_magpool,
-    ct_mempool, ct_kmem, ct_glibc_urcu, ct_glibc_ckepoch, ct_magpool_urcu;
+    ct_magpool_call, ct_mempool, ct_kmem, ct_glibc_urcu, ct_glibc_ckepoch, ct_magpool_urcu;
 
 /* Deferred workload hooks: read-side section and retire (bench_tmpl.h calls
  * <ct>_read_enter/leave and <ct>_retire when CT_HAS_DEFERRED is defined). */

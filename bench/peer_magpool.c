@@ -100,6 +100,35 @@ const struct contender ct_magpool = {
     .wl = &magpool_core_wl,
 };
 
+/* ===== core API, every call into the library ================================
+ * magpool.h inlines the magazine hit of magpool_alloc / magpool_free into
+ * optimised C callers (the "magpool" rows).  This contender calls the
+ * library's exported functions instead (through the names the inline code
+ * uses on a miss: aliases of magpool_alloc / magpool_free), which is what
+ * unoptimised, sanitized and C++ builds, and calls through a pointer, get.
+ * Its callgrind kernels give the fast path's own instruction count. */
+static inline void *magpool_call_alloc(struct tctx *t)
+{
+    return magpool_alloc_miss_(t->pool);
+}
+
+static inline void magpool_call_free(struct tctx *t, void *p)
+{
+    magpool_free_miss_(t->pool, p);
+}
+
+#define CT magpool_call
+#include "bench_tmpl.h"
+const struct contender ct_magpool_call = {
+    .name = "magpool-call",
+    .how = "magpool_alloc(c) / magpool_free(c,p) called in the library (not inlined)",
+    .caps = CT_MAGPOOL,
+    .setup = magpool_setup,
+    .teardown = magpool_teardown,
+    .shrink = magpool_shrink,
+    .wl = &magpool_call_wl,
+};
+
 /* ===== GlusterFS front end ================================================= */
 static int mempool_setup(struct run *r)
 {

@@ -113,16 +113,20 @@ run_callgrind() {
     echo "(fast path: 16 objects allocated then freed, served by the thread's cache;"
     echo " 1000: allocated then freed in batches of 1000, amortising refills)"
     # The fast path alone: magpool_alloc/magpool_free's SELF instructions per
-    # call.  Their slow paths are separate noinline functions, so self cost is
-    # exactly the inline hit path (call/ret included, caller's loop excluded).
+    # call, from the magpool-call contender (which calls the library; the
+    # magpool rows inline the hit).  Their slow paths are separate noinline
+    # functions, so self cost is exactly the hit path (call/ret included,
+    # caller's loop excluded).  The inline names are aliases: either may show.
     callgrind_annotate --inclusive=no --threshold=100 "$out/callgrind.out" >"$out/callgrind_self.txt" 2>/dev/null
     # callgrind splits a function's self cost by the source file its inlined
-    # code came from (magazine.c, fastpath.h, cache_impl.h): sum them.  Every
-    # call comes from the magpool contender's kernels: calls = its op counts.
+    # code came from (magazine.c, fastpath.h, cache_impl.h): sum them.  The
+    # calls are magpool-call's operations (the inline rows also call on a
+    # miss, about once per magazine: a few instructions each, counted in).
     awk '
-        FNR == NR { if ($1 == "cgops" && $2 == "magpool") calls = $4 + $5; next }
+        FNR == NR { if ($1 == "cgops" && $2 == "magpool-call") calls = $4 + $5; next }
         {
             fn = $0; sub(/ \[.*/, "", fn); sub(/.*:/, "", fn)
+            sub(/_miss_$/, "", fn)
             if (fn != "magpool_alloc" && fn != "magpool_free") next
             ir = $1; gsub(",", "", ir); self[fn] += ir
         }

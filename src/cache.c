@@ -16,6 +16,8 @@
  * placement, per-CPU (rather than per-thread) magazines, a background thread.
  *
  * LAYERS AND HOW AN OBJECT TRAVELS (each layer calls only the one below)
+ *   (inline hits)           magpool.h   optimised C callers pop/push the
+ *        |  miss                        loaded magazine themselves
  *   magpool_alloc/free      magazine.c  per-thread loaded/prev magazines
  *        |  miss                        (tcache, one cache line per cache)
  *   depot                   depot.c     lock-free stacks of full/empty mags
@@ -58,7 +60,7 @@
  *        and the free fast path counts nothing.
  *   (I3) tcache[id] of a thread is all zero  <=>  the thread is not a holder
  *        of cache id  (holder <=> tc_loaded != NULL); tcache[0] is always
- *        zero, so fast_id == 0 always misses.
+ *        zero, so a fast id of 0 always misses.
  *   (I4) c_holders == number of threads that are holders of c.
  *   (I5) a cache is finalised (id freed, struct retired) only when destroyed
  *        and c_holders == 0 and in_use == 0 and c_deferred_sealed == 0; so an
@@ -74,7 +76,15 @@
  *   tc_rounds, tc_prev_rounds, tc_def_rounds, tc_allocs, tc_net
  *       owner thread (relaxed store; counters by load+store, never RMW) /
  *       stats and mp_cache_live under mp_threads_lock (relaxed loads: at
- *       quiescence exact, otherwise a snapshot).
+ *       quiescence exact, otherwise a snapshot).  The inline hits of
+ *       magpool.h, compiled into the application, write tc_rounds and
+ *       tc_allocs of the calling thread with plain stores: the same single
+ *       writer, and the same snapshot for a concurrent reader (a store of
+ *       an aligned word is not torn; a count the compiler still holds in a
+ *       register is simply not yet stored).  Exactness at quiescence needs
+ *       what it always needed: the reader ordered after the writer's last
+ *       store (a join, a lock, any release/acquire).  Sanitizer builds do
+ *       not use the inline hits, so every access TSan sees is atomic.
  *   tc_objs, tc_cap, tc_loaded, tc_prev, tc_deferred, magazine contents
  *       owner thread only.
  *   c_fast_id   create (before the handle is published by the caller) and
@@ -146,13 +156,13 @@
  * folded under mp_threads_lock), then mp_reclaim_thread_exit, then unlinks
  * and frees the state.  magpool_thread_flush does the same without exiting.
  *
- * DESTROY AND ZOMBIES: destroy marks the cache (fast_id = 0, c_destroyed,
+ * DESTROY AND ZOMBIES: destroy marks the cache (fast id 0, c_destroyed,
  * mp_destroy_gen++), flushes the caller's tcache, drains the depot into the
  * slab layer and reaps empty slabs.  If nothing is live and no other thread
  * holds magazines, the cache is finalised now; else it stays on the zombie
  * list and destroy returns the live count.  Holders notice at their next
  * slow path (generation) or exit and flush to the slab layer; frees into a
- * zombie take the slow path (fast_id 0) and go straight to the slab layer;
+ * zombie take the slow path (fast id 0) and go straight to the slab layer;
  * the last one out finalises (I5).  Finalisation drains the depot once more,
  * tears down every slab (dtors, pages) and retires the struct: the struct and
  * the now-empty slab cache are freed after a grace period of the default
@@ -176,7 +186,7 @@
  * read time: no shared counter is touched on a fast path.  Every tunable has
  * a statistic (mag_size, mag_resizes, reaps, max_objects, ...).
  *
- * DEBUG CACHES: fast_id 0, so every call takes the slow path, which uses the
+ * DEBUG CACHES: fast id 0, so every call takes the slow path, which uses the
  * thread's magazines (under the real id) AFTER the debug.c checks: a freed
  * object is verified, poisoned, then cached; an allocated object is taken
  * from a magazine, then verified.  A deferred free is verified at once and
@@ -437,7 +447,7 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
     if (!was) {
         atomic_store_explicit(&c->c_destroyed, true, memory_order_relaxed);
         /* Relaxed: the caller orders destroy after its own uses of c; other
-         * threads' stale fast_id is covered by (I5), see the statement. */
+         * threads' stale fast id is covered by (I5), see the statement. */
         atomic_store_explicit(&c->c_fast_id, 0, memory_order_relaxed);
         /* Release: pairs with the acquire load in mp_thread_housekeeping; a
          * thread that sees the new generation sees c_destroyed.  Weakened,

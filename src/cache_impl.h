@@ -60,11 +60,11 @@ struct mp_tcache {
     _Atomic uint32_t tc_rounds;      /* rounds in the loaded magazine (authoritative while loaded) */
     uint32_t tc_cap;                 /* loaded->cap, 0 when nothing is loaded */
     void **tc_objs;                  /* loaded->objs; objs[-1] is the magazine's NULL guard */
+    _Atomic uint64_t tc_allocs;      /* allocations by this thread (fast path counts) */
     struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
     struct mp_mag *tc_prev;          /* previous magazine (prev->rounds authoritative) */
     _Atomic uint32_t tc_prev_rounds; /* mirror of prev->rounds for stats readers */
     _Atomic uint32_t tc_def_rounds;  /* objects in tc_deferred */
-    _Atomic uint64_t tc_allocs;      /* allocations by this thread (fast path counts) */
     _Atomic uint64_t tc_net;         /* objects that entered this thread's loaded/prev
                                       * magazines from outside (depot, slab) minus those
                                       * that left them (depot, slab, deferred batch),
@@ -77,6 +77,19 @@ struct mp_tcache {
     struct mp_mag *tc_deferred;      /* deferred-free batch being filled */
 };
 _Static_assert(sizeof(struct mp_tcache) == 64, "struct mp_tcache is one cache line");
+/* The inline hits in magpool.h (compiled into applications) see a tcache
+ * as struct magpool_tcache_ and a cache as struct magpool_cache_head_: the
+ * layouts must agree (ABI of libmagpool.so.1).  They write tc_rounds and
+ * tc_allocs with plain stores, on the owner thread only, as the library's
+ * relaxed atomic stores do (single writer); see the design statement. */
+_Static_assert(sizeof(struct mp_tcache) == sizeof(struct magpool_tcache_), "public tcache stride");
+_Static_assert(offsetof(struct mp_tcache, tc_rounds) == offsetof(struct magpool_tcache_, rounds) &&
+                   offsetof(struct mp_tcache, tc_cap) == offsetof(struct magpool_tcache_, cap) &&
+                   offsetof(struct mp_tcache, tc_objs) == offsetof(struct magpool_tcache_, objs) &&
+                   offsetof(struct mp_tcache, tc_allocs) == offsetof(struct magpool_tcache_, allocs),
+               "public tcache head");
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t) && sizeof(_Atomic uint64_t) == sizeof(uint64_t),
+               "lock-free counters have the plain layout");
 
 #define MP_HELD_WORDS (MAGPOOL_MAX_CACHES / 64)
 
@@ -92,7 +105,10 @@ struct mp_thread {
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
 struct magpool_cache {
     /* fast path (read by every alloc/free) */
-    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / destroyed caches */
+    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / destroyed caches.  magpool.h's
+                                        * inline hits read its low half as an unsigned short
+                                        * (ids < 4096), a type the stores of a caller's loop
+                                        * do not alias (see there) */
     unsigned c_id;                     /* 1 .. MAGPOOL_MAX_CACHES-1, fixed */
     size_t c_size;                     /* object size asked for */
 
@@ -134,13 +150,28 @@ struct magpool_cache {
     struct mp_retire_node c_slab_node; /* TYPESAFE: slabs go after a grace period */
 };
 
+_Static_assert(offsetof(struct magpool_cache, c_fast_id) == offsetof(struct magpool_cache_head_, fast_id) &&
+                   sizeof(_Atomic unsigned) == sizeof(unsigned) &&
+                   __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
+                   MAGPOOL_MAX_CACHES - 1 <= (unsigned short)-1,
+               "public cache head: the id's low half, little-endian");
+
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */
 extern pthread_mutex_t mp_registry_lock;
 extern pthread_mutex_t mp_threads_lock;
 extern struct mp_thread *mp_threads;             /* under mp_threads_lock */
 extern _Atomic(struct magpool_cache *) mp_caches[MAGPOOL_MAX_CACHES];
 extern _Atomic uint64_t mp_destroy_gen;
-extern __thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec")));
+/* The calling thread's tcache array.  Exported as magpool_tcs_, which
+ * magpool.h's inline hits read as an unsigned __int128 (see there): hence
+ * the union, 16 bytes, the pointer in its low 8. */
+union mp_tcs_word {
+    struct mp_tcache *tcs;
+    magpool_u128_ word_;
+};
+extern __thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
+    __attribute__((tls_model("initial-exec"), visibility("default")));
+#define mp_tcs (mp_tcs_word.tcs)
 extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
 #define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)

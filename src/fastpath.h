@@ -1,8 +1,13 @@
 /*
  * The magazine fast paths, inline (design: top of src/cache.c; slow paths in
- * src/magazine.c).  One copy, used by the core API in magazine.c and by the
- * front ends, so kmem_cache_alloc or mem_get cost the same pop as
- * magpool_alloc and nothing is written twice.
+ * src/magazine.c).  One copy inside the library, used by the core API in
+ * magazine.c and by the front ends, so kmem_cache_alloc or mem_get cost the
+ * same pop as magpool_alloc and nothing is written twice.  The other copy
+ * of the core hit is the application's: magpool.h's inline magpool_alloc /
+ * magpool_free, on the public view of the same fields (plain stores, no
+ * sanitizer hooks: sanitizer builds call in here).  cache_impl.h
+ * static-asserts that the two views agree, and tests/test_inline.c mixes
+ * both on one cache.
  *
  * A hit touches only the calling thread's tcache line for the cache: no lock,
  * no atomic read-modify-write, no epoch, no "initialised?" branch (a thread
@@ -35,8 +40,9 @@ void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, cons
 
 static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct magpool_cache *c)
 {
-    /* Relaxed: fast_id only changes at create and destroy, which the caller
-     * orders against its own alloc/free (magpool.h's synchronization table). */
+    /* Relaxed: the fast id only changes at create and destroy, which the
+     * caller orders against its own alloc/free (magpool.h's synchronization
+     * table). */
     return &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
 }
 

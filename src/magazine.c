@@ -233,6 +233,11 @@ MP_HOT_ENTRY MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
     return mp_fast_alloc(c, __builtin_return_address(0));
 }
 
+/* magpool.h's inline magpool_alloc, after it missed or had no cache, calls
+ * the whole function again under this name (an alias: one body), so every
+ * miss behaves exactly as an out-of-line call. */
+MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c) __attribute__((alias("magpool_alloc")));
+
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 {
     if (c == NULL || (aflags & ~MAGPOOL_ZERO) != 0)
@@ -314,6 +319,9 @@ MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
         return mp_free_slow(c, obj, __builtin_return_address(0));
     mp_fast_free(c, obj, __builtin_return_address(0));
 }
+
+/* magpool.h's inline magpool_free after it missed: as magpool_alloc_miss_. */
+MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj) __attribute__((alias("magpool_free")));
 
 /* ---- bulk ----------------------------------------------------------------- */
 
@@ -546,7 +554,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
 }
 
 /* The per-object part of a deferred free: append to the thread's batch.  A
- * debug or destroyed cache (fast_id 0) and a thread with no state read the
+ * debug or destroyed cache (fast id 0) and a thread with no state read the
  * all-zero tcache[0] (I3), whose tc_deferred is NULL, and go slow, as do the
  * first free of a batch and the one that fills it (sealing is per batch). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)

@@ -32,7 +32,8 @@
 #include "cache_impl.h"
 
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
-__thread struct mp_tcache *mp_tcs __attribute__((tls_model("initial-exec"))) = mp_empty_tcs;
+__thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
+    __attribute__((tls_model("initial-exec"), visibility("default"))) = { .tcs = mp_empty_tcs };
 /* Not static: GNU ld (gcc -O0, shared library) resolved the initial-exec
  * TPOFF64 relocation of a *static* TLS variable in .tbss against the wrong
  * section offset (mp_self read mp_tcs); a hidden global avoids it. */

@@ -19,8 +19,9 @@ done
 check "SONAME is libmagpool.so.1" sh -c "readelf -d '$prefix/lib/libmagpool.so' | grep -q 'SONAME.*libmagpool.so.1'"
 
 # Every exported (global: upper-case type) symbol is declared in a public
-# header.  Initial-exec TLS variables appear as local (lower-case) entries:
-# their dynamic relocations need them, but they are not exported.
+# header (magpool_tcs_, the thread-local array the inline hits read, among
+# them).  Hidden initial-exec TLS variables appear as local (lower-case)
+# entries: their dynamic relocations need them, but they are not exported.
 nm -D --defined-only "$prefix/lib/libmagpool.so" | awk '$2 ~ /^[A-Z]$/ {print $3}' | sed 's/@.*//' | sort -u >"$work/syms"
 bad=0
 while read -r s; do
@@ -68,6 +69,19 @@ cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app" $(pkg-config --cflags --l
 check "cc app.c \$(pkg-config --cflags --libs magpool)" test $? -eq 0 || cat "$work/cc.log"
 check "shared app runs" sh -c "'$work/app' | grep -q 'app ok'"
 check "shared app uses libmagpool.so.1" sh -c "ldd '$work/app' | grep -q libmagpool.so.1"
+
+# Optimised, pedantic, with both compilers: magpool.h's inline hits compile
+# cleanly, reference the exported thread-local array (magpool_tcs_), and
+# work against the shared library.
+for xcc in cc clang; do
+    command -v "$xcc" >/dev/null || continue
+    "$xcc" -std=c11 -O2 -Wall -Wextra -pedantic -Werror "$work/app.c" -o "$work/app_o2_$xcc" \
+        $(pkg-config --cflags --libs magpool) 2>"$work/cc_o2.log"
+    check "$xcc -O2 -pedantic app.c (inline hits)" test $? -eq 0 || cat "$work/cc_o2.log"
+    check "$xcc -O2 app inlines the hits (references magpool_tcs_)" \
+        sh -c "nm '$work/app_o2_$xcc' | grep -q magpool_tcs_"
+    check "$xcc -O2 app runs" sh -c "'$work/app_o2_$xcc' | grep -q 'app ok'"
+done
 
 static_libs=$(pkg-config --libs --static magpool | sed 's/-lmagpool/-l:libmagpool.a/')
 cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app_static" $(pkg-config --cflags magpool) $static_libs 2>"$work/cc2.log"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then runs
-#   1. unit + short stress tests built with clang   (bazel test //...)
-#   2. the same built with gcc 12                    (--config=gcc)
+#   1. unit + short stress tests built with clang -O2 (--config=opt: the
+#      callers use magpool.h's inline hits)
+#   2. the same built with gcc 12 at -O0             (--config=gcc: library
+#      calls; test_inline is -O2 everywhere, so gcc's inline hits run too)
 #   3. the same under ThreadSanitizer                (--config=tsan)
 #   4. the same under AddressSanitizer + UBSan       (--config=asan)
 #   5. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
@@ -56,7 +58,7 @@ script_step() { # script_step LABEL COMMAND...
 
 for s in $steps; do
     case $s in
-        clang) bazel_suite clang ;;
+        clang) bazel_suite clang --config=opt ;;
         gcc) bazel_suite gcc --config=gcc ;;
         tsan) bazel_suite tsan --config=tsan ;;
         asan) bazel_suite asan --config=asan ;;

@@ -16,7 +16,12 @@ MAGPOOL_COPTS = [
 ]
 
 # The library exports only what its public headers mark MAGPOOL_API.
-MAGPOOL_LIB_COPTS = MAGPOOL_COPTS + ["-fvisibility=hidden"]
+MAGPOOL_LIB_COPTS = MAGPOOL_COPTS + [
+    "-fvisibility=hidden",
+    # The library defines magpool_alloc/magpool_free itself: magpool.h's
+    # inline copies are for applications.
+    "-DMAGPOOL_BUILDING_LIBRARY_",
+]
 
 # System libraries: Concurrency Kit for ck_epoch.  liburcu is reached only
 # through the function table of the application's flavour, so the library

@@ -242,6 +242,119 @@ MAGPOOL_API size_t magpool_cache_object_size(const magpool_cache_t *c);
  *  variable MAGPOOL_FAULT_PPM at start. */
 MAGPOOL_API void magpool_fault_inject(unsigned ppm);
 
+/* ---- the magazine hit, inline ---------------------------------------------
+ * magpool_alloc and magpool_free are also defined here, for the compiler to
+ * inline into the caller: a hit pops or pushes the calling thread's loaded
+ * magazine in a few instructions, with no call; only a miss (and every call
+ * with a NULL cache, a debug or a destroyed cache) calls into the library.
+ * In a loop the compiler keeps the thread's round count in a register
+ * between hits, where a call into the library must store and reload it.
+ *
+ * The definitions are GNU `extern inline`: used for inlining only, while the
+ * library exports the same functions, so taking their address, calling them
+ * through a pointer, and code built without optimisation all reach the
+ * library.  Behaviour is the same either way (same checks, same errors, the
+ * same immediate double-free diagnostic).  They are used by C compilers
+ * that define __GNUC__ (gcc, clang) when optimising, and not under
+ * AddressSanitizer or ThreadSanitizer, whose builds call the library (where
+ * every shared access is a C11 atomic, visible to the sanitizer).  Define
+ * MAGPOOL_NO_INLINE before including this header to always call it.
+ *
+ * ABI: the layout below (the head of a thread's state for one cache, and
+ * the first field of a cache) is part of libmagpool.so.1. */
+
+/** Head of a thread's 64-byte state for one cache (internal; ABI).
+ *  The types below (unsigned int and unsigned long long counters, an
+ *  unsigned short cache id, the thread's array address read as an unsigned
+ *  __int128) are chosen so that the stores a caller's loop typically makes
+ *  (pointers, uint64_t/size_t, the objects' contents) cannot alias the
+ *  address of the thread's state: the compiler then keeps that address and
+ *  the round count in registers from one hit to the next, as it does for a
+ *  thread-local array stack, instead of reloading them after every store. */
+struct magpool_tcache_ {
+    unsigned int rounds;       /* objects in the loaded magazine */
+    unsigned int cap;          /* its capacity (0: nothing loaded) */
+    void **objs;               /* its rounds; objs[-1] is always NULL */
+    unsigned long long allocs; /* allocations by this thread */
+    unsigned char private_[40];
+};
+/** First field of a cache (internal; ABI): its index in the thread's array
+ *  of states (the low half of a 32-bit field; little-endian targets only);
+ *  0 (an all-zero state) sends every call to the library. */
+struct magpool_cache_head_ {
+    unsigned short fast_id;
+};
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 magpool_u128_;
+#else
+typedef struct { uint64_t lo_, hi_; } magpool_u128_;
+#endif
+/** Out-of-line continuations of the inline hits (internal; ABI). */
+MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c);
+MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MAGPOOL_SANITIZED_ 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MAGPOOL_SANITIZED_ 1
+#endif
+
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__cplusplus) && defined(__SIZEOF_INT128__) && \
+    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    !defined(MAGPOOL_NO_INLINE) && !defined(MAGPOOL_SANITIZED_) && !defined(MAGPOOL_BUILDING_LIBRARY_)
+/** 1 where this header's inline hits are in use, else 0. */
+#define MAGPOOL_INLINE_HITS 1
+
+/** Address of the calling thread's array of states, in the low 64 bits
+ *  (internal; ABI). */
+extern __thread magpool_u128_ magpool_tcs_ __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's state for c (c not NULL). */
+extern __inline __attribute__((gnu_inline, always_inline)) struct magpool_tcache_ *
+magpool_tcache_of_(magpool_cache_t *c)
+{
+    return (struct magpool_tcache_ *)(uintptr_t)magpool_tcs_ +
+           ((const struct magpool_cache_head_ *)c)->fast_id;
+}
+
+extern __inline __attribute__((gnu_inline, always_inline)) void *magpool_alloc(magpool_cache_t *c)
+{
+    if (__builtin_expect(c != NULL, 1)) {
+        struct magpool_tcache_ *tc = magpool_tcache_of_(c);
+        unsigned int n = tc->rounds;
+        if (__builtin_expect(n != 0, 1)) {
+            tc->rounds = n - 1;
+            tc->allocs++;
+            return tc->objs[n - 1];
+        }
+    }
+    return magpool_alloc_miss_(c);
+}
+
+extern __inline __attribute__((gnu_inline, always_inline)) void magpool_free(magpool_cache_t *c, void *obj)
+{
+    if (__builtin_expect(obj == NULL, 0))
+        return;
+    if (__builtin_expect(c != NULL, 1)) {
+        struct magpool_tcache_ *tc = magpool_tcache_of_(c);
+        unsigned int n = tc->rounds;
+        /* a full magazine, or obj on top of it (an immediate double free,
+         * diagnosed by the library): the library takes it */
+        if (__builtin_expect(n != tc->cap && tc->objs[(long)n - 1] != obj, 1)) {
+            tc->objs[n] = obj;
+            tc->rounds = n + 1;
+            return;
+        }
+    }
+    magpool_free_miss_(c, obj);
+}
+#else
+#define MAGPOOL_INLINE_HITS 0
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,193 @@
+/*
+ * magpool.h's inline magazine hits (built with -O2 in every configuration;
+ * the sanitizer builds call the library instead, MAGPOOL_INLINE_HITS == 0,
+ * and these tests then check the library path).
+ *
+ *  - inline and library calls mix on one cache and one thread, across many
+ *    magazine boundaries, in every combination (alloc inline / free through
+ *    a function pointer, and the reverse): no object handed out twice,
+ *    statistics exact (allocs, frees, in_use), conservation;
+ *  - the inline free sends an object equal to the top round to the library,
+ *    which reports the double free (death test);
+ *  - NULL cache: NULL + EINVAL from alloc, free(NULL cache, obj) does not
+ *    crash; free of NULL does nothing;
+ *  - a destroyed cache (fast id 0): an inline free of a live object goes to
+ *    the zombie path, and the zombie goes when the last object is back;
+ *  - a new thread's first inline calls (its state is the shared all-zero
+ *    array) miss into the library and then hit;
+ *  - a debug cache (fast id 0): every inline call misses; its checks run.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magpool/magpool.h"
+#include "tests/check.h"
+#include "tests/conserve.h"
+
+static void *(*volatile lib_alloc)(magpool_cache_t *) = magpool_alloc;
+static void (*volatile lib_free)(magpool_cache_t *, void *) = magpool_free;
+
+static int seen_add(uintptr_t *set, size_t cap, const void *p) /* 0 if already there */
+{
+    size_t i = (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+    while (set[i] != 0) {
+        if (set[i] == (uintptr_t)p)
+            return 0;
+        i = (i + 1) & (cap - 1);
+    }
+    set[i] = (uintptr_t)p;
+    return 1;
+}
+
+static void test_mix(void)
+{
+    enum { N = 3000, CAP = 8192 };
+    struct magpool_config cfg = { .name = "inline-mix", .size = 48 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    static void *p[N];
+    static uintptr_t live[CAP];
+    int dup = 0, null = 0;
+    uint64_t allocs = 0;
+    for (int round = 0; round < 8; round++) {
+        memset(live, 0, sizeof live);
+        for (int i = 0; i < N; i++) {
+            /* rounds 0-3: alternate per object; 4-7: per half */
+            int inl = round < 4 ? ((i ^ round) & 1) : (i < N / 2) == (round & 1);
+            p[i] = inl ? magpool_alloc(c) : lib_alloc(c);
+            null += p[i] == NULL;
+            dup += !seen_add(live, CAP, p[i]);
+            *(volatile uint64_t *)p[i] = (uint64_t)i;
+        }
+        allocs += N;
+        int bad = 0;
+        for (int i = N; i-- > 0;) {
+            bad += *(volatile uint64_t *)p[i] != (uint64_t)i;
+            int inl = round < 4 ? ((i ^ round) & 2) != 0 : (i < N / 2) != (round & 1);
+            if (inl)
+                magpool_free(c, p[i]);
+            else
+                lib_free(c, p[i]);
+        }
+        CHECK(bad == 0);
+    }
+    CHECK(null == 0 && dup == 0);
+    struct magpool_stats st;
+    CHECK(conserved(c, &st));
+    CHECK_MSG(st.allocs == allocs && st.frees == allocs && st.in_use == 0,
+              "allocs %llu frees %llu in_use %llu, expected %llu", (unsigned long long)st.allocs,
+              (unsigned long long)st.frees, (unsigned long long)st.in_use, (unsigned long long)allocs);
+    /* in_use counts objects out, whichever path took them */
+    void *a = magpool_alloc(c), *b = lib_alloc(c);
+    CHECK(conserved(c, &st) && st.in_use == 2 && st.allocs == allocs + 2);
+    lib_free(c, a);
+    magpool_free(c, b);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+static void double_free_inline_child(void *arg)
+{
+    (void)arg;
+    struct magpool_config cfg = { .name = "inline-dfree", .size = 64 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *p = magpool_alloc(c);
+    magpool_free(c, p);
+    magpool_free(c, p);
+}
+
+static void test_double_free(void)
+{
+    CHECK(check_death(double_free_inline_child, NULL, "magpool: inline-dfree: double free at"));
+}
+
+static void test_null(void)
+{
+    errno = 0;
+    CHECK(magpool_alloc(NULL) == NULL && errno == EINVAL);
+    struct magpool_config cfg = { .name = "inline-null", .size = 32 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    magpool_free(c, NULL);
+    struct magpool_stats st;
+    CHECK(conserved(c, &st) && st.frees == 0);
+    errno = 0;
+    magpool_free(NULL, &st); /* no cache: EINVAL, nothing freed */
+    CHECK(errno == EINVAL);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+static void test_destroyed(void)
+{
+    struct magpool_config cfg = { .name = "inline-zombie", .size = 64 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *keep[3];
+    for (int i = 0; i < 3; i++)
+        keep[i] = magpool_alloc(c);
+    CHECK(magpool_cache_destroy(c) == 3);
+    errno = 0;
+    CHECK(magpool_alloc(c) == NULL && errno == EINVAL); /* fast id 0: the library says no */
+    for (int i = 0; i < 3; i++)
+        magpool_free(c, keep[i]); /* the last one finalises the zombie */
+    magpool_synchronize(NULL);
+}
+
+static magpool_cache_t *g_shared;
+
+static void *fresh_thread(void *arg)
+{
+    (void)arg;
+    int ok = 1;
+    void *v[600];
+    for (int i = 0; i < 600; i++) /* more than a magazine: misses, then hits */
+        ok &= (v[i] = magpool_alloc(g_shared)) != NULL;
+    for (int i = 0; i < 600; i++)
+        magpool_free(g_shared, v[i]);
+    return (void *)(intptr_t)ok;
+}
+
+static void test_new_thread(void)
+{
+    struct magpool_config cfg = { .name = "inline-thread", .size = 64 };
+    g_shared = magpool_cache_create(&cfg);
+    for (int k = 0; k < 4; k++) {
+        pthread_t t;
+        void *ok = NULL;
+        pthread_create(&t, NULL, fresh_thread, NULL);
+        pthread_join(t, &ok);
+        CHECK(ok == (void *)1);
+    }
+    struct magpool_stats st;
+    CHECK(conserved(g_shared, &st) && st.in_use == 0 && st.allocs == 2400);
+    CHECK(magpool_cache_destroy(g_shared) == 0);
+}
+
+static void debug_wrong_free_child(void *arg)
+{
+    (void)arg;
+    struct magpool_config cfg = { .name = "inline-verify", .size = 64, .flags = MAGPOOL_VERIFY };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *a = magpool_alloc(c), *b = magpool_alloc(c);
+    magpool_free(c, a);
+    magpool_free(c, b);
+    magpool_free(c, a); /* not the top round: only the debug checks see it */
+}
+
+static void test_debug_cache(void)
+{
+    CHECK(check_death(debug_wrong_free_child, NULL, "magpool: inline-verify: double free"));
+}
+
+int main(void)
+{
+    printf("inline hits: %s\n", MAGPOOL_INLINE_HITS ? "in use" : "not in use (library calls)");
+    test_mix();
+    test_double_free();
+    test_null();
+    test_destroyed();
+    test_new_thread();
+    test_debug_cache();
+    magpool_synchronize(NULL);
+    return check_done();
+}
