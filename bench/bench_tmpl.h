@@ -73,20 +73,27 @@ static inline void BT(put_bulk)(struct tctx *t, void **v, unsigned n)
 #endif
 
 /* ---- pair: alloc, touch, free ------------------------------------------- */
+/* The single-thread loops (pair, batch) run on a local copy of the thread
+ * context, as a caller holds its pool handle in a variable: through t, any
+ * store of a pointer in the loop (the batch's array, a contender's free
+ * list) may alias t->pool, and the compiler reloads the handle, and every
+ * address derived from it, after each one, for every contender.  The
+ * alloc/free paths only read the context. */
 static void BT(pair)(struct tctx *t)
 {
+    struct tctx tl = *t;
     for (unsigned i = 0; i < 4 * BENCH_CHUNK; i++) { /* warm-up */
-        void *p = BT(get)(t, "pair");
+        void *p = BT(get)(&tl, "pair");
         BT_TOUCH(p, i);
-        BT_FREE(t, p);
+        BT_FREE(&tl, p);
     }
     bench_wait_go(t);
     uint64_t n = 0;
     do {
         for (unsigned i = 0; i < BENCH_CHUNK; i++) {
-            void *p = BT(get)(t, "pair");
+            void *p = BT(get)(&tl, "pair");
             BT_TOUCH(p, n + i);
-            BT_FREE(t, p);
+            BT_FREE(&tl, p);
         }
         n += BENCH_CHUNK;
     } while (!bench_stopped(t, n));
@@ -96,16 +103,17 @@ static void BT(pair)(struct tctx *t)
 /* ---- batch: B allocs, then B frees (p2: 0 LIFO, 1 FIFO) ----------------- */
 static void BT(batch_round)(struct tctx *t, void **v, unsigned b, unsigned fifo)
 {
+    struct tctx tl = *t; /* see BT(pair) */
     for (unsigned i = 0; i < b; i++) {
-        v[i] = BT(get)(t, "batch");
+        v[i] = BT(get)(&tl, "batch");
         BT_TOUCH(v[i], i);
     }
     if (fifo) {
         for (unsigned i = 0; i < b; i++)
-            BT_FREE(t, v[i]);
+            BT_FREE(&tl, v[i]);
     } else {
         for (unsigned i = b; i-- > 0;)
-            BT_FREE(t, v[i]);
+            BT_FREE(&tl, v[i]);
     }
 }
 

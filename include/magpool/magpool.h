@@ -313,6 +313,7 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
 extern __thread magpool_u128_ magpool_tcs_ __attribute__((tls_model("initial-exec")));
 
 /* The calling thread's state for c (c not NULL). */
+struct magpool_tcache_ *magpool_tcache_of_(magpool_cache_t *c);
 extern __inline __attribute__((gnu_inline, always_inline)) struct magpool_tcache_ *
 magpool_tcache_of_(magpool_cache_t *c)
 {
