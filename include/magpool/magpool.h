@@ -247,8 +247,10 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  * inline into the caller: a hit pops or pushes the calling thread's loaded
  * magazine in a few instructions, with no call; only a miss (and every call
  * with a NULL cache, a debug or a destroyed cache) calls into the library.
- * In a loop the compiler keeps the thread's round count in a register
- * between hits, where a call into the library must store and reload it.
+ * Straight-line hits share one load of the thread's state, and gcc keeps
+ * the round count in a register across a whole loop of hits (clang 14
+ * reloads it from memory after each iteration, since the loop holds the
+ * miss call); a call into the library stores and reloads it every time.
  *
  * The definitions are GNU `extern inline`: used for inlining only, while the
  * library exports the same functions, so taking their address, calling them
@@ -268,9 +270,10 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  *  unsigned short cache id, the thread's array address read as an unsigned
  *  __int128) are chosen so that the stores a caller's loop typically makes
  *  (pointers, uint64_t/size_t, the objects' contents) cannot alias the
- *  address of the thread's state: the compiler then keeps that address and
- *  the round count in registers from one hit to the next, as it does for a
- *  thread-local array stack, instead of reloading them after every store. */
+ *  address of the thread's state: the compiler may then keep that address
+ *  and the round count in registers from one hit to the next, as it does
+ *  for a thread-local array stack, instead of reloading them after every
+ *  store. */
 struct magpool_tcache_ {
     unsigned int rounds;       /* objects in the loaded magazine */
     unsigned int cap;          /* its capacity (0: nothing loaded) */
