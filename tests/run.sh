@@ -3,12 +3,13 @@
 #   1. unit + short stress tests built with clang -O2 (--config=opt: the
 #      callers use magpool.h's inline hits)
 #   2. the same built with gcc 12 at -O0             (--config=gcc: library
-#      calls; test_inline is -O2 everywhere, so gcc's inline hits run too)
-#   3. the same under ThreadSanitizer                (--config=tsan)
-#   4. the same under AddressSanitizer + UBSan       (--config=asan)
-#   5. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
-#   6. the libFuzzer harness for a fixed number of runs from its corpus
-#   7. Valgrind memcheck sees pool objects (a use after free is reported)
+#      calls)
+#   3. the same built with gcc 12 at -O2             (gcc's inline hits)
+#   4. the same under ThreadSanitizer                (--config=tsan)
+#   5. the same under AddressSanitizer + UBSan       (--config=asan)
+#   6. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
+#   7. the libFuzzer harness for a fixed number of runs from its corpus
+#   8. Valgrind memcheck sees pool objects (a use after free is reported)
 # and ends with "N passed, N failed" summed over everything; exits non-zero
 # on any failure.  Set MAGPOOL_STEPS="clang tsan" (say) to run a subset.
 set -uo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
-steps=${MAGPOOL_STEPS:-"clang gcc tsan asan install fuzz valgrind"}
+steps=${MAGPOOL_STEPS:-"clang gcc gcc-opt tsan asan install fuzz valgrind"}
 total_pass=0
 total_fail=0
 logdir=$(mktemp -d /tmp/magpool-test.XXXXXX)
@@ -60,6 +61,7 @@ for s in $steps; do
     case $s in
         clang) bazel_suite clang --config=opt ;;
         gcc) bazel_suite gcc --config=gcc ;;
+        gcc-opt) bazel_suite gcc-opt --config=gcc --config=opt ;;
         tsan) bazel_suite tsan --config=tsan ;;
         asan) bazel_suite asan --config=asan ;;
         install) script_step install bash tests/install_test.sh ;;
