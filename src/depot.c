@@ -95,16 +95,17 @@
  *  MP_BACKLOG_SLOTS_MAX magazines) and counts them in the statistics
  *  (in_depot, backlog_mags).
  *  B1. Engagement: only after bl_engage_span full pushes since creation or
- *      the last release (bl_engage_at).  cache.c sets the span to twice
+ *      the last release: engaged <=> pushes_full >= bl_engage_at (no flag:
+ *      the count only grows, and only a release moves the mark).  cache.c sets the span to twice
  *      the backlog's bytes of flow (and at least 2 * bl_slots magazines), so
  *      a cache that trades a few magazines between threads (or a test with
  *      1-round magazines) reuses them at once and builds no surplus; a
  *      steady flow engages within a few ms.
  *  B2. Release (shrink, drain, an idle reaper interval, an alloc that found
- *      the slab layer exhausted): clear bl_on, re-arm B1, then exchange every
- *      slot with NULL and push what was there onto the full stack.  Every
- *      release scans every slot whatever bl_on says, so a push that read
- *      bl_on before it was cleared and left a magazine in the ring strands
+ *      the slab layer exhausted): re-arm B1 (move bl_engage_at), then exchange
+ *      every slot with NULL and push what was there onto the full stack.
+ *      Every release scans every slot, so a push that read the old mark
+ *      before it moved and left a magazine in the ring strands
  *      nothing: the magazine is counted (bl_mags, bl_rounds) and the next
  *      release takes it.  Thread exit and deferred batches push straight to
  *      the stack (their objects are not hot in a freer's cache).
@@ -116,7 +117,7 @@
  *      exchange takes it out, so a magazine stays in one place (I6).
  *  B4. bl_mags and bl_rounds are relaxed counters, raised before the
  *      exchange that puts a magazine in and lowered after the one that takes
- *      it out (as O3: never below zero).  bl_on, bl_engage_at, bl_idle_seen
+ *      it out (as O3: never below zero).  bl_engage_at and bl_idle_seen
  *      are relaxed hints: a stale value moves engagement by a few pushes and
  *      never loses a magazine (B2).
  *  B5. Progress: a push is one fetch_add and one exchange (wait-free, no
@@ -529,7 +530,6 @@ void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_s
     atomic_init(&d->bl_rounds, 0);
     atomic_init(&d->bl_engage_at, d->bl_engage_span);
     atomic_init(&d->bl_idle_seen, 0);
-    atomic_init(&d->bl_on, false);
     for (unsigned i = 0; i < MP_BACKLOG_SLOTS_MAX; i++)
         atomic_init(&d->bl_ring[i], NULL);
     atomic_init(&d->full, 0);
@@ -569,17 +569,20 @@ void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
     full_stack_push(d, m);
 }
 
-/* Is the backlog engaged, given the pushes before this one (B1)? */
+/* Is the backlog engaged, after `pushes` full pushes (B1)?  Relaxed: a
+ * hint (B4). */
 static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
 {
-    if (d->bl_slots == 0)
-        return false;
-    if (atomic_load_explicit(&d->bl_on, memory_order_relaxed))
-        return true;
-    if (pushes < atomic_load_explicit(&d->bl_engage_at, memory_order_relaxed))
-        return false;
-    atomic_store_explicit(&d->bl_on, true, memory_order_relaxed); /* a hint: B4 */
-    return true;
+    return d->bl_slots != 0 && pushes >= atomic_load_explicit(&d->bl_engage_at, memory_order_relaxed);
+}
+
+/* A magazine some exchange took out of a backlog slot goes to the full
+ * stack; the counters drop after the exchange (B4). */
+static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
+{
+    atomic_fetch_sub_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed);
+    full_stack_push(d, m);
 }
 
 void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
@@ -598,19 +601,15 @@ void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
      * stack (and a popper) see a stale round count or stale object pointers. */
     struct mp_mag *old = atomic_exchange_explicit(&d->bl_ring[pos % d->bl_slots], m,
                                                   memory_order_acq_rel);
-    if (old != NULL) {
-        atomic_fetch_sub_explicit(&d->bl_rounds, old->rounds, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed); /* after: B4 */
-        full_stack_push(d, old);
-    }
+    if (old != NULL)
+        backlog_evict(d, old);
 }
 
 size_t mp_depot_backlog_release(struct mp_depot *d)
 {
     if (d->bl_slots == 0)
         return 0;
-    /* Relaxed hints (B4): re-arm engagement, then scan every slot (B2). */
-    atomic_store_explicit(&d->bl_on, false, memory_order_relaxed);
+    /* Relaxed hint (B4): re-arm engagement, then scan every slot (B2). */
     atomic_store_explicit(&d->bl_engage_at,
                           atomic_load_explicit(&d->pushes_full, memory_order_relaxed) +
                               d->bl_engage_span,
@@ -625,9 +624,7 @@ size_t mp_depot_backlog_release(struct mp_depot *d)
         struct mp_mag *m = atomic_exchange_explicit(&d->bl_ring[i], NULL, memory_order_acquire);
         if (m == NULL)
             continue; /* a concurrent push's displacement took it */
-        atomic_fetch_sub_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed); /* after: B4 */
-        full_stack_push(d, m);
+        backlog_evict(d, m);
         moved++;
     }
     return moved;
@@ -637,7 +634,7 @@ void mp_depot_backlog_tick(struct mp_depot *d)
 {
     uint64_t now = atomic_load_explicit(&d->pushes_full, memory_order_relaxed);
     uint64_t seen = atomic_exchange_explicit(&d->bl_idle_seen, now, memory_order_relaxed);
-    if (now == seen && (atomic_load_explicit(&d->bl_on, memory_order_relaxed) ||
+    if (now == seen && (backlog_engaged(d, now) ||
                         atomic_load_explicit(&d->bl_mags, memory_order_relaxed) != 0))
         mp_depot_backlog_release(d);
 }

@@ -15,7 +15,6 @@
 #ifndef MP_DEPOT_H
 #define MP_DEPOT_H
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "magpool/magpool.h"
@@ -54,7 +53,6 @@ struct mp_depot {
     _Atomic uint64_t bl_rounds;             /* objects in them */
     _Atomic uint64_t bl_engage_at;          /* pushes_full count at which it engages */
     _Atomic uint64_t bl_idle_seen;          /* pushes_full at the last idle check */
-    _Atomic bool bl_on;                     /* engaged (a hint: every release scans all slots) */
     unsigned bl_slots;                      /* ring size, 0 = no backlog; fixed at init */
     uint64_t bl_engage_span;                /* full pushes from a release to engagement; fixed */
     _Alignas(64) _Atomic(struct mp_mag *) bl_ring[MP_BACKLOG_SLOTS_MAX];
