@@ -84,7 +84,9 @@
  *       register is simply not yet stored).  Exactness at quiescence needs
  *       what it always needed: the reader ordered after the writer's last
  *       store (a join, a lock, any release/acquire).  Sanitizer builds do
- *       not use the inline hits, so every access TSan sees is atomic.
+ *       not use the inline hits, and under an uninstrumented library a TSan
+ *       process's caches are checked (below), so every access TSan sees is
+ *       atomic or annotated.
  *   tc_objs, tc_cap, tc_loaded, tc_prev, tc_deferred, magazine contents
  *       owner thread only.
  *   c_fast_id   create (before the handle is published by the caller) and
@@ -140,8 +142,9 @@
  * (depot.c), so a magazine
  * costs ~8-9 bytes per round (1280 bytes for 143, 4160 for 511).  Shrink drains
  * the depot, polls the default domain so the magazines' slots come back,
- * trims the magazine area and, if slabs went back, malloc_trim()s the slab
- * layer's freed free stacks: RSS returns to its level before a burst.
+ * trims the magazine area and gives empty slabs (pages and free stacks,
+ * none of it malloc'd: meta.h) back: RSS returns to its level before a
+ * burst.
  *
  * RECLAMATION: reclaim.c holds the proof (epochs after Fraser 2004 /
  * ck_epoch; liburcu for the application's flavour).  The core retires
@@ -191,11 +194,22 @@
  * object is verified, poisoned, then cached; an allocated object is taken
  * from a magazine, then verified.  A deferred free is verified at once and
  * poisoned only when its grace period ends (mp_debug_on_free_deferred, then
- * mp_debug_on_reclaim in the batch callback).  Under ASan every object
- * resting in a magazine is poisoned (fast paths included); deferred objects
- * stay readable until their grace period ends.  Objects are initialised
+ * mp_debug_on_reclaim in the batch callback).  Objects are initialised
  * for debug.c by wrapping the constructor, which the slab layer runs
  * exactly once per object construction.
+ *
+ * CHECKED CACHES (sanitize.h): the library is usually uninstrumented while
+ * the application is built with ASan or TSan, so the runtimes are detected
+ * at run time (weak references to their interface).  A cache created while
+ * ASan, or TSan with an uninstrumented library, is in the process is
+ * checked: fast id 0 like a debug cache, so every call takes the slow path,
+ * whose hooks poison every object at rest (slabs, magazines, depot; the
+ * page layer poisons free pages, so kmalloc's spans too) and announce every
+ * hand-off to TSan (release at free, acquire at alloc; deferred objects
+ * released again after the grace period's acquire).  Deferred objects stay
+ * readable until their grace period ends.  ASan's report is followed by a
+ * line naming the pool (mp_describe_addr).  LSan scans the arena and the
+ * descriptor pool as root regions.  The hits carry no sanitizer code.
  * ==========================================================================
  */
 #include <errno.h>
@@ -207,6 +221,7 @@
 #include "cache_impl.h"
 #include "core.h"
 #include "debug.h"
+#include "meta.h"
 #include "page.h"
 
 pthread_mutex_t mp_registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -269,22 +284,37 @@ static void mp_backlog_init(struct mp_depot *d, const struct magpool_config *cfg
     mp_depot_init(d, (unsigned)slots, 2u * (uint64_t)span);
 }
 
+/* After an ASan report about addr (sanitize.h): one line naming the pool
+ * whose object slot holds it, so a use after free in a pooled object reads
+ * as one.  Runs in ASan's death callback: no lock, no allocation. */
+static void mp_describe_addr(const void *addr)
+{
+    void *obj = NULL;
+    struct magpool_cache *c = mp_slab_locate(addr, &obj);
+    if (c == NULL)
+        return;
+    size_t off = (size_t)((const char *)addr - (const char *)obj);
+    fprintf(stderr, "magpool: %p is %zu bytes into object %p of cache '%s' (object size %zu%s)\n", addr,
+            off, obj, c->c_name, c->c_size, off >= c->c_size ? ", past its end" : "");
+}
+
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
 {
     if (!mp_config_ok(cfg)) {
         errno = EINVAL;
         return NULL;
     }
-    struct magpool_cache *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
-    if (c == NULL) {
-        errno = ENOMEM;
+    struct magpool_cache *c = mp_meta_alloc(sizeof *c); /* zeroed, 64-byte aligned */
+    if (c == NULL)
         return NULL;
-    }
-    memset(c, 0, sizeof *c);
     snprintf(c->c_name, sizeof c->c_name, "%s", cfg->name ? cfg->name : "anonymous");
     c->c_size = cfg->size;
     c->c_flags = cfg->flags | mp_debug_env_flags();
     c->c_debug = (c->c_flags & MP_DEBUG_FLAGS) != 0 || mp_under_memcheck();
+    unsigned san = mp_san();
+    c->c_checked = (san & MP_SAN_ROUTE) != 0;
+    if (san & MP_SAN_ASAN)
+        mp_san_set_describer(mp_describe_addr);
     c->c_align = cfg->align ? cfg->align : (cfg->size >= 16 ? 16 : 8);
     c->c_max_objects = cfg->max_objects;
     c->c_ctor = cfg->ctor;
@@ -308,7 +338,7 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
     };
     c->c_slab = mp_slab_cache_new(&p);
     if (c->c_slab == NULL) {
-        free(c);
+        mp_meta_free(c, sizeof *c);
         return NULL;
     }
     mp_backlog_init(&c->c_depot, cfg, c->c_flags, mp_slab_stride(c->c_slab),
@@ -322,7 +352,7 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
         id = mp_next_id++;
     if (id != 0) {
         c->c_id = id;
-        atomic_init(&c->c_fast_id, c->c_debug ? 0 : id);
+        atomic_init(&c->c_fast_id, c->c_debug || c->c_checked ? 0 : id);
         /* Release: publishes the initialised struct to foreach / flush
          * readers (acquire loads).  Weakened, a reader could see a
          * half-initialised cache. */
@@ -331,7 +361,7 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
     pthread_mutex_unlock(&mp_registry_lock);
     if (id == 0) {
         mp_slab_cache_delete(c->c_slab);
-        free(c);
+        mp_meta_free(c, sizeof *c);
         errno = ENOMEM;
         return NULL;
     }
@@ -354,7 +384,7 @@ static void mp_cache_free_struct(struct mp_retire_node *node)
     struct magpool_cache *c =
         (struct magpool_cache *)((char *)node - offsetof(struct magpool_cache, c_free_node));
     mp_slab_cache_delete(c->c_slab);
-    free(c);
+    mp_meta_free(c, sizeof *c);
 }
 
 bool mp_cache_maybe_finalize(struct magpool_cache *c)

@@ -105,7 +105,7 @@ struct mp_thread {
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
 struct magpool_cache {
     /* fast path (read by every alloc/free) */
-    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / destroyed caches.  magpool.h's
+    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / checked / destroyed caches.  magpool.h's
                                         * inline hits read its low half as an unsigned short
                                         * (ids < 4096), a type the stores of a caller's loop
                                         * do not alias (see there) */
@@ -116,6 +116,9 @@ struct magpool_cache {
     char c_name[64];
     unsigned c_flags;                  /* cfg flags | MAGPOOL_DEBUG env flags */
     bool c_debug;                      /* debug hooks on every alloc/free */
+    bool c_checked;                    /* a sanitizer runtime is in the process: every
+                                        * alloc/free takes the slow path and its hooks
+                                        * (sanitize.h) */
     size_t c_align, c_max_objects;
     void (*c_ctor)(void *, void *);
     void *c_arg;

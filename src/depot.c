@@ -155,6 +155,7 @@
  *      the counter is >= the true depth and never wraps below zero.
  */
 #include "depot.h"
+#include "meta.h"
 #include "reclaim.h"
 
 #include <errno.h>
@@ -360,10 +361,32 @@ static struct mp_mag *stack_pop(_Atomic uint64_t *head, _Atomic uint32_t *links,
 
 /* ---- magazines ----------------------------------------------------------- */
 
-static int cmp_u32(const void *a, const void *b)
+/* Sort a[0..n) ascending in place: heapsort, O(n log n) with no memory
+ * of its own (glibc's qsort may malloc a merge buffer, and the engine calls
+ * no malloc: meta.h). */
+static void sift_down(uint32_t *a, size_t root, size_t n)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    for (size_t child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && a[child + 1] > a[child])
+            child++;
+        if (a[root] >= a[child])
+            return;
+        uint32_t t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+    }
+}
+
+static void sort_u32(uint32_t *a, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(a, i, n);
+    for (size_t end = n; end-- > 1;) {
+        uint32_t t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift_down(a, 0, end);
+    }
 }
 
 /* Own every free slot of class k (pop both stacks), give back the pages
@@ -378,7 +401,7 @@ static void class_trim(unsigned k)
         return;
     size_t stride = CLASS_STRIDE(k), page = atomic_load_explicit(&g_area.page, memory_order_relaxed);
     size_t cap = 256, n = 0;
-    uint32_t *idx = malloc(cap * sizeof *idx);
+    uint32_t *idx = mp_meta_alloc(cap * sizeof *idx);
     if (idx == NULL)
         return;
     uint32_t took_dirty = 0, i;
@@ -390,7 +413,7 @@ static void class_trim(unsigned k)
         else if (stack_pop(&cl->clean_head, cl->links, NULL, &i) == NULL)
             break;
         if (n == cap) {
-            uint32_t *bigger = realloc(idx, 2 * cap * sizeof *idx);
+            uint32_t *bigger = mp_meta_grow(idx, cap * sizeof *idx, 2 * cap * sizeof *idx);
             if (bigger == NULL) {
                 stack_push(&cl->dirty_head, NULL, i, NULL);  /* trim what we have */
                 took_dirty--;
@@ -402,7 +425,7 @@ static void class_trim(unsigned k)
         idx[n++] = i & SLOT_MASK;
     }
     atomic_fetch_sub_explicit(&cl->ndirty, took_dirty, memory_order_relaxed);
-    qsort(idx, n, sizeof *idx, cmp_u32);
+    sort_u32(idx, n);
     for (size_t a = 0; a < n;) {
         size_t b = a;
         while (b + 1 < n && idx[b + 1] == idx[b] + 1)
@@ -416,7 +439,7 @@ static void class_trim(unsigned k)
     atomic_store_explicit(&cl->nclean, (uint32_t)n, memory_order_relaxed);
     for (size_t i = n; i-- > 0;)
         stack_push(&cl->clean_head, cl->links, (uint32_t)k << CLASS_SHIFT | idx[i], NULL);
-    free(idx);
+    mp_meta_free(idx, cap * sizeof *idx);
 }
 
 void mp_mag_area_trim(void)

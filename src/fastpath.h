@@ -4,8 +4,10 @@
  * magazine.c and by the front ends, so kmem_cache_alloc or mem_get cost the
  * same pop as magpool_alloc and nothing is written twice.  The other copy
  * of the core hit is the application's: magpool.h's inline magpool_alloc /
- * magpool_free, on the public view of the same fields (plain stores, no
- * sanitizer hooks: sanitizer builds call in here).  cache_impl.h
+ * magpool_free, on the public view of the same fields (plain stores).  No
+ * hit has a sanitizer hook: a cache created while a sanitizer runtime is in
+ * the process is a checked cache (sanitize.h), whose fast id 0 makes every
+ * hit miss.  cache_impl.h
  * static-asserts that the two views agree, and tests/test_inline.c mixes
  * both on one cache.
  *
@@ -76,7 +78,6 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc_zf(struct magpo
     mp_store_relaxed32(&tc->tc_rounds, n - 1);
     mp_owner_add64(&tc->tc_allocs, 1);
     void *obj = tc->tc_objs[n - 1];
-    mp_asan_unpoison(obj, c->c_size);
     if (zero)
         return mp_fast_zero(c, obj);
     return obj;
@@ -104,11 +105,10 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
 
 /* Add obj as round n (< tc_cap) of the loaded magazine: the one place a
  * round is pushed, by the free fast path and by the slow path after it made
- * room.  Resting in a magazine, the object is poisoned for ASan. */
-static inline __attribute__((always_inline)) void mp_tc_push(struct magpool_cache *c, struct mp_tcache *tc,
-                                                             uint32_t n, void *obj)
+ * room.  (A checked cache's objects are poisoned by the slow path before
+ * they get here: mp_san_rest.) */
+static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *tc, uint32_t n, void *obj)
 {
-    mp_asan_poison(obj, c->c_size);
     tc->tc_objs[n] = obj;
     mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
 }
@@ -124,7 +124,29 @@ static inline __attribute__((always_inline)) void mp_fast_free(struct magpool_ca
         return mp_free_slow(c, obj, caller);
     if (__builtin_expect(tc->tc_objs[(long)n - 1] == obj, 0))
         return mp_double_free(c, obj);
-    mp_tc_push(c, tc, n, obj);
+    mp_tc_push(tc, n, obj);
+}
+
+/* ---- sanitizer hooks of checked caches (sanitize.h) ----------------------- *
+ * Only the slow paths call these: a checked cache (c_checked) never hits.
+ * Handed out: usable for ASan, and for TSan the object's last free happens
+ * before this alloc.  At rest (a free, or a run entering a magazine):
+ * poisoned, and this thread's use of it happens before its next alloc. */
+static inline void mp_san_handout(const struct magpool_cache *c, void *obj)
+{
+    if (__builtin_expect(c->c_checked, 0)) {
+        mp_asan_unpoison(obj, c->c_size);
+        mp_tsan_acquire(obj);
+    }
+}
+
+static inline void mp_san_rest(const struct magpool_cache *c, void *const *objs, size_t n)
+{
+    if (__builtin_expect(c->c_checked, 0))
+        for (size_t i = 0; i < n; i++) {
+            mp_tsan_release(objs[i]);
+            mp_asan_poison(objs[i], c->c_size);
+        }
 }
 
 /* ---- bulk runs (design: magazine.c, "bulk") ------------------------------- */
@@ -160,23 +182,7 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
     mp_store_relaxed32(&tc->tc_rounds, r);
     mp_owner_add64(&tc->tc_allocs, n);
     mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
-#ifdef MP_ASAN
-    for (size_t j = 0; j < n; j++)
-        mp_asan_unpoison(objs[j], c->c_size);
-#endif
     return true;
-}
-
-/* Rest a run in a magazine: poisoned for ASan. */
-static inline __attribute__((always_inline)) void mp_poison_objs(struct magpool_cache *c, void *const *objs,
-                                                                 size_t n)
-{
-#ifdef MP_ASAN
-    for (size_t i = 0; i < n; i++)
-        mp_asan_poison(objs[i], c->c_size);
-#else
-    (void)c, (void)objs, (void)n;
-#endif
 }
 
 /* Whether a run of n > 0 objects holds a NULL or an object equal to the one
@@ -223,7 +229,6 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     if (__builtin_expect(mp_run_bad(objs, n, dst[-1], small), 0))
         return false;
     mp_copy_ptrs(dst, objs, n, small);
-    mp_poison_objs(c, objs, n);
     mp_store_relaxed32(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
     return true;
 }

@@ -35,6 +35,7 @@
 
 #include "core.h"
 #include "debug.h"
+#include "meta.h"
 #include "kmem_internal.h"
 
 #define SLAB_KNOWN_FLAGS                                                                         \
@@ -77,7 +78,7 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsign
     if (flags & ~SLAB_KNOWN_FLAGS)
         return create_failed(name, flags, EINVAL, "unknown flags");
 
-    struct kmem_cache *s = calloc(1, sizeof *s);
+    struct kmem_cache *s = mp_meta_alloc(sizeof *s);
     if (s == NULL)
         return create_failed(name, flags, ENOMEM, "out of memory");
     s->magic = KMEM_CACHE_MAGIC;
@@ -110,7 +111,7 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsign
     s->c = mp_cache_create_priv(&cfg, s);
     if (s->c == NULL) {
         int e = errno;
-        free(s);
+        mp_meta_free(s, sizeof *s);
         return create_failed(name, flags, e, e == ENOMEM ? "out of memory" : "rejected by the core");
     }
     return s;
@@ -129,7 +130,7 @@ void kmem_cache_destroy(struct kmem_cache *s)
         return;                                   /* wrapper stays: its objects may still be kfree'd */
     }
     if (live == 0)
-        free(s);
+        mp_meta_free(s, sizeof *s);
 }
 
 void *mp_kmem_alloc_miss(magpool_cache_t *c, unsigned gfp, const void *caller)

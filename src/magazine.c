@@ -139,7 +139,7 @@ static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, 
             mp_mag_resize(c, -1);                         /* memory pressure */
         return false;
     }
-    mp_poison_objs(c, m->objs, got);
+    mp_san_rest(c, m->objs, got);
     mp_tc_flow(tc, got);
     mp_store_relaxed32(&tc->tc_rounds, (uint32_t)got);
     return true;
@@ -218,7 +218,7 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
         magpool_reap(); /* NOFAIL: give back what every cache holds, wait, retry */
         nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
     }
-    mp_asan_unpoison(obj, c->c_size);
+    mp_san_handout(c, obj);
     if (c->c_debug)
         mp_debug_on_alloc(c, obj, caller);
     if (aflags & MAGPOOL_ZERO)
@@ -282,6 +282,7 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
     }
     if (c->c_debug && !mp_debug_on_free(c, obj, caller))
         return;
+    mp_san_rest(c, &obj, 1); /* wherever it rests: magazine, slab, zombie */
     struct mp_thread *t = mp_thread_get(false);
     if (mp_destroyed(c)) {
         if (t != NULL)
@@ -299,7 +300,7 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
                 return;
             }
             if (n < tc->tc_cap || mp_tc_make_room(c, tc))
-                return mp_tc_push(c, tc, mp_load_relaxed32(&tc->tc_rounds), obj);
+                return mp_tc_push(tc, mp_load_relaxed32(&tc->tc_rounds), obj);
             mp_slab_free(c->c_slab, &obj, 1);
             mp_tc_flow(tc, -1); /* a free that bypassed the magazines */
             return;
@@ -350,6 +351,19 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
         (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
         errno = EINVAL;
         return 0;
+    }
+    if (atomic_load_explicit(&c->c_fast_id, memory_order_relaxed) == 0) {
+        /* A debug, checked or destroyed cache: object by object through the
+         * slow path, filled from the back, so the run keeps magazine order as
+         * a hit's copy does (objs[n - 1] is the top round). */
+        for (size_t j = n; j-- > 0;)
+            if ((objs[j] = mp_alloc_slow(c, aflags, caller)) == NULL) {
+                int err = errno;
+                mp_free_bulk_run(c, n - 1 - j, objs + j + 1, caller); /* all or nothing */
+                errno = err;
+                return 0;
+            }
+        return n;
     }
     size_t i = 0;
     while (i < n) {
@@ -456,7 +470,9 @@ static void mp_deferred_ready(struct mp_retire_node *node)
     if (c->c_debug)
         for (uint32_t i = 0; i < n; i++)
             mp_debug_on_reclaim(c, m->objs[i]);
-    mp_poison_objs(c, m->objs, n); /* now resting in a magazine */
+    /* Now resting in a magazine: for TSan, after the domain's acquire in
+     * the reclaimer (readers' sections, and the freer's release below). */
+    mp_san_rest(c, m->objs, n);
     /* Under the registry lock: a zombie cannot be finalised between our
      * check of c_destroyed and our decrement of c_deferred_sealed. */
     pthread_mutex_lock(&mp_registry_lock);
@@ -517,6 +533,10 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     /* Debug: checked now, poisoned only after the grace period. */
     if (c->c_debug && !mp_debug_on_free_deferred(c, obj, caller))
         return;
+    /* TSan: the freer's writes happen before the reuse (the object is
+     * poisoned only after the grace period, by mp_deferred_ready). */
+    if (c->c_checked)
+        mp_tsan_release(obj);
     struct mp_thread *t = mp_thread_get(false);
     if (t != NULL && !mp_destroyed(c)) {
         struct mp_tcache *tc = &t->th_tc[c->c_id];

@@ -38,6 +38,7 @@
 
 #include "core.h"
 #include "debug.h"
+#include "meta.h"
 #include "fastpath.h"
 #include "slab.h"
 #include "magpool/mem_pool.h"
@@ -95,18 +96,18 @@ static int warm_up(magpool_cache_t *c, unsigned long count)
         errno = ENOMEM;
         return -1;
     }
-    void **objs = malloc(count * sizeof(void *));
+    void **objs = mp_meta_alloc(count * sizeof(void *));
     if (objs == NULL)
         return -1;
     size_t got = magpool_alloc_bulk(c, count, objs, 0);
     if (got != count) {
         int e = errno;
-        free(objs);
+        mp_meta_free(objs, count * sizeof(void *));
         errno = e ? e : ENOMEM;
         return -1;
     }
     magpool_free_bulk(c, count, objs);
-    free(objs);
+    mp_meta_free(objs, count * sizeof(void *));
     return 0;
 }
 
@@ -116,7 +117,7 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
         errno = EINVAL;
         return NULL;
     }
-    struct mem_pool *p = calloc(1, sizeof *p);
+    struct mem_pool *p = mp_meta_alloc(sizeof *p);
     if (p == NULL)
         return NULL;
     p->magic = MEM_POOL_MAGIC;
@@ -132,14 +133,14 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
     p->cache = mp_cache_create_priv(&cfg, p);
     if (p->cache == NULL) {
         int e = errno;
-        free(p);
+        mp_meta_free(p, sizeof *p);
         errno = e;
         return NULL;
     }
     if (warm_up(p->cache, count) != 0) {
         int e = errno;
         magpool_cache_destroy(p->cache);
-        free(p);
+        mp_meta_free(p, sizeof *p);
         errno = e;
         return NULL;
     }
@@ -176,7 +177,7 @@ static __attribute__((noinline, cold)) void put_to_dead_pool(struct mem_pool *p,
      * other putter's reads happen before the free below.  Weakened, the
      * wrapper could be freed while another putter still reads it. */
     if (atomic_fetch_sub_explicit(&p->zombie_left, 1, memory_order_acq_rel) == 1)
-        free(p);
+        mp_meta_free(p, sizeof *p);
 }
 
 /* Every put that failed the inline checks: NULL (nothing), a destroyed
@@ -221,7 +222,7 @@ void mem_pool_destroy(struct mem_pool *pool)
         /* clean (or the core refused: then nothing can reach the wrapper
          * except a misuse the core diagnoses) */
         if (live == 0)
-            free(pool);
+            mp_meta_free(pool, sizeof *pool);
         return;
     }
     atomic_store_explicit(&pool->zombie_left, live, memory_order_relaxed);

@@ -86,6 +86,7 @@
 #include <time.h>
 
 #include "magpool/magpool.h"
+#include "sanitize.h"
 
 #define REGION_SHIFT (MP_PAGE_SHIFT + MP_MAX_ORDER)
 #define REGION_SIZE ((size_t)1 << REGION_SHIFT)
@@ -226,6 +227,10 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
             errno = ENOMEM;
             return -1;
         }
+        /* LSan: objects in the arena may hold the only pointer to a block the
+         * application malloc'd; only the arena's committed (readable) parts
+         * are ever scanned (sanitize.h). */
+        mp_lsan_root(mp_pmap.base, size);
         const char *env = getenv("MAGPOOL_FAULT_PPM");
         if (env != NULL && *env != '\0')
             mp_page_fault_inject((unsigned)strtoul(env, NULL, 10));
@@ -403,6 +408,8 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
     void *p = pages_alloc_locked(order, aflags);
     int err = errno;
     pthread_mutex_unlock(&g.lock);
+    if (p != NULL)
+        mp_asan_unpoison(p, MP_PAGE_SIZE << order); /* poisoned while free */
     errno = err;
     return p;
 }
@@ -447,6 +454,7 @@ void mp_pages_free(void *p, unsigned order)
         return;
     }
     size_t len = MP_PAGE_SIZE << order;
+    mp_asan_poison(p, len); /* a use after free of the block is reported */
     mp_page_set_owner(p, (size_t)1 << order, NULL);
     /* The caller still owns the block, so madvise needs no lock.  On failure
      * the block stays resident but is otherwise an ordinary free block. */
@@ -496,6 +504,7 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
             atomic_store_explicit(&g.pinfo[i].span, (uint32_t)npages, memory_order_relaxed);
             g.pages_in_use += (uint64_t)n * REGION_PAGES;
             p = page_addr(i);
+            mp_asan_unpoison(p, (size_t)n * REGION_SIZE);
         } else {
             err = errno;
         }
@@ -544,6 +553,7 @@ void mp_span_free(void *p)
         return;
     }
     mp_page_set_owner(p, (size_t)n * REGION_PAGES, NULL);
+    mp_asan_poison(p, (size_t)n * REGION_SIZE);
     /* If the decommit fails the regions stay mapped read-write but unused;
      * R_FREE is still right: the next commit maps over them with MAP_FIXED. */
     if (sys_mem(SYS_DECOMMIT, p, (size_t)n * REGION_SIZE) != 0)

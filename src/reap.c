@@ -16,8 +16,9 @@
  *    domain.  It also shrinks the magazine size one step.  The torn-down
  *    magazines' slots are returned and trimmed before it returns when no
  *    reader is inside a section (non-blocking polls; else on the last
- *    callback), and the malloc heap is trimmed after slabs went back: the
- *    RSS of a burst really goes back (test_core: test_shrink_rss_nosync).
+ *    callback), and the slabs' pages and free stacks go back (neither is
+ *    malloc'd: meta.h): the RSS of a burst really goes back (test_core:
+ *    test_shrink_rss_nosync).
  *  - Magazine size starts at the largest ladder step holding <= MP_MAG_BYTES
  *    (32 KiB) of objects (the design statement says why) and follows kmem's
  *    steps; it grows one step when the depot
@@ -27,12 +28,10 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <time.h>
 
 #include "cache_impl.h"
+#include "meta.h"
 
 #define MP_REAP_MS 100u
 #define MP_GROW_CONTENTION 64u
@@ -131,7 +130,7 @@ static void mp_reap_deferred_run(struct mp_retire_node *node)
 {
     struct mp_reap_defer *rd = (struct mp_reap_defer *)node;
     rd->fn(rd->arg);
-    free(rd);
+    mp_meta_free(rd, sizeof *rd);
 }
 
 static void mp_reap_defer(void (*fn)(void *), void *arg, void *ctx)
@@ -147,13 +146,13 @@ size_t mp_slab_reap_cache(struct magpool_cache *c)
 {
     if (!(c->c_flags & MAGPOOL_TYPESAFE))
         return mp_slab_reap(c->c_slab, NULL, NULL);
-    struct mp_reap_defer *rd = calloc(1, sizeof *rd);
+    struct mp_reap_defer *rd = mp_meta_alloc(sizeof *rd);
     if (rd == NULL)
         return 0; /* keep the empty slabs: better than releasing them early */
     rd->domain = c->c_domain;
     size_t pages = mp_slab_reap(c->c_slab, mp_reap_defer, rd);
     if (!rd->used)
-        free(rd);
+        mp_meta_free(rd, sizeof *rd);
     return pages;
 }
 
@@ -213,15 +212,9 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
         mp_tc_flush(t, c); /* also seals the caller's deferred batch */
     mp_domain_poll(c->c_domain);
     mp_depot_drain(c);
-    size_t pages = mp_slab_reap_cache(c);
+    mp_slab_reap_cache(c);
     mp_mag_resize(c, -1);
     mp_mag_area_release();
-#ifdef __GLIBC__
-    /* The slabs' free stacks are malloc'd (slab.c); glibc keeps freed heap
-     * memory unless asked.  Only after a shrink that released slabs. */
-    if (pages > 0)
-        malloc_trim(0);
-#endif
     return 0;
 }
 

@@ -16,7 +16,7 @@
  * The ck_epoch domain
  * -------------------
  *  Read side: each thread owns a ck_epoch_record_t, made lazily on its first
- *  section (ck_epoch_recycle, else aligned_alloc + ck_epoch_register) and
+ *  section (ck_epoch_recycle, else mp_meta_alloc + ck_epoch_register) and
  *  released when the thread exits.  Sections nest; ck_epoch_begin/end are
  *  called only at the outermost level (per-thread nesting count).
  *
@@ -107,6 +107,7 @@
  *  call_rcu takes a read-side lock).
  */
 #include "reclaim.h"
+#include "meta.h"
 #include "sanitize.h"
 
 #include <ck_epoch.h>
@@ -126,15 +127,6 @@
  * calling thread for the duration of that one call, so the allocation resets
  * the shadow instead of counting as a write; our own happens-before edges
  * (cb_done) are untouched.  An annotation, not a suppression. */
-#ifdef MP_TSAN
-void __tsan_ignore_thread_begin(void);
-void __tsan_ignore_thread_end(void);
-#define tsan_ignore_begin() __tsan_ignore_thread_begin()
-#define tsan_ignore_end() __tsan_ignore_thread_end()
-#else
-#define tsan_ignore_begin() ((void)0)
-#define tsan_ignore_end() ((void)0)
-#endif
 
 _Static_assert(sizeof(struct rcu_head) <= sizeof(((struct mp_retire_node *)0)->impl),
                "struct rcu_head fits mp_retire_node.impl");
@@ -192,15 +184,13 @@ __attribute__((noinline, cold)) static ck_epoch_record_t *record_slow(void)
     if (rec != NULL) {
         mp_tsan_acquire(rec);  /* pairs with the release before unregister (R10) */
     } else {
-        size_t sz = (sizeof *rec + 63) & ~(size_t)63;
-        rec = aligned_alloc(64, sz);
+        rec = mp_meta_alloc(sizeof *rec); /* zeroed, 64-byte aligned; never freed (recycled) */
         if (rec == NULL) {
             /* Cannot even enter a section safely: nothing sane to return. */
             fprintf(stderr, "magpool: reclaim: out of memory for epoch record at %p\n",
                     (void *)&g_epoch);
             abort();
         }
-        memset(rec, 0, sz);
         ck_epoch_register(&g_epoch, rec, NULL);
     }
     t_rt.rec = rec;
@@ -403,9 +393,9 @@ void mp_domain_synchronize(magpool_domain_t *d)
     d = dom_or_default(d);
     if (d->kind == DOM_URCU) {
         d->flavor->update_synchronize_rcu();
-        tsan_ignore_begin();
+        mp_tsan_ignore_begin();
         d->flavor->barrier();           /* every queued callback has run */
-        tsan_ignore_end();
+        mp_tsan_ignore_end();
         mp_tsan_acquire(&d->cb_done);   /* R10 */
         return;
     }
@@ -470,7 +460,7 @@ MAGPOOL_API magpool_domain_t *magpool_domain_urcu(const struct rcu_flavor_struct
         if (g_urcu.dom[i]->flavor == flavor)
             d = g_urcu.dom[i];
     if (d == NULL && g_urcu.n < URCU_DOMAINS_MAX) {
-        d = calloc(1, sizeof *d);
+        d = mp_meta_alloc(sizeof *d); /* never freed: one per flavour */
         if (d != NULL) {
             d->kind = DOM_URCU;
             d->flavor = flavor;

@@ -66,7 +66,7 @@
  * running a ctor/dtor or calling the page layer, so no lock is ever nested:
  * the descriptor-pool lock and the page lock are leaves taken with no other
  * lock held.  MAGPOOL_NOWAIT only try-locks the cache and never makes a new
- * slab (that needs malloc for the free stack, and a descriptor): it is served
+ * slab (that needs metadata memory for the free stack, and a descriptor): it is served
  * from existing slabs or fails with EAGAIN.
  */
 #include "slab.h"
@@ -81,6 +81,7 @@
 #include <sys/mman.h>
 
 #include "magpool/magpool.h"
+#include "meta.h"
 #include "page.h"
 #include "sanitize.h"
 
@@ -129,9 +130,9 @@ struct mp_slab_cache {
 
 /* ---- descriptor pool (type-stable, never freed) --------------------------- */
 
-/* Chunks are whole pages from mmap, not malloc: a type-stable chunk in the
- * middle of the malloc heap would pin it, so the slabs' free stacks (malloc'd,
- * freed at teardown) could never be trimmed back to the system. */
+/* Chunks are whole pages from mmap: type-stable memory that is never given
+ * back must not sit among memory that is (meta.c's chunks hold the slabs'
+ * free stacks, freed at teardown). */
 #define POOL_CHUNK_BYTES ((size_t)64 << 10)
 #define POOL_CHUNK ((POOL_CHUNK_BYTES - sizeof(void *)) / sizeof(struct mp_slab))
 struct pool_chunk {
@@ -146,10 +147,6 @@ static struct {
     struct pool_chunk *chunks;     /* all chunks, kept so they stay reachable */
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-#ifdef MP_ASAN
-void __lsan_register_root_region(const void *p, size_t size);
-#endif
-
 static struct mp_slab *desc_get(void)
 {
     pthread_mutex_lock(&pool.lock);
@@ -160,12 +157,10 @@ static struct mp_slab *desc_get(void)
             pthread_mutex_unlock(&pool.lock);
             return NULL;
         }
-#ifdef MP_ASAN
-        /* LeakSanitizer scans malloc'd memory and globals, not private
-         * mappings: without this, every free stack (malloc'd, pointed to only
-         * from a descriptor here) of a slab alive at exit is a "leak". */
-        __lsan_register_root_region(c, POOL_CHUNK_BYTES);
-#endif
+        /* Descriptors point at application memory only through a ctor/dtor
+         * argument, but LeakSanitizer must see every word the library keeps
+         * (sanitize.h). */
+        mp_lsan_root(c, POOL_CHUNK_BYTES);
         c->next = pool.chunks;
         pool.chunks = c;
         for (size_t i = 0; i < POOL_CHUNK; i++) {
@@ -250,19 +245,19 @@ struct mp_slab_cache *mp_slab_cache_new(const struct mp_slab_params *p)
         errno = EINVAL;
         return NULL;
     }
-    struct mp_slab_cache *sc = calloc(1, sizeof *sc);
+    struct mp_slab_cache *sc = mp_meta_alloc(sizeof *sc);
     if (sc == NULL) {
         errno = ENOMEM;
         return NULL;
     }
     sc->p = *p;
     if (geometry(sc) != 0) {
-        free(sc);
+        mp_meta_free(sc, sizeof *sc);
         errno = EINVAL;
         return NULL;
     }
     if (pthread_mutex_init(&sc->lock, NULL) != 0) {
-        free(sc);
+        mp_meta_free(sc, sizeof *sc);
         errno = ENOMEM;
         return NULL;
     }
@@ -322,16 +317,18 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     char *mem = mp_pages_alloc(sc->order, 0);
     if (mem == NULL)
         return NULL;
-    uint16_t *stack = malloc(sizeof *stack * sc->nobjs);
+    uint16_t *stack = mp_meta_alloc(sizeof *stack * sc->nobjs);
     struct mp_slab *s = stack ? desc_get() : NULL;
     if (s == NULL) {
-        free(stack);
+        mp_meta_free(stack, sizeof *stack * sc->nobjs);
         mp_pages_free(mem, sc->order);
         errno = ENOMEM;
         return NULL;
     }
     size_t bytes = MP_PAGE_SIZE << sc->order;
-    mp_asan_unpoison(mem, bytes); /* whatever a former user of the block left */
+    /* ASan: nothing in a slab is usable until mp_slab_alloc hands it out
+     * (unbuilt objects, colour and tail waste stay poisoned). */
+    mp_asan_poison(mem, bytes);
     uint32_t seq = atomic_fetch_add_explicit(&sc->colour_seq, 1, memory_order_relaxed);
     s->next = s->prev = NULL;
     s->stack = stack;
@@ -364,7 +361,7 @@ static size_t slab_teardown(struct mp_slab *s)
     if (s->dtor)
         for (uint32_t i = 0; i < s->nbuilt; i++)
             s->dtor(s->base + (size_t)i * s->stride, s->arg);
-    free(s->stack);
+    mp_meta_free(s->stack, sizeof *s->stack * s->nobjs);
     s->stack = NULL;
     mp_pages_free(s->mem, s->order); /* clears the owner words first */
     desc_put(s);
@@ -456,8 +453,14 @@ size_t mp_slab_alloc(struct mp_slab_cache *sc, void **out, size_t n, unsigned af
     size_t nnew = n - back;
     sc->slab_allocs += front + nnew;
     pthread_mutex_unlock(&sc->lock);
+    if (mp_san_on(MP_SAN_ASAN)) /* handed out: usable (ctor included) */
+        for (size_t i = 0; i < front; i++)
+            mp_asan_unpoison(out[i], sc->p.size + sc->p.extra);
     if (nnew) {
         memmove(&out[front], &out[back], nnew * sizeof *out);
+        if (mp_san_on(MP_SAN_ASAN))
+            for (size_t i = front; i < front + nnew; i++)
+                mp_asan_unpoison(out[i], sc->p.size + sc->p.extra);
         if (sc->p.ctor)
             for (size_t i = front; i < front + nnew; i++)
                 sc->p.ctor(out[i], sc->p.arg);
@@ -551,7 +554,7 @@ void mp_slab_cache_delete(struct mp_slab_cache *sc)
     pthread_mutex_unlock(&sc->lock);
     slab_teardown_list(dead);
     pthread_mutex_destroy(&sc->lock);
-    free(sc);
+    mp_meta_free(sc, sizeof *sc);
 }
 
 /* ---- lookup ----------------------------------------------------------------- */
@@ -583,6 +586,21 @@ size_t mp_slab_index(const void *p, size_t *nobjs)
     return off / stride;
 }
 
+void *mp_slab_locate(const void *p, void **obj)
+{
+    struct mp_slab *s = mp_page_owner(p);
+    if (s == NULL)
+        return NULL;
+    uintptr_t base = atomic_load_explicit(&s->lk.lk_base, memory_order_relaxed);
+    uintptr_t off = (uintptr_t)p - base;
+    uint32_t stride = atomic_load_explicit(&s->lk.lk_stride, memory_order_relaxed);
+    uint32_t span = atomic_load_explicit(&s->lk.lk_span, memory_order_relaxed);
+    if (stride == 0 || off >= span)
+        return NULL;
+    *obj = (void *)(base + off / stride * stride);
+    return atomic_load_explicit(&s->lk.lk_owner, memory_order_relaxed);
+}
+
 /* ---- statistics and self-check -------------------------------------------- */
 
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st)
@@ -605,7 +623,7 @@ int mp_slab_validate(struct mp_slab_cache *sc)
 {
     int bad = 0;
     uint64_t built = 0, nfree = 0;
-    uint8_t *seen = malloc(SLAB_MAX_OBJS + 1);
+    uint8_t *seen = mp_meta_alloc(SLAB_MAX_OBJS + 1);
     if (seen == NULL)
         return -1;
     pthread_mutex_lock(&sc->lock);
@@ -633,6 +651,6 @@ int mp_slab_validate(struct mp_slab_cache *sc)
     bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (C1), (C2) */
     bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (C3) */
     pthread_mutex_unlock(&sc->lock);
-    free(seen);
+    mp_meta_free(seen, SLAB_MAX_OBJS + 1);
     return bad ? -1 : 0;
 }

@@ -102,6 +102,11 @@ static inline __attribute__((always_inline)) void *mp_slab_owner_inline(const vo
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
 size_t mp_slab_index(const void *p, size_t *nobjs);
 
+/* The owner of the object slot p points into (interior pointers too), with
+ * the slot's start in *obj; NULL if no live slab's object area holds p.
+ * O(1), lock-free, never faults (for diagnostics: ASan's report). */
+void *mp_slab_locate(const void *p, void **obj);
+
 struct mp_slab_stats {
     uint64_t constructed;  /* built and not yet destroyed */
     uint64_t free_in_slabs;

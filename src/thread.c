@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 
 #include "cache_impl.h"
+#include "meta.h"
 
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
 __thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
@@ -65,7 +66,7 @@ struct mp_thread *mp_thread_self(void)
 static MP_COLD struct mp_thread *mp_thread_create(void)
 {
     size_t bytes = sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES;
-    struct mp_thread *t = calloc(1, sizeof *t);
+    struct mp_thread *t = mp_meta_alloc(sizeof *t);
     if (t == NULL)
         return NULL;
     void *tc = NULL;
@@ -76,7 +77,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     if (tc == NULL) {
         tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (tc == MAP_FAILED) {
-            free(t);
+            mp_meta_free(t, sizeof *t);
             errno = ENOMEM;
             return NULL;
         }
@@ -85,7 +86,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     pthread_once(&mp_thread_once, mp_thread_key_init);
     if (pthread_setspecific(mp_thread_key, t) != 0) {
         munmap(tc, bytes);
-        free(t);
+        mp_meta_free(t, sizeof *t);
         errno = ENOMEM;
         return NULL;
     }
@@ -247,5 +248,5 @@ static void mp_thread_exit(void *arg)
     pthread_mutex_unlock(&mp_threads_lock);
     if (!parked)
         munmap(t->th_tc, sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
-    free(t);
+    mp_meta_free(t, sizeof *t);
 }
