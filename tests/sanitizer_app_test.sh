@@ -18,15 +18,22 @@ check "bazel run //:install succeeds" test $? -eq 0 || tail -20 "$work/install.l
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 static_libs=$(pkg-config --libs --static magpool | sed 's/-lmagpool/-l:libmagpool.a/')
 
-build() { # build NAME SANITIZER shared|static
-    local out="$work/$1" link
+build() { # build NAME SANITIZER shared|static [COMPILER]
+    local out="$work/$1" link xcc=${4:-clang}
     if [ "$3" = static ]; then link="$(pkg-config --cflags magpool) $static_libs"
     else link="$(pkg-config --cflags --libs magpool) -Wl,-rpath,$prefix/lib"; fi
     # shellcheck disable=SC2086
-    clang -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize="$2" tests/san_app.c -o "$out" $link -lpthread \
+    "$xcc" -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize="$2" tests/san_app.c -o "$out" $link -lpthread \
         2>"$work/$1.cc.log"
-    check "clang -fsanitize=$2 san_app.c ($3 libmagpool)" test $? -eq 0 || cat "$work/$1.cc.log"
+    check "$xcc -fsanitize=$2 san_app.c ($3 libmagpool)" test $? -eq 0 || cat "$work/$1.cc.log"
 }
+
+# The engine calls no malloc (src/meta.h): nothing in the shared library
+# refers to the allocator an application may be replacing.
+nm -D --undefined-only "$prefix/lib/libmagpool.so" | awk '{print $2}' | sed 's/@.*//' >"$work/undef"
+check "libmagpool.so calls no malloc/calloc/realloc/free/qsort" \
+    sh -c "! grep -qxE 'malloc|calloc|realloc|free|aligned_alloc|posix_memalign|memalign|valloc|strdup|qsort' '$work/undef'" ||
+    cat "$work/undef"
 
 # run_ok BIN SCENARIO: exit 0 and no sanitizer report.
 run_ok() {
@@ -69,5 +76,20 @@ for link in shared static; do
     run_ok "$t" clean
     run_ok "$t" handoff
     run_report "$t" race "ThreadSanitizer: data race"
+
+    # Standalone LeakSanitizer.
+    build "lsan_$link" leak "$link"
+    run_ok "$work/lsan_$link" keep
+    run_report "$work/lsan_$link" leak "LeakSanitizer: detected memory leaks"
 done
+
+# gcc's sanitizer runtimes (libasan/libtsan shared objects) export the same
+# interface.
+build asan_gcc address shared gcc
+run_ok "$work/asan_gcc" clean
+run_ok "$work/asan_gcc" keep
+run_report "$work/asan_gcc" uaf-kmem "use-after-poison" "cache 'uaf-kmem-cache'"
+build tsan_gcc thread shared gcc
+run_ok "$work/tsan_gcc" handoff
+run_report "$work/tsan_gcc" race "ThreadSanitizer: data race"
 check_done
