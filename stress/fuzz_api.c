@@ -20,18 +20,24 @@
  * synchronize, reap; mem_get/mem_get0/mem_put/mem_pool_destroy;
  * kmem_cache_alloc/zalloc/free/bulk; kmalloc/kzalloc/krealloc/kfree/ksize.
  * At the end of an input everything is freed and destroyed, so inputs are
- * independent.  Any disagreement prints what differed and abort()s (what
- * libFuzzer needs).
+ * independent.  Any disagreement prints what differed; then the libFuzzer
+ * build abort()s (what libFuzzer needs: it saves the input), and the
+ * standalone build abandons that input and counts it as a failed CHECK, so
+ * its run still ends with the `N passed, N failed` line.
  *
  * Builds:
  *  - libFuzzer (clang -fsanitize=fuzzer,address -DMAGPOOL_LIBFUZZER): entry
  *    LLVMFuzzerTestOneInput; CI runs it with -runs=N on stress/corpus/fuzz_api.
  *  - standalone (default): main() runs every file of --corpus DIR (default
  *    stress/corpus/fuzz_api) and then --ops N random inputs from --seed, and
- *    prints `N passed, N failed`.  --libc maps core caches and kmalloc onto
- *    malloc (the front-end-only steps and statistics are skipped).
+ *    prints `N passed, N failed`: one CHECK per corpus file (it agreed with
+ *    the model) and one for the random inputs (all of them agreed; the first
+ *    that does not ends the random phase, so FUZZ_API_DUMP holds it).
+ *    --libc maps core caches and kmalloc onto malloc (the front-end-only
+ *    steps and statistics are skipped).
  */
 #include <dirent.h>
+#include <setjmp.h>
 
 #include "stress/stress_common.h"
 
@@ -45,9 +51,29 @@
             fprintf(stderr, "fuzz_api: %s:%d: %s: ", __FILE__, __LINE__, #cond); \
             fprintf(stderr, __VA_ARGS__);                                      \
             fputc('\n', stderr);                                               \
-            abort();                                                           \
+            fz_disagree();                                                     \
         }                                                                      \
     } while (0)
+
+#ifdef MAGPOOL_LIBFUZZER
+/* libFuzzer: a disagreement is a crash, so the fuzzer keeps the input. */
+static _Noreturn void fz_disagree(void)
+{
+    abort();
+}
+#else
+/* Standalone: back to run_input, which reports the input as failed.  The
+ * input's caches and objects are abandoned (leaked) as they are: after a
+ * disagreement the model no longer says what is safe to free.  FZ_CHECK is
+ * only used in the harness's own code, never inside a magpool call or
+ * callback, so no library lock is held across the jump. */
+static jmp_buf fz_bail;
+
+static _Noreturn void fz_disagree(void)
+{
+    longjmp(fz_bail, 1);
+}
+#endif
 
 struct tab {
     void *obj[NOBJ];
@@ -444,8 +470,14 @@ static void op_kmalloc(void)
     }
 }
 
-static void run_input(const uint8_t *data, size_t len, bool libc)
+/* Run one input; true if magpool agreed with the model all through it (the
+ * libFuzzer build never returns false: it aborts). */
+static bool run_input(const uint8_t *data, size_t len, bool libc)
 {
+#ifndef MAGPOOL_LIBFUZZER
+    if (setjmp(fz_bail) != 0)
+        return false; /* an FZ_CHECK failed; it printed the difference */
+#endif
     memset(&F, 0, sizeof F);
     F.p = data;
     F.len = len;
@@ -513,6 +545,7 @@ static void run_input(const uint8_t *data, size_t len, bool libc)
      * LeakSanitizer (libFuzzer checks every input) sees a clean slate. */
     if (!libc)
         magpool_synchronize(NULL);
+    return true;
 }
 
 #ifdef MAGPOOL_LIBFUZZER
@@ -544,8 +577,9 @@ static int run_corpus(const char *dir, bool libc)
         if (len == 0 && strstr(e->d_name, ".sh"))
             continue;
         fprintf(stderr, "fuzz_api: corpus %s\n", e->d_name);
-        run_input(buf, len, libc);
-        CHECK(1); /* reaching here means the input agreed with the model */
+        /* every step of the input, and the final teardown, agreed with the
+         * model (the first difference is printed above) */
+        CHECK_MSG(run_input(buf, len, libc), "corpus input %s disagreed with the model", e->d_name);
         n++;
     }
     closedir(d);
@@ -570,7 +604,7 @@ int main(int argc, char **argv)
     double t0 = st_now();
     int files = run_corpus(corpus, o.libc);
     CHECK_MSG(files > 0, "no corpus files in %s (--corpus DIR)", corpus);
-    uint64_t rng = st_rng_seed(o.seed, 0), bytes = 0;
+    uint64_t rng = st_rng_seed(o.seed, 0), bytes = 0, ran = 0, agreed = 0;
     static uint8_t buf[2048];
     const char *dump = getenv("FUZZ_API_DUMP");
     for (uint64_t i = 0; i < o.ops; i++) {
@@ -584,15 +618,23 @@ int main(int argc, char **argv)
                 fclose(f);
             }
         }
-        run_input(buf, len, o.libc);
         bytes += len;
+        ran++;
+        if (!run_input(buf, len, o.libc)) {
+            fprintf(stderr, "fuzz_api: random input %" PRIu64 " (--seed %" PRIu64 ", %zu bytes) disagreed%s\n",
+                    i, o.seed, len, dump ? "; it is in $FUZZ_API_DUMP" : "; FUZZ_API_DUMP=file saves it");
+            break; /* the first failure ends the phase: the dump file keeps it */
+        }
+        agreed++;
     }
-    CHECK(1);
+    /* every random input agreed with the model */
+    CHECK_MSG(agreed == o.ops, "%" PRIu64 " of %" PRIu64 " random inputs agreed with the model, then one did not",
+              agreed, o.ops);
     /* Let retired caches and magazines finish their grace periods. */
     magpool_synchronize(NULL);
     magpool_reap();
-    printf("fuzz_api: %d corpus inputs, %" PRIu64 " random inputs (%" PRIu64 " bytes)\n", files, o.ops,
+    printf("fuzz_api: %d corpus inputs, %" PRIu64 " random inputs (%" PRIu64 " bytes)\n", files, ran,
            bytes);
-    return st_finish("fuzz_api", o.ops + (uint64_t)(files > 0 ? files : 0), st_now() - t0);
+    return st_finish("fuzz_api", ran + (uint64_t)(files > 0 ? files : 0), st_now() - t0);
 }
 #endif

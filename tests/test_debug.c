@@ -19,6 +19,16 @@
 #include "sanitize.h"
 #include "tests/check.h"
 
+/* Memcheck's own client requests: the test asks memcheck whether it is there
+ * (see memcheck_probe), independently of the LD_PRELOAD test the library
+ * uses. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HAVE_MEMCHECK_H 1
+#endif
+#endif
+
 #define DBG_ALL (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
 
 static const char *self_path;
@@ -58,12 +68,44 @@ static magpool_cache_t *mk(const char *name, size_t size, unsigned flags)
     return magpool_cache_create(&cfg);
 }
 
+/* The path a cache's calls take, as magpool.h's inline hits see it: the id in
+ * the public cache head indexes the thread's magazines; 0 sends every call to
+ * the library's checked (debug) path. */
+static unsigned fast_id(magpool_cache_t *c)
+{
+    return ((const struct magpool_cache_head_ *)c)->fast_id;
+}
+
+/* 1 if this process runs under Valgrind's memcheck tool, 0 if not, -1 if
+ * this build cannot tell (no <valgrind/memcheck.h>).  Asked of memcheck
+ * itself, not read from LD_PRELOAD: GET_VBITS returns 1 only when memcheck
+ * answers it (0 outside Valgrind, and under other tools, which leave the
+ * request unhandled), and reports nothing. */
+static int memcheck_probe(void)
+{
+#ifdef HAVE_MEMCHECK_H
+    if (!RUNNING_ON_VALGRIND)
+        return 0;
+    static char probe[8], vbits[8];
+    return VALGRIND_GET_VBITS(probe, vbits, sizeof probe) == 1;
+#else
+    return -1;
+#endif
+}
+
 /* ---- child scenarios (fresh environment) -------------------------------------- */
 static int child(const char *sc)
 {
     if (strcmp(sc, "env") == 0) {
         printf("flags=%#x memcheck=%d\n", mp_debug_env_flags(), (int)mp_under_memcheck());
         return 0;
+    }
+    if (strcmp(sc, "path") == 0) { /* the path a cache with no debug flag takes */
+        magpool_cache_t *c = mk("plain", 64, 0);
+        unsigned id = fast_id(c);
+        magpool_free(c, magpool_alloc(c)); /* usable either way */
+        printf("path=%s\n", id == 0 ? "checked" : "fast");
+        return magpool_cache_destroy(c) == 0 ? 0 : 1;
     }
     if (strcmp(sc, "env_poison_uaf") == 0) { /* MAGPOOL_DEBUG=poison for every cache */
         magpool_cache_t *c = mk("envpoison", 64, 0);
@@ -217,8 +259,34 @@ static void test_env(void)
     CHECK_MSG(strstr(out, "memcheck=1") != NULL, "[%s]", out);
     run_self(NULL, "/nonexistent/vgpreload_core-amd64-linux.so", "env", out, sizeof out);
     CHECK_MSG(strstr(out, "memcheck=0") != NULL, "[%s]", out);
+    /* ... and what recognising it does: under memcheck a cache with no debug
+     * flag still takes the checked path (fast id 0), so its objects go
+     * through the mempool client requests; under any other preload, or none,
+     * it keeps the magazine fast path.  The memcheck run uses the preload
+     * list valgrind itself sets (core first, then the tool). */
+    run_self(NULL,
+             "/nonexistent/vgpreload_core-amd64-linux.so:/nonexistent/vgpreload_memcheck-amd64-linux.so",
+             "path", out, sizeof out);
+    CHECK_MSG(strstr(out, "path=checked") != NULL, "memcheck preload: [%s]", out);
+    run_self(NULL, "/nonexistent/vgpreload_core-amd64-linux.so", "path", out, sizeof out);
+    CHECK_MSG(strstr(out, "path=fast") != NULL, "core preload: [%s]", out);
 #endif
-    CHECK(!mp_under_memcheck() || getenv("LD_PRELOAD") != NULL);
+    run_self(NULL, NULL, "path", out, sizeof out);
+    CHECK_MSG(strstr(out, "path=fast") != NULL, "no preload: [%s]", out);
+    /* This process: the library's answer must agree with memcheck's own
+     * (memcheck_probe asks memcheck, not LD_PRELOAD), and so must the path of
+     * a plain cache (unless MAGPOOL_DEBUG makes every cache a debug one).
+     * Under `bazel test` that is "not memcheck, fast path"; run by hand as
+     * `valgrind bazel-bin/tests/test_debug` it is "memcheck, checked path". */
+    int mc = memcheck_probe();
+    if (mc >= 0) {
+        CHECK_MSG((int)mp_under_memcheck() == mc, "mp_under_memcheck() %d, memcheck says %d",
+                  (int)mp_under_memcheck(), mc);
+        magpool_cache_t *c = mk("self", 64, 0);
+        if (getenv("MAGPOOL_DEBUG") == NULL)
+            CHECK_MSG((fast_id(c) == 0) == (mc == 1), "memcheck %d but fast id %u", mc, fast_id(c));
+        CHECK(magpool_cache_destroy(c) == 0);
+    }
 }
 
 static void test_extra(void)
