@@ -98,11 +98,11 @@ for r in $(seq "$runs"); do
     done
 done
 
-printf '%-10s %12s %17s  %s\n' install "ns/pair" "(min-max)" prefix
+printf '%-14s %10s %17s  %s\n' install "ns/pair" "(min-max)" prefix
 for i in "${!labels[@]}"; do
     sort -g "$work/ns_$i" | awk -v l="${labels[$i]}" -v p="${prefixes[$i]}" '
         { v[NR] = $1 }
-        END { printf "%-10s %12.2f %17s  %s\n", l, v[int((NR + 1) / 2)],
+        END { printf "%-14s %10.2f %17s  %s\n", l, v[int((NR + 1) / 2)],
               sprintf("(%.2f-%.2f)", v[1], v[NR]), p }'
 done
 echo "($runs runs of $pairs pairs each, 64-byte objects, one thread; median (min-max))"
