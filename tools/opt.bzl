@@ -13,6 +13,12 @@ i.e. compilation_mode "opt" and "-O2" appended to the command line's copts
 first, as they do under --config=opt).  A build that already has
 --config=opt is left unchanged.  Developer targets (//:magpool,
 //:libmagpool.so.1 and the tests) are not affected.
+
+Bazel 4.2.3 builds a Starlark transition's outputs under its own directory,
+bazel-out/k8-opt-ST-<hash>/, even when the options come out as they went in,
+so the library is compiled there once more; the objects differ from a
+--config=opt build's only in the paths their debug info records, and the
+code is the same (tests/install_test.sh compares the disassembly).
 """
 
 # Exactly the flags of `build:opt` in .bazelrc: keep the two in step.
