@@ -2,7 +2,8 @@
 # Proves the non-Bazel install path: `bazel run //:install -- PREFIX`, then a
 # program that includes all three public headers builds with plain cc and
 # pkg-config (shared and static) and runs; the shared library has a SONAME and
-# exports only the public API.
+# exports only the public API; the installed library is built as with
+# --config=opt (-O2) although the install runs in the default fastbuild mode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/sh_check.sh
@@ -17,6 +18,42 @@ for f in include/magpool/magpool.h include/magpool/mem_pool.h include/magpool/km
     check "installed $f" test -e "$prefix/$f"
 done
 check "SONAME is libmagpool.so.1" sh -c "readelf -d '$prefix/lib/libmagpool.so' | grep -q 'SONAME.*libmagpool.so.1'"
+
+# The installed library is the optimised one, whatever mode the command line
+# builds in (issue #12: this test installs in Bazel's default fastbuild mode,
+# -O0).  //:install takes the library through an opt transition
+# (tools/opt.bzl), and the library's objects record their compiler flags in
+# DW_AT_producer (-grecord-gcc-switches, tools/copts.bzl).  The effective
+# level of a compile unit is its last -O flag; none (clang in fastbuild mode)
+# means -O0.  Every unit of the installed .so and .a must say -O2.
+opt_levels() {
+    readelf --debug-dump=info "$1" 2>/dev/null | grep 'DW_AT_producer' |
+        awk '{ lvl = "-O0"; for (i = 1; i <= NF; i++) if ($i ~ /^-O([0-3sgz]|fast)?$/) lvl = $i; print lvl }'
+}
+nsrc=$(ls src/*.c | wc -l)
+for lib in libmagpool.so libmagpool.a; do
+    opt_levels "$prefix/lib/$lib" >"$work/levels_$lib"
+    tally=$(sort "$work/levels_$lib" | uniq -c | awk '{printf "%s%d x %s", sep, $1, $2; sep = ", "}')
+    check "installed $lib: every compile unit records -O2 ($nsrc sources; ${tally:-no units})" \
+        sh -c "test \$(grep -cx -- -O2 '$work/levels_$lib') -eq $nsrc && test \$(wc -l <'$work/levels_$lib') -eq $nsrc"
+done
+
+# Same code as `bazel build --config=opt`: the whole disassembly of the
+# installed .so and .a (magpool_alloc and every other function) equals that
+# of the --config=opt build.  Only the debug info differs (object paths).
+bazel build --config=opt //:libmagpool.so.1 //:magpool_archive >"$work/opt.log" 2>&1
+check "bazel build --config=opt //:libmagpool.so.1 //:magpool_archive" test $? -eq 0 || tail -20 "$work/opt.log"
+optbin=$(bazel info --config=opt bazel-bin 2>/dev/null)
+disasm() { objdump -d --no-show-raw-insn "$1" 2>/dev/null | sed -e "s|$1||g" -e '/file format/d'; }
+disasm "$prefix/lib/libmagpool.so" >"$work/inst_so.s"
+disasm "$optbin/libmagpool.so.1" >"$work/opt_so.s"
+disasm "$prefix/lib/libmagpool.a" >"$work/inst_a.s"
+disasm "$optbin/libmagpool.lo" >"$work/opt_a.s"
+check "installed libmagpool.so has magpool_alloc" grep -q '<magpool_alloc>:' "$work/inst_so.s"
+check "installed libmagpool.so: same code as --config=opt (all $(grep -c '>:$' "$work/inst_so.s") functions)" \
+    cmp "$work/inst_so.s" "$work/opt_so.s"
+check "installed libmagpool.a: same code as --config=opt (all $(grep -c '>:$' "$work/inst_a.s") functions)" \
+    cmp "$work/inst_a.s" "$work/opt_a.s"
 
 # Every exported (global: upper-case type) symbol is declared in a public
 # header (magpool_tcs_, the thread-local array the inline hits read, among

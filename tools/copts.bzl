@@ -21,6 +21,10 @@ MAGPOOL_LIB_COPTS = MAGPOOL_COPTS + [
     # The library defines magpool_alloc/magpool_free itself: magpool.h's
     # inline copies are for applications.
     "-DMAGPOOL_BUILDING_LIBRARY_",
+    # Record the compiler flags in each compile unit's DW_AT_producer (gcc
+    # does by default, clang does not), so the optimisation level of an
+    # installed library can be read back (tests/install_test.sh checks -O2).
+    "-grecord-gcc-switches",
 ]
 
 # System libraries: Concurrency Kit for ck_epoch.  liburcu is reached only
