@@ -221,6 +221,7 @@
 #include "cache_impl.h"
 #include "core.h"
 #include "debug.h"
+#include "fork.h"
 #include "meta.h"
 #include "page.h"
 
@@ -304,6 +305,7 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
         errno = EINVAL;
         return NULL;
     }
+    mp_fork_init();
     struct magpool_cache *c = mp_meta_alloc(sizeof *c); /* zeroed, 64-byte aligned */
     if (c == NULL)
         return NULL;
@@ -490,11 +492,15 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
         errno = EINVAL;
         return -1;
     }
-    struct mp_thread *t = mp_thread_self();
-    if (t != NULL)
+    struct mp_thread *t = mp_thread_get(false); /* its gate: magazines in transit (fork.c) */
+    if (t != NULL) {
+        mp_gate_enter(t);
         mp_tc_flush(t, c);
+    }
     mp_depot_drain(c);
     mp_slab_reap_cache(c);
+    if (t != NULL)
+        mp_gate_leave(t);
 
     pthread_mutex_lock(&mp_registry_lock);
     long live = mp_cache_live(c);

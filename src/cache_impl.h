@@ -95,6 +95,11 @@ _Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t) && sizeof(_Atomic ui
 
 struct mp_thread {
     struct mp_tcache *th_tc;           /* MAGPOOL_MAX_CACHES entries, mmap NORESERVE */
+    pthread_mutex_t th_gate;           /* held by the owner across every slow path that
+                                        * moves magazines or objects between places, and by
+                                        * fork's prepare handler (fork.c): at fork no
+                                        * magazine is in transit in another thread */
+    unsigned th_gate_depth;            /* owner only: nesting of mp_gate_enter */
     struct mp_thread *th_next, *th_prevt; /* global thread list (mp_threads_lock) */
     uint64_t th_held[MP_HELD_WORDS];   /* bit id set <=> holder of cache id (owner only) */
     uint64_t th_seen_gen;              /* mp_destroy_gen when last checked */
@@ -194,6 +199,17 @@ void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n); /* ta
 
 /* thread.c */
 struct mp_thread *mp_thread_get(bool nowait);   /* NULL: no state and nowait / ENOMEM */
+/* The slow-path gate of the calling thread's state t (see th_gate).  Nests.
+ * mp_gate_try_enter (NOWAIT callers) fails only while a fork is being
+ * prepared.  Never held while waiting for a grace period or sleeping. */
+void mp_gate_enter(struct mp_thread *t);
+bool mp_gate_try_enter(struct mp_thread *t);
+void mp_gate_leave(struct mp_thread *t);
+/* fork.c's helpers: every thread's gate (and thread creation) held, or
+ * released; in the child, states of threads that do not exist there. */
+void mp_threads_fork_prepare(void);
+void mp_threads_fork_parent(void);
+void mp_threads_fork_child(void);
 bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags);
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c);
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c);

@@ -400,3 +400,19 @@ void mp_debug_on_reclaim(magpool_cache_t *c, void *obj)
         mp_asan_poison(obj, size);
     vg_free(c, obj);
 }
+
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+void mp_debug_fork_lock(void)
+{
+#ifdef MP_HAVE_VALGRIND
+    pthread_mutex_lock(&vg_lock);
+#endif
+}
+
+void mp_debug_fork_unlock(void)
+{
+#ifdef MP_HAVE_VALGRIND
+    pthread_mutex_unlock(&vg_lock);
+#endif
+}

@@ -41,4 +41,7 @@ bool mp_debug_on_free_deferred(magpool_cache_t *c, void *obj, const void *caller
 void mp_debug_on_reclaim(magpool_cache_t *c, void *obj);
 /* One-line diagnostic, then abort unless continuing. */
 void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
+/* fork.c: hold / release the debug layer's lock (a leaf) around fork. */
+void mp_debug_fork_lock(void);
+void mp_debug_fork_unlock(void);
 #endif

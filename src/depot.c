@@ -712,3 +712,15 @@ void mp_depot_ws_close(struct mp_depot *d, uint64_t *unused_full, uint64_t *unus
     if (unused_empty)
         *unused_empty = e;
 }
+
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+void mp_mag_area_fork_lock(void)
+{
+    pthread_mutex_lock(&g_area.lock);
+}
+
+void mp_mag_area_fork_unlock(void)
+{
+    pthread_mutex_unlock(&g_area.lock);
+}

@@ -74,6 +74,10 @@ void mp_mag_free(struct mp_mag *m);
 /* Give back to the system the pages of magazine slots that are free and past
  * their grace period (they are also trimmed automatically in batches).
  * Lock-free; for shrink and reap. */
+/* fork.c: hold / release the magazine area's class-reservation lock (a
+ * leaf) around fork. */
+void mp_mag_area_fork_lock(void);
+void mp_mag_area_fork_unlock(void);
 void mp_mag_area_trim(void);
 /* Magazines handed out by mp_mag_alloc so far, all classes (a statistic, for
  * tests: steady-state traffic should recycle magazines, not allocate them). */

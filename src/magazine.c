@@ -176,9 +176,15 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
         return NULL;
     }
     struct mp_thread *t = mp_thread_get(aflags & MAGPOOL_NOWAIT);
+    if (t != NULL && (aflags & MAGPOOL_NOWAIT) && !mp_gate_try_enter(t)) {
+        errno = EAGAIN; /* a fork is being prepared */
+        return NULL;
+    }
     if (t != NULL) {
-        if (!(aflags & MAGPOOL_NOWAIT))
+        if (!(aflags & MAGPOOL_NOWAIT)) {
+            mp_gate_enter(t);
             mp_thread_housekeeping(t, c);
+        }
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, aflags)) {
             void *obj;
@@ -191,8 +197,12 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
             }
             if (obj != NULL)
                 mp_owner_add64(&tc->tc_allocs, 1);
+            int err = errno;
+            mp_gate_leave(t);
+            errno = err;
             return obj;
         }
+        mp_gate_leave(t);
     }
     void *obj; /* no thread state (NOWAIT, ENOMEM) or no magazine: slab layer */
     if (mp_slab_alloc(c->c_slab, &obj, 1, aflags) != 1)
@@ -274,6 +284,34 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
     return true;
 }
 
+/* The part of mp_free_slow that uses the calling thread's magazines, under
+ * its gate.  False: obj still to be freed to the slab layer, uncounted (the
+ * thread could not become a holder). */
+static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj)
+{
+    if (mp_destroyed(c)) {
+        mp_tc_flush(t, c);
+        mp_zombie_free(c, &obj, 1);
+        return true;
+    }
+    mp_thread_housekeeping(t, c);
+    struct mp_tcache *tc = &t->th_tc[c->c_id];
+    if (tc->tc_loaded == NULL && !mp_tc_hold(t, c, 0))
+        return false;
+    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    if (tc->tc_objs[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
+        mp_double_free(c, obj);
+        return true;
+    }
+    if (n < tc->tc_cap || mp_tc_make_room(c, tc)) {
+        mp_tc_push(tc, mp_load_relaxed32(&tc->tc_rounds), obj);
+        return true;
+    }
+    mp_slab_free(c->c_slab, &obj, 1);
+    mp_tc_flow(tc, -1); /* a free that bypassed the magazines */
+    return true;
+}
+
 MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (c == NULL) {
@@ -284,27 +322,15 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
         return;
     mp_san_rest(c, &obj, 1); /* wherever it rests: magazine, slab, zombie */
     struct mp_thread *t = mp_thread_get(false);
-    if (mp_destroyed(c)) {
-        if (t != NULL)
-            mp_tc_flush(t, c);
+    if (t != NULL) {
+        mp_gate_enter(t);
+        bool done = mp_free_held(c, t, obj);
+        mp_gate_leave(t);
+        if (done)
+            return;
+    } else if (mp_destroyed(c)) {
         mp_zombie_free(c, &obj, 1);
         return;
-    }
-    if (t != NULL) {
-        mp_thread_housekeeping(t, c);
-        struct mp_tcache *tc = &t->th_tc[c->c_id];
-        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
-            uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
-            if (tc->tc_objs[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
-                mp_double_free(c, obj);
-                return;
-            }
-            if (n < tc->tc_cap || mp_tc_make_room(c, tc))
-                return mp_tc_push(tc, mp_load_relaxed32(&tc->tc_rounds), obj);
-            mp_slab_free(c->c_slab, &obj, 1);
-            mp_tc_flow(tc, -1); /* a free that bypassed the magazines */
-            return;
-        }
     }
     mp_slab_free(c->c_slab, &obj, 1);
     /* Release: see the fold in mp_tc_flush (the slab free is visible to a
@@ -539,6 +565,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
         mp_tsan_release(obj);
     struct mp_thread *t = mp_thread_get(false);
     if (t != NULL && !mp_destroyed(c)) {
+        mp_gate_enter(t);
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
             if (tc->tc_deferred == NULL)
@@ -553,9 +580,11 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
                 if (n + 1 >= m->stamp)
                     mp_deferred_seal(c, tc);
+                mp_gate_leave(t);
                 return;
             }
         }
+        mp_gate_leave(t);
     }
     /* No thread state, a zombie, or no batch magazine: a batch of one. */
     struct mp_mag *m = mp_defer_mag_alloc(1);
@@ -603,6 +632,7 @@ MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
         d = mp_domain_default();
     struct mp_thread *t = mp_thread_self();
     if (t != NULL) {
+        mp_gate_enter(t); /* not across the wait below: fork.c */
         for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
             for (uint64_t bits = t->th_held[w]; bits; bits &= bits - 1) {
                 unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
@@ -612,6 +642,7 @@ MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
                     mp_deferred_seal(c, &t->th_tc[id]);
             }
         }
+        mp_gate_leave(t);
     }
     mp_domain_synchronize(d);
 }

@@ -68,8 +68,31 @@ static bool mp_continue(void)
     return (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
 }
 
+/* Fork: the registry lock is taken before the core's locks (statedump holds
+ * it while reading stats), so its handler is registered after the core's
+ * (pthread_atfork runs prepare handlers in reverse order of registration):
+ * registry_add runs after the pool's core cache exists. */
+static void registry_fork_lock(void)
+{
+    pthread_mutex_lock(&registry_lock);
+}
+
+static void registry_fork_unlock(void)
+{
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static pthread_once_t registry_fork_once = PTHREAD_ONCE_INIT;
+
+static void registry_fork_register(void)
+{
+    if (pthread_atfork(registry_fork_lock, registry_fork_unlock, registry_fork_unlock) != 0)
+        fprintf(stderr, "magpool: mem_pool: pthread_atfork failed at %p\n", (void *)&registry_lock);
+}
+
 static void registry_add(struct mem_pool *p)
 {
+    pthread_once(&registry_fork_once, registry_fork_register);
     pthread_mutex_lock(&registry_lock);
     p->next = registry;
     if (registry != NULL)

@@ -149,3 +149,13 @@ uint64_t mp_meta_mapped_bytes(void)
 {
     return atomic_load_explicit(&meta_mapped, memory_order_relaxed);
 }
+
+void mp_meta_fork_lock(void)
+{
+    pthread_mutex_lock(&meta.lock);
+}
+
+void mp_meta_fork_unlock(void)
+{
+    pthread_mutex_unlock(&meta.lock);
+}

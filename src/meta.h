@@ -26,4 +26,8 @@ void *mp_meta_grow(void *p, size_t old_size, size_t new_size);
 
 /* Bytes mapped for metadata (small-block chunks + large blocks live). */
 uint64_t mp_meta_mapped_bytes(void);
+/* fork.c: hold / release the leaf lock around fork. */
+void mp_meta_fork_lock(void);
+void mp_meta_fork_unlock(void);
+
 #endif

@@ -637,3 +637,17 @@ int mp_page_validate(void)
     pthread_mutex_unlock(&g.lock);
     return bad ? -1 : 0;
 }
+
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+void mp_page_fork_lock(void)
+{
+    pthread_mutex_lock(&g_init_lock);
+    pthread_mutex_lock(&g.lock);
+}
+
+void mp_page_fork_unlock(void)
+{
+    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_init_lock);
+}

@@ -50,6 +50,10 @@ size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
 void mp_page_set_owner(void *p, size_t npages, void *owner);
 void *mp_page_owner(const void *p);
 
+/* fork.c: hold / release the page layer's locks around fork (both sides). */
+void mp_page_fork_lock(void);
+void mp_page_fork_unlock(void);
+
 /* Addition: the arena bounds and page map, so validating frees can look an
  * owner up inline (a few instructions, no call).  Written once by page.c at
  * init: base and map are plain fields set before `size` is stored with

@@ -207,14 +207,22 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
         errno = EINVAL;
         return -1;
     }
-    struct mp_thread *t = mp_thread_self();
-    if (t != NULL)
+    /* Magazines are in transit below: under the caller's gate (fork.c).  A
+     * thread that cannot get state (ENOMEM) shrinks ungated: a fork at that
+     * moment may lose the magazine in transit in the child, never in the
+     * parent. */
+    struct mp_thread *t = mp_thread_get(false);
+    if (t != NULL) {
+        mp_gate_enter(t);
         mp_tc_flush(t, c); /* also seals the caller's deferred batch */
+    }
     mp_domain_poll(c->c_domain);
     mp_depot_drain(c);
     mp_slab_reap_cache(c);
     mp_mag_resize(c, -1);
     mp_mag_area_release();
+    if (t != NULL)
+        mp_gate_leave(t);
     return 0;
 }
 

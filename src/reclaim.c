@@ -485,3 +485,44 @@ MAGPOOL_API void magpool_read_leave(magpool_domain_t *d)
 {
     mp_domain_leave(d);
 }
+
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+/* The default domain's lock first (fork.c's order), then the urcu domain
+ * list's (a leaf). */
+void mp_reclaim_fork_lock(void)
+{
+    pthread_mutex_lock(&g_default.lock);
+    pthread_mutex_lock(&g_urcu.lock);
+}
+
+void mp_reclaim_fork_unlock(void)
+{
+    pthread_mutex_unlock(&g_urcu.lock);
+    pthread_mutex_unlock(&g_default.lock);
+}
+
+/* ck_epoch keeps a record's state in a private enum (ck_epoch.c): USED = 0,
+ * FREE = 1. */
+#define MP_CK_RECORD_USED 0u
+CK_STACK_CONTAINER(struct ck_epoch_record, record_next, mp_record_of)
+
+/* In the child only this thread exists, but the epoch records of the
+ * parent's other threads are still registered, some perhaps inside a
+ * read-side section (active): ck_epoch_synchronize would wait for them for
+ * ever.  Those threads will never read again, so their records are
+ * unregistered (free to recycle); the domain's own limbo list is intact, so
+ * deferred frees retired before the fork are reclaimed by the child's next
+ * grace period.  (Records carry no ck_epoch_call callbacks, R4, so
+ * unregistering drops nothing.)  liburcu domains follow liburcu's own fork
+ * rules, which the application owns. */
+void mp_reclaim_fork_child(void)
+{
+    mp_reclaim_fork_unlock();
+    ck_stack_entry_t *e;
+    CK_STACK_FOREACH(&g_epoch.records, e) {
+        ck_epoch_record_t *rec = mp_record_of(e);
+        if (rec != t_rt.rec && ck_pr_load_uint(&rec->state) == MP_CK_RECORD_USED)
+            ck_epoch_unregister(rec);
+    }
+}

@@ -42,4 +42,10 @@ void mp_domain_synchronize(magpool_domain_t *d);
 void mp_reclaim_thread_exit(void);
 /* Nodes retired and not yet run, for statistics. */
 uint64_t mp_domain_pending(magpool_domain_t *d);
+/* fork.c: the default domain's lock and the urcu domain list's, held and
+ * released around fork; in the child also forget the other threads' epoch
+ * records (they do not exist there). */
+void mp_reclaim_fork_lock(void);
+void mp_reclaim_fork_unlock(void);
+void mp_reclaim_fork_child(void);
 #endif

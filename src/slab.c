@@ -654,3 +654,25 @@ int mp_slab_validate(struct mp_slab_cache *sc)
     mp_meta_free(seen, SLAB_MAX_OBJS + 1);
     return bad ? -1 : 0;
 }
+
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+void mp_slab_fork_lock(struct mp_slab_cache *sc)
+{
+    pthread_mutex_lock(&sc->lock);
+}
+
+void mp_slab_fork_unlock(struct mp_slab_cache *sc)
+{
+    pthread_mutex_unlock(&sc->lock);
+}
+
+void mp_slab_pool_fork_lock(void)
+{
+    pthread_mutex_lock(&pool.lock);
+}
+
+void mp_slab_pool_fork_unlock(void)
+{
+    pthread_mutex_unlock(&pool.lock);
+}

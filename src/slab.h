@@ -107,6 +107,13 @@ size_t mp_slab_index(const void *p, size_t *nobjs);
  * O(1), lock-free, never faults (for diagnostics: ASan's report). */
 void *mp_slab_locate(const void *p, void **obj);
 
+/* fork.c: hold / release a slab cache's lock, and the descriptor pool's
+ * (a leaf), around fork. */
+void mp_slab_fork_lock(struct mp_slab_cache *sc);
+void mp_slab_fork_unlock(struct mp_slab_cache *sc);
+void mp_slab_pool_fork_lock(void);
+void mp_slab_pool_fork_unlock(void);
+
 struct mp_slab_stats {
     uint64_t constructed;  /* built and not yet destroyed */
     uint64_t free_in_slabs;

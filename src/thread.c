@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 
 #include "cache_impl.h"
+#include "fork.h"
 #include "meta.h"
 
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
@@ -47,6 +48,11 @@ struct mp_thread *mp_threads;
 #define MP_SPARE_TCS 64u
 static struct mp_tcache *mp_spare_tcs[MP_SPARE_TCS];
 static unsigned mp_nspare_tcs;
+
+/* Thread creation vs fork: held while a state is made and linked, and by
+ * fork's prepare handler, so no state appears between the moment fork.c
+ * holds every gate and the fork. */
+static pthread_mutex_t mp_thread_create_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t mp_thread_key;
 static pthread_once_t mp_thread_once = PTHREAD_ONCE_INIT;
@@ -69,6 +75,9 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     struct mp_thread *t = mp_meta_alloc(sizeof *t);
     if (t == NULL)
         return NULL;
+    mp_fork_init();
+    pthread_mutex_init(&t->th_gate, NULL);
+    pthread_mutex_lock(&mp_thread_create_lock);
     void *tc = NULL;
     pthread_mutex_lock(&mp_threads_lock);
     if (mp_nspare_tcs > 0)
@@ -77,6 +86,8 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     if (tc == NULL) {
         tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (tc == MAP_FAILED) {
+            pthread_mutex_unlock(&mp_thread_create_lock);
+            pthread_mutex_destroy(&t->th_gate);
             mp_meta_free(t, sizeof *t);
             errno = ENOMEM;
             return NULL;
@@ -86,6 +97,8 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     pthread_once(&mp_thread_once, mp_thread_key_init);
     if (pthread_setspecific(mp_thread_key, t) != 0) {
         munmap(tc, bytes);
+        pthread_mutex_unlock(&mp_thread_create_lock);
+        pthread_mutex_destroy(&t->th_gate);
         mp_meta_free(t, sizeof *t);
         errno = ENOMEM;
         return NULL;
@@ -99,6 +112,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         mp_threads->th_prevt = t;
     mp_threads = t;
     pthread_mutex_unlock(&mp_threads_lock);
+    pthread_mutex_unlock(&mp_thread_create_lock);
     mp_self = t;
     mp_tcs = t->th_tc;
     return t;
@@ -216,17 +230,95 @@ void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
 
 MAGPOOL_API void magpool_thread_flush(void)
 {
-    if (mp_self != NULL)
-        mp_thread_each_held(mp_self, false);
+    struct mp_thread *t = mp_self;
+    if (t != NULL) {
+        mp_gate_enter(t);
+        mp_thread_each_held(t, false);
+        mp_gate_leave(t);
+    }
+}
+
+/* ---- the slow-path gate (fork.c) ------------------------------------------ */
+
+void mp_gate_enter(struct mp_thread *t)
+{
+    if (t->th_gate_depth++ == 0)
+        pthread_mutex_lock(&t->th_gate);
+}
+
+bool mp_gate_try_enter(struct mp_thread *t)
+{
+    if (t->th_gate_depth == 0 && pthread_mutex_trylock(&t->th_gate) != 0)
+        return false;
+    t->th_gate_depth++;
+    return true;
+}
+
+void mp_gate_leave(struct mp_thread *t)
+{
+    if (--t->th_gate_depth == 0)
+        pthread_mutex_unlock(&t->th_gate);
+}
+
+/* Hold every thread's gate, so no thread is between taking a magazine or an
+ * object from one place and putting it in another when the process forks.
+ * A gate's owner may be waiting for mp_threads_lock (flush folds under it),
+ * which we hold while walking the list: so we only try each gate, and on a
+ * busy one let go of everything and start again. */
+void mp_threads_fork_prepare(void)
+{
+    pthread_mutex_lock(&mp_thread_create_lock);
+    for (;;) {
+        pthread_mutex_lock(&mp_threads_lock);
+        struct mp_thread *t, *busy = NULL;
+        for (t = mp_threads; t != NULL && busy == NULL; t = t->th_next)
+            if (pthread_mutex_trylock(&t->th_gate) != 0)
+                busy = t;
+        if (busy == NULL) {
+            pthread_mutex_unlock(&mp_threads_lock);
+            return; /* the list cannot change now: see mp_thread_exit */
+        }
+        for (t = mp_threads; t != busy; t = t->th_next)
+            pthread_mutex_unlock(&t->th_gate);
+        pthread_mutex_unlock(&mp_threads_lock);
+        nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+    }
+}
+
+/* Every listed thread's gate is ours, so none of them can unlink itself
+ * (mp_thread_exit unlinks under its gate) and none can be created. */
+void mp_threads_fork_parent(void)
+{
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next)
+        pthread_mutex_unlock(&t->th_gate);
+    pthread_mutex_unlock(&mp_thread_create_lock);
+}
+
+/* In the child only the forking thread exists.  The other threads' states
+ * stay linked, with their magazines: such a thread may have been inside its
+ * inline hit when the process forked, and fork copies memory page by page
+ * while the other threads run, so the child cannot trust the contents of
+ * their loaded magazines or deferred batches.  Left alone, they are never
+ * reused and are still counted (stats: in_magazines, deferred), so every
+ * cache's conservation holds in the child; a cache they hold becomes a zombie
+ * at destroy instead of being finalised. */
+void mp_threads_fork_child(void)
+{
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next)
+        pthread_mutex_unlock(&t->th_gate); /* locked by this thread before fork */
+    pthread_mutex_unlock(&mp_thread_create_lock);
 }
 
 static void mp_thread_exit(void *arg)
 {
     struct mp_thread *t = arg;
+    mp_gate_enter(t);
     mp_thread_each_held(t, false);
+    mp_gate_leave(t);
     mp_self = NULL;
     mp_tcs = mp_empty_tcs;
-    mp_reclaim_thread_exit();
+    mp_reclaim_thread_exit(); /* may wait for a grace period: not under the gate */
+    mp_gate_enter(t);         /* unlinking: see mp_threads_fork_parent */
     pthread_mutex_lock(&mp_threads_lock);
     if (t->th_prevt)
         t->th_prevt->th_next = t->th_next;
@@ -235,6 +327,8 @@ static void mp_thread_exit(void *arg)
     if (t->th_next)
         t->th_next->th_prevt = t->th_prevt;
     pthread_mutex_unlock(&mp_threads_lock);
+    mp_gate_leave(t); /* unlinked: fork.c can no longer find the gate */
+    pthread_mutex_destroy(&t->th_gate);
     /* Unlinked: no stats reader can reach the array any more.  Every held
      * cache was flushed above, leaving its entry zero; zero the used range
      * anyway so a parked array is all-zero whatever a path left behind. */
