@@ -35,6 +35,12 @@
  *                                 | threads may still HOLD magazines for it.
  *   magpool_free on a destroyed   | safe: the object is released and the
  *   cache's object                | cache's memory goes back with the last one
+ *   fork()                        | safe while other threads are in any call:
+ *                                 | the child may use every call (and start
+ *                                 | threads).  Objects and magazines of the
+ *                                 | parent's other threads stay theirs in the
+ *                                 | child (counted, never reused).  A liburcu
+ *                                 | domain follows liburcu's fork rules.
  */
 #ifndef MAGPOOL_MAGPOOL_H
 #define MAGPOOL_MAGPOOL_H
