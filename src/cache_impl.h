@@ -220,6 +220,10 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
 void mp_tc_save(struct mp_tcache *tc);
 void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
 void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
+/* magpool_free's default check on a magazine about to leave its thread
+ * (magpool.h): drops rounds that are not objects of c, each reported.
+ * Returns the rounds left. */
+uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m);
 
 /* reap.c */
 void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);

@@ -265,6 +265,49 @@ MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
     mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
 }
 
+/* Whether magpool_free's default check applies to c (magpool.h). */
+static inline bool mp_free_checked(const struct magpool_cache *c)
+{
+    return c->c_priv == NULL && !c->c_debug && !(c->c_flags & MAGPOOL_UNCHECKED);
+}
+
+/* obj, given to c's free, is not an object of c: say what it is. */
+static MP_COLD void mp_free_bad(struct magpool_cache *c, void *obj, const char *detail)
+{
+    int why = MP_OBJ_FOREIGN;
+    struct magpool_cache *owner = obj != NULL ? mp_slab_owner(obj, &why) : NULL;
+    const char *kind = owner != NULL ? "wrong cache"
+                       : why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer";
+    mp_report(c->c_name, obj, kind, detail, (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
+/* Report round i of m and remove it (the last round takes its place). */
+static MP_COLD void mp_mag_round_bad(struct magpool_cache *c, struct mp_mag *m, uint32_t i)
+{
+    mp_free_bad(c, m->objs[i], "(magpool_free; found when its magazine left the thread)");
+    m->objs[i] = m->objs[--m->rounds];
+}
+
+/* The default check of magpool_free (magpool.h): before a magazine of
+ * freed objects leaves the thread, each round is looked up once (page map
+ * and slab descriptor, no lock); a round that is not an object of c is
+ * reported and removed, so the magazine's other rounds and the counts stay
+ * right (the dropped free is as if it had not happened: the caller's
+ * tc_flow of the magazine counts only what is left).  Front-end caches
+ * (c_priv) check every free at the free; debug caches check in debug.c;
+ * MAGPOOL_UNCHECKED caches asked for no check.  Returns m->rounds. */
+uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (!mp_free_checked(c))
+        return m->rounds;
+    for (uint32_t i = 0; i < m->rounds;)
+        if (__builtin_expect(mp_slab_owner_inline(m->objs[i]) == c, 1))
+            i++;
+        else
+            mp_mag_round_bad(c, m, i); /* the last round moved to i: look again */
+    return m->rounds;
+}
+
 /* tc->rounds == tc->cap: make room for one more round. */
 static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
 {
@@ -277,7 +320,7 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
         return false;                                     /* 3: caller uses the slab layer */
     mp_tc_save(tc);
     if (tc->tc_prev != NULL) {
-        mp_tc_flow(tc, -(int64_t)tc->tc_prev->rounds);
+        mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, tc->tc_prev));
         mp_depot_push_freed(&c->c_depot, tc->tc_prev);
     }
     mp_tc_install(tc, e, tc->tc_loaded);
@@ -320,6 +363,12 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
     }
     if (c->c_debug && !mp_debug_on_free(c, obj, caller))
         return;
+    /* A checked cache (sanitizers) checks every free at once, before the
+     * object is poisoned: a foreign pointer's memory is not ours to poison. */
+    if (c->c_checked && mp_free_checked(c) && mp_slab_owner_inline(obj) != c) {
+        mp_free_bad(c, obj, "(magpool_free)");
+        return;
+    }
     mp_san_rest(c, &obj, 1); /* wherever it rests: magazine, slab, zombie */
     struct mp_thread *t = mp_thread_get(false);
     if (t != NULL) {
@@ -537,6 +586,14 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
         return;
     uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
     tc->tc_deferred = NULL;
+    if (n > 0) {
+        /* magpool_free's default check, for deferred frees too; a dropped
+         * round gives back the free the deferred path counted. */
+        m->rounds = n;
+        uint32_t kept = mp_mag_check_rounds(c, m);
+        mp_tc_flow(tc, (int64_t)(n - kept));
+        n = kept;
+    }
     if (n > 0) {
         mp_add_relaxed64(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
         mp_seal_mag(c, m, n);

@@ -165,7 +165,7 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     mp_tc_save(tc);
     struct mp_mag *loaded = tc->tc_loaded, *prev = tc->tc_prev;
     mp_tc_install(tc, NULL, NULL);
-    mp_tc_flow(tc, -(int64_t)loaded->rounds - (prev ? (int64_t)prev->rounds : 0));
+    mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
     mp_mag_give_back(c, loaded);
     if (prev != NULL)
         mp_mag_give_back(c, prev);

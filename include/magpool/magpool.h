@@ -89,6 +89,9 @@ typedef struct magpool_domain magpool_domain_t;
 /** No backlog: full magazines that free paths give to the depot are
  *  reusable at once (see struct magpool_config.backlog). */
 #define MAGPOOL_NO_BACKLOG     0x0080u
+/** Skip the default check of magpool_free (see there): a pointer that is not
+ *  an object of the cache corrupts it silently. */
+#define MAGPOOL_UNCHECKED      0x0100u
 
 /* ---- allocation flags ----------------------------------------------------- */
 /** Zero the object's `size` bytes before returning it. */
@@ -172,8 +175,23 @@ MAGPOOL_API void *magpool_alloc(magpool_cache_t *c);
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
 
 /** Free an object obtained from c, in constructed state.  NULL does nothing.
- *  Default mode catches an immediate double free; caches with debug flags
- *  (or MAGPOOL_DEBUG in the environment) verify every free. */
+ *  What is caught, and where (each: one diagnostic line, then abort unless
+ *  MAGPOOL_DEBUG=continue, which drops the pointer):
+ *   - at the free itself: freeing the object just freed (an immediate
+ *     double free);
+ *   - before a magazine of freed objects leaves the thread (to the depot,
+ *     at a flush or thread exit), every round is looked up once: a pointer
+ *     that is not the start of an object of c (malloc'd memory, a stack
+ *     buffer, an interior pointer, another cache's object) is reported and
+ *     dropped, so it never reaches another thread.  Not with
+ *     MAGPOOL_UNCHECKED.  (The inline hit itself stays unchecked: a bad
+ *     pointer may be handed out again by the same thread before its
+ *     magazine leaves.)
+ *   - caches with debug flags (or MAGPOOL_DEBUG in the environment) verify
+ *     every free at once, including delayed double frees (A, B, A), which
+ *     the default mode does not catch.
+ *  The front ends (kmem_cache_free, mem_put, kfree) look every pointer up at
+ *  the free itself. */
 MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj);
 
 /** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno set). */
