@@ -35,6 +35,8 @@
  *                                 | threads may still HOLD magazines for it.
  *   magpool_free on a destroyed   | safe: the object is released and the
  *   cache's object                | cache's memory goes back with the last one
+ *   any other use of a destroyed  | undefined, like memory after free()
+ *   cache's handle                | (magpool_cache_destroy says why)
  *   fork()                        | safe while other threads are in any call:
  *                                 | the child may use every call (and start
  *                                 | threads).  Objects and magazines of the
@@ -168,7 +170,8 @@ struct magpool_stats {
 MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg);
 
 /** Allocate one constructed object.  NULL + errno on failure (EINVAL for a
- *  NULL or destroyed cache, ENOMEM). */
+ *  NULL cache, ENOMEM).  Using a handle after magpool_cache_destroy returned
+ *  is undefined, as using memory after free() is (see there). */
 MAGPOOL_API void *magpool_alloc(magpool_cache_t *c);
 
 /** Allocate with MAGPOOL_ZERO / MAGPOOL_NOWAIT / MAGPOOL_NOFAIL. */
@@ -243,8 +246,14 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c);
 MAGPOOL_API void magpool_reap(void);
 
 /** Destroy c.  Returns the number of objects still live (0 when clean; they
- *  stay valid and a later magpool_free of each is safe, the memory going back
- *  with the last one), or -1 + EINVAL for a NULL or already destroyed cache. */
+ *  stay valid and a later magpool_free(c, obj) of each is safe, the memory
+ *  going back with the last one), or -1 + EINVAL for a NULL cache.
+ *  Afterwards c is dead, like a pointer passed to free(): every other use of
+ *  it (alloc, shrink, stats, a second destroy) is undefined.  A best-effort
+ *  aid, not a promise: while the destroyed cache's memory has not been
+ *  reused such calls fail with EINVAL (a second destroy: -1 + EINVAL), but
+ *  once its live objects are back and a grace period has passed, a new cache
+ *  may be created at the same address and c would then name it. */
 MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c);
 
 /** Snapshot c's statistics.  0, or -1 + EINVAL. */
