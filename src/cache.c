@@ -180,7 +180,8 @@
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
  * MAGPOOL_FAULT_PPM in the environment.
  *
- * LOCKS (slow paths only): mp_registry_lock (ids, zombies, holders,
+ * LOCKS (slow paths only; the complete order is in fork.c): a thread's
+ * slow-path gate (fork safety), mp_registry_lock (ids, zombies, holders,
  * finalisation), then mp_threads_lock (thread list, counter folds, stats
  * sums), then a slab cache's lock.  Becoming a holder of a cache takes the
  * registry lock once per thread and cache (and again after a flush).

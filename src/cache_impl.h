@@ -3,8 +3,10 @@
  * design statement is at the top of src/cache.c; this header only lays the
  * structs out and names the cross-file functions.
  *
- * LOCK ORDER: mp_registry_lock, then mp_threads_lock, then a slab cache's
- * own lock (inside slab.c).  Neither core lock is ever held on a fast path.
+ * LOCK ORDER: the whole library's order is stated once, in src/fork.c (its
+ * fork handlers take every lock in it).  Here: a thread's slow-path gate,
+ * then mp_registry_lock, then mp_threads_lock, then a slab cache's own lock
+ * (inside slab.c).  No core lock is ever held on a fast path.
  */
 #ifndef MP_CACHE_IMPL_H
 #define MP_CACHE_IMPL_H
