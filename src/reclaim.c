@@ -34,8 +34,19 @@
  *  synchronize: lock; detach and append as poll; ck_epoch_synchronize();
  *               run all of limbo; unlock.
  *
- * Proof (x86-64-TSO is the target; ck's begin uses a locked xchg, every
- * RMW below is a locked instruction, i.e. a full barrier there)
+ * Proof, under the C11 memory model (not only x86-TSO).  Every operation the
+ * argument orders is sequentially consistent, so it holds in the single total
+ * order S of those operations, which agrees with sequenced-before and with
+ * each object's modification order: on the reader's side ck_epoch_begin
+ * stores active, executes a full fence (ck_pr_fence_memory: a seq_cst fence)
+ * and then loads G, and ck moves G only by a locked CAS (seq_cst RMW); on
+ * ours, the push of a node is a seq_cst CAS made by the retiring thread right
+ * after its unlink, the exchange that detaches incoming is seq_cst, and the
+ * stamp is a seq_cst load of G (epoch_now).  On x86-64 each is the
+ * instruction it was before (a locked RMW or a plain load), so this costs
+ * nothing there; on weaker machines it is what the argument needs: an unlink
+ * (a store) must be ordered before a later load of G as a third thread sees
+ * it, which release/acquire alone does not give.
  *  R1 (ck).  Let a section S have recorded epoch r (the global value it read
  *      after publishing active = 1).  While S is open, the global epoch
  *      G <= r + 1: G moves from x to x + 1 only after a scan, started after
@@ -46,11 +57,15 @@
  *      threads are at e_g or e_g - 1".)
  *  R2 (stamp).  Let node n be retired after its memory was unlinked, and s
  *      the stamp of its batch.  For any section S that obtained a reference
- *      to n's memory, r(S) <= s: S read r before loading the reference;
- *      the reference load did not see the unlink, the unlink precedes the
- *      push of n, the push precedes the exchange that detached it, and the
- *      exchange (full barrier) precedes the load of s; G is monotone.
- *      A stamp read too late is only conservative (it delays the run).
+ *      to n's memory, r(S) <= s: in S (the total order above), S's fence
+ *      precedes its load of G, which precedes its reference load; that load
+ *      did not see the unlink, so S's fence precedes the retirer's push
+ *      (store buffering: of two threads that each store then fence or SC-RMW
+ *      then load, at least one load sees the other's store), the push
+ *      precedes the seq_cst exchange that detached it (it read the push or a
+ *      later value of incoming), and the exchange precedes the seq_cst load
+ *      of s; G only grows in S; so r <= s.  A stamp read too late is only
+ *      conservative (it delays the run).
  *  R3 (ripe).  If G >= s + 2 then every such S has ended: by R1 an open S
  *      would give G <= r(S) + 1 <= s + 1.  Ripe is computed as
  *      (int)(G - s) >= 2, safe across wrap for any node younger than 2^31
@@ -253,19 +268,28 @@ static inline bool ripe(unsigned g, uintptr_t stamp)
     return (int)(g - (unsigned)stamp) >= 2; /* R3 */
 }
 
+/* The global epoch G, as a seq_cst load (R2: the stamp must not be read
+ * before a retirer's unlink in the total order S).  ck_epoch_value is a
+ * plain ck_pr load; G is an unsigned int that ck only changes by CAS, so a
+ * C11 seq_cst load of the same word is what R2 needs (a plain mov on x86). */
+static inline unsigned epoch_now(void)
+{
+    return __atomic_load_n(&g_epoch.epoch, __ATOMIC_SEQ_CST);
+}
+
 /* Under d->lock: move incoming to limbo, stamped with the epoch read after
  * the exchange (R2, R5). */
 static void absorb_incoming(magpool_domain_t *d)
 {
-    /* ACQ_REL exchange: acquire pairs with the release CAS of every push, so
-     * the nodes' fields (fn, next) are visible; as a locked RMW it is also
-     * the barrier that orders the callers' unlinks before the epoch load
-     * (R2).  Weakened to relaxed: node fields may be stale (and on a weaker
-     * machine the stamp could precede an unlink). */
-    struct mp_retire_node *n = atomic_exchange_explicit(&d->incoming, NULL, memory_order_acq_rel);
+    /* SEQ_CST exchange: acquire pairs with the CAS of every push, so the
+     * nodes' fields (fn, next) are visible; sequentially consistent because
+     * R2 orders the retirers' unlinks before the stamp's load of G through
+     * it.  Weakened to acq_rel, R2 holds on x86 only (the same instruction
+     * there); to relaxed, node fields may be stale. */
+    struct mp_retire_node *n = atomic_exchange_explicit(&d->incoming, NULL, memory_order_seq_cst);
     if (n == NULL)
         return;
-    unsigned g = ck_epoch_value(&g_epoch);
+    unsigned g = epoch_now();
     /* incoming is LIFO; reverse so limbo keeps retire order (not required
      * for safety: the batch shares one stamp). */
     struct mp_retire_node *rev = NULL, *first = n;
@@ -309,11 +333,11 @@ __attribute__((noinline)) static void ck_poll(magpool_domain_t *d)
     if (pthread_mutex_trylock(&d->lock) != 0)
         return; /* someone else is polling: non-blocking */
     absorb_incoming(d);
-    unsigned g = ck_epoch_value(&g_epoch);
+    unsigned g = epoch_now();
     bool all = false;
     if (d->limbo_tail != NULL && !ripe(g, d->limbo_tail->stamp) && t_rt.nest == 0) {
         bool ok = ck_epoch_poll(rec);
-        unsigned g2 = ck_epoch_value(&g_epoch);
+        unsigned g2 = epoch_now();
         all = ok && g2 == g; /* R4 */
         g = g2;
     }
@@ -370,12 +394,15 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
     struct mp_retire_node *h = atomic_load_explicit(&d->incoming, memory_order_relaxed);
     do {
         node->next = h;
-        /* RELEASE on success: publishes node->next/fn to the exchange in
-         * absorb_incoming (acquire).  Weakened: the poller may follow a
-         * stale next or call a stale fn.  Failure reloads h, which is not
-         * dereferenced: relaxed. */
+        /* SEQ_CST on success: its release half publishes node->next/fn to
+         * the exchange in absorb_incoming; sequentially consistent because
+         * it is the retirer's fence between its unlink and the stamp (R2).
+         * Weakened to release: R2 holds on x86 only (a locked cmpxchg
+         * either way); to relaxed, the poller may follow a stale next or
+         * call a stale fn.  Failure reloads h, which is not dereferenced:
+         * relaxed. */
     } while (!atomic_compare_exchange_weak_explicit(&d->incoming, &h, node,
-                                                    memory_order_release, memory_order_relaxed));
+                                                    memory_order_seq_cst, memory_order_relaxed));
 }
 
 void mp_domain_poll(magpool_domain_t *d)
