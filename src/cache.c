@@ -448,6 +448,26 @@ bool mp_cache_pin(struct magpool_cache *c)
     return ok;
 }
 
+size_t mp_cache_pin_some(unsigned *from, struct magpool_cache **out, size_t cap)
+{
+    size_t n = 0;
+    /* Cache structs are freed only after a grace period of the default
+     * domain: the pointers loaded inside the section stay valid until each
+     * is pinned, and a pin keeps its cache from being finalised after. */
+    magpool_domain_t *d = mp_domain_default();
+    mp_domain_enter(d);
+    unsigned id = *from;
+    for (; id < MAGPOOL_MAX_CACHES && n < cap; id++) {
+        /* Acquire: pairs with the release store at create. */
+        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+        if (c != NULL && mp_cache_pin(c))
+            out[n++] = c;
+    }
+    mp_domain_leave(d);
+    *from = id;
+    return n;
+}
+
 void mp_cache_unpin(struct magpool_cache *c)
 {
     pthread_mutex_lock(&mp_registry_lock);

@@ -197,6 +197,11 @@ void mp_cache_release(struct magpool_cache *c);
  * from its user (magpool_reap may race with a destroy): a pseudo-holder. */
 bool mp_cache_pin(struct magpool_cache *c);
 void mp_cache_unpin(struct magpool_cache *c);
+/* Pin up to cap live caches with ids from *from on (id order) into out;
+ * *from becomes the next id to look at.  The pins outlive the read-side
+ * section the walk needs, so the caller can work on the caches (shrink:
+ * wait for grace periods) outside any section. */
+size_t mp_cache_pin_some(unsigned *from, struct magpool_cache **out, size_t cap);
 void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n); /* takes the lock */
 
 /* thread.c */

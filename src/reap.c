@@ -226,19 +226,21 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
     return 0;
 }
 
-static int mp_shrink_one(magpool_cache_t *c, void *arg)
-{
-    (void)arg;
-    /* Another thread may destroy c meanwhile (magpool_reap is called from
-     * NOFAIL retries, not ordered with anyone's destroy): pin it. */
-    if (mp_cache_pin(c)) {
-        magpool_cache_shrink(c);
-        mp_cache_unpin(c);
-    }
-    return 0;
-}
-
+/* Shrink every cache, outside any read-side section: the caches are pinned
+ * a batch at a time inside the walk's section (another thread may destroy
+ * one meanwhile: magpool_reap is called from NOFAIL retries, not ordered
+ * with anyone's destroy), and shrunk after it, so the default domain's grace
+ * periods can end and the torn-down magazines' slots come back before
+ * magpool_reap returns (mp_mag_area_release). */
 MAGPOOL_API void magpool_reap(void)
 {
-    magpool_cache_foreach(mp_shrink_one, NULL);
+    struct magpool_cache *batch[32];
+    unsigned from = 1;
+    while (from < MAGPOOL_MAX_CACHES) {
+        size_t n = mp_cache_pin_some(&from, batch, sizeof batch / sizeof *batch);
+        for (size_t i = 0; i < n; i++) {
+            magpool_cache_shrink(batch[i]);
+            mp_cache_unpin(batch[i]);
+        }
+    }
 }
