@@ -10,14 +10,20 @@
 #   6. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
 #   7. the libFuzzer harness for a fixed number of runs from its corpus
 #   8. Valgrind memcheck sees pool objects (a use after free is reported)
+#   9. tools/sum_results.py's own test: targets that did not run this time
+#      count as failures, whatever stale test.log lies in bazel-testlogs
+#      (tests/sum_results_test.py)
 # and ends with "N passed, N failed" summed over everything; exits non-zero
 # on any failure.  Set MAGPOOL_STEPS="clang tsan" (say) to run a subset.
+# Bazel suites count a test target that did not run (a build failure) as a
+# failure; each step counts at least one failure if it fails at all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
-steps=${MAGPOOL_STEPS:-"clang gcc gcc-opt tsan asan install fuzz valgrind"}
+all_steps="clang gcc gcc-opt tsan asan install fuzz valgrind sums"
+steps=${MAGPOOL_STEPS:-$all_steps}
 total_pass=0
 total_fail=0
 logdir=$(mktemp -d /tmp/magpool-test.XXXXXX)
@@ -35,7 +41,11 @@ bazel_suite() { # bazel_suite LABEL FLAGS...
     echo "== $label: bazel test $* //..."
     bazel test "$@" --test_summary=short //... >"$log" 2>&1
     grep -E "^(//|ERROR|FAIL)" "$log" | grep -v "PASSED" | head -40
-    read -r p f < <(python3 tools/sum_results.py "$log" "$(bazel info "$@" bazel-testlogs 2>/dev/null)")
+    # The test targets //... holds, so that one Bazel did not report (the
+    # run died before it said how many it found) counts as a failure.
+    bazel query 'tests(//...)' >"$logdir/$label.tests" 2>/dev/null
+    read -r p f < <(python3 tools/sum_results.py "$log" "$(bazel info "$@" bazel-testlogs 2>/dev/null)" \
+        "$logdir/$label.tests")
     add "$p" "$f" "$label"
 }
 
@@ -67,6 +77,7 @@ for s in $steps; do
         install) script_step install bash tests/install_test.sh ;;
         fuzz) script_step fuzz bash stress/run_fuzz.sh ;;
         valgrind) script_step valgrind bash tests/valgrind_test.sh ;;
+        sums) script_step sums python3 tests/sum_results_test.py ;;
         *) echo "unknown step $s"; add 0 1 "$s" ;;
     esac
 done
