@@ -13,6 +13,9 @@
 #   9. tools/sum_results.py's own test: targets that did not run this time
 #      count as failures, whatever stale test.log lies in bazel-testlogs
 #      (tests/sum_results_test.py)
+#  10. fresh: the whole of this command, less this step, in a new minbase
+#      Debian 12 root made with debootstrap (tests/fresh_root.sh), so that a
+#      missing install step fails here and not only on a new machine
 # and ends with "N passed, N failed" summed over everything; exits non-zero
 # on any failure.  Set MAGPOOL_STEPS="clang tsan" (say) to run a subset.
 # Bazel suites count a test target that did not run (a build failure) as a
@@ -22,7 +25,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
-all_steps="clang gcc gcc-opt tsan asan install fuzz valgrind sums"
+all_steps="clang gcc gcc-opt tsan asan install fuzz valgrind sums fresh"
+# Inside the fresh root, tests/fresh_root.sh sets MAGPOOL_IN_FRESH_ROOT=1:
+# the default list is then every step but "fresh" (no root in a root).
+if [ -n "${MAGPOOL_IN_FRESH_ROOT:-}" ]; then all_steps=${all_steps/ fresh/}; fi
 steps=${MAGPOOL_STEPS:-$all_steps}
 total_pass=0
 total_fail=0
@@ -78,6 +84,7 @@ for s in $steps; do
         fuzz) script_step fuzz bash stress/run_fuzz.sh ;;
         valgrind) script_step valgrind bash tests/valgrind_test.sh ;;
         sums) script_step sums python3 tests/sum_results_test.py ;;
+        fresh) script_step fresh bash tests/fresh_root.sh ;;
         *) echo "unknown step $s"; add 0 1 "$s" ;;
     esac
 done
