@@ -213,11 +213,16 @@ check "fresh $suite root: debootstrap from $mirror (${t_debootstrap}s), apt conf
 # A clean environment, as a new login would have.
 echo "fresh_root: chroot $root: cd /root/magpool && ${cmd[*]}"
 t0=$(date +%s)
-chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb MAGPOOL_IN_FRESH_ROOT=1 \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    /bin/bash -c 'cd /root/magpool && exec "$@"' fresh_root "${cmd[@]}" </dev/null 2>&1 |
-    tee "$logs/inner.log" | sed -u 's/^/    /'
-rc=${PIPESTATUS[0]}
+# In the background, waited for: bash runs the INT/TERM trap (and so the
+# cleanup, which ends what runs in the root) at once, not when it ends.
+{
+    chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb MAGPOOL_IN_FRESH_ROOT=1 \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        /bin/bash -c 'cd /root/magpool && exec "$@"' fresh_root "${cmd[@]}" </dev/null 2>&1
+    echo $? >"$logs/inner.rc"
+} | tee "$logs/inner.log" | sed -u 's/^/    /' &
+wait $!
+rc=$(cat "$logs/inner.rc" 2>/dev/null || echo 1)
 t_inner=$(($(date +%s) - t0))
 if [ "${cmd[*]}" != ./tests/run.sh ]; then
     echo "fresh_root: ${cmd[*]}: exit $rc, ${t_inner}s"
