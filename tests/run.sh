@@ -10,14 +10,26 @@
 #   6. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
 #   7. the libFuzzer harness for a fixed number of runs from its corpus
 #   8. Valgrind memcheck sees pool objects (a use after free is reported)
+#   9. tools/sum_results.py's own test: targets that did not run this time
+#      count as failures, whatever stale test.log lies in bazel-testlogs
+#      (tests/sum_results_test.py)
+#  10. fresh: the whole of this command, less this step, in a new minbase
+#      Debian 12 root made with debootstrap (tests/fresh_root.sh), so that a
+#      missing install step fails here and not only on a new machine
 # and ends with "N passed, N failed" summed over everything; exits non-zero
 # on any failure.  Set MAGPOOL_STEPS="clang tsan" (say) to run a subset.
+# Bazel suites count a test target that did not run (a build failure) as a
+# failure; each step counts at least one failure if it fails at all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
-steps=${MAGPOOL_STEPS:-"clang gcc gcc-opt tsan asan install fuzz valgrind"}
+all_steps="clang gcc gcc-opt tsan asan install fuzz valgrind sums fresh"
+# Inside the fresh root, tests/fresh_root.sh sets MAGPOOL_IN_FRESH_ROOT=1:
+# the default list is then every step but "fresh" (no root in a root).
+if [ -n "${MAGPOOL_IN_FRESH_ROOT:-}" ]; then all_steps=${all_steps/ fresh/}; fi
+steps=${MAGPOOL_STEPS:-$all_steps}
 total_pass=0
 total_fail=0
 logdir=$(mktemp -d /tmp/magpool-test.XXXXXX)
@@ -35,7 +47,11 @@ bazel_suite() { # bazel_suite LABEL FLAGS...
     echo "== $label: bazel test $* //..."
     bazel test "$@" --test_summary=short //... >"$log" 2>&1
     grep -E "^(//|ERROR|FAIL)" "$log" | grep -v "PASSED" | head -40
-    read -r p f < <(python3 tools/sum_results.py "$log" "$(bazel info "$@" bazel-testlogs 2>/dev/null)")
+    # The test targets //... holds, so that one Bazel did not report (the
+    # run died before it said how many it found) counts as a failure.
+    bazel query 'tests(//...)' >"$logdir/$label.tests" 2>/dev/null
+    read -r p f < <(python3 tools/sum_results.py "$log" "$(bazel info "$@" bazel-testlogs 2>/dev/null)" \
+        "$logdir/$label.tests")
     add "$p" "$f" "$label"
 }
 
@@ -67,6 +83,8 @@ for s in $steps; do
         install) script_step install bash tests/install_test.sh ;;
         fuzz) script_step fuzz bash stress/run_fuzz.sh ;;
         valgrind) script_step valgrind bash tests/valgrind_test.sh ;;
+        sums) script_step sums python3 tests/sum_results_test.py ;;
+        fresh) script_step fresh bash tests/fresh_root.sh ;;
         *) echo "unknown step $s"; add 0 1 "$s" ;;
     esac
 done

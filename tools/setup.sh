@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Installs what magpool needs on Debian 12, idempotently: only packages that
 # are missing are installed (apt-get update runs only then).
-#   tools/setup.sh test    toolchain + libraries for the test command
-#   tools/setup.sh bench   the above + the benchmark peers and gnuplot
+#   tools/setup.sh test    toolchain + libraries for the test command, with the
+#                          benchmark peers' -dev packages (`bazel test //...`
+#                          also builds //bench:*, whose sources include their
+#                          headers) and debootstrap (the fresh-root step)
+#   tools/setup.sh bench   the above + gnuplot (bench/plot.sh)
 set -euo pipefail
 want=(bazel-bootstrap clang libclang-rt-14-dev gcc liburcu-dev libck-dev pkg-config valgrind python3)
+# The peers bench/BUILD compiles and links against: jemalloc, tcmalloc
+# (gperftools), mimalloc, tbbmalloc, DPDK's rte_mempool.
+want+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtbb-dev libdpdk-dev)
+# tests/fresh_root.sh makes a minbase Debian 12 root to run the test command in.
+want+=(debootstrap)
 if [ "${1:-test}" = bench ]; then
-    want+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtbb-dev libdpdk-dev gnuplot-nox)
+    want+=(gnuplot-nox)
 fi
 missing=()
 for p in "${want[@]}"; do
