@@ -519,6 +519,18 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     mp_store_relaxed32(&tc->tc_def_rounds, 0);
 }
 
+/* An immediate double free on the deferred path (obj not yet appended): obj
+ * is the last object of the thread's batch m (n objects, m may be NULL), or
+ * the top round of its loaded magazine, i.e. what the thread just freed
+ * (deferred or not).  The same two cheap checks as magpool_free's (objs[-1]
+ * is each magazine's NULL guard, so n == 0 reads it); every double free is
+ * caught with MAGPOOL_VERIFY (debug.c).  tc is a holder's (tc_objs set). */
+static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
+{
+    return (m != NULL && m->objs[(long)n - 1] == obj) ||
+           tc->tc_objs[(long)mp_load_relaxed32(&tc->tc_rounds) - 1] == obj;
+}
+
 /* Everything but an append to a batch with room: the first deferred free
  * (the batch magazine is allocated here), sealing a full batch, debug caches
  * (checked now), destroyed caches and threads with no state. */
@@ -541,6 +553,10 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     if (t != NULL && !mp_destroyed(c)) {
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
+            if (mp_deferred_repeat(tc, tc->tc_deferred, mp_load_relaxed32(&tc->tc_def_rounds), obj)) {
+                mp_double_free(c, obj);
+                return;
+            }
             if (tc->tc_deferred == NULL)
                 tc->tc_deferred = mp_defer_batch_get(c);
             struct mp_mag *m = tc->tc_deferred;
@@ -576,7 +592,8 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
 /* The per-object part of a deferred free: append to the thread's batch.  A
  * debug or destroyed cache (fast id 0) and a thread with no state read the
  * all-zero tcache[0] (I3), whose tc_deferred is NULL, and go slow, as do the
- * first free of a batch and the one that fills it (sealing is per batch). */
+ * first free of a batch, the one that fills it (sealing is per batch) and
+ * an immediate double free (diagnosed there). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
 {
     if (__builtin_expect(c != NULL && obj != NULL, 1)) {
@@ -584,7 +601,7 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         struct mp_mag *m = tc->tc_deferred;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
-            if (__builtin_expect(n + 1 < m->stamp, 1)) {
+            if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
                 m->objs[n] = obj;

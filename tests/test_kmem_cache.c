@@ -395,6 +395,24 @@ static void die_rcu_null(void *a)
     long x;
     kmem_cache_free_rcu(NULL, &x);
 }
+/* free_rcu is validated like kmem_cache_free: twice in a row, or after a
+ * kmem_cache_free of the same object, is a double free (issue #14 A). */
+static void die_rcu_double(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("drcu2", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free_rcu(s, o);
+    kmem_cache_free_rcu(s, o);
+}
+static void die_free_then_rcu(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("drcu3", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, o);
+    kmem_cache_free_rcu(s, o);
+}
 static void die_mem_pool_obj(void *a)
 {
     (void)a;
@@ -424,6 +442,8 @@ static void test_deaths(void)
     CHECK(check_death(die_bulk_repeat, NULL, "magpool: bulk_rep: double free"));
     CHECK(check_death(die_rcu_foreign, NULL, "magpool: drcu: foreign pointer"));
     CHECK(check_death(die_rcu_null, NULL, "NULL cache"));
+    CHECK(check_death(die_rcu_double, NULL, "magpool: drcu2: double free at 0x"));
+    CHECK(check_death(die_free_then_rcu, NULL, "magpool: drcu3: double free at 0x"));
     CHECK(check_death(die_mem_pool_obj, NULL, "magpool: kvsmp: wrong cache"));
     CHECK(check_death(die_large_to_cache, NULL, "magpool: dlarge: foreign pointer at 0x"));
 }
