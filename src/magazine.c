@@ -255,6 +255,16 @@ MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
     mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
 }
 
+/* A free of obj (not NULL) with a NULL cache: the object would leak
+ * silently, so it is a misuse, as kmem_cache_free(NULL, obj) is: one line
+ * naming the call and the address, then abort (MAGPOOL_DEBUG=continue:
+ * dropped, errno EINVAL). */
+static MP_COLD void mp_free_null_cache(const void *obj, const char *op)
+{
+    errno = EINVAL;
+    mp_report(op, obj, "NULL cache", NULL, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
 /* tc->rounds == tc->cap: make room for one more round. */
 static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
 {
@@ -277,7 +287,7 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
 MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (c == NULL) {
-        errno = EINVAL;
+        mp_free_null_cache(obj, "magpool_free");
         return;
     }
     if (c->c_debug && !mp_debug_on_free(c, obj, caller))
@@ -400,6 +410,12 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
                                                 const void *caller)
 {
     if (c == NULL || objs == NULL) {
+        /* NULL objs: nothing to free.  NULL c: its first object is named. */
+        for (size_t i = 0; c == NULL && objs != NULL && i < n; i++)
+            if (objs[i] != NULL) {
+                mp_free_null_cache(objs[i], "magpool_free_bulk");
+                return;
+            }
         errno = EINVAL;
         return;
     }
@@ -539,7 +555,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     if (obj == NULL)
         return;
     if (c == NULL) {
-        errno = EINVAL;
+        mp_free_null_cache(obj, "magpool_free_deferred");
         return;
     }
     /* Debug: checked now, poisoned only after the grace period. */

@@ -191,6 +191,11 @@ static void test_bulk(void)
     void *q[2] = {keep, kmem_cache_alloc(s, GFP_KERNEL)};
     kmem_cache_free_bulk(NULL, 2, q);
     CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    /* A NULL array on a warm cache (rounds loaded): EINVAL too. */
+    for (size_t n = 1; n <= 40; n += 13) {
+        errno = 0;
+        CHECK_MSG(kmem_cache_alloc_bulk(s, GFP_KERNEL, n, NULL) == 0 && errno == EINVAL, "n %zu", n);
+    }
     CHECK(kmem_cache_shrink(s) == 0);
     kmem_cache_destroy(s);
 }
