@@ -74,12 +74,27 @@ static inline unsigned size_to_class(size_t size)
     return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - 1; /* ceil log2 - 1 */
 }
 
+/* A size no retry can ever serve (larger than the arena, or than a span can
+ * describe).  __GFP_NOFAIL cannot keep its promise, so, as Linux warns and
+ * fails such a request, one line (unless __GFP_NOWARN), then NULL + ENOMEM. */
+static __attribute__((noinline, cold)) void *kmalloc_impossible(size_t size, gfp_t gfp)
+{
+    if ((gfp & __GFP_NOFAIL) && !(gfp & __GFP_NOWARN)) {
+        struct mp_page_stats ps;
+        mp_page_stats(&ps);
+        char detail[128];
+        snprintf(detail, sizeof detail, "(%zu bytes; the arena holds %llu): failing", size,
+                 (unsigned long long)ps.arena_bytes);
+        mp_report("kmalloc-large", NULL, "__GFP_NOFAIL allocation larger than the arena", detail, true);
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
 static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
 {
-    if (size > SIZE_MAX - (MP_PAGE_SIZE - 1)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (size > SIZE_MAX - (MP_PAGE_SIZE - 1))
+        return kmalloc_impossible(size, gfp);
     size_t npages = (size + MP_PAGE_SIZE - 1) >> MP_PAGE_SHIFT;
     unsigned aflags = mp_gfp_to_aflags(gfp);
     void *p;
@@ -91,11 +106,8 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    if (p == NULL) {
-        if (errno == EINVAL) /* npages beyond what a span can describe */
-            errno = ENOMEM;
-        return NULL;
-    }
+    if (p == NULL)
+        return errno == EINVAL ? kmalloc_impossible(size, gfp) : NULL; /* EINVAL: never (page.h) */
     mp_page_set_owner(p, npages, (void *)&large_tag);
     if (aflags & MAGPOOL_ZERO)
         memset(p, 0, size);

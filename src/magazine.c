@@ -207,11 +207,18 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
         errno = EINVAL;
         return NULL;
     }
+    /* NOFAIL wins over NOWAIT (as __GFP_NOFAIL does): a retry that may not
+     * block could wait for ever on a cache that has nothing built. */
+    if (aflags & MAGPOOL_NOFAIL)
+        aflags &= ~MAGPOOL_NOWAIT;
     void *obj;
     while ((obj = mp_alloc_try(c, aflags)) == NULL) {
         int err = errno;
         mp_add_relaxed64(&c->c_alloc_failures, 1);
-        if (!(aflags & MAGPOOL_NOFAIL) || mp_destroyed(c)) {
+        /* NOFAIL retries only what can pass: ENOMEM (memory, or the
+         * object limit, which another thread's free lifts; magpool.h).
+         * Anything else (a destroyed cache: EINVAL) never will. */
+        if (!(aflags & MAGPOOL_NOFAIL) || err != ENOMEM || mp_destroyed(c)) {
             errno = err;
             return NULL;
         }

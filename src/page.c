@@ -493,6 +493,10 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
     if (mp_page_init() != 0)
         return NULL;
     uint32_t n = (uint32_t)((npages + REGION_PAGES - 1) / REGION_PAGES);
+    if (n > g.nregions) { /* more than the whole arena: no retry can serve it */
+        errno = EINVAL;
+        return NULL;
+    }
     pthread_mutex_lock(&g.lock);
     uint32_t r = regions_reserve(n);
     void *p = NULL;

@@ -37,7 +37,9 @@ void mp_pages_free(void *p, unsigned order);
 
 /* Any number of pages (npages >= 1), page aligned; served from the buddy
  * allocator when it fits a block, else whole regions.  Freed by mp_span_free
- * with the start address alone; mp_span_pages tells its size in pages. */
+ * with the start address alone; mp_span_pages tells its size in pages.
+ * NULL + EINVAL when no retry could ever serve it (npages 0, more than a
+ * span describes, or more than the whole arena); else as mp_pages_alloc. */
 void *mp_span_alloc(size_t npages, unsigned aflags);
 void mp_span_free(void *p);
 size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */

@@ -8,6 +8,7 @@
  * The conservation equation (I1) is checked after every scenario.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,6 +365,49 @@ static void test_flags(void)
     magpool_free(c, f);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* MAGPOOL_NOFAIL (issue #14 B).  With MAGPOOL_NOWAIT too it may block (NOFAIL
+ * wins): on a cache with nothing built, a retry that may not block used to
+ * spin for ever.  At the object limit it waits for a free: here a thread
+ * frees one and exits (its magazines go to the depot).  alarm() turns a
+ * spin into a failure. */
+static void *nofail_freer(void *arg)
+{
+    nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000000 }, NULL);
+    void **pair = arg;
+    magpool_free(pair[0], pair[1]);
+    return NULL;
+}
+static void nofail_child(void *arg)
+{
+    (void)arg;
+    alarm(10);
+    struct magpool_config cfg = { .name = "nofail-nowait", .size = 64 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *o = magpool_alloc_flags(c, MAGPOOL_NOWAIT | MAGPOOL_NOFAIL);
+    if (o == NULL)
+        _exit(2);
+    struct magpool_config lim = { .name = "nofail-limit", .size = 64, .max_objects = 4, .mag_max = 1 };
+    magpool_cache_t *l = magpool_cache_create(&lim);
+    void *v[4];
+    int n = 0;
+    while (n < 4 && (v[n] = magpool_alloc(l)) != NULL)
+        n++;
+    if (n == 0 || magpool_alloc(l) != NULL) /* at the limit, every object live */
+        _exit(3);
+    void *pair[2] = { l, v[0] };
+    pthread_t t;
+    pthread_create(&t, NULL, nofail_freer, pair);
+    void *w = magpool_alloc_flags(l, MAGPOOL_NOFAIL); /* waits for the free */
+    pthread_join(t, NULL);
+    _exit(w == v[0] ? 0 : 4);
+}
+static void test_nofail(void)
+{
+    char out[4096];
+    int st = check_run_child(nofail_child, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "NOFAIL child: status %#x [%s]", st, out);
 }
 
 /* ---- limits and bulk ------------------------------------------------------------- */
@@ -1053,6 +1097,7 @@ int main(void)
     test_null_cache_free(); /* first: its children read MAGPOOL_DEBUG fresh */
     test_bad_args();
     test_bulk_null_array();
+    test_nofail();
     test_round_trip();
     test_ctor();
     test_flags();

@@ -147,6 +147,37 @@ static void test_large(void)
     kfree(n);
 }
 
+/* A size larger than the arena can never be served (issue #14 B): NULL +
+ * ENOMEM at once, and with __GFP_NOFAIL (which used to retry for ever) one
+ * line too, unless __GFP_NOWARN.  alarm() turns a hang into a failure. */
+static void nofail_huge_child(void *arg)
+{
+    gfp_t extra = (gfp_t)(uintptr_t)arg;
+    alarm(10);
+    errno = 0;
+    void *p = kmalloc((size_t)128 << 30, GFP_KERNEL | __GFP_NOFAIL | extra);
+    int e = errno;
+    errno = 0;
+    void *q = krealloc(kmalloc(64, GFP_KERNEL), (size_t)128 << 30, GFP_KERNEL | __GFP_NOFAIL | extra);
+    printf("p %p errno %d q %p errno %d\n", p, e, q, errno);
+    fflush(stdout);
+    _exit(p == NULL && e == ENOMEM && q == NULL && errno == ENOMEM ? 0 : 1);
+}
+static void test_impossible_sizes(void)
+{
+    char out[4096];
+    int st = check_run_child(nofail_huge_child, (void *)0, out, sizeof out);
+    const char *line = "magpool: kmalloc-large: __GFP_NOFAIL allocation larger than the arena (137438953472 bytes";
+    const char *l1 = strstr(out, line), *l2 = l1 ? strstr(l1 + 1, line) : NULL;
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && l1 != NULL && l2 != NULL && strstr(l2 + 1, line) == NULL,
+              "NOFAIL 128 GiB: status %#x [%s]", st, out);
+    st = check_run_child(nofail_huge_child, (void *)(uintptr_t)__GFP_NOWARN, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool:") == NULL,
+              "NOFAIL|NOWARN 128 GiB: status %#x [%s]", st, out);
+    errno = 0;
+    CHECK(kmalloc((size_t)128 << 30, GFP_KERNEL) == NULL && errno == ENOMEM); /* no NOFAIL: no line */
+}
+
 /* kfree of any kmem_cache object is allowed (Linux >= 6.4) */
 static void test_kfree_cache_object(void)
 {
@@ -270,6 +301,7 @@ int main(void)
     test_zeroing();
     test_krealloc();
     test_large();
+    test_impossible_sizes();
     test_kfree_cache_object();
     test_threads();
     test_deaths();

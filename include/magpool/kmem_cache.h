@@ -17,7 +17,8 @@
  *    __GFP_DIRECT_RECLAIM (GFP_KERNEL has it; GFP_ATOMIC, GFP_NOWAIT and 0 do
  *    not): non-blocking allocations are served from magazines, depot or
  *    partial slabs, else NULL (errno EAGAIN).  __GFP_NOFAIL never returns
- *    NULL (and implies it may block).  __GFP_ZERO zeroes the object.
+ *    NULL (and implies it may block; see MAGPOOL_NOFAIL for what it waits
+ *    for), except for a kmalloc size larger than the arena (see kmalloc).  __GFP_ZERO zeroes the object.
  *  - SLAB_TYPESAFE_BY_RCU: object memory stays type-stable, not returned to
  *    the system until a grace period of the default domain has passed.
  *  - kmalloc size classes: 8, 16, 32, 64, 96, 128, 192, 256, 512, 1k, 2k, 4k,
@@ -80,8 +81,8 @@ typedef unsigned int slab_flags_t;
 #define __GFP_ZERO            0x100u   /**< zero the object */
 #define __GFP_DIRECT_RECLAIM  0x400u   /**< may block: lock waits, mmap */
 #define __GFP_KSWAPD_RECLAIM  0x800u   /**< accepted, no effect */
-#define __GFP_NOWARN          0x2000u  /**< accepted (magpool never warns on failure) */
-#define __GFP_NOFAIL          0x8000u  /**< never return NULL */
+#define __GFP_NOWARN          0x2000u  /**< no warning for an impossible __GFP_NOFAIL size (the only failure magpool warns about) */
+#define __GFP_NOFAIL          0x8000u  /**< never return NULL, except for an impossible size (see kmalloc) */
 #define __GFP_RECLAIM         (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
 
 #define GFP_ATOMIC   (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)           /**< never blocks */
@@ -157,7 +158,13 @@ MAGPOOL_API void kmem_cache_synchronize_rcu(void);
 /** Largest kmalloc size served by a slab cache; larger ones are page spans. */
 #define KMALLOC_MAX_CACHE_SIZE 8192u
 
-/** size bytes (ZERO_SIZE_PTR for 0).  NULL + errno ENOMEM / EAGAIN. */
+/** size bytes (ZERO_SIZE_PTR for 0).  NULL + errno ENOMEM / EAGAIN.  A size
+ *  larger than the page arena (up to 64 GiB, smaller where address space is
+ *  limited) can never be served: NULL + ENOMEM at once, even with
+ *  __GFP_NOFAIL, which then prints one line (as Linux warns and fails an
+ *  impossible __GFP_NOFAIL size; __GFP_NOWARN silences it):
+ *  `magpool: kmalloc-large: __GFP_NOFAIL allocation larger than the arena
+ *  (<size> bytes; the arena holds <n>): failing`. */
 MAGPOOL_API void *kmalloc(size_t size, gfp_t gfp);
 MAGPOOL_API void *kzalloc(size_t size, gfp_t gfp);
 /** n * size zeroed bytes; n * size overflowing: NULL + ENOMEM. */

@@ -90,7 +90,13 @@ typedef struct magpool_domain magpool_domain_t;
 /** Never make a system call or take a blocking lock: served from magazines,
  *  depot or partial slabs, else NULL with errno = EAGAIN. */
 #define MAGPOOL_NOWAIT  0x2u
-/** Never return NULL: retry (reaping, waiting) until memory comes. */
+/** Never return NULL for want of memory: retry (reaping every cache,
+ *  sleeping 1 ms) while the failure is ENOMEM.  That includes the cache's
+ *  max_objects: the call waits until another thread frees an object (a
+ *  program whose every object stays live waits for ever, as a Linux
+ *  __GFP_NOFAIL allocation waits for reclaim).  A failure no retry can
+ *  mend (EINVAL: NULL or destroyed cache, unknown flags) still returns NULL.
+ *  Wins over MAGPOOL_NOWAIT (it may block). */
 #define MAGPOOL_NOFAIL  0x4u
 
 /** How to build a cache.  Zero-initialise and set what you need. */
