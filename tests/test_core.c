@@ -103,6 +103,36 @@ static void test_bad_args(void)
     errno = 0;
     CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
 
+    /* Unknown cache flags (0xffffffff used to turn on debug, typesafe and
+     * continue) and names longer than 63 characters (used to be cut). */
+    cfg.mag_max = 0;
+    unsigned bad_flags[] = { 0xffffffffu, 0x100u, 0x80000000u, MAGPOOL_VERIFY | 0x1000u };
+    for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
+        cfg.flags = bad_flags[i];
+        errno = 0;
+        CHECK_MSG(magpool_cache_create(&cfg) == NULL && errno == EINVAL, "flags %#x", bad_flags[i]);
+    }
+    for (unsigned f = 1; f <= MAGPOOL_NO_BACKLOG; f <<= 1) { /* each known flag alone */
+        cfg.flags = f;
+        magpool_cache_t *ok = magpool_cache_create(&cfg);
+        CHECK_MSG(ok != NULL, "flag %#x rejected", f);
+        if (ok != NULL)
+            CHECK(magpool_cache_destroy(ok) == 0);
+    }
+    cfg.flags = 0;
+    char name[80];
+    memset(name, 'n', sizeof name);
+    name[64] = 0;
+    cfg.name = name;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL); /* 64 characters */
+    name[63] = 0;
+    magpool_cache_t *named = magpool_cache_create(&cfg);        /* 63: kept whole */
+    CHECK(named != NULL && strcmp(magpool_cache_name(named), name) == 0);
+    if (named != NULL)
+        CHECK(magpool_cache_destroy(named) == 0);
+    cfg.name = "bad";
+
     errno = 0;
     CHECK(magpool_alloc(NULL) == NULL && errno == EINVAL);
     errno = 0;
@@ -365,6 +395,42 @@ static void test_flags(void)
     magpool_free(c, f);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* MAGPOOL_MAX_CACHES: id 0 is reserved, so 4095 caches exist at once (the
+ * header says so); one more gets ENOMEM, and a destroy makes room again.
+ * In a child, so this process's caches are counted exactly. */
+static int count_cache(magpool_cache_t *c, void *arg)
+{
+    (void)c;
+    ++*(unsigned *)arg;
+    return 0;
+}
+static void max_caches_child(void *arg)
+{
+    (void)arg;
+    static magpool_cache_t *v[MAGPOOL_MAX_CACHES];
+    unsigned before = 0, n = 0;
+    magpool_cache_foreach(count_cache, &before);
+    struct magpool_config cfg = { .name = "max", .size = 16 };
+    errno = 0;
+    while (n < MAGPOOL_MAX_CACHES && (v[n] = magpool_cache_create(&cfg)) != NULL)
+        n++;
+    int e = errno;
+    int again = -1;
+    if (n > 0 && magpool_cache_destroy(v[--n]) == 0) {
+        v[n] = magpool_cache_create(&cfg);
+        again = v[n] != NULL;
+    }
+    printf("before %u created %u errno %d again %d\n", before, before + n + (again == 1), e, again);
+    fflush(stdout);
+    _exit(before + n + (again == 1) == MAGPOOL_MAX_CACHES - 1 && e == ENOMEM && again == 1 ? 0 : 1);
+}
+static void test_max_caches(void)
+{
+    char out[4096];
+    int st = check_run_child(max_caches_child, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "max caches: status %#x [%s]", st, out);
 }
 
 /* MAGPOOL_NOFAIL (issue #14 B).  With MAGPOOL_NOWAIT too it may block (NOFAIL
@@ -1098,6 +1164,7 @@ int main(void)
     test_bad_args();
     test_bulk_null_array();
     test_nofail();
+    test_max_caches();
     test_round_trip();
     test_ctor();
     test_flags();

@@ -58,6 +58,14 @@ static void test_create_bad(void)
     CHECK(kmem_cache_zalloc(NULL, GFP_KERNEL) == NULL && errno == EINVAL);
     errno = 0;
     CHECK(kmem_cache_shrink(NULL) == -1 && errno == EINVAL);
+    /* Linux takes a name of any length: so does kmem_cache_create, keeping
+     * its first 63 characters (the core itself rejects longer names). */
+    char name[100];
+    memset(name, 'k', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    s = kmem_cache_create(name, 32, 0, 0, NULL);
+    CHECK(s != NULL && strlen(magpool_cache_name(s->c)) == 63 && strncmp(magpool_cache_name(s->c), name, 63) == 0);
+    kmem_cache_destroy(s);
 }
 
 static void panic_size0(void *a)

@@ -108,7 +108,9 @@ struct kmem_cache;
  * sizes of 16 or more) or a power of two up to 4096.  ctor (may be NULL) runs
  * once per object construction.  name is copied.
  * NULL + EINVAL: NULL name, size 0, size > 1 MiB (MAGPOOL_MAX_OBJECT_SIZE),
- * align not a power of two or > 4096, unknown flags.  NULL + ENOMEM.
+ * align not a power of two or > 4096, unknown flags.  NULL + ENOMEM.  A name
+ * of any length is taken (as Linux does); its first 63 characters are kept
+ * for slabinfo and diagnostics.
  * With SLAB_PANIC, any failure prints a diagnostic and aborts instead.
  */
 MAGPOOL_API struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,

@@ -58,7 +58,11 @@ typedef struct magpool_domain magpool_domain_t;
 
 /** Largest object a cache accepts (bigger: EINVAL). */
 #define MAGPOOL_MAX_OBJECT_SIZE (1u << 20)
-/** Most caches alive at once (create fails with ENOMEM past it). */
+/** Size of the cache id space.  Id 0 is reserved (the all-zero state the
+ *  inline hits of a debug or destroyed cache read), so at most
+ *  MAGPOOL_MAX_CACHES - 1 = 4095 caches exist at once, the front ends'
+ *  (kmalloc's 13 classes included) and destroyed caches whose objects are
+ *  still out counted; past that, create fails with ENOMEM. */
 #define MAGPOOL_MAX_CACHES 4096u
 /** Magazine size bounds (rounds per magazine). */
 #define MAGPOOL_MAG_MIN 1u
@@ -101,13 +105,13 @@ typedef struct magpool_domain magpool_domain_t;
 
 /** How to build a cache.  Zero-initialise and set what you need. */
 struct magpool_config {
-    const char *name;          /**< copied; NULL gives "anonymous" */
+    const char *name;          /**< copied; NULL gives "anonymous"; at most 63 characters (longer: EINVAL) */
     size_t size;               /**< object size, 1 .. MAGPOOL_MAX_OBJECT_SIZE */
     size_t align;              /**< 0 = natural (8, or 16 for sizes >= 16); else a power of two <= 4096 */
     void (*ctor)(void *obj, void *arg); /**< run once when an object is first built */
     void (*dtor)(void *obj, void *arg); /**< run when its slab is torn down */
     void *arg;                 /**< private argument for ctor/dtor */
-    unsigned flags;            /**< MAGPOOL_* cache flags */
+    unsigned flags;            /**< MAGPOOL_* cache flags (any other bit: EINVAL) */
     unsigned mag_min;          /**< smallest magazine size, 0 = default */
     unsigned mag_max;          /**< largest magazine size, 0 = default (511) */
     size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
@@ -161,7 +165,11 @@ struct magpool_stats {
     unsigned backlog_slots;    /**< most magazines the backlog holds, 0 = none */
 };
 
-/** Create a cache.  NULL + EINVAL for a bad config, ENOMEM for no memory. */
+/** Create a cache.  NULL + EINVAL for a bad config (NULL cfg; size 0 or
+ *  above MAGPOOL_MAX_OBJECT_SIZE; align not 0 or a power of two <= 4096;
+ *  mag_max above MAGPOOL_MAG_MAX or below mag_min; a flag bit that is not a
+ *  MAGPOOL_* cache flag; a name longer than 63 characters), ENOMEM for no
+ *  memory or no free cache id (MAGPOOL_MAX_CACHES). */
 MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg);
 
 /** Allocate one constructed object.  NULL + errno on failure (EINVAL for a
