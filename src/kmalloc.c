@@ -166,12 +166,17 @@ static inline bool is_large(const void *p)
     return mp_page_owner_inline(p) == (const void *)&large_tag;
 }
 
+/* One diagnostic about a large (page span) kmalloc block. */
+static __attribute__((noinline, cold)) void large_misuse(const void *p, const char *kind, const char *detail)
+{
+    mp_report("kmalloc-large", p, kind, detail, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
 static __attribute__((noinline, cold)) void large_misaligned(const void *p, const char *op)
 {
     char detail[64];
     snprintf(detail, sizeof detail, "(%s: inside a large kmalloc)", op);
-    mp_report("kmalloc-large", p, "misaligned pointer", detail,
-              (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+    large_misuse(p, "misaligned pointer", detail);
 }
 
 /* kfree of anything but a valid kmem object: NULL, ZERO_SIZE_PTR, a large
@@ -190,6 +195,12 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_span_free((void *)p);
         return;
     }
+    /* A page start in the arena that nothing owns: what a large block's
+     * first kfree leaves (a foreign pointer lies outside the arena). */
+    if (mp_page_unowned(p)) {
+        large_misuse(p, "double free", "(kfree: no block starts here any more)");
+        return;
+    }
     struct kmem_cache *s = mp_kmem_owner(p, "kfree");
     if (s != NULL) /* (only a racing misuse elsewhere gets here) */
         mp_fast_free(s->c, (void *)p, caller);
@@ -205,18 +216,24 @@ MP_HOT_ENTRY void kfree(const void *p)
     mp_fast_free(c, (void *)p, caller);
 }
 
-size_t ksize(const void *p)
+/* ksize of p for the call `op` (ksize, krealloc), which names a misuse. */
+static size_t ksize_op(const void *p, const char *op)
 {
     if (ZERO_OR_NULL_PTR(p))
         return 0;
     if (is_large(p)) {
         size_t npages = mp_span_pages(p);
         if (npages == 0)
-            large_misaligned(p, "ksize");
+            large_misaligned(p, op);
         return npages << MP_PAGE_SHIFT;
     }
-    struct kmem_cache *s = mp_kmem_owner(p, "ksize");
+    struct kmem_cache *s = mp_kmem_owner(p, op);
     return s != NULL ? s->size : 0;
+}
+
+size_t ksize(const void *p)
+{
+    return ksize_op(p, "ksize");
 }
 
 void *krealloc(const void *p, size_t new_size, gfp_t gfp)
@@ -227,7 +244,7 @@ void *krealloc(const void *p, size_t new_size, gfp_t gfp)
         kfree(p);
         return ZERO_SIZE_PTR;
     }
-    size_t old = ksize(p);
+    size_t old = ksize_op(p, "krealloc");
     if (old == 0) /* misuse diagnosed (continue mode): leave p alone */
         return NULL;
     if (old >= new_size)

@@ -591,6 +591,11 @@ void *mp_page_owner(const void *p)
     return mp_page_owner_inline(p);
 }
 
+bool mp_page_unowned(const void *p)
+{
+    return in_arena(p, 1) && mp_page_owner(p) == NULL;
+}
+
 /* ---- statistics and self-check -------------------------------------------- */
 
 void mp_page_stats(struct mp_page_stats *st)

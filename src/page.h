@@ -18,6 +18,7 @@
 #ifndef MP_PAGE_H
 #define MP_PAGE_H
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,10 @@ size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
  * owner's initialised fields. */
 void mp_page_set_owner(void *p, size_t npages, void *owner);
 void *mp_page_owner(const void *p);
+/* Addition: p is the page-aligned start of a page of the arena that no block
+ * or span owns now: an address only a block freed before can have handed
+ * out (kfree tells a second free of a large block from a foreign pointer). */
+bool mp_page_unowned(const void *p);
 
 /* Addition: the arena bounds and page map, so validating frees can look an
  * owner up inline (a few instructions, no call).  Written once by page.c at

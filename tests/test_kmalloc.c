@@ -279,6 +279,18 @@ static void die_ksize_foreign(void *a)
     ksize(calloc(1, 16));
 }
 
+/* krealloc names itself in its misuse reports (it used to say "ksize"). */
+static void die_krealloc_foreign(void *a)
+{
+    (void)a;
+    krealloc(calloc(1, 16), 100, GFP_KERNEL);
+}
+static void die_krealloc_large_misaligned(void *a)
+{
+    (void)a;
+    krealloc((char *)kmalloc(40000, GFP_KERNEL) + 4096, 50000, GFP_KERNEL);
+}
+
 static void test_deaths(void)
 {
     CHECK(check_death(die_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
@@ -287,7 +299,10 @@ static void test_deaths(void)
     CHECK(check_death(die_large_misaligned, NULL, "magpool: kmalloc-large: misaligned pointer at 0x"));
     CHECK(check_death(die_large_ksize, NULL, "misaligned pointer"));
     CHECK(check_death(die_double, NULL, "double free"));
-    CHECK(check_death(die_large_double, NULL, "foreign pointer"));
+    CHECK(check_death(die_large_double, NULL, "magpool: kmalloc-large: double free at 0x"));
+    CHECK(check_death(die_krealloc_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
+    CHECK(check_death(die_krealloc_foreign, NULL, "(krealloc)"));
+    CHECK(check_death(die_krealloc_large_misaligned, NULL, "(krealloc: inside a large kmalloc)"));
     CHECK(check_death(die_mem_pool, NULL, "magpool: mpk: wrong cache at 0x"));
     CHECK(check_death(die_core_object, NULL, "magpool: rawk: wrong cache at 0x"));
     CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
