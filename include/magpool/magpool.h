@@ -252,8 +252,11 @@ MAGPOOL_API const char *magpool_cache_name(const magpool_cache_t *c);
 MAGPOOL_API size_t magpool_cache_object_size(const magpool_cache_t *c);
 
 /** Fault injection for tests: make the page layer's mmap/madvise fail with
- *  probability ppm / 1e6 (0 turns it off).  Also read from the environment
- *  variable MAGPOOL_FAULT_PPM at start. */
+ *  probability ppm / 1e6 (0 turns it off; above 1000000: 1000000).  Also
+ *  read from the environment variable MAGPOOL_FAULT_PPM at start, which must
+ *  be a decimal number 0..1000000: any other value prints one line
+ *  `magpool: MAGPOOL_FAULT_PPM: invalid value '<v>' ignored (...)` and is
+ *  ignored. */
 MAGPOOL_API void magpool_fault_inject(unsigned ppm);
 
 /* ---- the magazine hit, inline ---------------------------------------------
