@@ -16,6 +16,11 @@
  *  - kmalloc's fast path: a size test, a table load (the class caches are
  *    published with release once all exist; readers acquire, a plain load on
  *    x86) and the core's inline pop.  No pthread_once per call.
+ *  - With red zones on the classes (MAGPOOL_DEBUG=redzone), each object
+ *    records the size asked for and the bytes past it to the class size are
+ *    a red zone, checked at kfree (debug.c, mp_debug_set_request); such
+ *    classes are not published in class_cache, so their kmallocs take
+ *    kmalloc_slow, which records the size, and the hit path checks nothing.
  *  - kfree's fast path: one inline page-map + slab-descriptor lookup
  *    (validates foreign / misaligned), the owner's front-end magic (a kmem
  *    cache, any one: Linux >= 6.4 allows that too), then the core's inline
@@ -58,13 +63,17 @@ static void classes_init(void)
         unsigned sz = class_size[i];
         unsigned align = (sz & (sz - 1)) == 0 ? (sz < 4096 ? sz : 4096) : 16;
         snprintf(name, sizeof name, "kmalloc-%u%s", sz >= 1024 ? sz / 1024 : sz, sz >= 1024 ? "k" : "");
-        classes[i] = kmem_cache_create(name, sz, align, 0, NULL);
+        classes[i] = mp_kmem_cache_create(name, sz, align, 0, NULL, MP_KMALLOC_CACHE);
         if (classes[i] == NULL)
             return; /* classes_ok stays false: every kmalloc fails with ENOMEM */
     }
     classes_ok = true;
+    /* A class that records requested sizes (red zones on: debug.c) is not
+     * published, so its kmallocs all take kmalloc_slow, which records them;
+     * the hit path carries no check for it. */
     for (int i = 0; i < NCLASSES; i++)
-        atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
+        if (!mp_debug_tracks_request(classes[i]->c))
+            atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -127,7 +136,11 @@ static __attribute__((noinline, cold)) void *kmalloc_slow(size_t size, gfp_t gfp
         errno = ENOMEM;
         return NULL;
     }
-    return mp_kmem_alloc(classes[size_to_class(size)]->c, gfp, caller);
+    magpool_cache_t *c = classes[size_to_class(size)]->c;
+    void *p = mp_kmem_alloc(c, gfp, caller);
+    if (p != NULL)
+        mp_debug_set_request(c, p, size); /* red zones: the bytes past size are one */
+    return p;
 }
 
 static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, gfp_t gfp, const void *caller)
@@ -228,7 +241,10 @@ static size_t ksize_op(const void *p, const char *op)
         return npages << MP_PAGE_SHIFT;
     }
     struct kmem_cache *s = mp_kmem_owner(p, op);
-    return s != NULL ? s->size : 0;
+    if (s == NULL)
+        return 0;
+    mp_debug_set_request(s->c, (void *)p, s->size); /* all of it is usable now, as in Linux */
+    return s->size;
 }
 
 size_t ksize(const void *p)
@@ -247,8 +263,11 @@ void *krealloc(const void *p, size_t new_size, gfp_t gfp)
     size_t old = ksize_op(p, "krealloc");
     if (old == 0) /* misuse diagnosed (continue mode): leave p alone */
         return NULL;
-    if (old >= new_size)
+    if (old >= new_size) {
+        /* In place: new_size is the request now (red zones: the rest is one). */
+        mp_debug_set_request(mp_slab_owner_inline(p), (void *)p, new_size);
         return (void *)p;
+    }
     void *q = kmalloc(new_size, gfp & ~(gfp_t)__GFP_ZERO);
     if (q == NULL)
         return NULL;

@@ -178,6 +178,72 @@ static void test_impossible_sizes(void)
     CHECK(kmalloc((size_t)128 << 30, GFP_KERNEL) == NULL && errno == ENOMEM); /* no NOFAIL: no line */
 }
 
+/* kmalloc red zone (issue #14 E): with MAGPOOL_DEBUG=redzone the bytes
+ * between the requested size and the class size are checked at kfree (an
+ * overflow that stays inside the class used to pass).  Run in a fresh
+ * process per scenario, MAGPOOL_DEBUG being read once. */
+static int redzone_scenario(const char *sc)
+{
+    if (strcmp(sc, "overflow") == 0) {
+        char *p = kmalloc(100, GFP_KERNEL); /* kmalloc-128 */
+        ((volatile char *)p)[100] = 'x';
+        kfree(p);
+    } else if (strcmp(sc, "shrunk") == 0) { /* krealloc in place: the new size is the request */
+        char *p = kmalloc(120, GFP_KERNEL);
+        p = krealloc(p, 40, GFP_KERNEL);
+        ((volatile char *)p)[60] = 'x';
+        kfree(p);
+    } else if (strcmp(sc, "clean") == 0) { /* no report for legal use */
+        char *p = kmalloc(100, GFP_KERNEL);
+        memset(p, 0x11, 100);
+        char *z = kzalloc(13, GFP_KERNEL);
+        int zero = 1;
+        for (int i = 0; i < 13; i++)
+            zero &= z[i] == 0;
+        size_t k = ksize(z); /* all of it usable now, as Linux's ksize */
+        memset(z, 0x22, k);
+        char *g = krealloc(p, 128, GFP_KERNEL); /* in place, grown to the class */
+        memset(g, 0x33, 128);
+        char *m = krealloc(g, 300, GFP_KERNEL); /* moved: the 128 bytes come along */
+        int kept = m != NULL && (unsigned char)m[127] == 0x33;
+        memset(m, 0x44, 300);
+        kfree(m);
+        kfree(z);
+        printf("clean zero %d kept %d k %zu\n", zero, kept, k);
+        return zero && kept && k == 16 ? 0 : 1;
+    }
+    return 0;
+}
+static void exec_redzone(void *arg)
+{
+    setenv("MAGPOOL_DEBUG", "redzone", 1);
+    execl("/proc/self/exe", "test_kmalloc", "--redzone", (const char *)arg, (char *)NULL);
+    _exit(2);
+}
+static void test_kmalloc_redzone(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || (defined(__has_feature) && __has_feature(address_sanitizer))
+    const char *alt = "use-after-poison"; /* the bytes past the request are poisoned too */
+#else
+    const char *alt = NULL;
+#endif
+    char out[8192];
+    const char *sc[] = {"overflow", "shrunk"};
+    const char *want[] = {"magpool: kmalloc-128: kmalloc red zone overwritten at 0x",
+                          "magpool: kmalloc-128: kmalloc red zone overwritten at 0x"};
+    const char *detail[] = {"(at offset 100, byte 0x78; 100 bytes requested of 128)",
+                            "(at offset 60, byte 0x78; 40 bytes requested of 128)"};
+    for (int i = 0; i < 2; i++) {
+        int st = check_run_child(exec_redzone, (void *)sc[i], out, sizeof out);
+        int died = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0);
+        int said = (strstr(out, want[i]) && strstr(out, detail[i])) || (alt && strstr(out, alt));
+        CHECK_MSG(died && said, "redzone %s: status %#x [%s]", sc[i], st, out);
+    }
+    int st = check_run_child(exec_redzone, (void *)"clean", out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool:") == NULL, "redzone clean: status %#x [%s]",
+              st, out);
+}
+
 /* kfree of any kmem_cache object is allowed (Linux >= 6.4) */
 static void test_kfree_cache_object(void)
 {
@@ -308,8 +374,10 @@ static void test_deaths(void)
     CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--redzone") == 0)
+        return redzone_scenario(argv[2]);
     test_zero_and_null();
     test_classes();
     test_alignment();
@@ -317,6 +385,7 @@ int main(void)
     test_krealloc();
     test_large();
     test_impossible_sizes();
+    test_kmalloc_redzone();
     test_kfree_cache_object();
     test_threads();
     test_deaths();
