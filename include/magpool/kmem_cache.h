@@ -33,9 +33,20 @@
  *  kmem_cache_free / kfree / ksize of a pointer no cache owns ("foreign
  *  pointer"), inside an object ("misaligned pointer"), of another cache
  *  ("wrong cache": kmem_cache_free with the wrong s; kfree of a mem_pool or
- *  core object), the same object twice in a row ("double free"); with
- *  MAGPOOL_DEBUG / SLAB_* debug flags also poison and red-zone damage and
- *  every double free.  kmem_cache_create with SLAB_PANIC and bad arguments:
+ *  core object), the same object twice in a row ("double free": by
+ *  kmem_cache_free, kfree, the bulk free or kmem_cache_free_rcu in any
+ *  order, except free_rcu then a plain free: debug flags only), a large
+ *  kmalloc block kfree'd again ("double free", cache kmalloc-large),
+ *  kmem_cache_free / free_rcu with a NULL s ("NULL cache", named after the
+ *  call); krealloc's reports name krealloc; with MAGPOOL_DEBUG / SLAB_*
+ *  debug flags also poison and red-zone damage ("use after free", "red zone
+ *  overwritten"), every double free, and, for kmalloc with red zones
+ *  (MAGPOOL_DEBUG=redzone), a write past the size asked for but inside the
+ *  size class ("kmalloc red zone overwritten", as SLUB since Linux 6.1;
+ *  ksize() makes the whole class size usable, as in Linux).
+ *  kmem_cache_synchronize_rcu inside kmem_cache_rcu_read_lock: "magpool:
+ *  reclaim: synchronize inside a read-side section" and abort (continue
+ *  mode: returns without a grace period).  kmem_cache_create with SLAB_PANIC and bad arguments:
  *  "kmem_cache_create <name>: <reason>" and abort.  kmem_cache_destroy with
  *  live objects: "magpool: kmem_cache_destroy <name>: Slab cache still has
  *  objects (<n>)" and continues (the cache is leaked, as in Linux).
@@ -50,7 +61,7 @@
  *   kfree/ksize                         | safe (any thread)   | safe
  *   kmem_cache_shrink / kmem_cache_size | safe                | safe
  *   kmem_cache_rcu_read_lock/unlock     | safe (per thread, nestable)
- *   kmem_cache_synchronize_rcu          | safe; never inside a read-side section
+ *   kmem_cache_synchronize_rcu          | safe; never inside a read-side section (diagnosed)
  *   kmem_cache_dump_slabinfo            | safe                | safe
  *   kmem_cache_create                   | -                   | safe
  *   kmem_cache_destroy                  | NOT with any other call on the same

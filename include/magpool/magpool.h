@@ -15,7 +15,25 @@
  * bad arguments, ENOMEM when memory cannot be had); functions returning int
  * return -1 and set errno.  Misuse that cannot be reported through a return
  * value (a double free, say) prints one line on stderr naming cache, address
- * and kind, then aborts (or continues, see MAGPOOL_DEBUG in README).
+ * and kind, then aborts (or continues, see MAGPOOL_DEBUG in README):
+ *   `magpool: <cache>: <kind> at <address> [detail]`
+ *
+ * Misuse table (default mode; kind in quotes):
+ *   magpool_free / _free_deferred / _free_bulk  | "NULL cache" (named after the
+ *     of an object with a NULL cache            | call: `magpool: magpool_free: ...`)
+ *   the object just freed, freed again in a row  | "double free"
+ *     (magpool_free, _free_bulk, _free_deferred  |
+ *     in any order, except deferred then         |
+ *     magpool_free: MAGPOOL_VERIFY only)         |
+ *   magpool_synchronize inside the caller's own  | "synchronize inside a read-side
+ *     read-side section of that domain           | section" (cache `reclaim`)
+ * With MAGPOOL_VERIFY (or MAGPOOL_DEBUG=verify) every free, deferred or
+ * not, is checked: "double free" (any earlier free), "foreign pointer",
+ * "misaligned pointer", "wrong cache"; MAGPOOL_RED_ZONE / MAGPOOL_POISON add
+ * "red zone overwritten" and "use after free".  Continue mode
+ * (MAGPOOL_DEBUG_CONTINUE, MAGPOOL_DEBUG=continue) prints the line and drops
+ * the call; a free with a NULL cache also sets EINVAL; a synchronize inside
+ * a section returns without a grace period (it cannot wait for itself).
  *
  * Synchronization table ("safe" = may run concurrently with no outside lock):
  *
@@ -24,7 +42,7 @@
  *   magpool_alloc / _flags / bulk | safe               | safe
  *   magpool_free / bulk / deferred| safe               | safe
  *   magpool_read_enter / _leave   | safe (per thread, nestable)
- *   magpool_synchronize           | safe; must NOT be called inside a read-side section
+ *   magpool_synchronize           | safe; NOT inside a read-side section (diagnosed)
  *   magpool_cache_shrink          | safe               | safe
  *   magpool_cache_stats / foreach | safe               | safe
  *   magpool_thread_flush          | safe (acts on the calling thread only)
@@ -179,20 +197,28 @@ MAGPOOL_API void *magpool_alloc(magpool_cache_t *c);
 /** Allocate with MAGPOOL_ZERO / MAGPOOL_NOWAIT / MAGPOOL_NOFAIL. */
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
 
-/** Free an object obtained from c, in constructed state.  NULL does nothing.
- *  Default mode catches an immediate double free; caches with debug flags
- *  (or MAGPOOL_DEBUG in the environment) verify every free. */
+/** Free an object obtained from c, in constructed state.  NULL does nothing;
+ *  a NULL c with an object is a misuse ("NULL cache").  Default mode catches
+ *  an immediate double free; caches with debug flags (or MAGPOOL_DEBUG in
+ *  the environment) verify every free. */
 MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj);
 
-/** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno set). */
+/** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno
+ *  set: EINVAL for a NULL c, a NULL objs with n > 0, unknown flags).  n = 0
+ *  returns 0. */
 MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags);
 
-/** Free n objects of c. */
+/** Free n objects of c (NULL entries skipped), each as magpool_free.  A NULL
+ *  objs frees nothing (errno EINVAL); a NULL c with objects is a misuse
+ *  ("NULL cache", naming the first). */
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs);
 
 /** Free obj so that it is not reused until every read-side section of the
  *  cache's domain that was open at this call has been left.  Batched: one
- *  epoch operation per magazine of deferred objects. */
+ *  epoch operation per magazine of deferred objects.  Checked as magpool_free
+ *  is: obj equal to the thread's last deferred free or to the object it just
+ *  freed with magpool_free is a "double free"; MAGPOOL_VERIFY catches every
+ *  double free (a deferred object is a freed one). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj);
 
 /** The cache that owns obj, or NULL (errno = EINVAL) if no live or zombie
@@ -209,7 +235,9 @@ MAGPOOL_API void magpool_read_leave(magpool_domain_t *d);
  *  calling thread issued before the call is reusable, and so is every batch
  *  other threads had already sealed (a batch is sealed when its magazine
  *  fills, or its thread flushes, shrinks, synchronizes or exits).  Not inside
- *  a read-side section.  Destroyed caches are freed after a grace period of
+ *  a read-side section of d: that would wait for itself, and is a misuse
+ *  (see the table above; continue mode returns without a grace period).
+ *  Destroyed caches are freed after a grace period of
  *  the default domain too: under LeakSanitizer, call
  *  magpool_synchronize(NULL) before exit, or caches destroyed just before it
  *  are reported as (indirect) leaks. */
