@@ -257,11 +257,6 @@ MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 
 /* ---- free ----------------------------------------------------------------- */
 
-MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
-{
-    mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
-}
-
 /* A free of obj (not NULL) with a NULL cache: the object would leak
  * silently, so it is a misuse, as kmem_cache_free(NULL, obj) is: one line
  * naming the call and the address, then abort (MAGPOOL_DEBUG=continue:
@@ -270,6 +265,11 @@ static MP_COLD void mp_free_null_cache(const void *obj, const char *op)
 {
     errno = EINVAL;
     mp_report(op, obj, "NULL cache", NULL, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
+MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
+{
+    mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
 }
 
 /* tc->rounds == tc->cap: make room for one more round. */

@@ -197,10 +197,9 @@ MAGPOOL_API void *magpool_alloc(magpool_cache_t *c);
 /** Allocate with MAGPOOL_ZERO / MAGPOOL_NOWAIT / MAGPOOL_NOFAIL. */
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
 
-/** Free an object obtained from c, in constructed state.  NULL does nothing;
- *  a NULL c with an object is a misuse ("NULL cache").  Default mode catches
- *  an immediate double free; caches with debug flags (or MAGPOOL_DEBUG in
- *  the environment) verify every free. */
+/** Free an object obtained from c, in constructed state.  NULL does nothing.
+ *  Default mode catches an immediate double free; caches with debug flags
+ *  (or MAGPOOL_DEBUG in the environment) verify every free. */
 MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj);
 
 /** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno
