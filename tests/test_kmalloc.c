@@ -222,10 +222,14 @@ static void exec_redzone(void *arg)
 }
 static void test_kmalloc_redzone(void)
 {
-#if defined(__SANITIZE_ADDRESS__) || (defined(__has_feature) && __has_feature(address_sanitizer))
-    const char *alt = "use-after-poison"; /* the bytes past the request are poisoned too */
-#else
     const char *alt = NULL;
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    alt = "use-after-poison"; /* the bytes past the request are poisoned too */
+#endif
+#endif
+#ifdef __SANITIZE_ADDRESS__
+    alt = "use-after-poison";
 #endif
     char out[8192];
     const char *sc[] = {"overflow", "shrunk"};
