@@ -247,9 +247,17 @@ static void mp_ctor_debug(void *obj, void *arg)
     mp_debug_init_object(c, obj);
 }
 
-static bool mp_config_ok(const struct magpool_config *cfg)
+/* cfg is valid for a cache whose flags may hold `known` bits.  Names must fit
+ * c_name whole (63 characters): a cut name would silently merge two caches'
+ * statistics and diagnostics. */
+static bool mp_config_ok(const struct magpool_config *cfg, unsigned known)
 {
     if (cfg == NULL || cfg->size == 0 || cfg->size > MAGPOOL_MAX_OBJECT_SIZE)
+        return false;
+    if ((cfg->flags & ~known) != 0)
+        return false;
+    if (cfg->name != NULL && strnlen(cfg->name, sizeof ((struct magpool_cache *)0)->c_name) >=
+                                 sizeof ((struct magpool_cache *)0)->c_name)
         return false;
     if (cfg->align != 0 && ((cfg->align & (cfg->align - 1)) != 0 || cfg->align > 4096))
         return false;
@@ -300,9 +308,11 @@ static void mp_describe_addr(const void *addr)
             off, obj, c->c_name, c->c_size, off >= c->c_size ? ", past its end" : "");
 }
 
-magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
+/* magpool_cache_create, with the front ends' internal flags (core.h) allowed
+ * when `known` says so. */
+static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, void *priv, unsigned known)
 {
-    if (!mp_config_ok(cfg)) {
+    if (!mp_config_ok(cfg, known)) {
         errno = EINVAL;
         return NULL;
     }
@@ -371,9 +381,14 @@ magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *pr
     return c;
 }
 
+magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
+{
+    return mp_cache_create_flags(cfg, priv, MP_CACHE_FLAGS | MP_FE_FLAGS);
+}
+
 MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg)
 {
-    return mp_cache_create_priv(cfg, NULL);
+    return mp_cache_create_flags(cfg, NULL, MP_CACHE_FLAGS);
 }
 
 /* ---- destroy, zombies, finalisation ---------------------------------------- */

@@ -185,6 +185,10 @@ extern __thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
 extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
 #define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
+/* Every public cache flag: magpool_cache_create rejects any other bit. */
+#define MP_CACHE_FLAGS                                                                        \
+    (MAGPOOL_HWCACHE_ALIGN | MP_DEBUG_FLAGS | MAGPOOL_TYPESAFE | MAGPOOL_DEBUG_CONTINUE | \
+     MAGPOOL_NO_BACKLOG)
 #define MP_COLD __attribute__((noinline, cold))
 
 /* cache.c */

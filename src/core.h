@@ -6,6 +6,12 @@
 #define MP_CORE_H
 #include "magpool/magpool.h"
 
+/* Cache flags only front ends may set (through mp_cache_create_priv):
+ * MP_KMALLOC_CACHE marks a kmalloc size class, whose objects debug.c gives
+ * a requested size under red zones (mp_debug_set_request). */
+#define MP_KMALLOC_CACHE 0x80000000u
+#define MP_FE_FLAGS MP_KMALLOC_CACHE
+
 /* magpool_cache_create plus a front-end private pointer (mp_cache_priv). */
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv);
 void *mp_cache_priv(const magpool_cache_t *c);

@@ -10,11 +10,12 @@
  *  - A debug cache's objects carry a trailer placed right after the object's
  *    `size` bytes (the slab layer lays out stride = round_up(size + extra)):
  *
- *      obj          obj+size        obj+rec                       obj+size+extra
- *      | object ... | red zone .... | state | alloc owner | free owner |
- *                    (0xbb bytes;    (8 B)   (tid, caller) (tid, caller)
- *                     >= 8 with           only with MAGPOOL_STORE_USER
- *                     MAGPOOL_RED_ZONE, else padding to 8)
+ *      obj          obj+size        obj+rec                                 obj+size+extra
+ *      | object ... | red zone .... | state | request | alloc owner | free owner |
+ *                    (0xbb bytes;    (8 B)   (8 B,     (tid, caller) (tid, caller)
+ *                     >= 8 with              kmalloc    only with MAGPOOL_STORE_USER
+ *                     MAGPOOL_RED_ZONE,      classes
+ *                     else padding to 8)     with red zones)
  *
  *    rec = round_up(size, 8) + (RED_ZONE ? 8 : 0); the trailer is 8-aligned
  *    because objects are.  The state word is MP_DBG_FREE or MP_DBG_ALLOC, so
@@ -33,6 +34,12 @@
  *    memcheck reports a use after free.  Those client requests are issued
  *    only when mp_under_memcheck(): LD_PRELOAD names memcheck's preload
  *    library, so callgrind and plain runs pay nothing.
+ *  - kmalloc classes (MP_KMALLOC_CACHE) with red zones record the size
+ *    kmalloc was asked for (mp_debug_set_request) and fill the bytes from it
+ *    to the class size with the red-zone byte (poisoned for ASan too); the
+ *    free checks them: "kmalloc red zone overwritten" (SLUB does the same
+ *    since Linux 6.1).  ksize() widens the request to the class size, as
+ *    Linux's does.
  *  - Deferred frees: mp_debug_on_free_deferred does the checks at once (so a
  *    double free is caught at the call) but leaves the object readable;
  *    mp_debug_on_reclaim poisons it when its grace period has passed.
@@ -135,11 +142,19 @@ static inline size_t rec_offset(unsigned flags, size_t size)
     return ((size + 7) & ~(size_t)7) + ((flags & MAGPOOL_RED_ZONE) ? 8 : 0);
 }
 
+/* A kmalloc class with red zones: each object's trailer also holds the size
+ * kmalloc was asked for (after the state word), and the bytes between it and
+ * the class size are a red zone too (as SLUB's kmalloc redzone, Linux 6.1). */
+static inline bool tracks_request(unsigned flags)
+{
+    return (flags & MAGPOOL_RED_ZONE) && (flags & MP_KMALLOC_CACHE);
+}
+
 size_t mp_debug_extra(unsigned flags, size_t size)
 {
     if (!(flags & DEBUG_FLAGS))
         return 0;
-    return rec_offset(flags, size) - size + sizeof(uint64_t) +
+    return rec_offset(flags, size) - size + sizeof(uint64_t) + (tracks_request(flags) ? sizeof(uint64_t) : 0) +
            ((flags & MAGPOOL_STORE_USER) ? 2 * sizeof(struct owner) : 0);
 }
 
@@ -158,9 +173,16 @@ static inline uint64_t *state_of(unsigned flags, size_t size, void *obj)
     return (uint64_t *)((char *)obj + rec_offset(flags, size));
 }
 
+/* The requested size (tracks_request(flags) only). */
+static inline uint64_t *request_of(unsigned flags, size_t size, void *obj)
+{
+    return state_of(flags, size, obj) + 1;
+}
+
 static inline struct owner *owners_of(unsigned flags, size_t size, void *obj)
 {
-    return (struct owner *)(state_of(flags, size, obj) + 1); /* [0] alloc, [1] free */
+    /* [0] alloc, [1] free */
+    return (struct owner *)(state_of(flags, size, obj) + 1 + (tracks_request(flags) ? 1 : 0));
 }
 
 static uint64_t my_tid(void)
@@ -279,14 +301,19 @@ static long check_poison(const void *obj, size_t size)
     return p[size - 1] == POISON_END ? -1 : (long)(size - 1);
 }
 
-static long check_red(unsigned flags, size_t size, const void *obj)
+/* Offset of the first byte of obj[from, end) that is not RED_BYTE, or -1. */
+static long check_red_from(const void *obj, size_t from, size_t end)
 {
     const unsigned char *p = obj;
-    size_t end = rec_offset(flags, size);
-    for (size_t i = size; i < end; i++)
+    for (size_t i = from; i < end; i++)
         if (p[i] != RED_BYTE)
             return (long)i;
     return -1;
+}
+
+static long check_red(unsigned flags, size_t size, const void *obj)
+{
+    return check_red_from(obj, size, rec_offset(flags, size));
 }
 
 void mp_debug_init_object(magpool_cache_t *c, void *obj)
@@ -299,6 +326,8 @@ void mp_debug_init_object(magpool_cache_t *c, void *obj)
     if (flags & MAGPOOL_RED_ZONE)
         memset((char *)obj + size, RED_BYTE, rec_offset(flags, size) - size);
     *state_of(flags, size, obj) = MP_DBG_FREE;
+    if (tracks_request(flags))
+        *request_of(flags, size, obj) = size;
     if (flags & MAGPOOL_STORE_USER)
         memset(owners_of(flags, size, obj), 0, 2 * sizeof(struct owner));
     if (flags & MAGPOOL_POISON)
@@ -323,6 +352,8 @@ void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller)
             problem(c, flags, size, obj, "red zone overwritten",
                     "(while free, at offset %ld)", off);
         *st = MP_DBG_ALLOC;
+        if (tracks_request(flags))
+            *request_of(flags, size, obj) = size; /* kmalloc narrows it: mp_debug_set_request */
         if (flags & MAGPOOL_STORE_USER) {
             struct owner *o = owners_of(flags, size, obj);
             o[0].tid = my_tid();
@@ -330,6 +361,23 @@ void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller)
         }
     }
     vg_alloc(c, obj, size);
+}
+
+bool mp_debug_tracks_request(const magpool_cache_t *c)
+{
+    return tracks_request(cache_dflags(c));
+}
+
+void mp_debug_set_request(magpool_cache_t *c, void *obj, size_t req)
+{
+    unsigned flags = c != NULL ? cache_dflags(c) : 0;
+    if (!tracks_request(flags) || req > c->c_size)
+        return;
+    size_t size = c->c_size;
+    *request_of(flags, size, obj) = req;
+    mp_asan_unpoison(obj, size);
+    memset((char *)obj + req, RED_BYTE, size - req);
+    mp_asan_poison((char *)obj + req, size - req); /* ASan reports the overflow at once */
 }
 
 /* The checks of a free, then mark the object free.  false: the free must be
@@ -365,6 +413,14 @@ static bool free_checks(magpool_cache_t *c, unsigned flags, size_t size, void *o
                 ((unsigned char *)obj)[off]);
         /* continuing: repair it so the next check reports a new overrun only */
         memset((char *)obj + size, RED_BYTE, rec_offset(flags, size) - size);
+    }
+    if (tracks_request(flags)) {
+        uint64_t *req = request_of(flags, size, obj);
+        if (*req < size && (off = check_red_from(obj, (size_t)*req, size)) >= 0)
+            problem(c, flags, size, obj, "kmalloc red zone overwritten",
+                    "(at offset %ld, byte %#x; %llu bytes requested of %zu)", off, ((unsigned char *)obj)[off],
+                    (unsigned long long)*req, size);
+        *req = size;
     }
     *st = MP_DBG_FREE;
     if (flags & MAGPOOL_STORE_USER) {

@@ -39,6 +39,12 @@ bool mp_debug_on_free_deferred(magpool_cache_t *c, void *obj, const void *caller
 /* Addition: a deferred-freed object became reusable (grace period over):
  * poison it (pattern, ASan, memcheck).  mp_debug_on_free = the checks + this. */
 void mp_debug_on_reclaim(magpool_cache_t *c, void *obj);
+/* Addition (kmalloc): whether c records requested sizes (a kmalloc class,
+ * MP_KMALLOC_CACHE, with red zones on), and record one: obj (handed out)
+ * was asked for with req <= its size bytes; the rest becomes red zone,
+ * checked at free.  No-op for other caches (and NULL). */
+bool mp_debug_tracks_request(const magpool_cache_t *c);
+void mp_debug_set_request(magpool_cache_t *c, void *obj, size_t req);
 /* One-line diagnostic, then abort unless continuing. */
 void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
 /* fork.c: hold / release the debug layer's lock (a leaf) around fork. */

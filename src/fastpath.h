@@ -234,12 +234,13 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
 }
 
 /* Bulk alloc: a short run inline, else mp_alloc_bulk_run (n - 1 wraps for
- * n == 0, which goes there with the argument errors). */
+ * n == 0, which goes there with the argument errors, as does a NULL objs:
+ * EINVAL whether or not rounds are loaded). */
 static inline __attribute__((always_inline)) size_t mp_fast_alloc_bulk(struct magpool_cache *c, size_t n,
                                                                        void **objs, unsigned aflags,
                                                                        const void *caller)
 {
-    if (__builtin_expect(c != NULL && n - 1 < MP_BULK_INLINE && aflags == 0, 1) &&
+    if (__builtin_expect(c != NULL && objs != NULL && n - 1 < MP_BULK_INLINE && aflags == 0, 1) &&
         mp_alloc_bulk_hit(c, n, objs, true))
         return n;
     return mp_alloc_bulk_run(c, n, objs, aflags, caller);

@@ -16,6 +16,11 @@
  *  - kmalloc's fast path: a size test, a table load (the class caches are
  *    published with release once all exist; readers acquire, a plain load on
  *    x86) and the core's inline pop.  No pthread_once per call.
+ *  - With red zones on the classes (MAGPOOL_DEBUG=redzone), each object
+ *    records the size asked for and the bytes past it to the class size are
+ *    a red zone, checked at kfree (debug.c, mp_debug_set_request); such
+ *    classes are not published in class_cache, so their kmallocs take
+ *    kmalloc_slow, which records the size, and the hit path checks nothing.
  *  - kfree's fast path: one inline page-map + slab-descriptor lookup
  *    (validates foreign / misaligned), the owner's front-end magic (a kmem
  *    cache, any one: Linux >= 6.4 allows that too), then the core's inline
@@ -58,13 +63,17 @@ static void classes_init(void)
         unsigned sz = class_size[i];
         unsigned align = (sz & (sz - 1)) == 0 ? (sz < 4096 ? sz : 4096) : 16;
         snprintf(name, sizeof name, "kmalloc-%u%s", sz >= 1024 ? sz / 1024 : sz, sz >= 1024 ? "k" : "");
-        classes[i] = kmem_cache_create(name, sz, align, 0, NULL);
+        classes[i] = mp_kmem_cache_create(name, sz, align, 0, NULL, MP_KMALLOC_CACHE);
         if (classes[i] == NULL)
             return; /* classes_ok stays false: every kmalloc fails with ENOMEM */
     }
     classes_ok = true;
+    /* A class that records requested sizes (red zones on: debug.c) is not
+     * published, so its kmallocs all take kmalloc_slow, which records them;
+     * the hit path carries no check for it. */
     for (int i = 0; i < NCLASSES; i++)
-        atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
+        if (!mp_debug_tracks_request(classes[i]->c))
+            atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -74,12 +83,27 @@ static inline unsigned size_to_class(size_t size)
     return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - 1; /* ceil log2 - 1 */
 }
 
+/* A size no retry can ever serve (larger than the arena, or than a span can
+ * describe).  __GFP_NOFAIL cannot keep its promise, so, as Linux warns and
+ * fails such a request, one line (unless __GFP_NOWARN), then NULL + ENOMEM. */
+static __attribute__((noinline, cold)) void *kmalloc_impossible(size_t size, gfp_t gfp)
+{
+    if ((gfp & __GFP_NOFAIL) && !(gfp & __GFP_NOWARN)) {
+        struct mp_page_stats ps;
+        mp_page_stats(&ps);
+        char detail[128];
+        snprintf(detail, sizeof detail, "(%zu bytes; the arena holds %llu): failing", size,
+                 (unsigned long long)ps.arena_bytes);
+        mp_report("kmalloc-large", NULL, "__GFP_NOFAIL allocation larger than the arena", detail, true);
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
 static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
 {
-    if (size > SIZE_MAX - (MP_PAGE_SIZE - 1)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (size > SIZE_MAX - (MP_PAGE_SIZE - 1))
+        return kmalloc_impossible(size, gfp);
     size_t npages = (size + MP_PAGE_SIZE - 1) >> MP_PAGE_SHIFT;
     unsigned aflags = mp_gfp_to_aflags(gfp);
     void *p;
@@ -91,11 +115,8 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    if (p == NULL) {
-        if (errno == EINVAL) /* npages beyond what a span can describe */
-            errno = ENOMEM;
-        return NULL;
-    }
+    if (p == NULL)
+        return errno == EINVAL ? kmalloc_impossible(size, gfp) : NULL; /* EINVAL: never (page.h) */
     mp_page_set_owner(p, npages, (void *)&large_tag);
     if (aflags & MAGPOOL_ZERO)
         memset(p, 0, size);
@@ -115,7 +136,11 @@ static __attribute__((noinline, cold)) void *kmalloc_slow(size_t size, gfp_t gfp
         errno = ENOMEM;
         return NULL;
     }
-    return mp_kmem_alloc(classes[size_to_class(size)]->c, gfp, caller);
+    magpool_cache_t *c = classes[size_to_class(size)]->c;
+    void *p = mp_kmem_alloc(c, gfp, caller);
+    if (p != NULL)
+        mp_debug_set_request(c, p, size); /* red zones: the bytes past size are one */
+    return p;
 }
 
 static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, gfp_t gfp, const void *caller)
@@ -154,12 +179,17 @@ static inline bool is_large(const void *p)
     return mp_page_owner_inline(p) == (const void *)&large_tag;
 }
 
+/* One diagnostic about a large (page span) kmalloc block. */
+static __attribute__((noinline, cold)) void large_misuse(const void *p, const char *kind, const char *detail)
+{
+    mp_report("kmalloc-large", p, kind, detail, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
+
 static __attribute__((noinline, cold)) void large_misaligned(const void *p, const char *op)
 {
     char detail[64];
     snprintf(detail, sizeof detail, "(%s: inside a large kmalloc)", op);
-    mp_report("kmalloc-large", p, "misaligned pointer", detail,
-              (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+    large_misuse(p, "misaligned pointer", detail);
 }
 
 /* kfree of anything but a valid kmem object: NULL, ZERO_SIZE_PTR, a large
@@ -178,6 +208,12 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_span_free((void *)p);
         return;
     }
+    /* A page start in the arena that nothing owns: what a large block's
+     * first kfree leaves (a foreign pointer lies outside the arena). */
+    if (mp_page_unowned(p)) {
+        large_misuse(p, "double free", "(kfree: no block starts here any more)");
+        return;
+    }
     struct kmem_cache *s = mp_kmem_owner(p, "kfree");
     if (s != NULL) /* (only a racing misuse elsewhere gets here) */
         mp_fast_free(s->c, (void *)p, caller);
@@ -193,18 +229,27 @@ MP_HOT_ENTRY void kfree(const void *p)
     mp_fast_free(c, (void *)p, caller);
 }
 
-size_t ksize(const void *p)
+/* ksize of p for the call `op` (ksize, krealloc), which names a misuse. */
+static size_t ksize_op(const void *p, const char *op)
 {
     if (ZERO_OR_NULL_PTR(p))
         return 0;
     if (is_large(p)) {
         size_t npages = mp_span_pages(p);
         if (npages == 0)
-            large_misaligned(p, "ksize");
+            large_misaligned(p, op);
         return npages << MP_PAGE_SHIFT;
     }
-    struct kmem_cache *s = mp_kmem_owner(p, "ksize");
-    return s != NULL ? s->size : 0;
+    struct kmem_cache *s = mp_kmem_owner(p, op);
+    if (s == NULL)
+        return 0;
+    mp_debug_set_request(s->c, (void *)p, s->size); /* all of it is usable now, as in Linux */
+    return s->size;
+}
+
+size_t ksize(const void *p)
+{
+    return ksize_op(p, "ksize");
 }
 
 void *krealloc(const void *p, size_t new_size, gfp_t gfp)
@@ -215,11 +260,14 @@ void *krealloc(const void *p, size_t new_size, gfp_t gfp)
         kfree(p);
         return ZERO_SIZE_PTR;
     }
-    size_t old = ksize(p);
+    size_t old = ksize_op(p, "krealloc");
     if (old == 0) /* misuse diagnosed (continue mode): leave p alone */
         return NULL;
-    if (old >= new_size)
+    if (old >= new_size) {
+        /* In place: new_size is the request now (red zones: the rest is one). */
+        mp_debug_set_request(mp_slab_owner_inline(p), (void *)p, new_size);
         return (void *)p;
+    }
     void *q = kmalloc(new_size, gfp & ~(gfp_t)__GFP_ZERO);
     if (q == NULL)
         return NULL;

@@ -69,6 +69,12 @@ create_failed(const char *name, slab_flags_t flags, int err, const char *reason)
 struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
                                      slab_flags_t flags, void (*ctor)(void *))
 {
+    return mp_kmem_cache_create(name, size, align, flags, ctor, 0);
+}
+
+struct kmem_cache *mp_kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+                                        slab_flags_t flags, void (*ctor)(void *), unsigned core_flags)
+{
     if (name == NULL)
         return create_failed(name, flags, EINVAL, "NULL name");
     if (size == 0 || size > MAGPOOL_MAX_OBJECT_SIZE)
@@ -87,7 +93,7 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsign
     s->ctor = ctor;
     snprintf(s->name, sizeof s->name, "%s", name);
 
-    unsigned mf = 0;
+    unsigned mf = core_flags;
     if (flags & SLAB_HWCACHE_ALIGN)
         mf |= MAGPOOL_HWCACHE_ALIGN;
     if ((flags & SLAB_POISON) && ctor == NULL) /* poison would destroy constructed state */

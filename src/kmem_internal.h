@@ -30,6 +30,11 @@ struct kmem_cache {
     char name[64];
 };
 
+/* kmem_cache_create with front-end-only core flags (core.h: MP_KMALLOC_CACHE
+ * for the kmalloc classes) added to the cache's. */
+struct kmem_cache *mp_kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+                                        slab_flags_t flags, void (*ctor)(void *), unsigned core_flags);
+
 /* The kmem_cache owning obj (any kmem cache, kmalloc classes included).  On
  * a foreign, misaligned or non-kmem object: one-line diagnostic naming `op`,
  * abort, or (continue mode) NULL. */

@@ -217,11 +217,18 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
         errno = EINVAL;
         return NULL;
     }
+    /* NOFAIL wins over NOWAIT (as __GFP_NOFAIL does): a retry that may not
+     * block could wait for ever on a cache that has nothing built. */
+    if (aflags & MAGPOOL_NOFAIL)
+        aflags &= ~MAGPOOL_NOWAIT;
     void *obj;
     while ((obj = mp_alloc_try(c, aflags)) == NULL) {
         int err = errno;
         mp_add_relaxed64(&c->c_alloc_failures, 1);
-        if (!(aflags & MAGPOOL_NOFAIL) || mp_destroyed(c)) {
+        /* NOFAIL retries only what can pass: ENOMEM (memory, or the
+         * object limit, which another thread's free lifts; magpool.h).
+         * Anything else (a destroyed cache: EINVAL) never will. */
+        if (!(aflags & MAGPOOL_NOFAIL) || err != ENOMEM || mp_destroyed(c)) {
             errno = err;
             return NULL;
         }
@@ -259,6 +266,16 @@ MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 }
 
 /* ---- free ----------------------------------------------------------------- */
+
+/* A free of obj (not NULL) with a NULL cache: the object would leak
+ * silently, so it is a misuse, as kmem_cache_free(NULL, obj) is: one line
+ * naming the call and the address, then abort (MAGPOOL_DEBUG=continue:
+ * dropped, errno EINVAL). */
+static MP_COLD void mp_free_null_cache(const void *obj, const char *op)
+{
+    errno = EINVAL;
+    mp_report(op, obj, "NULL cache", NULL, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+}
 
 MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
 {
@@ -358,7 +375,7 @@ static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj
 MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (c == NULL) {
-        errno = EINVAL;
+        mp_free_null_cache(obj, "magpool_free");
         return;
     }
     if (c->c_debug && !mp_debug_on_free(c, obj, caller))
@@ -475,6 +492,12 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
                                                 const void *caller)
 {
     if (c == NULL || objs == NULL) {
+        /* NULL objs: nothing to free.  NULL c: its first object is named. */
+        for (size_t i = 0; c == NULL && objs != NULL && i < n; i++)
+            if (objs[i] != NULL) {
+                mp_free_null_cache(objs[i], "magpool_free_bulk");
+                return;
+            }
         errno = EINVAL;
         return;
     }
@@ -602,6 +625,18 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     mp_store_relaxed32(&tc->tc_def_rounds, 0);
 }
 
+/* An immediate double free on the deferred path (obj not yet appended): obj
+ * is the last object of the thread's batch m (n objects, m may be NULL), or
+ * the top round of its loaded magazine, i.e. what the thread just freed
+ * (deferred or not).  The same two cheap checks as magpool_free's (objs[-1]
+ * is each magazine's NULL guard, so n == 0 reads it); every double free is
+ * caught with MAGPOOL_VERIFY (debug.c).  tc is a holder's (tc_objs set). */
+static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
+{
+    return (m != NULL && m->objs[(long)n - 1] == obj) ||
+           tc->tc_objs[(long)mp_load_relaxed32(&tc->tc_rounds) - 1] == obj;
+}
+
 /* Everything but an append to a batch with room: the first deferred free
  * (the batch magazine is allocated here), sealing a full batch, debug caches
  * (checked now), destroyed caches and threads with no state. */
@@ -610,7 +645,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     if (obj == NULL)
         return;
     if (c == NULL) {
-        errno = EINVAL;
+        mp_free_null_cache(obj, "magpool_free_deferred");
         return;
     }
     /* Debug: checked now, poisoned only after the grace period. */
@@ -625,6 +660,10 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
         mp_gate_enter(t);
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
+            if (mp_deferred_repeat(tc, tc->tc_deferred, mp_load_relaxed32(&tc->tc_def_rounds), obj)) {
+                mp_double_free(c, obj);
+                return;
+            }
             if (tc->tc_deferred == NULL)
                 tc->tc_deferred = mp_defer_batch_get(c);
             struct mp_mag *m = tc->tc_deferred;
@@ -662,7 +701,8 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
 /* The per-object part of a deferred free: append to the thread's batch.  A
  * debug or destroyed cache (fast id 0) and a thread with no state read the
  * all-zero tcache[0] (I3), whose tc_deferred is NULL, and go slow, as do the
- * first free of a batch and the one that fills it (sealing is per batch). */
+ * first free of a batch, the one that fills it (sealing is per batch) and
+ * an immediate double free (diagnosed there). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
 {
     if (__builtin_expect(c != NULL && obj != NULL, 1)) {
@@ -670,7 +710,7 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         struct mp_mag *m = tc->tc_deferred;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
-            if (__builtin_expect(n + 1 < m->stamp, 1)) {
+            if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
                 m->objs[n] = obj;

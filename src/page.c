@@ -85,6 +85,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "debug.h"
 #include "magpool/magpool.h"
 #include "sanitize.h"
 
@@ -215,6 +216,27 @@ static bool try_reserve(size_t size)
     return true;
 }
 
+/* MAGPOOL_FAULT_PPM, read at init: a decimal number 0..1000000.  Anything
+ * else (a sign, other characters, out of range: strtoul took "-1" for
+ * 100%) is one line and ignored. */
+static void fault_env(void)
+{
+    const char *env = getenv("MAGPOOL_FAULT_PPM");
+    if (env == NULL || *env == '\0')
+        return;
+    unsigned long v = 0;
+    const char *q = env;
+    while (*q >= '0' && *q <= '9' && v <= 1000000)
+        v = v * 10 + (unsigned long)(*q++ - '0');
+    if (*q != '\0' || v > 1000000) {
+        char kind[80];
+        snprintf(kind, sizeof kind, "invalid value '%.32s' ignored", env);
+        mp_report("MAGPOOL_FAULT_PPM", NULL, kind, "(want a decimal number 0..1000000)", true);
+        return;
+    }
+    mp_page_fault_inject((unsigned)v);
+}
+
 static __attribute__((noinline, cold)) int page_init_slow(void)
 {
     pthread_mutex_lock(&g_init_lock);
@@ -231,9 +253,7 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
          * application malloc'd; only the arena's committed (readable) parts
          * are ever scanned (sanitize.h). */
         mp_lsan_root(mp_pmap.base, size);
-        const char *env = getenv("MAGPOOL_FAULT_PPM");
-        if (env != NULL && *env != '\0')
-            mp_page_fault_inject((unsigned)strtoul(env, NULL, 10));
+        fault_env();
         /* Release: publishes mp_pmap.base/pmap/pinfo/rstate/npages.  Pairs with the
          * acquire loads in mp_page_init and mp_page_owner; if relaxed, a
          * reader could see the size and a stale (NULL) pmap. */
@@ -493,6 +513,10 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
     if (mp_page_init() != 0)
         return NULL;
     uint32_t n = (uint32_t)((npages + REGION_PAGES - 1) / REGION_PAGES);
+    if (n > g.nregions) { /* more than the whole arena: no retry can serve it */
+        errno = EINVAL;
+        return NULL;
+    }
     pthread_mutex_lock(&g.lock);
     uint32_t r = regions_reserve(n);
     void *p = NULL;
@@ -585,6 +609,11 @@ void mp_page_set_owner(void *p, size_t npages, void *owner)
 void *mp_page_owner(const void *p)
 {
     return mp_page_owner_inline(p);
+}
+
+bool mp_page_unowned(const void *p)
+{
+    return in_arena(p, 1) && mp_page_owner(p) == NULL;
 }
 
 /* ---- statistics and self-check -------------------------------------------- */

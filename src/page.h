@@ -18,6 +18,7 @@
 #ifndef MP_PAGE_H
 #define MP_PAGE_H
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,7 +38,9 @@ void mp_pages_free(void *p, unsigned order);
 
 /* Any number of pages (npages >= 1), page aligned; served from the buddy
  * allocator when it fits a block, else whole regions.  Freed by mp_span_free
- * with the start address alone; mp_span_pages tells its size in pages. */
+ * with the start address alone; mp_span_pages tells its size in pages.
+ * NULL + EINVAL when no retry could ever serve it (npages 0, more than a
+ * span describes, or more than the whole arena); else as mp_pages_alloc. */
 void *mp_span_alloc(size_t npages, unsigned aflags);
 void mp_span_free(void *p);
 size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
@@ -49,6 +52,10 @@ size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
  * owner's initialised fields. */
 void mp_page_set_owner(void *p, size_t npages, void *owner);
 void *mp_page_owner(const void *p);
+/* Addition: p is the page-aligned start of a page of the arena that no block
+ * or span owns now: an address only a block freed before can have handed
+ * out (kfree tells a second free of a large block from a foreign pointer). */
+bool mp_page_unowned(const void *p);
 
 /* fork.c: hold / release the page layer's locks around fork (both sides). */
 void mp_page_fork_lock(void);

@@ -86,8 +86,10 @@
  *      `lock` too, so when synchronize returns none is still running, and a
  *      node retired before the call is either in incoming (detached by our
  *      exchange), in limbo, or already run.
- *  R7 (synchronize inside a section) would wait for itself: diagnosed and
- *      refused.  poll inside a section never calls ck_epoch_poll (it would
+ *  R7 (synchronize inside a section) would wait for itself: diagnosed as a
+ *      misuse (one line, abort; MAGPOOL_DEBUG=continue: refused, returning
+ *      with no grace period).  A liburcu domain asks its flavour
+ *      (read_ongoing).  poll inside a section never calls ck_epoch_poll (it would
  *      overwrite this thread's recorded epoch while active, breaking R1 for
  *      this thread); it only runs what is already ripe.
  *  R8 (thread exit).  Nothing is ever kept in a thread's record, so nothing
@@ -122,6 +124,7 @@
  *  call_rcu takes a read-side lock).
  */
 #include "reclaim.h"
+#include "debug.h"
 #include "meta.h"
 #include "sanitize.h"
 
@@ -345,12 +348,23 @@ __attribute__((noinline)) static void ck_poll(magpool_domain_t *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* R7: a synchronize of d inside one of the calling thread's read-side
+ * sections of d.  One line, then abort, or (MAGPOOL_DEBUG=continue) the
+ * caller returns without a grace period: it cannot wait for itself. */
+static __attribute__((noinline, cold)) void sync_in_section(magpool_domain_t *d)
+{
+    bool cont = (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
+    mp_report("reclaim", d, "synchronize inside a read-side section",
+              cont ? "(it would wait for itself; returning without a grace period)"
+                   : "(it would wait for itself)",
+              cont);
+}
+
 static void ck_synchronize(magpool_domain_t *d)
 {
     ck_epoch_record_t *rec = record();
     if (t_rt.nest != 0) { /* R7 */
-        fprintf(stderr, "magpool: reclaim: synchronize inside a read-side section at %p\n",
-                (void *)d);
+        sync_in_section(d);
         return;
     }
     pthread_mutex_lock(&d->lock);
@@ -419,6 +433,10 @@ void mp_domain_synchronize(magpool_domain_t *d)
 {
     d = dom_or_default(d);
     if (d->kind == DOM_URCU) {
+        if (d->flavor->read_ongoing != NULL && d->flavor->read_ongoing()) { /* R7 */
+            sync_in_section(d);
+            return;
+        }
         d->flavor->update_synchronize_rcu();
         mp_tsan_ignore_begin();
         d->flavor->barrier();           /* every queued callback has run */

@@ -13,6 +13,16 @@
  * captured; the parent checks how the child ended (killed / exited 0) and
  * that stderr holds the expected words (alternatives separated by '|').
  *   double free           core, kmem_cache, mem_put, kfree   "double free"
+ *                         (kmalloc large blocks too), deferred frees:
+ *                         free_deferred twice, free then free_deferred,
+ *                         kmem_cache_free_rcu twice
+ *   NULL cache            magpool_free(NULL, obj), kmem_cache_free(NULL,
+ *                         obj)                               "NULL cache"
+ *   synchronize inside    magpool_synchronize in a read-side section
+ *   a read-side section                   "synchronize inside a read-side section"
+ *   kmalloc red zone      MAGPOOL_DEBUG=redzone: a write past the size asked
+ *                         for, inside the class   "kmalloc red zone overwritten"
+ *   bad MAGPOOL_FAULT_PPM "-1": one line, ignored (exit 0)  "invalid value"
  *   foreign pointer       stack and malloc'd addresses       "foreign pointer"
  *   misaligned pointer    obj + 1 through every free call    "misaligned pointer"
  *                         (the core's magpool_free promises these only with
@@ -32,8 +42,10 @@
  *   destroy with live     kmem_cache_destroy prints the count and continues;
  *   objects               magpool_cache_destroy returns it; mem_pool_destroy
  *                         is silent; the later frees are safe (exit 0)
- *   invalid arguments     every create/alloc entry point: NULL/0/-1 + EINVAL,
- *                         checked in-process; SLAB_PANIC dies with its reason
+ *   invalid arguments     every create/alloc entry point: NULL/0/-1 + EINVAL
+ *                         (unknown config flags, names over 63 characters, a
+ *                         NULL bulk array on a warm cache), checked
+ *                         in-process; SLAB_PANIC dies with its reason
  * Under ASan, damage that ASan sees first (a write into a freed, poisoned
  * object) may be reported by ASan instead: those cases accept either text.
  * --libc runs glibc's own double-free and invalid-pointer checks for
@@ -121,6 +133,59 @@ static void c_verify_double_free_later(void)
     magpool_free(c, a);
     magpool_free(c, b);
     magpool_free(c, a);
+}
+
+static void c_kfree_large_double(void)
+{
+    void *o = kmalloc(40000, GFP_KERNEL);
+    kfree(o);
+    kfree(o);
+}
+static void c_deferred_double(void)
+{
+    magpool_cache_t *c = core("mis-deferred", 64, 0);
+    void *o = magpool_alloc(c);
+    magpool_free_deferred(c, o);
+    magpool_free_deferred(c, o);
+}
+static void c_free_then_deferred(void)
+{
+    magpool_cache_t *c = core("mis-deferred", 64, 0);
+    void *o = magpool_alloc(c);
+    magpool_free(c, o);
+    magpool_free_deferred(c, o);
+}
+static void c_free_rcu_double(void)
+{
+    struct kmem_cache *s = kmem("mis-rcu", 64, 0);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free_rcu(s, o);
+    kmem_cache_free_rcu(s, o);
+}
+
+/* ---- NULL cache, synchronize, kmalloc red zone, environment ---- */
+static void c_core_null_cache(void)
+{
+    magpool_free(NULL, magpool_alloc(core("mis-core", 64, 0)));
+}
+static void c_kmem_null_cache(void)
+{
+    kmem_cache_free(NULL, kmem_cache_alloc(kmem("mis-kmem", 64, 0), GFP_KERNEL));
+}
+static void c_sync_in_section(void)
+{
+    magpool_read_enter(NULL);
+    magpool_synchronize(NULL);
+}
+static void c_kmalloc_redzone(void)
+{
+    char *p = kmalloc(100, GFP_KERNEL);
+    ((volatile char *)p)[100] = 1;
+    kfree(p);
+}
+static void c_fault_ppm_bad(void)
+{
+    kfree(kmalloc(40000, GFP_KERNEL)); /* fault injection stays off */
 }
 
 /* ---- foreign ---- */
@@ -334,6 +399,16 @@ static const struct mcase cases[] = {
     {"kfree_double", c_kfree_double, NULL, DIES, "double free"},
     {"verify_double_free_later", c_verify_double_free_later, NULL, DIES, "double free"},
     {"env_verify_double_free", c_verify_double_free_later, "MAGPOOL_DEBUG=verify", DIES, "double free"},
+    {"kfree_large_double", c_kfree_large_double, NULL, DIES, "kmalloc-large: double free"},
+    {"deferred_double", c_deferred_double, NULL, DIES, "double free"},
+    {"free_then_deferred", c_free_then_deferred, NULL, DIES, "double free"},
+    {"free_rcu_double", c_free_rcu_double, NULL, DIES, "double free"},
+    {"core_null_cache", c_core_null_cache, NULL, DIES, "magpool_free: NULL cache"},
+    {"kmem_null_cache", c_kmem_null_cache, NULL, DIES, "kmem_cache_free: NULL cache"},
+    {"sync_in_section", c_sync_in_section, NULL, DIES, "synchronize inside a read-side section"},
+    {"sync_in_section_continue", c_sync_in_section, "MAGPOOL_DEBUG=continue", LIVES,
+     "returning without a grace period"},
+    {"fault_ppm_bad", c_fault_ppm_bad, "MAGPOOL_FAULT_PPM=-1", LIVES, "MAGPOOL_FAULT_PPM: invalid value '-1' ignored"},
     /* magpool.h promises only the immediate double free in the core's
      * default mode: foreign/misaligned are caught there with verification. */
     {"core_foreign_stack", c_core_foreign_stack, NULL, EITHER, "foreign pointer"},
@@ -370,6 +445,7 @@ static const struct mcase cases[] = {
     {"redzone_slab", c_redzone_slab, NULL, DIES, "red zone"},
     {"redzone_core", c_redzone_core, NULL, DIES, "red zone"},
     {"redzone_env", c_redzone_core, "MAGPOOL_DEBUG=redzone", DIES, "red zone"},
+    {"kmalloc_redzone_env", c_kmalloc_redzone, "MAGPOOL_DEBUG=redzone", DIES, "kmalloc red zone overwritten" OR_ASAN},
     {"destroy_live_kmem", c_destroy_live_kmem, NULL, LIVES, "still has objects (3)"},
     {"destroy_live_core", c_destroy_live_core, NULL, LIVES, "destroy returned 3"},
     {"destroy_live_mem_pool", c_destroy_live_mem_pool, NULL, LIVES, NULL},
@@ -471,7 +547,22 @@ static void invalid_arguments(void)
     CHECK(magpool_cache_stats(c, NULL) == -1 && errno == EINVAL);
     magpool_free(c, NULL);
     CHECK(magpool_alloc_bulk(c, 0, objs, 0) == 0);
+    magpool_free(c, magpool_alloc(c)); /* warm: rounds loaded */
+    errno = 0;
+    CHECK(magpool_alloc_bulk(c, 4, NULL, 0) == 0 && errno == EINVAL);
+    errno = 0;
+    magpool_free_bulk(c, 4, NULL);
+    CHECK(errno == EINVAL);
     CHECK(magpool_cache_destroy(c) == 0);
+    struct magpool_config bad_flags = {.name = "x", .size = 64, .flags = 0xffffffffu};
+    errno = 0;
+    CHECK(magpool_cache_create(&bad_flags) == NULL && errno == EINVAL);
+    char name64[65];
+    memset(name64, 'n', 64);
+    name64[64] = 0;
+    struct magpool_config long_name = {.name = name64, .size = 64};
+    errno = 0;
+    CHECK(magpool_cache_create(&long_name) == NULL && errno == EINVAL); /* 63 characters at most */
 
     errno = 0;
     CHECK(mem_pool_new_fn(0, 10, "x") == NULL && errno == EINVAL);

@@ -8,6 +8,7 @@
  * The conservation equation (I1) is checked after every scenario.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,36 @@ static void test_bad_args(void)
     errno = 0;
     CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL);
 
+    /* Unknown cache flags (0xffffffff used to turn on debug, typesafe and
+     * continue) and names longer than 63 characters (used to be cut). */
+    cfg.mag_max = 0;
+    unsigned bad_flags[] = { 0xffffffffu, 0x100u, 0x80000000u, MAGPOOL_VERIFY | 0x1000u };
+    for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
+        cfg.flags = bad_flags[i];
+        errno = 0;
+        CHECK_MSG(magpool_cache_create(&cfg) == NULL && errno == EINVAL, "flags %#x", bad_flags[i]);
+    }
+    for (unsigned f = 1; f <= MAGPOOL_NO_BACKLOG; f <<= 1) { /* each known flag alone */
+        cfg.flags = f;
+        magpool_cache_t *ok = magpool_cache_create(&cfg);
+        CHECK_MSG(ok != NULL, "flag %#x rejected", f);
+        if (ok != NULL)
+            CHECK(magpool_cache_destroy(ok) == 0);
+    }
+    cfg.flags = 0;
+    char name[80];
+    memset(name, 'n', sizeof name);
+    name[64] = 0;
+    cfg.name = name;
+    errno = 0;
+    CHECK(magpool_cache_create(&cfg) == NULL && errno == EINVAL); /* 64 characters */
+    name[63] = 0;
+    magpool_cache_t *named = magpool_cache_create(&cfg);        /* 63: kept whole */
+    CHECK(named != NULL && strcmp(magpool_cache_name(named), name) == 0);
+    if (named != NULL)
+        CHECK(magpool_cache_destroy(named) == 0);
+    cfg.name = "bad";
+
     errno = 0;
     CHECK(magpool_alloc(NULL) == NULL && errno == EINVAL);
     errno = 0;
@@ -126,10 +157,10 @@ static void test_bad_args(void)
     CHECK(magpool_cache_name(NULL) == NULL);
     CHECK(magpool_cache_object_size(NULL) == 0);
     magpool_free(NULL, NULL); /* no crash */
-    errno = 0;
-    magpool_free(NULL, &local);
-    CHECK(errno == EINVAL);
     magpool_free_deferred(NULL, NULL);
+    errno = 0;
+    magpool_free_bulk(NULL, 0, NULL);
+    CHECK(errno == EINVAL);
 
     magpool_cache_t *c = mk("bad-args", 32);
     CHECK(c != NULL);
@@ -142,6 +173,78 @@ static void test_bad_args(void)
     magpool_free(c, NULL); /* no-op */
     CHECK(magpool_alloc_bulk(c, 0, objs, 0) == 0);
     CHECK(conserved(c, NULL));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* A free with a NULL cache of a real object is a misuse (it would leak the
+ * object silently): one line naming the call and the address, abort. */
+static void null_cache_child(void *arg)
+{
+    magpool_cache_t *c = mk("nullc", 32);
+    void *o = magpool_alloc(c);
+    switch ((int)(intptr_t)arg) {
+    case 0: magpool_free(NULL, o); break;
+    case 1: magpool_free_deferred(NULL, o); break;
+    default: {
+        void *v[3] = {NULL, o, NULL};
+        magpool_free_bulk(NULL, 3, v);
+    }
+    }
+}
+/* MAGPOOL_DEBUG=continue: reported and dropped (errno EINVAL); the program
+ * goes on and the object is still live. */
+static void null_cache_continue(void *arg)
+{
+    (void)arg;
+    setenv("MAGPOOL_DEBUG", "continue", 1);
+    magpool_cache_t *c = mk("nullc-cont", 32);
+    void *o = magpool_alloc(c);
+    errno = 0;
+    magpool_free(NULL, o);
+    int e = errno;
+    struct magpool_stats st;
+    magpool_cache_stats(c, &st);
+    printf("errno %d in_use %llu\n", e, (unsigned long long)st.in_use);
+    fflush(stdout);
+    _exit(e == EINVAL && st.in_use == 1 ? 0 : 1);
+}
+
+static void test_null_cache_free(void)
+{
+    CHECK(check_death(null_cache_child, (void *)0, "magpool: magpool_free: NULL cache at 0x"));
+    CHECK(check_death(null_cache_child, (void *)1, "magpool: magpool_free_deferred: NULL cache at 0x"));
+    CHECK(check_death(null_cache_child, (void *)2, "magpool: magpool_free_bulk: NULL cache at 0x"));
+    char out[4096];
+    int st = check_run_child(null_cache_continue, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool: magpool_free: NULL cache at 0x"),
+              "continue mode: status %#x [%s]", st, out);
+}
+
+/* Bulk calls with a NULL array (issue #14 D): alloc gives 0 + EINVAL whether
+ * or not the thread has rounds loaded (a warm cache used to take the inline
+ * copy into NULL; kmem_cache_alloc_bulk: test_kmem_cache.c);
+ * free frees nothing and sets EINVAL. */
+static void test_bulk_null_array(void)
+{
+    magpool_cache_t *c = mk("bulk-null", 48);
+    for (int warm = 0; warm < 2; warm++) {
+        if (warm)
+            magpool_free(c, magpool_alloc(c)); /* rounds loaded now */
+        for (size_t n = 1; n <= 40; n += 13) {
+            errno = 0;
+            CHECK_MSG(magpool_alloc_bulk(c, n, NULL, 0) == 0 && errno == EINVAL, "warm %d n %zu", warm, n);
+            errno = 0;
+            CHECK(magpool_alloc_bulk(c, n, NULL, MAGPOOL_ZERO) == 0 && errno == EINVAL);
+            errno = 0;
+            magpool_free_bulk(c, n, NULL);
+            CHECK(errno == EINVAL);
+        }
+    }
+    struct magpool_stats st;
+    CHECK(conserved(c, &st) && st.in_use == 0);
+    errno = 0;
+    void *objs[2];
+    CHECK(magpool_alloc_bulk(c, 2, objs, 0x100) == 0 && errno == EINVAL); /* unknown alloc flag */
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
@@ -292,6 +395,85 @@ static void test_flags(void)
     magpool_free(c, f);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
+}
+
+/* MAGPOOL_MAX_CACHES: id 0 is reserved, so 4095 caches exist at once (the
+ * header says so); one more gets ENOMEM, and a destroy makes room again.
+ * In a child, so this process's caches are counted exactly. */
+static int count_cache(magpool_cache_t *c, void *arg)
+{
+    (void)c;
+    ++*(unsigned *)arg;
+    return 0;
+}
+static void max_caches_child(void *arg)
+{
+    (void)arg;
+    static magpool_cache_t *v[MAGPOOL_MAX_CACHES];
+    unsigned before = 0, n = 0;
+    magpool_cache_foreach(count_cache, &before);
+    struct magpool_config cfg = { .name = "max", .size = 16 };
+    errno = 0;
+    while (n < MAGPOOL_MAX_CACHES && (v[n] = magpool_cache_create(&cfg)) != NULL)
+        n++;
+    int e = errno;
+    int again = -1;
+    if (n > 0 && magpool_cache_destroy(v[--n]) == 0) {
+        v[n] = magpool_cache_create(&cfg);
+        again = v[n] != NULL;
+    }
+    printf("before %u created %u errno %d again %d\n", before, before + n + (again == 1), e, again);
+    fflush(stdout);
+    _exit(before + n + (again == 1) == MAGPOOL_MAX_CACHES - 1 && e == ENOMEM && again == 1 ? 0 : 1);
+}
+static void test_max_caches(void)
+{
+    char out[4096];
+    int st = check_run_child(max_caches_child, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "max caches: status %#x [%s]", st, out);
+}
+
+/* MAGPOOL_NOFAIL (issue #14 B).  With MAGPOOL_NOWAIT too it may block (NOFAIL
+ * wins): on a cache with nothing built, a retry that may not block used to
+ * spin for ever.  At the object limit it waits for a free: here a thread
+ * frees one and exits (its magazines go to the depot).  alarm() turns a
+ * spin into a failure. */
+static void *nofail_freer(void *arg)
+{
+    nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000000 }, NULL);
+    void **pair = arg;
+    magpool_free(pair[0], pair[1]);
+    return NULL;
+}
+static void nofail_child(void *arg)
+{
+    (void)arg;
+    alarm(10);
+    struct magpool_config cfg = { .name = "nofail-nowait", .size = 64 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    void *o = magpool_alloc_flags(c, MAGPOOL_NOWAIT | MAGPOOL_NOFAIL);
+    if (o == NULL)
+        _exit(2);
+    struct magpool_config lim = { .name = "nofail-limit", .size = 64, .max_objects = 4, .mag_max = 1 };
+    magpool_cache_t *l = magpool_cache_create(&lim);
+    void *v[4];
+    int n = 0;
+    while (n < 4 && (v[n] = magpool_alloc(l)) != NULL)
+        n++;
+    if (n == 0 || magpool_alloc(l) != NULL) /* at the limit, every object live */
+        _exit(3);
+    void *pair[2] = { l, v[0] };
+    pthread_t t;
+    pthread_create(&t, NULL, nofail_freer, pair);
+    void *w = magpool_alloc_flags(l, MAGPOOL_NOFAIL); /* waits for the free */
+    pthread_join(t, NULL);
+    _exit(w == v[0] ? 0 : 4);
+}
+static void test_nofail(void)
+{
+    char out[4096];
+    int st = check_run_child(nofail_child, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "NOFAIL child: status %#x [%s]", st, out);
 }
 
 /* ---- limits and bulk ------------------------------------------------------------- */
@@ -978,7 +1160,11 @@ static void test_backlog_idle(void)
 
 int main(void)
 {
+    test_null_cache_free(); /* first: its children read MAGPOOL_DEBUG fresh */
     test_bad_args();
+    test_bulk_null_array();
+    test_nofail();
+    test_max_caches();
     test_round_trip();
     test_ctor();
     test_flags();

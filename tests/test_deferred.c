@@ -296,6 +296,103 @@ static void test_batch_recycling(void)
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
+/* ---- deferred double frees (issue #14 A) ---------------------------------------- *
+ * The deferred path catches the immediate double free as magpool_free does:
+ * obj equal to the batch's last entry, or to the loaded magazine's top round
+ * (just freed by magpool_free).  MAGPOOL_VERIFY catches every one.  Each
+ * child would otherwise hand the object out twice: the check is that it
+ * dies with the one-line report. */
+static magpool_cache_t *df_cache(const char *name, unsigned flags)
+{
+    struct magpool_config cfg = { .name = name, .size = 64, .flags = flags };
+    return magpool_cache_create(&cfg);
+}
+static void df_deferred_twice(void *arg) /* first free of a batch, then its repeat */
+{
+    magpool_cache_t *c = df_cache("df-twice", (unsigned)(uintptr_t)arg);
+    void *a = magpool_alloc(c);
+    magpool_free_deferred(c, a);
+    magpool_free_deferred(c, a);
+}
+static void df_deferred_twice_warm(void *arg) /* the append fast path */
+{
+    magpool_cache_t *c = df_cache("df-warm", (unsigned)(uintptr_t)arg);
+    void *v[4];
+    for (int i = 0; i < 4; i++)
+        v[i] = magpool_alloc(c);
+    for (int i = 0; i < 4; i++)
+        magpool_free_deferred(c, v[i]);
+    magpool_free_deferred(c, v[3]);
+}
+static void df_free_then_deferred(void *arg)
+{
+    magpool_cache_t *c = df_cache("df-free-def", (unsigned)(uintptr_t)arg);
+    void *a = magpool_alloc(c), *b = magpool_alloc(c);
+    magpool_free_deferred(c, b); /* a batch exists: the fast path */
+    magpool_free(c, a);
+    magpool_free_deferred(c, a);
+}
+static void df_free_then_deferred_cold(void *arg)
+{
+    magpool_cache_t *c = df_cache("df-free-cold", (unsigned)(uintptr_t)arg);
+    void *a = magpool_alloc(c);
+    magpool_free(c, a);
+    magpool_free_deferred(c, a); /* no batch yet: the slow path */
+}
+/* Not in a row, or deferred then magpool_free: only MAGPOOL_VERIFY. */
+static void df_verify_later(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = df_cache("df-verify", MAGPOOL_VERIFY);
+    void *a = magpool_alloc(c), *b = magpool_alloc(c);
+    magpool_free_deferred(c, a);
+    magpool_free_deferred(c, b);
+    magpool_free_deferred(c, a);
+}
+static void df_verify_deferred_then_free(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = df_cache("df-verify-free", MAGPOOL_VERIFY);
+    void *a = magpool_alloc(c);
+    magpool_free_deferred(c, a);
+    magpool_free(c, a);
+}
+/* Continue mode: the repeat is reported and dropped, so the object is handed
+ * out once after the grace period, not twice. */
+static void df_continue(void *arg)
+{
+    (void)arg;
+    magpool_cache_t *c = df_cache("df-cont", MAGPOOL_DEBUG_CONTINUE);
+    void *a = magpool_alloc(c);
+    magpool_free_deferred(c, a);
+    magpool_free_deferred(c, a);
+    magpool_synchronize(NULL);
+    int seen = 0;
+    for (int i = 0; i < 4096; i++) /* past the loaded magazines, into the depot */
+        seen += magpool_alloc(c) == a;
+    printf("handed out %d time(s)\n", seen);
+    fflush(stdout);
+    _exit(seen == 1 ? 0 : 1);
+}
+
+static void test_deferred_double_free(void)
+{
+    void *plain = (void *)(uintptr_t)0, *verify = (void *)(uintptr_t)MAGPOOL_VERIFY;
+    CHECK(check_death(df_deferred_twice, plain, "magpool: df-twice: double free at 0x"));
+    CHECK(check_death(df_deferred_twice_warm, plain, "magpool: df-warm: double free at 0x"));
+    CHECK(check_death(df_free_then_deferred, plain, "magpool: df-free-def: double free at 0x"));
+    CHECK(check_death(df_free_then_deferred_cold, plain, "magpool: df-free-cold: double free at 0x"));
+    CHECK(check_death(df_deferred_twice, verify, "magpool: df-twice: double free at 0x"));
+    CHECK(check_death(df_deferred_twice_warm, verify, "magpool: df-warm: double free at 0x"));
+    CHECK(check_death(df_free_then_deferred, verify, "magpool: df-free-def: double free at 0x"));
+    CHECK(check_death(df_verify_later, NULL, "magpool: df-verify: double free at 0x"));
+    CHECK(check_death(df_verify_deferred_then_free, NULL, "magpool: df-verify-free: double free at 0x"));
+    char out[4096];
+    int st = check_run_child(df_continue, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool: df-cont: double free at 0x"),
+              "continue mode: status %#x [%s]", st, out);
+}
+
 int main(void)
 {
     magpool_domain_t *def = magpool_domain_default();
@@ -313,6 +410,7 @@ int main(void)
     test_typesafe(ud);
     test_fresh_thread();
     test_batch_recycling();
+    test_deferred_double_free();
     magpool_synchronize(def);
     urcu_memb_unregister_thread();
     return check_done();

@@ -147,6 +147,107 @@ static void test_large(void)
     kfree(n);
 }
 
+/* A size larger than the arena can never be served (issue #14 B): NULL +
+ * ENOMEM at once, and with __GFP_NOFAIL (which used to retry for ever) one
+ * line too, unless __GFP_NOWARN.  alarm() turns a hang into a failure. */
+static void nofail_huge_child(void *arg)
+{
+    gfp_t extra = (gfp_t)(uintptr_t)arg;
+    alarm(10);
+    errno = 0;
+    void *p = kmalloc((size_t)128 << 30, GFP_KERNEL | __GFP_NOFAIL | extra);
+    int e = errno;
+    errno = 0;
+    void *q = krealloc(kmalloc(64, GFP_KERNEL), (size_t)128 << 30, GFP_KERNEL | __GFP_NOFAIL | extra);
+    printf("p %p errno %d q %p errno %d\n", p, e, q, errno);
+    fflush(stdout);
+    _exit(p == NULL && e == ENOMEM && q == NULL && errno == ENOMEM ? 0 : 1);
+}
+static void test_impossible_sizes(void)
+{
+    char out[4096];
+    int st = check_run_child(nofail_huge_child, (void *)0, out, sizeof out);
+    const char *line = "magpool: kmalloc-large: __GFP_NOFAIL allocation larger than the arena (137438953472 bytes";
+    const char *l1 = strstr(out, line), *l2 = l1 ? strstr(l1 + 1, line) : NULL;
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && l1 != NULL && l2 != NULL && strstr(l2 + 1, line) == NULL,
+              "NOFAIL 128 GiB: status %#x [%s]", st, out);
+    st = check_run_child(nofail_huge_child, (void *)(uintptr_t)__GFP_NOWARN, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool:") == NULL,
+              "NOFAIL|NOWARN 128 GiB: status %#x [%s]", st, out);
+    errno = 0;
+    CHECK(kmalloc((size_t)128 << 30, GFP_KERNEL) == NULL && errno == ENOMEM); /* no NOFAIL: no line */
+}
+
+/* kmalloc red zone (issue #14 E): with MAGPOOL_DEBUG=redzone the bytes
+ * between the requested size and the class size are checked at kfree (an
+ * overflow that stays inside the class used to pass).  Run in a fresh
+ * process per scenario, MAGPOOL_DEBUG being read once. */
+static int redzone_scenario(const char *sc)
+{
+    if (strcmp(sc, "overflow") == 0) {
+        char *p = kmalloc(100, GFP_KERNEL); /* kmalloc-128 */
+        ((volatile char *)p)[100] = 'x';
+        kfree(p);
+    } else if (strcmp(sc, "shrunk") == 0) { /* krealloc in place: the new size is the request */
+        char *p = kmalloc(120, GFP_KERNEL);
+        p = krealloc(p, 40, GFP_KERNEL);
+        ((volatile char *)p)[60] = 'x';
+        kfree(p);
+    } else if (strcmp(sc, "clean") == 0) { /* no report for legal use */
+        char *p = kmalloc(100, GFP_KERNEL);
+        memset(p, 0x11, 100);
+        char *z = kzalloc(13, GFP_KERNEL);
+        int zero = 1;
+        for (int i = 0; i < 13; i++)
+            zero &= z[i] == 0;
+        size_t k = ksize(z); /* all of it usable now, as Linux's ksize */
+        memset(z, 0x22, k);
+        char *g = krealloc(p, 128, GFP_KERNEL); /* in place, grown to the class */
+        memset(g, 0x33, 128);
+        char *m = krealloc(g, 300, GFP_KERNEL); /* moved: the 128 bytes come along */
+        int kept = m != NULL && (unsigned char)m[127] == 0x33;
+        memset(m, 0x44, 300);
+        kfree(m);
+        kfree(z);
+        printf("clean zero %d kept %d k %zu\n", zero, kept, k);
+        return zero && kept && k == 16 ? 0 : 1;
+    }
+    return 0;
+}
+static void exec_redzone(void *arg)
+{
+    setenv("MAGPOOL_DEBUG", "redzone", 1);
+    execl("/proc/self/exe", "test_kmalloc", "--redzone", (const char *)arg, (char *)NULL);
+    _exit(2);
+}
+static void test_kmalloc_redzone(void)
+{
+    const char *alt = NULL;
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    alt = "use-after-poison"; /* the bytes past the request are poisoned too */
+#endif
+#endif
+#ifdef __SANITIZE_ADDRESS__
+    alt = "use-after-poison";
+#endif
+    char out[8192];
+    const char *sc[] = {"overflow", "shrunk"};
+    const char *want[] = {"magpool: kmalloc-128: kmalloc red zone overwritten at 0x",
+                          "magpool: kmalloc-128: kmalloc red zone overwritten at 0x"};
+    const char *detail[] = {"(at offset 100, byte 0x78; 100 bytes requested of 128)",
+                            "(at offset 60, byte 0x78; 40 bytes requested of 128)"};
+    for (int i = 0; i < 2; i++) {
+        int st = check_run_child(exec_redzone, (void *)sc[i], out, sizeof out);
+        int died = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0);
+        int said = (strstr(out, want[i]) && strstr(out, detail[i])) || (alt && strstr(out, alt));
+        CHECK_MSG(died && said, "redzone %s: status %#x [%s]", sc[i], st, out);
+    }
+    int st = check_run_child(exec_redzone, (void *)"clean", out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool:") == NULL, "redzone clean: status %#x [%s]",
+              st, out);
+}
+
 /* kfree of any kmem_cache object is allowed (Linux >= 6.4) */
 static void test_kfree_cache_object(void)
 {
@@ -248,6 +349,18 @@ static void die_ksize_foreign(void *a)
     ksize(calloc(1, 16));
 }
 
+/* krealloc names itself in its misuse reports (it used to say "ksize"). */
+static void die_krealloc_foreign(void *a)
+{
+    (void)a;
+    krealloc(calloc(1, 16), 100, GFP_KERNEL);
+}
+static void die_krealloc_large_misaligned(void *a)
+{
+    (void)a;
+    krealloc((char *)kmalloc(40000, GFP_KERNEL) + 4096, 50000, GFP_KERNEL);
+}
+
 static void test_deaths(void)
 {
     CHECK(check_death(die_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
@@ -256,20 +369,27 @@ static void test_deaths(void)
     CHECK(check_death(die_large_misaligned, NULL, "magpool: kmalloc-large: misaligned pointer at 0x"));
     CHECK(check_death(die_large_ksize, NULL, "misaligned pointer"));
     CHECK(check_death(die_double, NULL, "double free"));
-    CHECK(check_death(die_large_double, NULL, "foreign pointer"));
+    CHECK(check_death(die_large_double, NULL, "magpool: kmalloc-large: double free at 0x"));
+    CHECK(check_death(die_krealloc_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
+    CHECK(check_death(die_krealloc_foreign, NULL, "(krealloc)"));
+    CHECK(check_death(die_krealloc_large_misaligned, NULL, "(krealloc: inside a large kmalloc)"));
     CHECK(check_death(die_mem_pool, NULL, "magpool: mpk: wrong cache at 0x"));
     CHECK(check_death(die_core_object, NULL, "magpool: rawk: wrong cache at 0x"));
     CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--redzone") == 0)
+        return redzone_scenario(argv[2]);
     test_zero_and_null();
     test_classes();
     test_alignment();
     test_zeroing();
     test_krealloc();
     test_large();
+    test_impossible_sizes();
+    test_kmalloc_redzone();
     test_kfree_cache_object();
     test_threads();
     test_deaths();

@@ -58,6 +58,14 @@ static void test_create_bad(void)
     CHECK(kmem_cache_zalloc(NULL, GFP_KERNEL) == NULL && errno == EINVAL);
     errno = 0;
     CHECK(kmem_cache_shrink(NULL) == -1 && errno == EINVAL);
+    /* Linux takes a name of any length: so does kmem_cache_create, keeping
+     * its first 63 characters (the core itself rejects longer names). */
+    char name[100];
+    memset(name, 'k', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    s = kmem_cache_create(name, 32, 0, 0, NULL);
+    CHECK(s != NULL && strlen(magpool_cache_name(s->c)) == 63 && strncmp(magpool_cache_name(s->c), name, 63) == 0);
+    kmem_cache_destroy(s);
 }
 
 static void panic_size0(void *a)
@@ -191,6 +199,11 @@ static void test_bulk(void)
     void *q[2] = {keep, kmem_cache_alloc(s, GFP_KERNEL)};
     kmem_cache_free_bulk(NULL, 2, q);
     CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    /* A NULL array on a warm cache (rounds loaded): EINVAL too. */
+    for (size_t n = 1; n <= 40; n += 13) {
+        errno = 0;
+        CHECK_MSG(kmem_cache_alloc_bulk(s, GFP_KERNEL, n, NULL) == 0 && errno == EINVAL, "n %zu", n);
+    }
     CHECK(kmem_cache_shrink(s) == 0);
     kmem_cache_destroy(s);
 }
@@ -395,6 +408,24 @@ static void die_rcu_null(void *a)
     long x;
     kmem_cache_free_rcu(NULL, &x);
 }
+/* free_rcu is validated like kmem_cache_free: twice in a row, or after a
+ * kmem_cache_free of the same object, is a double free (issue #14 A). */
+static void die_rcu_double(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("drcu2", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free_rcu(s, o);
+    kmem_cache_free_rcu(s, o);
+}
+static void die_free_then_rcu(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("drcu3", 64, 0, 0, NULL);
+    void *o = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, o);
+    kmem_cache_free_rcu(s, o);
+}
 static void die_mem_pool_obj(void *a)
 {
     (void)a;
@@ -424,6 +455,8 @@ static void test_deaths(void)
     CHECK(check_death(die_bulk_repeat, NULL, "magpool: bulk_rep: double free"));
     CHECK(check_death(die_rcu_foreign, NULL, "magpool: drcu: foreign pointer"));
     CHECK(check_death(die_rcu_null, NULL, "NULL cache"));
+    CHECK(check_death(die_rcu_double, NULL, "magpool: drcu2: double free at 0x"));
+    CHECK(check_death(die_free_then_rcu, NULL, "magpool: drcu3: double free at 0x"));
     CHECK(check_death(die_mem_pool_obj, NULL, "magpool: kvsmp: wrong cache"));
     CHECK(check_death(die_large_to_cache, NULL, "magpool: dlarge: foreign pointer at 0x"));
 }

@@ -42,6 +42,14 @@ static void test_new_bad_args(void)
     errno = 0;
     CHECK(mem_pool_get_stats(p, NULL) == -1 && errno == EINVAL);
     mem_pool_destroy(p);
+    /* GlusterFS takes a name of any length: so does mem_pool_new_fn,
+     * keeping its first 63 characters (the core rejects longer names). */
+    char name[100];
+    memset(name, 'g', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    p = mem_pool_new_fn(32, 2, name);
+    CHECK(p != NULL && mem_pool_get_stats(p, &st) == 0 && strlen(st.name) == 63 && strncmp(st.name, name, 63) == 0);
+    mem_pool_destroy(p);
 }
 
 static void test_macro_and_alignment(void)

@@ -414,10 +414,46 @@ static void test_env(void)
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
 }
 
+/* A MAGPOOL_FAULT_PPM that is not a decimal number in 0..1000000 is one
+ * line at init and ignored ("-1" used to mean every call fails): the child
+ * commits regions with no fault injected. */
+static int env_bad_child(void)
+{
+    void *s = mp_span_alloc(2 * REGION_PAGES, 0);
+    void *b = mp_pages_alloc(3, 0);
+    int ok = s != NULL && b != NULL && stats().faults_injected == 0;
+    printf("faults %llu\n", (unsigned long long)stats().faults_injected);
+    return ok ? 0 : 1;
+}
+
+static void exec_env_bad(void *arg)
+{
+    setenv("MAGPOOL_FAULT_PPM", arg, 1);
+    execl("/proc/self/exe", "test_page", "env-bad-child", (char *)NULL);
+    _exit(2);
+}
+
+static void test_env_bad(void)
+{
+    const char *bad[] = {"-1", "abc", "1000001", "12x", "+5", "99999999999999999999"};
+    char out[4096], want[128];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = check_run_child(exec_env_bad, (void *)bad[i], out, sizeof out);
+        snprintf(want, sizeof want, "magpool: MAGPOOL_FAULT_PPM: invalid value '%s' ignored", bad[i]);
+        const char *l = strstr(out, want);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && l != NULL && strstr(l + 1, "magpool:") == NULL,
+                  "MAGPOOL_FAULT_PPM=%s: status %#x [%s]", bad[i], st, out);
+    }
+    int st = check_run_child(exec_env_bad, (void *)"0", out, sizeof out); /* valid: no line */
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "magpool:") == NULL, "=0: [%s]", out);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "env-child") == 0)
         return env_child();
+    if (argc > 1 && strcmp(argv[1], "env-bad-child") == 0)
+        return env_bad_child();
     if (getenv("MAGPOOL_TEST_SCALE"))
         iters = atoi(getenv("MAGPOOL_TEST_SCALE"));
     test_init();
@@ -430,5 +466,6 @@ int main(int argc, char **argv)
     test_faults();
     test_threads();
     test_env();
+    test_env_bad();
     return check_done();
 }

@@ -15,7 +15,10 @@
  *    thread-exit key);
  *  - the urcu domain: one domain per flavour, EINVAL for NULL, a deferred
  *    callback waits for a reader holding urcu_memb_read_lock or a nested
- *    magpool_read_enter, and synchronize waits for it too.
+ *    magpool_read_enter, and synchronize waits for it too;
+ *  - synchronize inside the caller's own section (R7): one line and abort
+ *    (both domains, and kmem_cache_synchronize_rcu); MAGPOOL_DEBUG=continue
+ *    returns at once without a grace period.
  * No timing assertions: sleeps only give a broken implementation the chance
  * to run early; the assertions are on flags.
  */
@@ -26,6 +29,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
+
+#include "magpool/kmem_cache.h"
 
 #include "check.h"
 #include "reclaim.h"
@@ -387,8 +392,64 @@ static void test_urcu(void)
     urcu_memb_unregister_thread();
 }
 
+/* ---- synchronize inside a read-side section (R7) -------------------------- *
+ * Each child would wait for itself (or, before R7 was a misuse, print and
+ * carry on without a grace period): it must die with the line.  alarm()
+ * turns a hang into a death without the line. */
+static void sync_in_section_child(void *arg)
+{
+    int which = (int)(intptr_t)arg;
+    alarm(10);
+    if (which == 0) {
+        magpool_read_enter(NULL);
+        magpool_synchronize(NULL);
+    } else if (which == 1) {
+        kmem_cache_rcu_read_lock();
+        kmem_cache_synchronize_rcu();
+    } else {
+        urcu_memb_register_thread();
+        magpool_domain_t *d = magpool_domain_urcu(&urcu_memb_flavor);
+        urcu_memb_read_lock();
+        magpool_synchronize(d);
+    }
+    printf("synchronize returned\n");
+}
+
+/* Continue mode: the line, then synchronize returns with no grace period
+ * (a node retired inside the section has not run), and the program goes on. */
+static void sync_in_section_continue(void *arg)
+{
+    (void)arg;
+    alarm(10);
+    setenv("MAGPOOL_DEBUG", "continue", 1);
+    struct tnode t = { .ran = 0 };
+    magpool_read_enter(NULL);
+    mp_retire(NULL, &t.node, tnode_cb);
+    magpool_synchronize(NULL);
+    int early = atomic_load(&t.ran);
+    magpool_read_leave(NULL);
+    magpool_synchronize(NULL);
+    printf("ran inside: %d, after: %d\n", early, atomic_load(&t.ran));
+    fflush(stdout);
+    _exit(early == 0 && atomic_load(&t.ran) == 1 ? 0 : 1);
+}
+
+static void test_sync_in_section(void)
+{
+    const char *line = "magpool: reclaim: synchronize inside a read-side section at 0x";
+    CHECK(check_death(sync_in_section_child, (void *)0, line));
+    CHECK(check_death(sync_in_section_child, (void *)1, line));
+    CHECK(check_death(sync_in_section_child, (void *)2, line));
+    char out[4096];
+    int st = check_run_child(sync_in_section_continue, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, line) &&
+                  strstr(out, "returning without a grace period") && strstr(out, "ran inside: 0, after: 1"),
+              "continue mode: status %#x [%s]", st, out);
+}
+
 int main(void)
 {
+    test_sync_in_section(); /* first: its children read MAGPOOL_DEBUG fresh */
     test_quiescent_poll();
     test_own_section();
     test_many_retires_batch();

@@ -17,7 +17,8 @@
  *    __GFP_DIRECT_RECLAIM (GFP_KERNEL has it; GFP_ATOMIC, GFP_NOWAIT and 0 do
  *    not): non-blocking allocations are served from magazines, depot or
  *    partial slabs, else NULL (errno EAGAIN).  __GFP_NOFAIL never returns
- *    NULL (and implies it may block).  __GFP_ZERO zeroes the object.
+ *    NULL (and implies it may block; see MAGPOOL_NOFAIL for what it waits
+ *    for), except for a kmalloc size larger than the arena (see kmalloc).  __GFP_ZERO zeroes the object.
  *  - SLAB_TYPESAFE_BY_RCU: object memory stays type-stable, not returned to
  *    the system until a grace period of the default domain has passed.
  *  - kmalloc size classes: 8, 16, 32, 64, 96, 128, 192, 256, 512, 1k, 2k, 4k,
@@ -32,9 +33,20 @@
  *  kmem_cache_free / kfree / ksize of a pointer no cache owns ("foreign
  *  pointer"), inside an object ("misaligned pointer"), of another cache
  *  ("wrong cache": kmem_cache_free with the wrong s; kfree of a mem_pool or
- *  core object), the same object twice in a row ("double free"); with
- *  MAGPOOL_DEBUG / SLAB_* debug flags also poison and red-zone damage and
- *  every double free.  kmem_cache_create with SLAB_PANIC and bad arguments:
+ *  core object), the same object twice in a row ("double free": by
+ *  kmem_cache_free, kfree, the bulk free or kmem_cache_free_rcu in any
+ *  order, except free_rcu then a plain free: debug flags only), a large
+ *  kmalloc block kfree'd again ("double free", cache kmalloc-large),
+ *  kmem_cache_free / free_rcu with a NULL s ("NULL cache", named after the
+ *  call); krealloc's reports name krealloc; with MAGPOOL_DEBUG / SLAB_*
+ *  debug flags also poison and red-zone damage ("use after free", "red zone
+ *  overwritten"), every double free, and, for kmalloc with red zones
+ *  (MAGPOOL_DEBUG=redzone), a write past the size asked for but inside the
+ *  size class ("kmalloc red zone overwritten", as SLUB since Linux 6.1;
+ *  ksize() makes the whole class size usable, as in Linux).
+ *  kmem_cache_synchronize_rcu inside kmem_cache_rcu_read_lock: "magpool:
+ *  reclaim: synchronize inside a read-side section" and abort (continue
+ *  mode: returns without a grace period).  kmem_cache_create with SLAB_PANIC and bad arguments:
  *  "kmem_cache_create <name>: <reason>" and abort.  kmem_cache_destroy with
  *  live objects: "magpool: kmem_cache_destroy <name>: Slab cache still has
  *  objects (<n>)" and continues (the cache is leaked, as in Linux).
@@ -49,7 +61,7 @@
  *   kfree/ksize                         | safe (any thread)   | safe
  *   kmem_cache_shrink / kmem_cache_size | safe                | safe
  *   kmem_cache_rcu_read_lock/unlock     | safe (per thread, nestable)
- *   kmem_cache_synchronize_rcu          | safe; never inside a read-side section
+ *   kmem_cache_synchronize_rcu          | safe; never inside a read-side section (diagnosed)
  *   kmem_cache_dump_slabinfo            | safe                | safe
  *   kmem_cache_create                   | -                   | safe
  *   kmem_cache_destroy                  | NOT with any other call on the same
@@ -80,8 +92,8 @@ typedef unsigned int slab_flags_t;
 #define __GFP_ZERO            0x100u   /**< zero the object */
 #define __GFP_DIRECT_RECLAIM  0x400u   /**< may block: lock waits, mmap */
 #define __GFP_KSWAPD_RECLAIM  0x800u   /**< accepted, no effect */
-#define __GFP_NOWARN          0x2000u  /**< accepted (magpool never warns on failure) */
-#define __GFP_NOFAIL          0x8000u  /**< never return NULL */
+#define __GFP_NOWARN          0x2000u  /**< no warning for an impossible __GFP_NOFAIL size (the only failure magpool warns about) */
+#define __GFP_NOFAIL          0x8000u  /**< never return NULL, except for an impossible size (see kmalloc) */
 #define __GFP_RECLAIM         (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
 
 #define GFP_ATOMIC   (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)           /**< never blocks */
@@ -107,7 +119,9 @@ struct kmem_cache;
  * sizes of 16 or more) or a power of two up to 4096.  ctor (may be NULL) runs
  * once per object construction.  name is copied.
  * NULL + EINVAL: NULL name, size 0, size > 1 MiB (MAGPOOL_MAX_OBJECT_SIZE),
- * align not a power of two or > 4096, unknown flags.  NULL + ENOMEM.
+ * align not a power of two or > 4096, unknown flags.  NULL + ENOMEM.  A name
+ * of any length is taken (as Linux does); its first 63 characters are kept
+ * for slabinfo and diagnostics.
  * With SLAB_PANIC, any failure prints a diagnostic and aborts instead.
  */
 MAGPOOL_API struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
@@ -157,7 +171,13 @@ MAGPOOL_API void kmem_cache_synchronize_rcu(void);
 /** Largest kmalloc size served by a slab cache; larger ones are page spans. */
 #define KMALLOC_MAX_CACHE_SIZE 8192u
 
-/** size bytes (ZERO_SIZE_PTR for 0).  NULL + errno ENOMEM / EAGAIN. */
+/** size bytes (ZERO_SIZE_PTR for 0).  NULL + errno ENOMEM / EAGAIN.  A size
+ *  larger than the page arena (up to 64 GiB, smaller where address space is
+ *  limited) can never be served: NULL + ENOMEM at once, even with
+ *  __GFP_NOFAIL, which then prints one line (as Linux warns and fails an
+ *  impossible __GFP_NOFAIL size; __GFP_NOWARN silences it):
+ *  `magpool: kmalloc-large: __GFP_NOFAIL allocation larger than the arena
+ *  (<size> bytes; the arena holds <n>): failing`. */
 MAGPOOL_API void *kmalloc(size_t size, gfp_t gfp);
 MAGPOOL_API void *kzalloc(size_t size, gfp_t gfp);
 /** n * size zeroed bytes; n * size overflowing: NULL + ENOMEM. */

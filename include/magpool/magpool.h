@@ -15,7 +15,25 @@
  * bad arguments, ENOMEM when memory cannot be had); functions returning int
  * return -1 and set errno.  Misuse that cannot be reported through a return
  * value (a double free, say) prints one line on stderr naming cache, address
- * and kind, then aborts (or continues, see MAGPOOL_DEBUG in README).
+ * and kind, then aborts (or continues, see MAGPOOL_DEBUG in README):
+ *   `magpool: <cache>: <kind> at <address> [detail]`
+ *
+ * Misuse table (default mode; kind in quotes):
+ *   magpool_free / _free_deferred / _free_bulk  | "NULL cache" (named after the
+ *     of an object with a NULL cache            | call: `magpool: magpool_free: ...`)
+ *   the object just freed, freed again in a row  | "double free"
+ *     (magpool_free, _free_bulk, _free_deferred  |
+ *     in any order, except deferred then         |
+ *     magpool_free: MAGPOOL_VERIFY only)         |
+ *   magpool_synchronize inside the caller's own  | "synchronize inside a read-side
+ *     read-side section of that domain           | section" (cache `reclaim`)
+ * With MAGPOOL_VERIFY (or MAGPOOL_DEBUG=verify) every free, deferred or
+ * not, is checked: "double free" (any earlier free), "foreign pointer",
+ * "misaligned pointer", "wrong cache"; MAGPOOL_RED_ZONE / MAGPOOL_POISON add
+ * "red zone overwritten" and "use after free".  Continue mode
+ * (MAGPOOL_DEBUG_CONTINUE, MAGPOOL_DEBUG=continue) prints the line and drops
+ * the call; a free with a NULL cache also sets EINVAL; a synchronize inside
+ * a section returns without a grace period (it cannot wait for itself).
  *
  * Synchronization table ("safe" = may run concurrently with no outside lock):
  *
@@ -24,7 +42,7 @@
  *   magpool_alloc / _flags / bulk | safe               | safe
  *   magpool_free / bulk / deferred| safe               | safe
  *   magpool_read_enter / _leave   | safe (per thread, nestable)
- *   magpool_synchronize           | safe; must NOT be called inside a read-side section
+ *   magpool_synchronize           | safe; NOT inside a read-side section (diagnosed)
  *   magpool_cache_shrink          | safe               | safe
  *   magpool_cache_stats / foreach | safe               | safe
  *   magpool_thread_flush          | safe (acts on the calling thread only)
@@ -66,7 +84,11 @@ typedef struct magpool_domain magpool_domain_t;
 
 /** Largest object a cache accepts (bigger: EINVAL). */
 #define MAGPOOL_MAX_OBJECT_SIZE (1u << 20)
-/** Most caches alive at once (create fails with ENOMEM past it). */
+/** Size of the cache id space.  Id 0 is reserved (the all-zero state the
+ *  inline hits of a debug or destroyed cache read), so at most
+ *  MAGPOOL_MAX_CACHES - 1 = 4095 caches exist at once, the front ends'
+ *  (kmalloc's 13 classes included) and destroyed caches whose objects are
+ *  still out counted; past that, create fails with ENOMEM. */
 #define MAGPOOL_MAX_CACHES 4096u
 /** Magazine size bounds (rounds per magazine). */
 #define MAGPOOL_MAG_MIN 1u
@@ -101,18 +123,24 @@ typedef struct magpool_domain magpool_domain_t;
 /** Never make a system call or take a blocking lock: served from magazines,
  *  depot or partial slabs, else NULL with errno = EAGAIN. */
 #define MAGPOOL_NOWAIT  0x2u
-/** Never return NULL: retry (reaping, waiting) until memory comes. */
+/** Never return NULL for want of memory: retry (reaping every cache,
+ *  sleeping 1 ms) while the failure is ENOMEM.  That includes the cache's
+ *  max_objects: the call waits until another thread frees an object (a
+ *  program whose every object stays live waits for ever, as a Linux
+ *  __GFP_NOFAIL allocation waits for reclaim).  A failure no retry can
+ *  mend (EINVAL: NULL or destroyed cache, unknown flags) still returns NULL.
+ *  Wins over MAGPOOL_NOWAIT (it may block). */
 #define MAGPOOL_NOFAIL  0x4u
 
 /** How to build a cache.  Zero-initialise and set what you need. */
 struct magpool_config {
-    const char *name;          /**< copied; NULL gives "anonymous" */
+    const char *name;          /**< copied; NULL gives "anonymous"; at most 63 characters (longer: EINVAL) */
     size_t size;               /**< object size, 1 .. MAGPOOL_MAX_OBJECT_SIZE */
     size_t align;              /**< 0 = natural (8, or 16 for sizes >= 16); else a power of two <= 4096 */
     void (*ctor)(void *obj, void *arg); /**< run once when an object is first built */
     void (*dtor)(void *obj, void *arg); /**< run when its slab is torn down */
     void *arg;                 /**< private argument for ctor/dtor */
-    unsigned flags;            /**< MAGPOOL_* cache flags */
+    unsigned flags;            /**< MAGPOOL_* cache flags (any other bit: EINVAL) */
     unsigned mag_min;          /**< smallest magazine size, 0 = default */
     unsigned mag_max;          /**< largest magazine size, 0 = default (511) */
     size_t max_objects;        /**< limit on constructed objects, 0 = none (past it: NULL, ENOMEM) */
@@ -166,7 +194,11 @@ struct magpool_stats {
     unsigned backlog_slots;    /**< most magazines the backlog holds, 0 = none */
 };
 
-/** Create a cache.  NULL + EINVAL for a bad config, ENOMEM for no memory. */
+/** Create a cache.  NULL + EINVAL for a bad config (NULL cfg; size 0 or
+ *  above MAGPOOL_MAX_OBJECT_SIZE; align not 0 or a power of two <= 4096;
+ *  mag_max above MAGPOOL_MAG_MAX or below mag_min; a flag bit that is not a
+ *  MAGPOOL_* cache flag; a name longer than 63 characters), ENOMEM for no
+ *  memory or no free cache id (MAGPOOL_MAX_CACHES). */
 MAGPOOL_API magpool_cache_t *magpool_cache_create(const struct magpool_config *cfg);
 
 /** Allocate one constructed object.  NULL + errno on failure (EINVAL for a
@@ -197,15 +229,22 @@ MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
  *  the free itself. */
 MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj);
 
-/** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno set). */
+/** Allocate n objects into objs: returns n, or 0 (nothing allocated, errno
+ *  set: EINVAL for a NULL c, a NULL objs with n > 0, unknown flags).  n = 0
+ *  returns 0. */
 MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags);
 
-/** Free n objects of c. */
+/** Free n objects of c (NULL entries skipped), each as magpool_free.  A NULL
+ *  objs frees nothing (errno EINVAL); a NULL c with objects is a misuse
+ *  ("NULL cache", naming the first). */
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs);
 
 /** Free obj so that it is not reused until every read-side section of the
  *  cache's domain that was open at this call has been left.  Batched: one
- *  epoch operation per magazine of deferred objects. */
+ *  epoch operation per magazine of deferred objects.  Checked as magpool_free
+ *  is: obj equal to the thread's last deferred free or to the object it just
+ *  freed with magpool_free is a "double free"; MAGPOOL_VERIFY catches every
+ *  double free (a deferred object is a freed one). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj);
 
 /** The cache that owns obj, or NULL (errno = EINVAL) if no live or zombie
@@ -222,7 +261,9 @@ MAGPOOL_API void magpool_read_leave(magpool_domain_t *d);
  *  calling thread issued before the call is reusable, and so is every batch
  *  other threads had already sealed (a batch is sealed when its magazine
  *  fills, or its thread flushes, shrinks, synchronizes or exits).  Not inside
- *  a read-side section.  Destroyed caches are freed after a grace period of
+ *  a read-side section of d: that would wait for itself, and is a misuse
+ *  (see the table above; continue mode returns without a grace period).
+ *  Destroyed caches are freed after a grace period of
  *  the default domain too: under LeakSanitizer, call
  *  magpool_synchronize(NULL) before exit, or caches destroyed just before it
  *  are reported as (indirect) leaks. */
@@ -271,8 +312,11 @@ MAGPOOL_API const char *magpool_cache_name(const magpool_cache_t *c);
 MAGPOOL_API size_t magpool_cache_object_size(const magpool_cache_t *c);
 
 /** Fault injection for tests: make the page layer's mmap/madvise fail with
- *  probability ppm / 1e6 (0 turns it off).  Also read from the environment
- *  variable MAGPOOL_FAULT_PPM at start. */
+ *  probability ppm / 1e6 (0 turns it off; above 1000000: 1000000).  Also
+ *  read from the environment variable MAGPOOL_FAULT_PPM at start, which must
+ *  be a decimal number 0..1000000: any other value prints one line
+ *  `magpool: MAGPOOL_FAULT_PPM: invalid value '<v>' ignored (...)` and is
+ *  ignored. */
 MAGPOOL_API void magpool_fault_inject(unsigned ppm);
 
 /* ---- the magazine hit, inline ---------------------------------------------

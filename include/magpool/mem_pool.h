@@ -62,7 +62,8 @@ struct mem_pool;
  * Create a pool of objects of sizeof_type bytes with `count` objects ready at
  * once: they are built and parked in the pool at creation, so the first
  * `count` gets need no slab work.  The pool grows past count on demand.
- * `name` is copied (NULL gives "mem_pool").
+ * `name` is copied (NULL gives "mem_pool"); a name of any length is taken,
+ * as GlusterFS does, and its first 63 characters are kept.
  * NULL + errno: EINVAL when sizeof_type or count is 0 or sizeof_type exceeds
  * MAGPOOL_MAX_OBJECT_SIZE (1 MiB); ENOMEM when the memory cannot be had.
  */
