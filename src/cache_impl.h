@@ -188,7 +188,7 @@ extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec
 /* Every public cache flag: magpool_cache_create rejects any other bit. */
 #define MP_CACHE_FLAGS                                                                        \
     (MAGPOOL_HWCACHE_ALIGN | MP_DEBUG_FLAGS | MAGPOOL_TYPESAFE | MAGPOOL_DEBUG_CONTINUE | \
-     MAGPOOL_NO_BACKLOG)
+     MAGPOOL_NO_BACKLOG | MAGPOOL_UNCHECKED)
 #define MP_COLD __attribute__((noinline, cold))
 
 /* cache.c */

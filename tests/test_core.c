@@ -106,13 +106,13 @@ static void test_bad_args(void)
     /* Unknown cache flags (0xffffffff used to turn on debug, typesafe and
      * continue) and names longer than 63 characters (used to be cut). */
     cfg.mag_max = 0;
-    unsigned bad_flags[] = { 0xffffffffu, 0x100u, 0x80000000u, MAGPOOL_VERIFY | 0x1000u };
+    unsigned bad_flags[] = { 0xffffffffu, 0x200u, 0x80000000u, MAGPOOL_VERIFY | 0x1000u };
     for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
         cfg.flags = bad_flags[i];
         errno = 0;
         CHECK_MSG(magpool_cache_create(&cfg) == NULL && errno == EINVAL, "flags %#x", bad_flags[i]);
     }
-    for (unsigned f = 1; f <= MAGPOOL_NO_BACKLOG; f <<= 1) { /* each known flag alone */
+    for (unsigned f = 1; f <= MAGPOOL_UNCHECKED; f <<= 1) { /* each known flag alone */
         cfg.flags = f;
         magpool_cache_t *ok = magpool_cache_create(&cfg);
         CHECK_MSG(ok != NULL, "flag %#x rejected", f);

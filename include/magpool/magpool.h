@@ -27,6 +27,11 @@
  *     magpool_free: MAGPOOL_VERIFY only)         |
  *   magpool_synchronize inside the caller's own  | "synchronize inside a read-side
  *     read-side section of that domain           | section" (cache `reclaim`)
+ *   magpool_free / _free_bulk / _free_deferred  | "foreign pointer", "misaligned
+ *     of a pointer that is not an object of c    | pointer" or "wrong cache", when the
+ *     (malloc'd, stack, interior, another        | magazine holding it leaves the
+ *     cache's object)                            | thread (magpool_free says when);
+ *                                                | not with MAGPOOL_UNCHECKED
  * With MAGPOOL_VERIFY (or MAGPOOL_DEBUG=verify) every free, deferred or
  * not, is checked: "double free" (any earlier free), "foreign pointer",
  * "misaligned pointer", "wrong cache"; MAGPOOL_RED_ZONE / MAGPOOL_POISON add
