@@ -30,7 +30,7 @@ opt_levels() {
     readelf --debug-dump=info "$1" 2>/dev/null | grep 'DW_AT_producer' |
         awk '{ lvl = "-O0"; for (i = 1; i <= NF; i++) if ($i ~ /^-O([0-3sgz]|fast)?$/) lvl = $i; print lvl }'
 }
-nsrc=$(ls src/*.c | wc -l)
+nsrc=$(ls src/*/*.c | wc -l)
 for lib in libmagpool.so libmagpool.a; do
     opt_levels "$prefix/lib/$lib" >"$work/levels_$lib"
     tally=$(sort "$work/levels_$lib" | uniq -c | awk '{printf "%s%d x %s", sep, $1, $2; sep = ", "}')
@@ -48,7 +48,7 @@ disasm() { objdump -d --no-show-raw-insn "$1" 2>/dev/null | sed -e "s|$1||g" -e 
 disasm "$prefix/lib/libmagpool.so" >"$work/inst_so.s"
 disasm "$optbin/libmagpool.so.1" >"$work/opt_so.s"
 disasm "$prefix/lib/libmagpool.a" >"$work/inst_a.s"
-disasm "$optbin/libmagpool.lo" >"$work/opt_a.s"
+disasm "$optbin/libmagpool.a" >"$work/opt_a.s"
 check "installed libmagpool.so has magpool_alloc" grep -q '<magpool_alloc>:' "$work/inst_so.s"
 check "installed libmagpool.so: same code as --config=opt (all $(grep -c '>:$' "$work/inst_so.s") functions)" \
     cmp "$work/inst_so.s" "$work/opt_so.s"

@@ -124,7 +124,7 @@
  *  call_rcu takes a read-side lock).
  */
 #include "reclaim.h"
-#include "debug.h"
+#include "report.h"
 #include "meta.h"
 #include "sanitize.h"
 
@@ -353,7 +353,7 @@ __attribute__((noinline)) static void ck_poll(magpool_domain_t *d)
  * caller returns without a grace period: it cannot wait for itself. */
 static __attribute__((noinline, cold)) void sync_in_section(magpool_domain_t *d)
 {
-    bool cont = (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
+    bool cont = mp_continues(0);
     mp_report("reclaim", d, "synchronize inside a read-side section",
               cont ? "(it would wait for itself; returning without a grace period)"
                    : "(it would wait for itself)",

@@ -33,19 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
-#include "debug.h"
-#include "meta.h"
+#include "frontend.h"
 #include "kmem_internal.h"
 
 #define SLAB_KNOWN_FLAGS                                                                         \
     (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON | SLAB_HWCACHE_ALIGN | SLAB_STORE_USER | \
      SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT)
-
-static bool kc_continue(void)
-{
-    return (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
-}
 
 static void kc_ctor(void *obj, void *arg)
 {
@@ -165,12 +158,12 @@ static __attribute__((noinline, cold)) void bad_free(const char *name, const voi
     char detail[128];
     if (c != NULL && why == MP_OBJ_WRONG_CACHE) {
         snprintf(detail, sizeof detail, "(%s: object belongs to %s)", op, magpool_cache_name(c));
-        mp_report(name, obj, "wrong cache", detail, kc_continue());
+        mp_report(name, obj, "wrong cache", detail, mp_continues(0));
         return;
     }
     snprintf(detail, sizeof detail, "(%s)", op);
     mp_report(name, obj, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer", detail,
-              kc_continue());
+              mp_continues(0));
 }
 
 bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op)
@@ -205,7 +198,7 @@ struct kmem_cache *mp_kmem_owner(const void *obj, const char *op)
     if (c != NULL) {
         char detail[128];
         snprintf(detail, sizeof detail, "(%s of an object not from a kmem_cache)", op);
-        mp_report(magpool_cache_name(c), obj, "wrong cache", detail, kc_continue());
+        mp_report(magpool_cache_name(c), obj, "wrong cache", detail, mp_continues(0));
     } else {
         bad_free("kmalloc", obj, NULL, why, op);
     }
@@ -214,7 +207,7 @@ struct kmem_cache *mp_kmem_owner(const void *obj, const char *op)
 
 static __attribute__((noinline, cold)) void null_cache(const void *obj, const char *op)
 {
-    mp_report(op, obj, "NULL cache", NULL, kc_continue());
+    mp_report(op, obj, "NULL cache", NULL, mp_continues(0));
 }
 
 /* kmem_cache_free past the inline check: NULL s or obj, or a misuse. */

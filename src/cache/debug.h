@@ -15,11 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "magpool/magpool.h"
+#include "report.h"
 
-/* Flags from MAGPOOL_DEBUG (parsed once), OR-ed into every cache's flags. */
-unsigned mp_debug_env_flags(void);
-/* True when running under Valgrind memcheck. */
-bool mp_under_memcheck(void);
 /* Bytes the debug record needs after each object for these flags (0 if none). */
 size_t mp_debug_extra(unsigned flags, size_t size);
 /* Initialise a freshly constructed object's debug record (state = free). */
@@ -45,8 +42,6 @@ void mp_debug_on_reclaim(magpool_cache_t *c, void *obj);
  * checked at free.  No-op for other caches (and NULL). */
 bool mp_debug_tracks_request(const magpool_cache_t *c);
 void mp_debug_set_request(magpool_cache_t *c, void *obj, size_t req);
-/* One-line diagnostic, then abort unless continuing. */
-void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
 /* fork.c: hold / release the debug layer's lock (a leaf) around fork. */
 void mp_debug_fork_lock(void);
 void mp_debug_fork_unlock(void);

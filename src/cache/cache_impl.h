@@ -19,6 +19,7 @@
 #include "depot.h"
 #include "magpool/magpool.h"
 #include "reclaim.h"
+#include "report.h"
 #include "sanitize.h"
 #include "slab.h"
 
@@ -184,14 +185,33 @@ extern __thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
 #define mp_tcs (mp_tcs_word.tcs)
 extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
-#define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
 /* Every public cache flag: magpool_cache_create rejects any other bit. */
 #define MP_CACHE_FLAGS                                                                        \
     (MAGPOOL_HWCACHE_ALIGN | MP_DEBUG_FLAGS | MAGPOOL_TYPESAFE | MAGPOOL_DEBUG_CONTINUE | \
      MAGPOOL_NO_BACKLOG | MAGPOOL_UNCHECKED)
 #define MP_COLD __attribute__((noinline, cold))
 
-/* cache.c */
+/* Cache flags only front ends may set (through mp_cache_create_priv):
+ * MP_KMALLOC_CACHE marks a kmalloc size class, whose objects debug.c gives
+ * a requested size under red zones (mp_debug_set_request). */
+#define MP_KMALLOC_CACHE 0x80000000u
+#define MP_FE_FLAGS MP_KMALLOC_CACHE
+
+/* lifecycle.c */
+/* Give c an id and publish it (mp_caches[id]); 0 when every id is taken. */
+unsigned mp_cache_register(struct magpool_cache *c);
+/* Destroy's two halves: mark c destroyed (false if it already was), and,
+ * after the caller gave back what it could, count what is live, then
+ * finalise c or put it on the zombie list.  Returns the live count. */
+bool mp_cache_mark_destroyed(struct magpool_cache *c);
+long mp_cache_destroy_done(struct magpool_cache *c);
+/* Validate obj as the start of an object (live or in a zombie cache).
+ * Returns its cache, or NULL with *why = MP_OBJ_FOREIGN / MP_OBJ_MISALIGNED
+ * (slab.h).  If expected is non-NULL and the owner differs, returns the real
+ * owner with *why = MP_OBJ_WRONG_CACHE.  Never faults. */
+magpool_cache_t *mp_obj_check(const void *obj, magpool_cache_t *expected, int *why);
+void *mp_cache_priv(const magpool_cache_t *c);
+magpool_domain_t *mp_cache_domain(const magpool_cache_t *c);
 /* Registry lock held: if c is a zombie with nothing left (no holder, no live
  * object, no sealed deferred batch), unregister it and return true; the
  * caller then calls mp_cache_release(c) after dropping the lock. */
@@ -210,6 +230,14 @@ void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n); /* ta
 
 /* thread.c */
 struct mp_thread *mp_thread_get(bool nowait);   /* NULL: no state and nowait / ENOMEM */
+/* Every live thread's counts for c, summed (caller holds mp_threads_lock). */
+struct mp_thread_sums {
+    uint64_t allocs, frees, in_mags, deferred;
+};
+void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s);
+/* Objects currently handed out (allocs - frees, summed over threads and
+ * the cache's folded totals). */
+long mp_cache_live(magpool_cache_t *c);
 /* The slow-path gate of the calling thread's state t (see th_gate).  Nests.
  * mp_gate_try_enter (NOWAIT callers) fails only while a fork is being
  * prepared.  Never held while waiting for a grace period or sleeping. */

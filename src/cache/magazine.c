@@ -274,12 +274,12 @@ MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 static MP_COLD void mp_free_null_cache(const void *obj, const char *op)
 {
     errno = EINVAL;
-    mp_report(op, obj, "NULL cache", NULL, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+    mp_report(op, obj, "NULL cache", NULL, mp_continues(0));
 }
 
 MP_COLD void mp_double_free(struct magpool_cache *c, void *obj)
 {
-    mp_report(c->c_name, obj, "double free", "(immediate)", (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
+    mp_report(c->c_name, obj, "double free", "(immediate)", mp_continues(c->c_flags));
 }
 
 /* Whether magpool_free's default check applies to c (magpool.h). */
@@ -295,7 +295,7 @@ static MP_COLD void mp_free_bad(struct magpool_cache *c, void *obj, const char *
     struct magpool_cache *owner = obj != NULL ? mp_slab_owner(obj, &why) : NULL;
     const char *kind = owner != NULL ? "wrong cache"
                        : why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer";
-    mp_report(c->c_name, obj, kind, detail, (c->c_flags & MAGPOOL_DEBUG_CONTINUE) != 0);
+    mp_report(c->c_name, obj, kind, detail, mp_continues(c->c_flags));
 }
 
 /* Report round i of m and remove it (the last round takes its place). */

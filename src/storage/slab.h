@@ -16,6 +16,7 @@
 #define MP_SLAB_H
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "page.h"
@@ -60,7 +61,12 @@ size_t mp_slab_reap(struct mp_slab_cache *sc,
  * the start of an object slot in a live slab, else NULL with *why set to
  * MP_OBJ_FOREIGN (no slab holds p) or MP_OBJ_MISALIGNED (inside a slab, not
  * at an object start).  Never faults. */
-enum { MP_OBJ_OK = 0, MP_OBJ_FOREIGN = 1, MP_OBJ_MISALIGNED = 2 };
+enum {
+    MP_OBJ_OK = 0,
+    MP_OBJ_FOREIGN = 1,     /* no slab holds p */
+    MP_OBJ_MISALIGNED = 2,  /* inside a slab, not at an object's start */
+    MP_OBJ_WRONG_CACHE = 3, /* an object of another cache (mp_obj_check, cache layer) */
+};
 void *mp_slab_owner(const void *p, int *why);
 
 /* Addition: the lookup part of a slab descriptor, so the validating frees of
@@ -113,6 +119,29 @@ void mp_slab_fork_lock(struct mp_slab_cache *sc);
 void mp_slab_fork_unlock(struct mp_slab_cache *sc);
 void mp_slab_pool_fork_lock(void);
 void mp_slab_pool_fork_unlock(void);
+
+/* Large blocks (kmalloc beyond its size classes): page spans whose page
+ * owner is a lookup record matching no address, so every object lookup
+ * (mp_slab_owner*, mp_obj_check) calls a large block foreign.
+ *  mp_large_alloc   npages >= 1 pages, page aligned; NULL + ENOMEM, EAGAIN
+ *                   (MAGPOOL_NOWAIT), EINVAL (more pages than a span can
+ *                   describe: no retry can help)
+ *  mp_large_owns    p lies in a live large block (inline: one page-map load)
+ *  mp_large_pages   the block's pages if p is its start, else 0
+ *  mp_large_free    p is the start of a live large block
+ *  mp_large_was_freed  p is a page start in the arena that no block or slab
+ *                   owns any more (a large block's second free)
+ *  mp_large_limit   the most bytes a large block can ever have (the arena) */
+void *mp_large_alloc(size_t npages, unsigned aflags);
+extern struct mp_slab_lookup mp_large_tag;
+static inline __attribute__((always_inline)) bool mp_large_owns(const void *p)
+{
+    return mp_page_owner_inline(p) == (const void *)&mp_large_tag;
+}
+size_t mp_large_pages(const void *p);
+void mp_large_free(void *p);
+bool mp_large_was_freed(const void *p);
+uint64_t mp_large_limit(void);
 
 struct mp_slab_stats {
     uint64_t constructed;  /* built and not yet destroyed */

@@ -601,6 +601,41 @@ void *mp_slab_locate(const void *p, void **obj)
     return atomic_load_explicit(&s->lk.lk_owner, memory_order_relaxed);
 }
 
+/* ---- large blocks (slab.h) ------------------------------------------------- */
+
+struct mp_slab_lookup mp_large_tag; /* lk_span 0: matches no address */
+
+void *mp_large_alloc(size_t npages, unsigned aflags)
+{
+    void *p = mp_span_alloc(npages, aflags & MAGPOOL_NOWAIT);
+    if (p != NULL)
+        mp_page_set_owner(p, npages, &mp_large_tag);
+    return p;
+}
+
+size_t mp_large_pages(const void *p)
+{
+    return mp_large_owns(p) ? mp_span_pages(p) : 0;
+}
+
+void mp_large_free(void *p)
+{
+    mp_page_set_owner(p, mp_span_pages(p), NULL);
+    mp_span_free(p);
+}
+
+bool mp_large_was_freed(const void *p)
+{
+    return mp_page_unowned(p);
+}
+
+uint64_t mp_large_limit(void)
+{
+    struct mp_page_stats ps;
+    mp_page_stats(&ps);
+    return ps.arena_bytes;
+}
+
 /* ---- statistics and self-check -------------------------------------------- */
 
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st)

@@ -17,43 +17,6 @@
 #include <string.h>
 
 #include "cache_impl.h"
-#include "core.h"
-
-struct mp_thread_sums {
-    uint64_t allocs, frees, in_mags, deferred;
-};
-
-/* Caller holds mp_threads_lock. */
-static void mp_sum_threads(struct magpool_cache *c, struct mp_thread_sums *s)
-{
-    memset(s, 0, sizeof *s);
-    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next) {
-        struct mp_tcache *tc = &t->th_tc[c->c_id];
-        uint64_t allocs = mp_load_relaxed64(&tc->tc_allocs);
-        uint64_t rounds = mp_load_relaxed32(&tc->tc_rounds) + mp_load_relaxed32(&tc->tc_prev_rounds);
-        s->allocs += allocs;
-        s->frees += allocs - mp_load_relaxed64(&tc->tc_net) + rounds; /* cache_impl.h */
-        s->in_mags += rounds;
-        s->deferred += mp_load_relaxed32(&tc->tc_def_rounds);
-    }
-}
-
-long mp_cache_live(magpool_cache_t *c)
-{
-    if (c == NULL)
-        return 0;
-    struct mp_thread_sums s;
-    pthread_mutex_lock(&mp_threads_lock);
-    mp_sum_threads(c, &s);
-    /* Acquire: pairs with the release add to c_frees in mp_free_slow (a
-     * non-holder's free, not under any lock), so a finaliser that sees that
-     * free counted also sees its mp_slab_free before it.  Weakened, the slab
-     * cache could be deleted while that free is not yet visible to it. */
-    uint64_t frees = s.frees + atomic_load_explicit(&c->c_frees, memory_order_acquire);
-    uint64_t allocs = s.allocs + mp_load_relaxed64(&c->c_allocs);
-    pthread_mutex_unlock(&mp_threads_lock);
-    return (long)(allocs - frees);
-}
 
 MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st)
 {
@@ -69,7 +32,7 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
 
     struct mp_thread_sums s;
     pthread_mutex_lock(&mp_threads_lock);
-    mp_sum_threads(c, &s);
+    mp_thread_sums(c, &s);
     st->allocs = s.allocs + mp_load_relaxed64(&c->c_allocs);
     st->frees = s.frees + atomic_load_explicit(&c->c_frees, memory_order_relaxed);
     pthread_mutex_unlock(&mp_threads_lock);

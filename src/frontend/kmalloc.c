@@ -7,10 +7,10 @@
  *    first use (pthread_once).  Power-of-two classes ask the core for
  *    align = size (capped at 4096, the core's largest alignment); 96 and 192
  *    for 16.  Class lookup: a table for <= 192 bytes, a bit scan above.
- *  - Larger sizes are page spans (mp_span_alloc): page aligned, and aligned
+ *  - Larger sizes are large blocks (mp_large_alloc, slab.h): page aligned, and aligned
  *    to their size when it is a power of two up to 4 MiB (spans that fit a
  *    buddy block are such a block).  Every page of a span carries the owner
- *    &large_tag in the page map: a slab lookup record that matches no
+ *    mp_large_tag in the page map: a slab lookup record that matches no
  *    address (slab.h's rule), so kfree/ksize tell spans from slab objects
  *    with the one page-map lookup they need anyway.
  *  - kmalloc's fast path: a size test, a table load (the class caches are
@@ -34,11 +34,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core.h"
-#include "debug.h"
+#include "frontend.h"
 #include "kmem_internal.h"
-#include "page.h"
-#include "slab.h"
 
 #define NCLASSES 13
 static const unsigned class_size[NCLASSES] = {8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192};
@@ -53,8 +50,8 @@ static struct kmem_cache *classes[NCLASSES];
 static _Atomic(magpool_cache_t *) class_cache[NCLASSES];
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 static bool classes_ok;
-/* Page-map owner of kmalloc spans: a lookup record matching no address. */
-static struct mp_slab_lookup large_tag;
+
+
 
 static void classes_init(void)
 {
@@ -89,11 +86,9 @@ static inline unsigned size_to_class(size_t size)
 static __attribute__((noinline, cold)) void *kmalloc_impossible(size_t size, gfp_t gfp)
 {
     if ((gfp & __GFP_NOFAIL) && !(gfp & __GFP_NOWARN)) {
-        struct mp_page_stats ps;
-        mp_page_stats(&ps);
         char detail[128];
         snprintf(detail, sizeof detail, "(%zu bytes; the arena holds %llu): failing", size,
-                 (unsigned long long)ps.arena_bytes);
+                 (unsigned long long)mp_large_limit());
         mp_report("kmalloc-large", NULL, "__GFP_NOFAIL allocation larger than the arena", detail, true);
     }
     errno = ENOMEM;
@@ -108,7 +103,7 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
     unsigned aflags = mp_gfp_to_aflags(gfp);
     void *p;
     for (;;) {
-        p = mp_span_alloc(npages, aflags & MAGPOOL_NOWAIT);
+        p = mp_large_alloc(npages, aflags & MAGPOOL_NOWAIT);
         if (p != NULL || !(aflags & MAGPOOL_NOFAIL) || errno == EINVAL)
             break;
         magpool_reap(); /* __GFP_NOFAIL: give memory back and retry */
@@ -117,7 +112,6 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
     }
     if (p == NULL)
         return errno == EINVAL ? kmalloc_impossible(size, gfp) : NULL; /* EINVAL: never (page.h) */
-    mp_page_set_owner(p, npages, (void *)&large_tag);
     if (aflags & MAGPOOL_ZERO)
         memset(p, 0, size);
     return p;
@@ -174,15 +168,11 @@ void *kcalloc(size_t n, size_t size, gfp_t gfp)
     return kmalloc_inline(bytes, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
-static inline bool is_large(const void *p)
-{
-    return mp_page_owner_inline(p) == (const void *)&large_tag;
-}
 
 /* One diagnostic about a large (page span) kmalloc block. */
 static __attribute__((noinline, cold)) void large_misuse(const void *p, const char *kind, const char *detail)
 {
-    mp_report("kmalloc-large", p, kind, detail, (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0);
+    mp_report("kmalloc-large", p, kind, detail, mp_continues(0));
 }
 
 static __attribute__((noinline, cold)) void large_misaligned(const void *p, const char *op)
@@ -198,19 +188,17 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
 {
     if (ZERO_OR_NULL_PTR(p))
         return;
-    if (is_large(p)) {
-        size_t npages = mp_span_pages(p);
-        if (npages == 0) {
+    if (mp_large_owns(p)) {
+        if (mp_large_pages(p) == 0) {
             large_misaligned(p, "kfree");
             return;
         }
-        mp_page_set_owner((void *)p, npages, NULL);
-        mp_span_free((void *)p);
+        mp_large_free((void *)p);
         return;
     }
     /* A page start in the arena that nothing owns: what a large block's
      * first kfree leaves (a foreign pointer lies outside the arena). */
-    if (mp_page_unowned(p)) {
+    if (mp_large_was_freed(p)) {
         large_misuse(p, "double free", "(kfree: no block starts here any more)");
         return;
     }
@@ -234,8 +222,8 @@ static size_t ksize_op(const void *p, const char *op)
 {
     if (ZERO_OR_NULL_PTR(p))
         return 0;
-    if (is_large(p)) {
-        size_t npages = mp_span_pages(p);
+    if (mp_large_owns(p)) {
+        size_t npages = mp_large_pages(p);
         if (npages == 0)
             large_misaligned(p, op);
         return npages << MP_PAGE_SHIFT;

@@ -12,10 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fastpath.h"
+#include "frontend.h"
 #include "magpool/kmem_cache.h"
 #include "magpool/magpool.h"
-#include "slab.h"
 
 #define KMEM_CACHE_MAGIC 0x6b6d656du /* "kmem" */
 

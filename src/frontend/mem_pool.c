@@ -36,11 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
-#include "debug.h"
-#include "meta.h"
-#include "fastpath.h"
-#include "slab.h"
+#include "frontend.h"
 #include "magpool/mem_pool.h"
 
 #define MEM_POOL_MAGIC 0x6d706f6fu      /* "mpoo" */
@@ -62,11 +58,6 @@ struct mem_pool {
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mem_pool *registry;
-
-static bool mp_continue(void)
-{
-    return (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE) != 0;
-}
 
 /* Fork: the registry lock is taken before the core's locks (statedump holds
  * it while reading stats), so its handler is registered after the core's
@@ -218,10 +209,10 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
         mp_fast_free(c, ptr, caller); /* (only a racing misuse elsewhere gets here) */
     } else if (c == NULL) {
         mp_report("mem_pool", ptr, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer",
-                  "(mem_put)", mp_continue());
+                  "(mem_put)", mp_continues(0));
     } else {
         mp_report(magpool_cache_name(c), ptr, "wrong cache", "(mem_put of an object not from a mem_pool)",
-                  mp_continue());
+                  mp_continues(0));
     }
 }
 

@@ -85,7 +85,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "debug.h"
+#include "report.h"
 #include "magpool/magpool.h"
 #include "sanitize.h"
 

@@ -61,9 +61,9 @@
 #include <unistd.h>
 
 #include "cache_impl.h" /* the hooks read the cache's flags, ctor and size */
-#include "core.h"
 #include "debug.h"
 #include "slab.h" /* only for the MP_OBJ_* codes mp_obj_check returns */
+#include "report.h"
 #include "sanitize.h"
 
 #if defined(__has_include)
@@ -79,63 +79,11 @@
 #define POISON_END 0xa5
 #define RED_BYTE 0xbb
 
-#define DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
 
 struct owner {
     uint64_t tid;
     const void *caller;
 };
-
-/* ---- environment -------------------------------------------------------- */
-
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static unsigned env_flags;
-static bool under_memcheck;
-
-static void env_parse(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    under_memcheck = pre != NULL && strstr(pre, "vgpreload_memcheck") != NULL;
-    const char *s = getenv("MAGPOOL_DEBUG");
-    if (s == NULL)
-        return;
-    unsigned f = 0;
-    while (*s != '\0') {
-        size_t n = strcspn(s, ",");
-        if (n == 6 && strncmp(s, "poison", n) == 0)
-            f |= MAGPOOL_POISON;
-        else if (n == 7 && strncmp(s, "redzone", n) == 0)
-            f |= MAGPOOL_RED_ZONE;
-        else if (n == 4 && strncmp(s, "user", n) == 0)
-            f |= MAGPOOL_STORE_USER;
-        else if (n == 6 && strncmp(s, "verify", n) == 0)
-            f |= MAGPOOL_VERIFY;
-        else if (n == 8 && strncmp(s, "continue", n) == 0)
-            f |= MAGPOOL_DEBUG_CONTINUE;
-        else if (n == 3 && strncmp(s, "all", n) == 0)
-            f |= DEBUG_FLAGS;
-        else if (n > 0)
-            fprintf(stderr, "magpool: MAGPOOL_DEBUG: unknown option '%.*s' ignored\n", (int)n, s);
-        s += n;
-        if (*s == ',')
-            s++;
-    }
-    env_flags = f;
-}
-
-unsigned mp_debug_env_flags(void)
-{
-    pthread_once(&env_once, env_parse);
-    return env_flags;
-}
-
-bool mp_under_memcheck(void)
-{
-    pthread_once(&env_once, env_parse);
-    return under_memcheck;
-}
-
-/* ---- trailer layout -------------------------------------------------------- */
 
 static inline size_t rec_offset(unsigned flags, size_t size)
 {
@@ -152,7 +100,7 @@ static inline bool tracks_request(unsigned flags)
 
 size_t mp_debug_extra(unsigned flags, size_t size)
 {
-    if (!(flags & DEBUG_FLAGS))
+    if (!(flags & MP_DEBUG_FLAGS))
         return 0;
     return rec_offset(flags, size) - size + sizeof(uint64_t) + (tracks_request(flags) ? sizeof(uint64_t) : 0) +
            ((flags & MAGPOOL_STORE_USER) ? 2 * sizeof(struct owner) : 0);
@@ -193,35 +141,6 @@ static uint64_t my_tid(void)
     return tid;
 }
 
-/* ---- reporting ----------------------------------------------------------- */
-
-void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont)
-{
-    char line[512];
-    int n;
-    if (addr != NULL)
-        n = snprintf(line, sizeof line, "magpool: %s: %s at %p%s%s\n", cache ? cache : "?", kind,
-                     addr, detail ? " " : "", detail ? detail : "");
-    else
-        n = snprintf(line, sizeof line, "magpool: %s: %s%s%s\n", cache ? cache : "?", kind,
-                     detail ? " " : "", detail ? detail : "");
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof line) {
-        n = (int)sizeof line - 1;
-        line[n - 1] = '\n';
-    }
-    ssize_t w = write(2, line, (size_t)n);
-    (void)w;
-    if (!cont)
-        abort();
-}
-
-static bool cont_of(unsigned flags)
-{
-    return (flags & MAGPOOL_DEBUG_CONTINUE) != 0 || (mp_debug_env_flags() & MAGPOOL_DEBUG_CONTINUE);
-}
-
 static __attribute__((noinline, cold)) void problem(magpool_cache_t *c, unsigned flags, size_t size,
                                                     void *obj, const char *kind, const char *fmt, ...)
 {
@@ -242,7 +161,7 @@ static __attribute__((noinline, cold)) void problem(magpool_cache_t *c, unsigned
                  len ? " " : "", (unsigned long long)o[0].tid, o[0].caller,
                  (unsigned long long)o[1].tid, o[1].caller);
     }
-    mp_report(magpool_cache_name(c), obj, kind, detail[0] ? detail : NULL, cont_of(flags));
+    mp_report(magpool_cache_name(c), obj, kind, detail[0] ? detail : NULL, mp_continues(flags));
 }
 
 /* ---- valgrind memcheck ----------------------------------------------------- */
@@ -319,7 +238,7 @@ static long check_red(unsigned flags, size_t size, const void *obj)
 void mp_debug_init_object(magpool_cache_t *c, void *obj)
 {
     unsigned flags = cache_dflags(c);
-    if (!(flags & DEBUG_FLAGS))
+    if (!(flags & MP_DEBUG_FLAGS))
         return;
     size_t size = c->c_size;
     mp_asan_unpoison(obj, size + mp_debug_extra(flags, size));
@@ -338,7 +257,7 @@ void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller)
 {
     unsigned flags = cache_dflags(c);
     size_t size = c->c_size;
-    if (flags & DEBUG_FLAGS) {
+    if (flags & MP_DEBUG_FLAGS) {
         mp_asan_unpoison(obj, size + mp_debug_extra(flags, size));
         uint64_t *st = state_of(flags, size, obj);
         if (*st != MP_DBG_FREE)
@@ -393,7 +312,7 @@ static bool free_checks(magpool_cache_t *c, unsigned flags, size_t size, void *o
         char detail[128] = "";
         if (owner != NULL)
             snprintf(detail, sizeof detail, "(object belongs to %s)", magpool_cache_name(owner));
-        mp_report(magpool_cache_name(c), obj, kind, detail[0] ? detail : NULL, cont_of(flags));
+        mp_report(magpool_cache_name(c), obj, kind, detail[0] ? detail : NULL, mp_continues(flags));
         return false;
     }
     mp_asan_unpoison(obj, size + mp_debug_extra(flags, size)); /* the core may have poisoned the stride */
@@ -434,7 +353,7 @@ static bool free_checks(magpool_cache_t *c, unsigned flags, size_t size, void *o
 bool mp_debug_on_free(magpool_cache_t *c, void *obj, const void *caller)
 {
     unsigned flags = cache_dflags(c);
-    if ((flags & DEBUG_FLAGS) && !free_checks(c, flags, c->c_size, obj, caller))
+    if ((flags & MP_DEBUG_FLAGS) && !free_checks(c, flags, c->c_size, obj, caller))
         return false;
     mp_debug_on_reclaim(c, obj);
     return true;
@@ -443,7 +362,7 @@ bool mp_debug_on_free(magpool_cache_t *c, void *obj, const void *caller)
 bool mp_debug_on_free_deferred(magpool_cache_t *c, void *obj, const void *caller)
 {
     unsigned flags = cache_dflags(c);
-    return !(flags & DEBUG_FLAGS) || free_checks(c, flags, c->c_size, obj, caller);
+    return !(flags & MP_DEBUG_FLAGS) || free_checks(c, flags, c->c_size, obj, caller);
 }
 
 void mp_debug_on_reclaim(magpool_cache_t *c, void *obj)
@@ -452,7 +371,7 @@ void mp_debug_on_reclaim(magpool_cache_t *c, void *obj)
     size_t size = c->c_size;
     if (flags & MAGPOOL_POISON)
         fill_poison(obj, size);
-    if (flags & DEBUG_FLAGS)
+    if (flags & MP_DEBUG_FLAGS)
         mp_asan_poison(obj, size);
     vg_free(c, obj);
 }

@@ -1,0 +1,37 @@
+/*
+ * The one internal header of the front ends (mem_pool.c, kmem_cache.c,
+ * kmalloc.c): what a front end may use of the engine, as a kernel driver
+ * includes <linux/slab.h> and not the allocator's private structs.  Owner:
+ * the core layer (src/core).  Everything here is hidden (not exported).
+ *
+ * A front end gets:
+ *  - the core API (magpool.h) and mp_cache_create_priv, which hangs the front
+ *    end's own struct on a cache (mp_cache_priv / mp_fast_priv find it again);
+ *  - the magazine hits and their slow paths, inline (fastpath.h), so
+ *    kmem_cache_alloc or mem_get cost what magpool_alloc costs;
+ *  - object lookups from an address alone (mp_slab_owner_inline,
+ *    mp_obj_check, the MP_OBJ_* reasons) and large blocks (mp_large_*) from
+ *    the slab layer (slab.h);
+ *  - the diagnostic reporter (report.h), metadata memory for its own structs
+ *    (meta.h), and the debug layer's kmalloc red-zone hooks (debug.h).
+ * The Bazel target //src:frontend depends on //src:frontend_api only, so a
+ * front end that includes anything else does not build (layering_check).
+ */
+#ifndef MP_FRONTEND_H
+#define MP_FRONTEND_H
+#include "magpool/magpool.h"
+
+#include "debug.h"
+#include "fastpath.h"
+#include "meta.h"
+#include "report.h"
+#include "slab.h"
+
+/* magpool_cache_create plus a front-end private pointer (mp_cache_priv) and
+ * the front-end-only flags (MP_FE_FLAGS). */
+magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv);
+
+/* NULL with errno = EINVAL, for a NULL pool/cache argument: a call the
+ * front ends' hit paths make as a tail call, so they need no stack frame. */
+void *mp_null_einval(void);
+#endif
