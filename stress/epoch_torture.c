@@ -1,7 +1,7 @@
 /*
  * stress/epoch_torture.c — deferred frees against live readers, both domains.
  *
- * Claim under test (src/reclaim.c, invariants R1..R10): an object freed with
+ * Claim under test (src/memory/reclaim.c, invariants R1..R10): an object freed with
  * magpool_free_deferred is not reused while any read-side section that was
  * open at the free is still open (R2 + R3 for the ck_epoch domain; the same
  * guarantee through call_rcu for a liburcu domain), grace periods are seen

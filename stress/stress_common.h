@@ -48,7 +48,7 @@
 #include "tests/check.h"
 #include "tests/conserve.h"
 
-/* ---- sanitizer detection (same tests as src/sanitize.h) ---------------- */
+/* ---- sanitizer detection (same tests as src/base/sanitize.h) ---------------- */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define ST_ASAN 1

@@ -1,5 +1,5 @@
 /*
- * The engine's conservation equation (design statement, src/cache.c, I1),
+ * The engine's conservation equation (design statement, src/core/cache.c, I1),
  * checked from one statistics snapshot of a cache:
  *
  *   in_slabs + in_magazines + in_depot + deferred + in_use == constructed

@@ -28,7 +28,7 @@ build() { # build NAME SANITIZER shared|static [COMPILER]
     check "$xcc -fsanitize=$2 san_app.c ($3 libmagpool)" test $? -eq 0 || cat "$work/$1.cc.log"
 }
 
-# The engine calls no malloc (src/meta.h): nothing in the shared library
+# The engine calls no malloc (src/memory/meta.h): nothing in the shared library
 # refers to the allocator an application may be replacing.
 nm -D --undefined-only "$prefix/lib/libmagpool.so" | awk '{print $2}' | sed 's/@.*//' >"$work/undef"
 check "libmagpool.so calls no malloc/calloc/realloc/free/qsort" \

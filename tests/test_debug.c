@@ -1,5 +1,5 @@
 /*
- * Debug layer (src/debug.c): MAGPOOL_DEBUG parsing, memcheck detection, the
+ * Debug layer (src/cache/debug.c): MAGPOOL_DEBUG parsing, memcheck detection, the
  * trailer size, the one-line report, and each debug check through the core
  * (poison, red zone, full double free, wrong cache, owner records, continue
  * mode) and through kmem_cache's SLAB_* flags.  Scenarios that need a fresh

@@ -1,5 +1,5 @@
 /*
- * Depot and magazine area (src/depot.c).
+ * Depot and magazine area (src/storage/depot.c).
  *
  *  - the stack head is a lock-free 64-bit atomic (runtime check);
  *  - magazine alloc: bounds, EINVAL, fresh state;

@@ -4,7 +4,7 @@
  * leaves the thread (flush, depot exchange, thread exit, a deferred batch's
  * seal), and dropped in continue mode, so no other thread is ever handed it;
  * MAGPOOL_UNCHECKED turns the check off.  Under ASan (every cache checked,
- * src/sanitize.h) the same pointers are caught at the free itself.
+ * src/base/sanitize.h) the same pointers are caught at the free itself.
  */
 #include <pthread.h>
 #include <stdlib.h>

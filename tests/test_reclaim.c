@@ -1,5 +1,5 @@
 /*
- * Reclamation domains (src/reclaim.c): grace periods in the ck_epoch domain
+ * Reclamation domains (src/memory/reclaim.c): grace periods in the ck_epoch domain
  * and in a liburcu (urcu-memb) domain.
  *
  *  - quiescent: with no reader anywhere, one poll runs a retired node (R4);

@@ -3,7 +3,7 @@
  *  - Built with ASan: a use after free of a pooled object (mem_pool,
  *    kmem_cache, kmalloc and core objects resting in a magazine) must be
  *    reported by ASan.  The pool poisons resting objects with
- *    ASAN_POISON_MEMORY_REGION (src/sanitize.h), which ASan reports as
+ *    ASAN_POISON_MEMORY_REGION (src/base/sanitize.h), which ASan reports as
  *    "use-after-poison" (its "use-after-free" is reserved for malloc's own
  *    freed chunks; no public interface sets that shadow kind), so the tests
  *    accept either; the report is followed by a line naming the pool.  The

@@ -1,5 +1,5 @@
 /*
- * Sanitizer and Valgrind hooks, decided at run time (owner: src/sanitize.c).
+ * Sanitizer and Valgrind hooks, decided at run time (owner: src/base/sanitize.c).
  *
  * CONTRACT.  The library is usually NOT built with a sanitizer: it is the
  * system library an application links through pkg-config, and the

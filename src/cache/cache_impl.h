@@ -1,9 +1,9 @@
 /*
- * Internal structures of the core (owner: src/cache.c and friends).  The
- * design statement is at the top of src/cache.c; this header only lays the
+ * Internal structures of the core (owner: src/core/cache.c and friends).  The
+ * design statement is at the top of src/core/cache.c; this header only lays the
  * structs out and names the cross-file functions.
  *
- * LOCK ORDER: the whole library's order is stated once, in src/fork.c (its
+ * LOCK ORDER: the whole library's order is stated once, in src/cache/fork.c (its
  * fork handlers take every lock in it).  Here: a thread's slow-path gate,
  * then mp_registry_lock, then mp_threads_lock, then a slab cache's own lock
  * (inside slab.c).  No core lock is ever held on a fast path.

@@ -1,5 +1,5 @@
 /*
- * Debug layer (contract: src/debug.h).
+ * Debug layer (contract: src/cache/debug.h).
  *
  * What this layer guarantees
  *  - Off by default and free when off: the engine asks mp_debug_extra() at

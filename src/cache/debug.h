@@ -1,5 +1,5 @@
 /*
- * Debug layer (owner: src/debug.c).  CONTRACT.
+ * Debug layer (owner: src/cache/debug.c).  CONTRACT.
  *
  * Switched on per cache by MAGPOOL_POISON / RED_ZONE / STORE_USER / VERIFY
  * flags, or for every cache by the environment variable MAGPOOL_DEBUG

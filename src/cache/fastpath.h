@@ -1,6 +1,6 @@
 /*
- * The magazine fast paths, inline (design: top of src/cache.c; slow paths in
- * src/magazine.c).  One copy inside the library, used by the core API in
+ * The magazine fast paths, inline (design: top of src/core/cache.c; slow paths in
+ * src/cache/magazine.c).  One copy inside the library, used by the core API in
  * magazine.c and by the front ends, so kmem_cache_alloc or mem_get cost the
  * same pop as magpool_alloc and nothing is written twice.  The other copy
  * of the core hit is the application's: magpool.h's inline magpool_alloc /

@@ -1,5 +1,5 @@
 /*
- * Fork safety (owner: src/fork.c).  CONTRACT.
+ * Fork safety (owner: src/cache/fork.c).  CONTRACT.
  *
  * mp_fork_init (idempotent; called before the first thread state exists)
  * registers pthread_atfork handlers.  Before fork they take every lock of

@@ -1,6 +1,6 @@
 /*
  * Magazine layer: the alloc/free fast paths and their slow paths, bulk calls,
- * deferred frees, magpool_synchronize (design: top of src/cache.c).
+ * deferred frees, magpool_synchronize (design: top of src/core/cache.c).
  *
  * GUARANTEES
  *  - magpool_alloc / magpool_free: on a hit, a handful of instructions on the

@@ -1,5 +1,5 @@
 /*
- * Reaping, shrinking and magazine sizing (design: top of src/cache.c).
+ * Reaping, shrinking and magazine sizing (design: top of src/core/cache.c).
  *
  * GUARANTEES
  *  - No reaper thread.  Slow paths call mp_reap_tick (every 16th slow path of

@@ -1,5 +1,5 @@
 /*
- * Per-thread state and thread exit (design: top of src/cache.c, "Threads").
+ * Per-thread state and thread exit (design: top of src/core/cache.c, "Threads").
  *
  * GUARANTEES
  *  - A thread starts with mp_tcs pointing at a static all-zero tcache array,

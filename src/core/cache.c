@@ -15,7 +15,30 @@
  * NON-GOALS: variable-size allocation (front ends map sizes to caches), NUMA
  * placement, per-CPU (rather than per-thread) magazines, a background thread.
  *
- * LAYERS AND HOW AN OBJECT TRAVELS (each layer calls only the one below)
+ * LAYERS (Bazel packages under src/; each cc_library depends only on the
+ * layers below it and is visible only to those above, and layering_check
+ * makes an upward #include a build error; `bazel query 'deps(//src/frontend)'`):
+ *
+ *   frontend  mem_pool.c kmem_cache.c kmalloc.c   include frontend.h only
+ *      |
+ *   core      cache.c stats.c frontend.h          create, destroy, stats;
+ *      |                                          this statement
+ *   cache     magazine.c thread.c lifecycle.c     per-thread magazines and
+ *      |      reap.c debug.c fork.c               slow paths, thread state,
+ *      |      fastpath.h cache_impl.h             caches' lifecycle, working
+ *      |                                          set, debug hooks, fork
+ *   storage   slab.c depot.c                      slabs, lookups, large
+ *      |                                          blocks; magazine area, depot
+ *   memory    page.c meta.c reclaim.c             arena and buddy pages,
+ *      |                                          metadata memory, epochs
+ *   base      sanitize.c report.c                 sanitizer hooks, reporter
+ *
+ * Calls go down only, never up or sideways between packages; within a
+ * package, files call each other.  Some calls skip a layer (core creates a
+ * slab cache; the cache layer polls reclamation domains): the rule is
+ * direction, not adjacency.
+ *
+ * HOW AN OBJECT TRAVELS
  *   (inline hits)           magpool.h   optimised C callers pop/push the
  *        |  miss                        loaded magazine themselves
  *   magpool_alloc/free      magazine.c  per-thread loaded/prev magazines
@@ -25,6 +48,8 @@
  *   slab layer              slab.c      constructs objects, tracks slabs
  *        |
  *   page layer              page.c      buddy blocks in an mmap'd arena
+ * (The depot and the slab layer sit side by side in the storage layer: the
+ * magazine layer calls each; the depot never calls the slab layer.)
  * Alloc: loaded mag -> swap with a full prev -> exchange the empty prev for a
  * full depot magazine -> fill the loaded magazine from the slab layer (one
  * lock trip for up to a magazine of objects).  Free mirrors it: loaded ->
@@ -41,8 +66,9 @@
  * and then becomes a full depot magazine.  The batch is an empty depot
  * magazine of the cache's size (its tail slots hold the retire node), so
  * batches cycle through the depot and steady-state deferred frees allocate
- * no magazine.  Per-thread state: thread.c;
- * reaping and magazine sizing: reap.c; statistics: stats.c.
+ * no magazine.  Per-thread state: thread.c; holders, zombies and
+ * finalisation: lifecycle.c; reaping and magazine sizing: reap.c;
+ * statistics: stats.c.
  *
  * OBJECT STATES (each constructed object is in exactly one):
  *   IN_SLAB -> (mp_slab_alloc) IN_MAGAZINE (a thread's loaded/prev)

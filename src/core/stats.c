@@ -1,5 +1,5 @@
 /*
- * Statistics (design: top of src/cache.c, "Observability").
+ * Statistics (design: top of src/core/cache.c, "Observability").
  *
  * GUARANTEES
  *  - No shared counter is written on a fast path: each thread counts its

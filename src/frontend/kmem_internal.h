@@ -1,6 +1,6 @@
 /*
- * Shared between the Linux front-end files (owner: src/kmem_cache.c,
- * src/kmalloc.c).  Hidden; not part of any public header.
+ * Shared between the Linux front-end files (owner: src/frontend/kmem_cache.c,
+ * src/frontend/kmalloc.c).  Hidden; not part of any public header.
  *
  * The hot calls (kmem_cache_alloc/free, kmalloc/kfree) are the core's inline
  * magazine fast paths (fastpath.h) plus, for a free, one inline page-map and

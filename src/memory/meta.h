@@ -1,5 +1,5 @@
 /*
- * Metadata memory (owner: src/meta.c).  CONTRACT.
+ * Metadata memory (owner: src/memory/meta.c).  CONTRACT.
  *
  * Every structure of the library itself (caches, slab caches and their free
  * stacks, thread states, epoch records, domains, front-end wrappers,

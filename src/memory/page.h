@@ -1,5 +1,5 @@
 /*
- * Page layer (owner: src/page.c).  CONTRACT — see page.c for the design.
+ * Page layer (owner: src/memory/page.c).  CONTRACT — see page.c for the design.
  *
  * One large virtual arena is reserved at start (PROT_NONE, MAP_NORESERVE);
  * 4 MiB regions inside it are committed on demand with mmap(MAP_FIXED) and

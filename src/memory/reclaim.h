@@ -1,5 +1,5 @@
 /*
- * Reclamation domains (owner: src/reclaim.c).  CONTRACT — see reclaim.c for
+ * Reclamation domains (owner: src/memory/reclaim.c).  CONTRACT — see reclaim.c for
  * the proof.
  *
  * A domain is either the Concurrency Kit epoch domain (ck_epoch; one record

@@ -1,5 +1,5 @@
 /*
- * Depot and magazines (owner: src/depot.c).  CONTRACT — see depot.c.
+ * Depot and magazines (owner: src/storage/depot.c).  CONTRACT — see depot.c.
  *
  * Magazines live in one reserved magazine area, split into size classes
  * (slot strides 128 .. 4160 bytes, see depot.c), and are addressed by a

@@ -1,5 +1,5 @@
 /*
- * Slab layer (owner: src/slab.c).  CONTRACT — see slab.c for the design.
+ * Slab layer (owner: src/storage/slab.c).  CONTRACT — see slab.c for the design.
  *
  * One struct mp_slab_cache per magpool cache.  Carves page blocks from the
  * page layer into objects honouring size, alignment, and cache colouring;
