@@ -344,7 +344,7 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
         return NULL;
     }
     mp_backlog_init(&c->c_depot, cfg, c->c_flags, mp_slab_stride(c->c_slab),
-                    atomic_load_explicit(&c->c_mag_size, memory_order_relaxed));
+                    mp_load_relaxed(&c->c_mag_size));
 
     unsigned id = mp_cache_register(c);
     if (id == 0) {
@@ -416,8 +416,8 @@ MAGPOOL_API int magpool_cache_foreach(int (*fn)(magpool_cache_t *c, void *arg), 
     mp_domain_enter(d);
     for (unsigned id = 1; id < MAGPOOL_MAX_CACHES && r == 0; id++) {
         /* Acquire: pairs with the release store at create. */
-        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
-        if (c != NULL && !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed))
+        struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
+        if (c != NULL && !mp_load_relaxed(&c->c_destroyed))
             r = fn(c, arg);
     }
     mp_domain_leave(d);
