@@ -70,7 +70,7 @@ static void classes_init(void)
      * the hit path carries no check for it. */
     for (int i = 0; i < NCLASSES; i++)
         if (!mp_debug_tracks_request(classes[i]->c))
-            atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
+            mp_store_release(&class_cache[i], classes[i]->c); /* see above */
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -142,7 +142,7 @@ static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, g
     if (__builtin_expect(size - 1 >= KMALLOC_MAX_CACHE_SIZE, 0)) /* 0 wraps */
         return kmalloc_slow(size, gfp, caller);
     /* Acquire: pairs with the release in classes_init (class_cache above). */
-    magpool_cache_t *c = atomic_load_explicit(&class_cache[size_to_class(size)], memory_order_acquire);
+    magpool_cache_t *c = mp_load_acquire(&class_cache[size_to_class(size)]);
     if (__builtin_expect(c == NULL, 0))
         return kmalloc_slow(size, gfp, caller);
     return mp_kmem_alloc(c, gfp, caller);
