@@ -155,7 +155,7 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
         mp_tc_exchange_full(c, tc, full);                 /* 2: depot exchange */
     } else if (!mp_tc_fill_from_slab(c, tc, aflags)) {    /* 3: slab layer */
         /* 4: the slab layer is out, but the depot's backlog may hold free
-         * objects: release it rather than fail (depot.c, B2). */
+         * objects: release it rather than fail (depot.c, DB2). */
         int err = errno;
         if (mp_depot_backlog_release(&c->c_depot) == 0 ||
             (full = mp_depot_pop_full(&c->c_depot)) == NULL) {

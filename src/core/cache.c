@@ -269,7 +269,7 @@ static size_t mp_backlog_default(void)
  * (0 = default) in magazines of mag rounds of stride bytes, at most
  * MP_BACKLOG_SLOTS_MAX and at most a quarter of an object limit (objects
  * held back are objects the limit does not let others build).  It engages
- * after a flow of twice its bytes (B1), counted in magazine pushes. */
+ * after a flow of twice its bytes (depot.c, DB1), counted in magazine pushes. */
 static void mp_backlog_init(struct mp_depot *d, const struct magpool_config *cfg, unsigned flags,
                             size_t stride, unsigned mag)
 {

@@ -33,13 +33,13 @@
  *
  * THE BUDDY SYSTEM (after Knuth and Linux's zone allocator).  Page indices i
  * are relative to the arena base.  A block is (i, k): pages [i, i + 2^k).
- *     (B1) i mod 2^k == 0                      (blocks are aligned to size)
- *     (B2) 0 <= k <= MP_MAX_ORDER = 10          (a block never crosses a region)
- *     (B3) buddy(i, k) = i XOR 2^k; merging (i, k) with its buddy gives
+ *     (PB1) i mod 2^k == 0                      (blocks are aligned to size)
+ *     (PB2) 0 <= k <= MP_MAX_ORDER = 10          (a block never crosses a region)
+ *     (PB3) buddy(i, k) = i XOR 2^k; merging (i, k) with its buddy gives
  *          (i AND NOT 2^k, k + 1)
- *     (B4) after every free: no block (i, k) in the free lists has its buddy
+ *     (PB4) after every free: no block (i, k) in the free lists has its buddy
  *          (i XOR 2^k, k) also in the free lists (merging is eager)
- *     (B5) sum over free blocks of 2^k == pages_free, and
+ *     (PB5) sum over free blocks of 2^k == pages_free, and
  *          pages_free + pages_in_use(buddy) == 1024 * regions in R_BUDDY
  * Free blocks are kept OFF the memory (nothing is ever written into a free
  * block, so it stays non-resident): pinfo[] has one record per page, and the
@@ -647,10 +647,10 @@ int mp_page_validate(void)
             bad |= i >= g.npages;                                     /* in the arena */
             if (bad)
                 break;
-            bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (B1) */
+            bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (PB1) */
             bad |= pi->flags != PI_FREE || pi->order != k || pi->prev != prev;
             bad |= g.rstate[i / REGION_PAGES] != R_BUDDY;
-            if (k < MP_MAX_ORDER) {                                    /* (B4) */
+            if (k < MP_MAX_ORDER) {                                    /* (PB4) */
                 struct pinfo *b = &g.pinfo[i ^ ((uint32_t)1 << k)];
                 bad |= (b->flags & PI_FREE) && b->order == k;
             }
@@ -661,7 +661,7 @@ int mp_page_validate(void)
         buddy_regions += g.rstate[r] == R_BUDDY;
         span_regions += g.rstate[r] == R_SPAN;
     }
-    bad |= free_pages != g.pages_free;                                 /* (B5) */
+    bad |= free_pages != g.pages_free;                                 /* (PB5) */
     bad |= buddy_regions + span_regions != g.regions_committed;
     bad |= g.pages_free + g.pages_in_use != (buddy_regions + span_regions) * REGION_PAGES;
     pthread_mutex_unlock(&g.lock);

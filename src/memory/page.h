@@ -100,7 +100,7 @@ struct mp_page_stats {
 };
 void mp_page_stats(struct mp_page_stats *st);
 
-/* Addition: check the buddy invariants (B1)-(B5) of page.c under the page
+/* Addition: check the buddy invariants (PB1)-(PB5) of page.c under the page
  * lock; 0 when they hold, -1 if not.  Meaningful when no region is being
  * committed or decommitted at the same moment (tests call it at quiescence). */
 int mp_page_validate(void);

@@ -94,43 +94,43 @@
  *  from the config's backlog bytes (default: twice the L2 cache, at most
  *  MP_BACKLOG_SLOTS_MAX magazines) and counts them in the statistics
  *  (in_depot, backlog_mags).
- *  B1. Engagement: only after bl_engage_span full pushes since creation or
+ *  DB1. Engagement: only after bl_engage_span full pushes since creation or
  *      the last release: engaged <=> pushes_full >= bl_engage_at (no flag:
  *      the count only grows, and only a release moves the mark).  cache.c sets the span to twice
  *      the backlog's bytes of flow (and at least 2 * bl_slots magazines), so
  *      a cache that trades a few magazines between threads (or a test with
  *      1-round magazines) reuses them at once and builds no surplus; a
  *      steady flow engages within a few ms.
- *  B2. Release (shrink, drain, an idle reaper interval, an alloc that found
- *      the slab layer exhausted): re-arm B1 (move bl_engage_at), then exchange
+ *  DB2. Release (shrink, drain, an idle reaper interval, an alloc that found
+ *      the slab layer exhausted): re-arm DB1 (move bl_engage_at), then exchange
  *      every slot with NULL and push what was there onto the full stack.
  *      Every release scans every slot, so a push that read the old mark
  *      before it moved and left a magazine in the ring strands
  *      nothing: the magazine is counted (bl_mags, bl_rounds) and the next
  *      release takes it.  Thread exit and deferred batches push straight to
  *      the stack (their objects are not hot in a freer's cache).
- *  B3. Ordering: the slot exchange is ACQ_REL.  Its release publishes the
+ *  DB3. Ordering: the slot exchange is ACQ_REL.  Its release publishes the
  *      contents (rounds, objs) the pusher wrote; its acquire makes visible
  *      the contents of the magazine it displaces (pairs with the release of
  *      the exchange that put that one in).  A release's exchange is ACQUIRE
  *      for the same pairing.  A slot holds a magazine until exactly one
  *      exchange takes it out, so a magazine stays in one place (I6).
- *  B4. bl_mags and bl_rounds are relaxed counters, raised before the
+ *  DB4. bl_mags and bl_rounds are relaxed counters, raised before the
  *      exchange that puts a magazine in and lowered after the one that takes
  *      it out (as O3: never below zero).  bl_engage_at and bl_idle_seen
  *      are relaxed hints: a stale value moves engagement by a few pushes and
- *      never loses a magazine (B2).
- *  B5. Progress: a push is one fetch_add and one exchange (wait-free, no
+ *      never loses a magazine (DB2).
+ *  DB5. Progress: a push is one fetch_add and one exchange (wait-free, no
  *      compare, hence no ABA); a release is bl_slots exchanges.
  *
  * Slot classes (memory ordering of the lazy reservation)
  * ------------
- *  C1. class_reserve writes nslots and links, then stores base with RELEASE
+ *  DC1. class_reserve writes nslots and links, then stores base with RELEASE
  *      under g_area.lock; mp_mag_alloc loads base with ACQUIRE.  Any other
  *      use of a class (slot(), a depot or free-stack pop) starts from an
  *      index that some thread obtained after its own acquire of base and
  *      published by a release CAS, so those loads may be relaxed.
- *  C2. slot_index() reads m->cap to find the class: only for a live,
+ *  DC2. slot_index() reads m->cap to find the class: only for a live,
  *      owned magazine (a push, mag_reclaimed).  A trim works from the
  *      indices it popped and never reads a free slot, whose page may be 0.
  *
@@ -588,15 +588,15 @@ void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
     full_stack_push(d, m);
 }
 
-/* Is the backlog engaged, after `pushes` full pushes (B1)?  Relaxed: a
- * hint (B4). */
+/* Is the backlog engaged, after `pushes` full pushes (DB1)?  Relaxed: a
+ * hint (DB4). */
 static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
 {
     return d->bl_slots != 0 && pushes >= mp_load_relaxed(&d->bl_engage_at);
 }
 
 /* A magazine some exchange took out of a backlog slot goes to the full
- * stack; the counters drop after the exchange (B4). */
+ * stack; the counters drop after the exchange (DB4). */
 static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
 {
     mp_fetch_sub_relaxed(&d->bl_rounds, m->rounds);
@@ -612,9 +612,9 @@ void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
         return;
     }
     uint64_t pos = mp_fetch_add_relaxed(&d->bl_pos, 1);
-    mp_fetch_add_relaxed(&d->bl_mags, 1); /* before the exchange: B4 */
+    mp_fetch_add_relaxed(&d->bl_mags, 1); /* before the exchange: DB4 */
     mp_fetch_add_relaxed(&d->bl_rounds, m->rounds);
-    /* ACQ_REL (B3): release publishes m's contents to whoever takes it out;
+    /* ACQ_REL (DB3): release publishes m's contents to whoever takes it out;
      * acquire pairs with the exchange that put `old` in, so old->rounds and
      * old->objs below are that pusher's values.  Relaxed would let the full
      * stack (and a popper) see a stale round count or stale object pointers. */
@@ -627,13 +627,13 @@ size_t mp_depot_backlog_release(struct mp_depot *d)
 {
     if (d->bl_slots == 0)
         return 0;
-    /* Relaxed hint (B4): re-arm engagement, then scan every slot (B2). */
+    /* Relaxed hint (DB4): re-arm engagement, then scan every slot (DB2). */
     mp_store_relaxed(&d->bl_engage_at, mp_load_relaxed(&d->pushes_full) + d->bl_engage_span);
     size_t moved = 0;
     for (unsigned i = 0; i < d->bl_slots; i++) {
         if (mp_load_relaxed(&d->bl_ring[i]) == NULL)
             continue; /* an empty slot costs no write (its line stays shared) */
-        /* ACQUIRE (B3): pairs with the release of the exchange that put the
+        /* ACQUIRE (DB3): pairs with the release of the exchange that put the
          * magazine in, so its rounds and objs are visible; relaxed would
          * push a magazine whose contents we may not see yet. */
         struct mp_mag *m = mp_xchg_acquire(&d->bl_ring[i], NULL);

@@ -30,12 +30,12 @@
  *
  * SLAB STATES AND INVARIANTS.  Objects [0, nbuilt) of a slab have been
  * constructed; of those, nfree are on the free stack and inuse are handed out.
- *   (S1) nfree + inuse == nbuilt <= n                      per slab
- *   (S2) the free stack holds nfree distinct indices, each < nbuilt
- *   (S3) list(s) = EMPTY if inuse == 0, FULL if inuse == n, else PARTIAL
- *   (C1) constructed   == sum over linked slabs of nbuilt   per cache
- *   (C2) free_in_slabs == sum over linked slabs of nfree
- *   (C3) constructed <= max_objects when a limit is set
+ *   (SL1) nfree + inuse == nbuilt <= n                      per slab
+ *   (SL2) the free stack holds nfree distinct indices, each < nbuilt
+ *   (SL3) list(s) = EMPTY if inuse == 0, FULL if inuse == n, else PARTIAL
+ *   (SC1) constructed   == sum over linked slabs of nbuilt   per cache
+ *   (SC2) free_in_slabs == sum over linked slabs of nfree
+ *   (SC3) constructed <= max_objects when a limit is set
  * Allocation prefers PARTIAL slabs, then EMPTY ones, and only then makes a
  * new slab (so empty slabs can be released); within a slab it pops the free
  * stack before building unbuilt objects.  When the limit is reached it looks
@@ -117,8 +117,8 @@ struct mp_slab_cache {
     pthread_mutex_t lock;
     struct mp_slab *lists[L_COUNT]; /* doubly linked, NULL-terminated */
     uint64_t nslabs[L_COUNT];
-    uint64_t constructed;          /* (C1) */
-    uint64_t free_in_slabs;        /* (C2) */
+    uint64_t constructed;          /* (SC1) */
+    uint64_t free_in_slabs;        /* (SC2) */
     uint64_t slab_allocs;
     _Atomic uint32_t colour_seq;   /* slabs made so far (relaxed: only spreads colours) */
     /* Geometry and parameters, immutable after creation. */
@@ -293,7 +293,7 @@ static void list_add(struct mp_slab_cache *sc, struct mp_slab *s, uint8_t l)
     sc->nslabs[l]++;
 }
 
-/* Move s to the list its counts call for (S3). */
+/* Move s to the list its counts call for (SL3). */
 static void relink(struct mp_slab_cache *sc, struct mp_slab *s)
 {
     uint8_t l = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
@@ -666,14 +666,14 @@ int mp_slab_validate(struct mp_slab_cache *sc)
     for (int l = 0; l < L_COUNT; l++) {
         uint64_t count = 0;
         for (struct mp_slab *s = sc->lists[l]; s; s = s->next, count++) {
-            bad |= s->list != l || s->nbuilt > s->nobjs;                   /* (S1) */
+            bad |= s->list != l || s->nbuilt > s->nobjs;                   /* (SL1) */
             bad |= s->nfree + s->inuse != s->nbuilt;
             uint8_t want = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
-            bad |= want != l;                                               /* (S3) */
+            bad |= want != l;                                               /* (SL3) */
             bad |= mp_page_owner(s->mem) != s ||
                    mp_page_owner(s->mem + (MP_PAGE_SIZE << s->order) - 1) != s;
             memset(seen, 0, s->nobjs);
-            for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (S2) */
+            for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (SL2) */
                 uint16_t x = s->stack[i];
                 bad |= x >= s->nbuilt || seen[x];
                 if (x < s->nobjs)
@@ -684,8 +684,8 @@ int mp_slab_validate(struct mp_slab_cache *sc)
         }
         bad |= count != sc->nslabs[l];
     }
-    bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (C1), (C2) */
-    bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (C3) */
+    bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (SC1), (SC2) */
+    bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (SC3) */
     pthread_mutex_unlock(&sc->lock);
     mp_meta_free(seen, SLAB_MAX_OBJS + 1);
     return bad ? -1 : 0;

@@ -155,7 +155,7 @@ struct mp_slab_stats {
 };
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st);
 
-/* Addition: check the invariants (S1)-(S3), (C1)-(C3) of slab.c under the
+/* Addition: check the invariants (SL1)-(SL3), (SC1)-(SC3) of slab.c under the
  * cache lock; 0 when they hold, -1 if not. */
 int mp_slab_validate(struct mp_slab_cache *sc);
 #endif
