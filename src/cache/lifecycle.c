@@ -185,7 +185,9 @@ size_t mp_cache_pin_some(unsigned *from, struct magpool_cache **out, size_t cap)
     mp_domain_enter(d);
     unsigned id = *from;
     for (; id < MAGPOOL_MAX_CACHES && n < cap; id++) {
-        /* Acquire: pairs with the release store at create. */
+        /* Acquire: pairs with the release store in mp_cache_register, so
+         * the cache's fields are initialised before we pin it and hand it
+         * out.  Weakened, the caller could get a half-initialised cache. */
         struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
         if (c != NULL && mp_cache_pin(c))
             out[n++] = c;

@@ -399,8 +399,12 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
         return;
     }
     mp_slab_free(c->c_slab, &obj, 1);
-    /* Release: see the fold in mp_tc_flush (the slab free is visible to a
-     * finaliser that reads the counter with acquire). */
+    /* Release: orders the mp_slab_free above (a non-holder's free, under no
+     * lock of the cache) before the count; pairs with the acquire loads of
+     * c_frees in mp_cache_folded_live (lifecycle.c) and the live count of
+     * thread.c, so a finaliser that sees this free counted sees the object
+     * back in its slab.  Weakened, the slab cache could be deleted while
+     * this free is not yet visible to it. */
     mp_fetch_add_release(&c->c_frees, 1);
 }
 
@@ -733,7 +737,10 @@ MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
         for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
             for (uint64_t bits = t->th_held[w]; bits; bits &= bits - 1) {
                 unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
-                /* Acquire: pairs with the release store at create. */
+                /* Acquire: pairs with the release store in
+                 * mp_cache_register (lifecycle.c), so c_domain and the
+                 * fields the flush reads are initialised.  Weakened, we
+                 * could compare or flush a half-initialised cache. */
                 struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
                 if (c != NULL && c->c_domain == d)
                     mp_deferred_seal(c, &t->th_tc[id]);

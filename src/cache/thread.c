@@ -103,8 +103,11 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         errno = ENOMEM;
         return NULL;
     }
-    /* Acquire: pairs with the release increment in magpool_cache_destroy; we
-     * start with no magazines, so any gen seen is fine as a baseline. */
+    /* Acquire: pairs with the release increment in magpool_cache_destroy
+     * (lifecycle.c), like the load in mp_thread_housekeeping.  We start with
+     * no magazines, so any gen seen is fine as a baseline: weakened to
+     * relaxed nothing breaks here (an older baseline only costs one extra
+     * flush walk in housekeeping); acquire keeps the two loads alike. */
     t->th_seen_gen = mp_load_acquire(&mp_destroy_gen);
     pthread_mutex_lock(&mp_threads_lock);
     t->th_next = mp_threads;
@@ -198,8 +201,10 @@ static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
         while (bits) {
             unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
             bits &= bits - 1;
-            /* Acquire: pairs with the release store in cache create, so we
-             * see the cache's fields.  A held id's cache cannot be finalised. */
+            /* Acquire: pairs with the release store in mp_cache_register
+             * (lifecycle.c), so we see the cache's fields.  A held id's cache
+             * cannot be finalised.  Weakened, the flush could read a
+             * half-initialised cache (its slab, depot, magazine size). */
             struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
             if (c == NULL)
                 continue;
@@ -213,7 +218,9 @@ static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
 {
     /* Acquire: pairs with the release increment in magpool_cache_destroy, so
-     * after seeing the new generation we see c_destroyed set. */
+     * after seeing the new generation we see c_destroyed set.  Weakened, we
+     * could record the new generation, miss c_destroyed, skip the flush and
+     * keep the zombie's magazines until this thread exits. */
     uint64_t g = mp_load_acquire(&mp_destroy_gen);
     if (g != t->th_seen_gen) {
         t->th_seen_gen = g;

@@ -415,7 +415,9 @@ MAGPOOL_API int magpool_cache_foreach(int (*fn)(magpool_cache_t *c, void *arg), 
     magpool_domain_t *d = mp_domain_default();
     mp_domain_enter(d);
     for (unsigned id = 1; id < MAGPOOL_MAX_CACHES && r == 0; id++) {
-        /* Acquire: pairs with the release store at create. */
+        /* Acquire: pairs with the release store in mp_cache_register
+         * (lifecycle.c), so c_destroyed and the fields fn reads are
+         * initialised.  Weakened, fn could see a half-initialised cache. */
         struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
         if (c != NULL && !mp_load_relaxed(&c->c_destroyed))
             r = fn(c, arg);

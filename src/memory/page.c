@@ -266,7 +266,9 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
 
 int mp_page_init(void)
 {
-    /* Acquire: pairs with the release in page_init_slow (see there). */
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * base, map and the region state are the published ones.  Weakened, a
+     * caller could see the arena initialised and use a NULL map. */
     if (mp_load_acquire(&mp_pmap.size) != 0)
         return 0;
     return page_init_slow();
@@ -287,7 +289,10 @@ static inline void *page_addr(uint32_t i)
 /* True if [p, p + npages pages) lies inside the arena and p is page aligned. */
 static bool in_arena(const void *p, size_t npages)
 {
-    size_t size = mp_load_acquire(&mp_pmap.size); /* pairs with init */
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * base is the published one.  Weakened, a non-zero size could come with
+     * a stale base and the bounds check would test the wrong range. */
+    size_t size = mp_load_acquire(&mp_pmap.size);
     uintptr_t off = (uintptr_t)p - (uintptr_t)mp_pmap.base;
     return off < size && (off & (MP_PAGE_SIZE - 1)) == 0 && npages <= (size - off) >> MP_PAGE_SHIFT;
 }
@@ -410,7 +415,10 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
         errno = EINVAL;
         return NULL;
     }
-    if (mp_load_acquire(&mp_pmap.size) == 0) { /* pairs with init */
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * the arena's maps are visible before we allocate from them.  Weakened,
+     * the allocation could run on a NULL map or stale region state. */
+    if (mp_load_acquire(&mp_pmap.size) == 0) {
         if (aflags & MAGPOOL_NOWAIT) {
             errno = EAGAIN;
             return NULL;

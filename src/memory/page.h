@@ -85,7 +85,8 @@ static inline __attribute__((always_inline)) void *mp_page_owner_inline(const vo
     if (off >= size)
         return NULL;
     /* Acquire: pairs with the release in mp_page_set_owner, so the owner's
-     * fields written before it was published are visible. */
+     * fields written before it was published are visible.  Weakened, the
+     * caller could read the owner's descriptor before its initialisation. */
     return mp_load_acquire(&mp_pmap.map[off >> MP_PAGE_SHIFT]);
 }
 

@@ -273,7 +273,12 @@ static inline bool ripe(unsigned g, uintptr_t stamp)
 }
 
 /* The global epoch G, as a seq_cst load (R2: the stamp must not be read
- * before a retirer's unlink in the total order S).  ck_epoch_value is a
+ * before a retirer's unlink in the total order S).  It pairs, in S, with the
+ * seq_cst CAS of mp_retire's push and the seq_cst exchange of
+ * absorb_incoming.  Weakened to acquire, the load could be satisfied before
+ * the exchange in absorb_incoming (C11 allows it), the stamp could be older
+ * than the unlinks it must follow, and a node could be freed a grace period
+ * early, under a reader that still holds it.  ck_epoch_value is a
  * plain ck_pr load; G is an unsigned int that ck only changes by CAS, so a
  * C11 seq_cst load of the same word is what R2 needs (a plain mov on x86). */
 static inline unsigned epoch_now(void)

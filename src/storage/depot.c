@@ -345,7 +345,9 @@ static struct mp_mag *stack_pop(_Atomic uint64_t *head, _Atomic uint32_t *links,
             return NULL;
         struct mp_mag *m = slot(i1 - 1);
         uint32_t next = mp_load_relaxed(link_of(links, i1 - 1)); /* A4 */
-        /* Success ACQUIRE: the popped magazine's contents are ours (O2).
+        /* Success ACQUIRE: pairs with the release CAS of the push that put
+         * m there, so the popped magazine's contents are ours (O2); relaxed
+         * could hand out stale rounds/objs.
          * Failure ACQUIRE: h is reloaded and dereferenced on the next turn,
          * same argument as the first load. */
         if (mp_cas_weak_acquire_acquire(head, &h, ((TAG(h) + 1) << 32) | next)) {
@@ -395,7 +397,10 @@ static void sort_u32(uint32_t *a, size_t n)
 static void class_trim(unsigned k)
 {
     struct mag_class *cl = &g_area.cls[k];
-    char *base = mp_load_acquire(&cl->base); /* as in mp_mag_alloc */
+    /* Acquire: pairs with the release store of base in class_reserve, so
+     * nslots and links are the published ones (DC1).  Weakened, the trim
+     * could read nslots == 0 or a NULL links array for a reserved class. */
+    char *base = mp_load_acquire(&cl->base);
     if (base == NULL)
         return;
     size_t stride = CLASS_STRIDE(k), page = mp_load_relaxed(&g_area.page);
@@ -492,7 +497,10 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
     }
     unsigned k = class_of_cap(cap);
     struct mag_class *cl = &g_area.cls[k];
-    /* Acquire: pairs with the release store in class_reserve (nslots, links). */
+    /* Acquire: pairs with the release store of base in class_reserve, so
+     * nslots and links are the published ones (DC1).  Weakened, a first
+     * allocator in another thread could read nslots == 0 (and fail) or a
+     * NULL links array. */
     char *base = mp_load_acquire(&cl->base);
     if (base == NULL && (base = class_reserve(k)) == NULL) {
         errno = ENOMEM;
