@@ -211,7 +211,7 @@ static int stats_each(magpool_cache_t *c, void *arg)
     if (magpool_cache_stats(c, &s) != 0)
         st_fail("stats of a live cache failed: %s", strerror(errno));
     /* The count is raised before a push's exchange and lowered after the
-     * displaced magazine is out (depot.c, B4): pushes in flight add one each. */
+     * displaced magazine is out (depot.c, DB4): pushes in flight add one each. */
     if (s.backlog_mags > s.backlog_slots + opts.threads + NHELP + 1)
         st_fail("%s: backlog holds %llu magazines, more than its %u slots and the pushes in flight",
                 s.name, (unsigned long long)s.backlog_mags, s.backlog_slots);

@@ -298,7 +298,7 @@ static void test_backlog_fifo(void)
             return;
         m[i]->rounds = 1 + i;
     }
-    /* B1: the first 2 * SLOTS pushes go straight to the stack (LIFO). */
+    /* DB1: the first 2 * SLOTS pushes go straight to the stack (LIFO). */
     for (unsigned i = 0; i < 2 * SLOTS; i++)
         mp_depot_push_freed(&d, m[i]);
     CHECK(atomic_load(&d.bl_mags) == 0 && atomic_load(&d.nfull) == 2 * SLOTS);
@@ -426,7 +426,7 @@ static void *hammer(void *arg)
         else
             mp_depot_push_full(d, m);
         if (g_backlog && (seed >> 24) % 64 == 0)
-            mp_depot_backlog_release(d); /* races pushes into the same ring (B2) */
+            mp_depot_backlog_release(d); /* races pushes into the same ring (DB2) */
         atomic_fetch_add_explicit(&g_moves, 1, memory_order_relaxed);
     }
     return NULL;    /* the thread-exit key releases the epoch record */

@@ -4,7 +4,7 @@
  * spans of more than one region, RSS falling after free, fault injection
  * (ENOMEM, then recovery), NOWAIT, and threads allocating and freeing blocks
  * of random orders.  Every phase ends with mp_page_validate(), which checks
- * the buddy invariants (B1)-(B5) of page.c.
+ * the buddy invariants (PB1)-(PB5) of page.c.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -27,15 +27,20 @@ extern void __tsan_ignore_thread_begin(void) __attribute__((weak));
 extern void __tsan_ignore_thread_end(void) __attribute__((weak));
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
 
-unsigned mp_san_mode;
+_Atomic unsigned mp_san_mode;
 
-static void (*describer)(const void *addr);
+/* Set once by mp_san_set_describer (release), read by the death callback
+ * (acquire). */
+static void (*_Atomic describer)(const void *addr);
 
 /* ASan's death callback: runs after the report is printed, before the
  * process exits.  If the report is about an address of ours, name its pool. */
 static void death_callback(void)
 {
-    void (*d)(const void *) = __atomic_load_n(&describer, __ATOMIC_ACQUIRE);
+    /* ACQUIRE: pairs with the release store in mp_san_set_describer, so the
+     * describer's globals (the registry it walks) are visible before we call
+     * it; relaxed could call it on a registry whose set-up we do not see. */
+    void (*d)(const void *) = mp_load_acquire(&describer);
     if (d != NULL && __asan_report_present != NULL && __asan_get_report_address != NULL &&
         __asan_report_present())
         d(__asan_get_report_address());
@@ -58,7 +63,7 @@ unsigned mp_san_detect(void)
     }
     /* Every thread computes the same m; the first store wins nothing. */
     unsigned old = 0;
-    if (__atomic_compare_exchange_n(&mp_san_mode, &old, m, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED) &&
+    if (mp_cas_strong_relaxed(&mp_san_mode, &old, m) &&
         (m & MP_SAN_ASAN) && __sanitizer_set_death_callback != NULL)
         __sanitizer_set_death_callback(death_callback);
     return m;
@@ -119,6 +124,9 @@ void mp_lsan_unroot(const void *p, size_t n)
 
 void mp_san_set_describer(void (*describe)(const void *addr))
 {
-    /* Release: the function's own globals before its address. */
-    __atomic_store_n(&describer, describe, __ATOMIC_RELEASE);
+    /* RELEASE: orders the describer's own globals (set up by the caller)
+     * before its address; pairs with the acquire load in death_callback.
+     * Relaxed could let the callback run the function on state it does not
+     * see yet. */
+    mp_store_release(&describer, describe);
 }

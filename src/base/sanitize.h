@@ -33,6 +33,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "atomics.h"
+
 /* Whether this translation unit is compiled with a sanitizer (Bazel's
  * --config=asan / tsan; tests use these to pick their proofs).  Only
  * MP_TSAN changes the library's behaviour: an instrumented library's own
@@ -61,7 +63,7 @@ enum {
 };
 /* Written once by mp_san_detect (idempotent: every thread computes the same
  * value from the same weak symbols), read with relaxed loads. */
-extern unsigned mp_san_mode;
+extern _Atomic unsigned mp_san_mode;
 
 /* Detect the runtimes; returns mp_san_mode.  Called by every layer's init
  * (page arena, cache creation) before it needs the answer. */
@@ -69,7 +71,7 @@ unsigned mp_san_detect(void);
 
 static inline unsigned mp_san(void)
 {
-    unsigned m = __atomic_load_n(&mp_san_mode, __ATOMIC_RELAXED);
+    unsigned m = mp_load_relaxed(&mp_san_mode);
     return __builtin_expect(m & MP_SAN_DONE, 1) ? m : mp_san_detect();
 }
 
@@ -77,7 +79,7 @@ static inline unsigned mp_san(void)
  * (true once any cache or the arena exists). */
 static inline bool mp_san_on(unsigned bit)
 {
-    return __builtin_expect((__atomic_load_n(&mp_san_mode, __ATOMIC_RELAXED) & bit) != 0, 0);
+    return __builtin_expect((mp_load_relaxed(&mp_san_mode) & bit) != 0, 0);
 }
 
 /* Out of line: only reached when the runtime is there. */

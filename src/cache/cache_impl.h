@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomics.h"
 #include "depot.h"
 #include "magpool/magpool.h"
 #include "reclaim.h"
@@ -23,36 +24,9 @@
 #include "sanitize.h"
 #include "slab.h"
 
-/* ---- atomics: every access says its order in its name ------------------- */
-static inline uint32_t mp_load_relaxed32(_Atomic uint32_t *p)
-{
-    return atomic_load_explicit(p, memory_order_relaxed);
-}
-static inline void mp_store_relaxed32(_Atomic uint32_t *p, uint32_t v)
-{
-    atomic_store_explicit(p, v, memory_order_relaxed);
-}
-static inline uint64_t mp_load_relaxed64(_Atomic uint64_t *p)
-{
-    return atomic_load_explicit(p, memory_order_relaxed);
-}
-static inline void mp_store_relaxed64(_Atomic uint64_t *p, uint64_t v)
-{
-    atomic_store_explicit(p, v, memory_order_relaxed);
-}
-/* Single-writer counter bump: a relaxed load and store, never an RMW.  Only
- * the owner thread writes the counter; readers sum it with relaxed loads. */
-static inline void mp_owner_add64(_Atomic uint64_t *p, uint64_t v)
-{
-    mp_store_relaxed64(p, mp_load_relaxed64(p) + v);
-}
+/* Atomics: the order-named wrappers of base/atomics.h. */
 /* Objects crossing the boundary of a thread's loaded/prev magazines. */
-#define mp_tc_flow(tc, delta) mp_owner_add64(&(tc)->tc_net, (uint64_t)(int64_t)(delta))
-/* Shared statistics counter (slow paths only). */
-static inline void mp_add_relaxed64(_Atomic uint64_t *p, uint64_t v)
-{
-    atomic_fetch_add_explicit(p, v, memory_order_relaxed);
-}
+#define mp_tc_flow(tc, delta) mp_owner_add_relaxed_u64(&(tc)->tc_net, (uint64_t)(int64_t)(delta))
 
 /* ---- per-thread, per-cache magazine state: one cache line ---------------- *
  * Written only by its owner thread.  Stats readers (under mp_threads_lock)

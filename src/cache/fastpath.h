@@ -45,7 +45,7 @@ static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct
     /* Relaxed: the fast id only changes at create and destroy, which the
      * caller orders against its own alloc/free (magpool.h's synchronization
      * table). */
-    return &mp_tcs[atomic_load_explicit(&c->c_fast_id, memory_order_relaxed)];
+    return &mp_tcs[mp_load_relaxed(&c->c_fast_id)];
 }
 
 /* Zero a popped object, out of line so the callers' hit path needs no stack
@@ -72,11 +72,11 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc_zf(struct magpo
                                                                     const void *caller)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
     if (__builtin_expect(n == 0, 0))
         return miss(c, miss_flags, caller);
-    mp_store_relaxed32(&tc->tc_rounds, n - 1);
-    mp_owner_add64(&tc->tc_allocs, 1);
+    mp_store_relaxed(&tc->tc_rounds, n - 1);
+    mp_owner_add_relaxed_u64(&tc->tc_allocs, 1);
     void *obj = tc->tc_objs[n - 1];
     if (zero)
         return mp_fast_zero(c, obj);
@@ -110,7 +110,7 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
 static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *tc, uint32_t n, void *obj)
 {
     tc->tc_objs[n] = obj;
-    mp_store_relaxed32(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+    mp_store_relaxed(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
 }
 
 /* Push onto the loaded magazine; a full magazine goes to the slow path.  An
@@ -119,7 +119,7 @@ static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *t
 static inline __attribute__((always_inline)) void mp_fast_free(struct magpool_cache *c, void *obj, const void *caller)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
     if (__builtin_expect(n == tc->tc_cap, 0))
         return mp_free_slow(c, obj, caller);
     if (__builtin_expect(tc->tc_objs[(long)n - 1] == obj, 0))
@@ -175,12 +175,12 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
                                                                     bool small)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    uint32_t r = mp_load_relaxed(&tc->tc_rounds);
     if (__builtin_expect(n > r, 0))
         return false;
     r -= (uint32_t)n;
-    mp_store_relaxed32(&tc->tc_rounds, r);
-    mp_owner_add64(&tc->tc_allocs, n);
+    mp_store_relaxed(&tc->tc_rounds, r);
+    mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
     mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
     return true;
 }
@@ -221,7 +221,7 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
                                                                    void *const *objs, bool small)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t r = mp_load_relaxed32(&tc->tc_rounds);
+    uint32_t r = mp_load_relaxed(&tc->tc_rounds);
     if (__builtin_expect(n > tc->tc_cap - r, 0))
         return false;
     void **dst = tc->tc_objs + r;
@@ -229,7 +229,7 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     if (__builtin_expect(mp_run_bad(objs, n, dst[-1], small), 0))
         return false;
     mp_copy_ptrs(dst, objs, n, small);
-    mp_store_relaxed32(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
+    mp_store_relaxed(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
     return true;
 }
 

@@ -44,7 +44,7 @@ static void slab_locks(bool lock)
 {
     for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
         /* Relaxed: under mp_registry_lock, which every store holds. */
-        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_relaxed);
+        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
         if (c == NULL)
             continue;
         if (lock)

@@ -51,7 +51,7 @@ unsigned mp_cache_register(struct magpool_cache *c)
         /* Release: publishes the initialised struct to foreach / flush
          * readers (acquire loads).  Weakened, a reader could see a
          * half-initialised cache. */
-        atomic_store_explicit(&mp_caches[id], c, memory_order_release);
+        mp_store_release(&mp_caches[id], c);
     }
     pthread_mutex_unlock(&mp_registry_lock);
     return id;
@@ -65,8 +65,8 @@ static long mp_cache_folded_live(struct magpool_cache *c)
      * non-holder's free, not under any lock), so a finaliser that sees that
      * free counted also sees its mp_slab_free before it.  Weakened, the slab
      * cache could be deleted while that free is not yet visible to it. */
-    uint64_t frees = atomic_load_explicit(&c->c_frees, memory_order_acquire);
-    return (long)(mp_load_relaxed64(&c->c_allocs) - frees);
+    uint64_t frees = mp_load_acquire(&c->c_frees);
+    return (long)(mp_load_relaxed(&c->c_allocs) - frees);
 }
 
 /* ---- destroy, zombies, finalisation ---------------------------------------- */
@@ -74,16 +74,16 @@ static long mp_cache_folded_live(struct magpool_cache *c)
 bool mp_cache_mark_destroyed(struct magpool_cache *c)
 {
     pthread_mutex_lock(&mp_registry_lock);
-    bool was = atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    bool was = mp_load_relaxed(&c->c_destroyed);
     if (!was) {
-        atomic_store_explicit(&c->c_destroyed, true, memory_order_relaxed);
+        mp_store_relaxed(&c->c_destroyed, true);
         /* Relaxed: the caller orders destroy after its own uses of c; other
          * threads' stale fast id is covered by (I5), see the statement. */
-        atomic_store_explicit(&c->c_fast_id, 0, memory_order_relaxed);
+        mp_store_relaxed(&c->c_fast_id, 0);
         /* Release: pairs with the acquire load in mp_thread_housekeeping; a
          * thread that sees the new generation sees c_destroyed.  Weakened,
          * it might skip flushing and keep the zombie alive until it exits. */
-        atomic_fetch_add_explicit(&mp_destroy_gen, 1, memory_order_release);
+        mp_fetch_add_release(&mp_destroy_gen, 1);
         c->c_holders++; /* destroy itself holds c until it is done with it */
     }
     pthread_mutex_unlock(&mp_registry_lock);
@@ -123,9 +123,9 @@ bool mp_cache_maybe_finalize(struct magpool_cache *c)
     /* Relaxed loads: every change that can make these zero for a destroyed
      * cache happens under mp_registry_lock, which we hold (holders fold and
      * release under it, zombie frees and deferred callbacks run under it). */
-    if (!atomic_load_explicit(&c->c_destroyed, memory_order_relaxed) || c->c_finalized ||
+    if (!mp_load_relaxed(&c->c_destroyed) || c->c_finalized ||
         c->c_holders != 0 ||
-        atomic_load_explicit(&c->c_deferred_sealed, memory_order_relaxed) != 0 || mp_cache_folded_live(c) != 0)
+        mp_load_relaxed(&c->c_deferred_sealed) != 0 || mp_cache_folded_live(c) != 0)
         return false;
     c->c_finalized = true;
     for (struct magpool_cache **pp = &mp_zombies; *pp; pp = &(*pp)->c_znext) {
@@ -134,7 +134,7 @@ bool mp_cache_maybe_finalize(struct magpool_cache *c)
             break;
         }
     }
-    atomic_store_explicit(&mp_caches[c->c_id], NULL, memory_order_relaxed);
+    mp_store_relaxed(&mp_caches[c->c_id], NULL);
     /* No thread holds magazines for c (I5): the id can go back now. */
     mp_free_ids[mp_nfree_ids++] = c->c_id;
     return true;
@@ -168,7 +168,7 @@ void mp_cache_release(struct magpool_cache *c)
 bool mp_cache_pin(struct magpool_cache *c)
 {
     pthread_mutex_lock(&mp_registry_lock);
-    bool ok = !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    bool ok = !mp_load_relaxed(&c->c_destroyed);
     if (ok)
         c->c_holders++;
     pthread_mutex_unlock(&mp_registry_lock);
@@ -185,8 +185,10 @@ size_t mp_cache_pin_some(unsigned *from, struct magpool_cache **out, size_t cap)
     mp_domain_enter(d);
     unsigned id = *from;
     for (; id < MAGPOOL_MAX_CACHES && n < cap; id++) {
-        /* Acquire: pairs with the release store at create. */
-        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+        /* Acquire: pairs with the release store in mp_cache_register, so
+         * the cache's fields are initialised before we pin it and hand it
+         * out.  Weakened, the caller could get a half-initialised cache. */
+        struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
         if (c != NULL && mp_cache_pin(c))
             out[n++] = c;
     }
@@ -209,7 +211,7 @@ void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n)
 {
     pthread_mutex_lock(&mp_registry_lock);
     mp_slab_free(c->c_slab, objs, n);
-    atomic_fetch_add_explicit(&c->c_frees, n, memory_order_relaxed); /* under the lock */
+    mp_fetch_add_relaxed(&c->c_frees, n); /* under the lock */
     bool fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)

@@ -39,15 +39,15 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
     tc->tc_prev = prev;
     tc->tc_objs = loaded ? loaded->objs : NULL;
     tc->tc_cap = loaded ? loaded->cap : 0;
-    mp_store_relaxed32(&tc->tc_rounds, loaded ? loaded->rounds : 0);
-    mp_store_relaxed32(&tc->tc_prev_rounds, prev ? prev->rounds : 0);
+    mp_store_relaxed(&tc->tc_rounds, loaded ? loaded->rounds : 0);
+    mp_store_relaxed(&tc->tc_prev_rounds, prev ? prev->rounds : 0);
 }
 
 /* Write the loaded magazine's round count back before it is unloaded. */
 void mp_tc_save(struct mp_tcache *tc)
 {
     if (tc->tc_loaded != NULL)
-        tc->tc_loaded->rounds = mp_load_relaxed32(&tc->tc_rounds);
+        tc->tc_loaded->rounds = mp_load_relaxed(&tc->tc_rounds);
 }
 
 static void mp_tc_swap(struct mp_tcache *tc)
@@ -58,14 +58,14 @@ static void mp_tc_swap(struct mp_tcache *tc)
 
 static inline unsigned mp_mag_size(struct magpool_cache *c)
 {
-    return atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+    return mp_load_relaxed(&c->c_mag_size);
 }
 
 static inline bool mp_destroyed(struct magpool_cache *c)
 {
     /* Relaxed: a hint; every decision that matters is re-made under
      * mp_registry_lock (mp_tc_hold, mp_zombie_free, finalisation). */
-    return atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    return mp_load_relaxed(&c->c_destroyed);
 }
 
 /* An empty magazine leaves a thread: to the depot if it has the current
@@ -141,7 +141,7 @@ static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, 
     }
     mp_san_rest(c, m->objs, got);
     mp_tc_flow(tc, got);
-    mp_store_relaxed32(&tc->tc_rounds, (uint32_t)got);
+    mp_store_relaxed(&tc->tc_rounds, (uint32_t)got);
     return true;
 }
 
@@ -155,7 +155,7 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
         mp_tc_exchange_full(c, tc, full);                 /* 2: depot exchange */
     } else if (!mp_tc_fill_from_slab(c, tc, aflags)) {    /* 3: slab layer */
         /* 4: the slab layer is out, but the depot's backlog may hold free
-         * objects: release it rather than fail (depot.c, B2). */
+         * objects: release it rather than fail (depot.c, DB2). */
         int err = errno;
         if (mp_depot_backlog_release(&c->c_depot) == 0 ||
             (full = mp_depot_pop_full(&c->c_depot)) == NULL) {
@@ -164,8 +164,8 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
         }
         mp_tc_exchange_full(c, tc, full);
     }
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
-    mp_store_relaxed32(&tc->tc_rounds, n - 1);
+    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
+    mp_store_relaxed(&tc->tc_rounds, n - 1);
     return tc->tc_objs[n - 1];
 }
 
@@ -188,15 +188,15 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, aflags)) {
             void *obj;
-            uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+            uint32_t n = mp_load_relaxed(&tc->tc_rounds);
             if (n > 0) {
-                mp_store_relaxed32(&tc->tc_rounds, n - 1);
+                mp_store_relaxed(&tc->tc_rounds, n - 1);
                 obj = tc->tc_objs[n - 1];
             } else {
                 obj = mp_tc_refill_pop(c, tc, aflags);
             }
             if (obj != NULL)
-                mp_owner_add64(&tc->tc_allocs, 1);
+                mp_owner_add_relaxed_u64(&tc->tc_allocs, 1);
             int err = errno;
             mp_gate_leave(t);
             errno = err;
@@ -207,7 +207,7 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
     void *obj; /* no thread state (NOWAIT, ENOMEM) or no magazine: slab layer */
     if (mp_slab_alloc(c->c_slab, &obj, 1, aflags) != 1)
         return NULL;
-    mp_add_relaxed64(&c->c_allocs, 1);
+    mp_fetch_add_relaxed(&c->c_allocs, 1);
     return obj;
 }
 
@@ -224,7 +224,7 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
     void *obj;
     while ((obj = mp_alloc_try(c, aflags)) == NULL) {
         int err = errno;
-        mp_add_relaxed64(&c->c_alloc_failures, 1);
+        mp_fetch_add_relaxed(&c->c_alloc_failures, 1);
         /* NOFAIL retries only what can pass: ENOMEM (memory, or the
          * object limit, which another thread's free lifts; magpool.h).
          * Anything else (a destroyed cache: EINVAL) never will. */
@@ -358,13 +358,13 @@ static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj
     struct mp_tcache *tc = &t->th_tc[c->c_id];
     if (tc->tc_loaded == NULL && !mp_tc_hold(t, c, 0))
         return false;
-    uint32_t n = mp_load_relaxed32(&tc->tc_rounds);
+    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
     if (tc->tc_objs[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
         mp_double_free(c, obj);
         return true;
     }
     if (n < tc->tc_cap || mp_tc_make_room(c, tc)) {
-        mp_tc_push(tc, mp_load_relaxed32(&tc->tc_rounds), obj);
+        mp_tc_push(tc, mp_load_relaxed(&tc->tc_rounds), obj);
         return true;
     }
     mp_slab_free(c->c_slab, &obj, 1);
@@ -399,9 +399,13 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
         return;
     }
     mp_slab_free(c->c_slab, &obj, 1);
-    /* Release: see the fold in mp_tc_flush (the slab free is visible to a
-     * finaliser that reads the counter with acquire). */
-    atomic_fetch_add_explicit(&c->c_frees, 1, memory_order_release);
+    /* Release: orders the mp_slab_free above (a non-holder's free, under no
+     * lock of the cache) before the count; pairs with the acquire loads of
+     * c_frees in mp_cache_folded_live (lifecycle.c) and the live count of
+     * thread.c, so a finaliser that sees this free counted sees the object
+     * back in its slab.  Weakened, the slab cache could be deleted while
+     * this free is not yet visible to it. */
+    mp_fetch_add_release(&c->c_frees, 1);
 }
 
 MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
@@ -444,7 +448,7 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
         errno = EINVAL;
         return 0;
     }
-    if (atomic_load_explicit(&c->c_fast_id, memory_order_relaxed) == 0) {
+    if (mp_load_relaxed(&c->c_fast_id) == 0) {
         /* A debug, checked or destroyed cache: object by object through the
          * slow path, filled from the back, so the run keeps magazine order as
          * a hit's copy does (objs[n - 1] is the top round). */
@@ -459,7 +463,7 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
     }
     size_t i = 0;
     while (i < n) {
-        uint32_t r = mp_load_relaxed32(&mp_fast_tc(c)->tc_rounds);
+        uint32_t r = mp_load_relaxed(&mp_fast_tc(c)->tc_rounds);
         if (r > 0) {
             size_t k = n - i < r ? n - i : r;
             mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE);
@@ -579,7 +583,7 @@ static void mp_deferred_ready(struct mp_retire_node *node)
         mp_slab_free(c->c_slab, m->objs, n);
     else
         mp_depot_push_full(&c->c_depot, m);
-    atomic_fetch_sub_explicit(&c->c_deferred_sealed, n, memory_order_relaxed);
+    mp_fetch_sub_relaxed(&c->c_deferred_sealed, n);
     if (zombie)
         fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
@@ -607,7 +611,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     struct mp_mag *m = tc->tc_deferred;
     if (m == NULL)
         return;
-    uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+    uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
     tc->tc_deferred = NULL;
     if (n > 0) {
         /* magpool_free's default check, for deferred frees too; a dropped
@@ -618,11 +622,11 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
         n = kept;
     }
     if (n > 0) {
-        mp_add_relaxed64(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
+        mp_fetch_add_relaxed(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
         mp_seal_mag(c, m, n);
     } else
         mp_mag_free(m);
-    mp_store_relaxed32(&tc->tc_def_rounds, 0);
+    mp_store_relaxed(&tc->tc_def_rounds, 0);
 }
 
 /* An immediate double free on the deferred path (obj not yet appended): obj
@@ -634,7 +638,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
 static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
 {
     return (m != NULL && m->objs[(long)n - 1] == obj) ||
-           tc->tc_objs[(long)mp_load_relaxed32(&tc->tc_rounds) - 1] == obj;
+           tc->tc_objs[(long)mp_load_relaxed(&tc->tc_rounds) - 1] == obj;
 }
 
 /* Everything but an append to a batch with room: the first deferred free
@@ -660,7 +664,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
         mp_gate_enter(t);
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
-            if (mp_deferred_repeat(tc, tc->tc_deferred, mp_load_relaxed32(&tc->tc_def_rounds), obj)) {
+            if (mp_deferred_repeat(tc, tc->tc_deferred, mp_load_relaxed(&tc->tc_def_rounds), obj)) {
                 mp_double_free(c, obj);
                 return;
             }
@@ -670,9 +674,9 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
             if (m != NULL) {
                 /* Not poisoned for ASan yet: readers may use it until the
                  * grace period ends (mp_deferred_ready poisons). */
-                uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+                uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
                 m->objs[n] = obj;
-                mp_store_relaxed32(&tc->tc_def_rounds, n + 1);
+                mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
                 if (n + 1 >= m->stamp)
                     mp_deferred_seal(c, tc);
@@ -692,8 +696,8 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     /* Under the registry lock: a finaliser of a zombie c must not see the
      * free without the pending batch. */
     pthread_mutex_lock(&mp_registry_lock);
-    mp_add_relaxed64(&c->c_deferred_sealed, 1);
-    mp_add_relaxed64(&c->c_frees, 1);
+    mp_fetch_add_relaxed(&c->c_deferred_sealed, 1);
+    mp_fetch_add_relaxed(&c->c_frees, 1);
     pthread_mutex_unlock(&mp_registry_lock);
     mp_seal_mag(c, m, 1);
 }
@@ -709,12 +713,12 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         struct mp_tcache *tc = mp_fast_tc(c);
         struct mp_mag *m = tc->tc_deferred;
         if (__builtin_expect(m != NULL, 1)) {
-            uint32_t n = mp_load_relaxed32(&tc->tc_def_rounds);
+            uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
             if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
                 m->objs[n] = obj;
-                mp_store_relaxed32(&tc->tc_def_rounds, n + 1);
+                mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
                 return;
             }
@@ -733,8 +737,11 @@ MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
         for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
             for (uint64_t bits = t->th_held[w]; bits; bits &= bits - 1) {
                 unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
-                /* Acquire: pairs with the release store at create. */
-                struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+                /* Acquire: pairs with the release store in
+                 * mp_cache_register (lifecycle.c), so c_domain and the
+                 * fields the flush reads are initialised.  Weakened, we
+                 * could compare or flush a half-initialised cache. */
+                struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
                 if (c != NULL && c->c_domain == d)
                     mp_deferred_seal(c, &t->th_tc[id]);
             }

@@ -63,7 +63,7 @@ unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
 /* One step up (dir > 0) or down (dir < 0) the kmem ladder, within bounds. */
 void mp_mag_resize(struct magpool_cache *c, int dir)
 {
-    unsigned cur = atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+    unsigned cur = mp_load_relaxed(&c->c_mag_size);
     unsigned next = cur;
     if (dir > 0) {
         for (size_t i = 0; i < MP_NSTEPS; i++)
@@ -80,10 +80,8 @@ void mp_mag_resize(struct magpool_cache *c, int dir)
     }
     next = mp_clamp(next, c->c_mag_min, c->c_mag_max);
     /* Relaxed CAS: the size is a hint; a lost race just skips one resize. */
-    if (next != cur && atomic_compare_exchange_strong_explicit(&c->c_mag_size, &cur, next,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))
-        mp_add_relaxed64(&c->c_mag_resizes, 1);
+    if (next != cur && mp_cas_strong_relaxed(&c->c_mag_size, &cur, next))
+        mp_fetch_add_relaxed(&c->c_mag_resizes, 1);
 }
 
 void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
@@ -92,7 +90,7 @@ void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
         mp_slab_free(c->c_slab, m->objs, m->rounds);
     m->rounds = 0;
     mp_mag_free(m);
-    mp_add_relaxed64(&c->c_reaps, 1);
+    mp_fetch_add_relaxed(&c->c_reaps, 1);
 }
 
 /* Tear down up to nfull full and nempty empty depot magazines. */
@@ -166,21 +164,20 @@ static uint64_t mp_now_ms(void)
 void mp_reap_tick(struct magpool_cache *c)
 {
     uint64_t now = mp_now_ms();
-    uint64_t last = mp_load_relaxed64(&c->c_last_reap_ms);
+    uint64_t last = mp_load_relaxed(&c->c_last_reap_ms);
     if (now - last < MP_REAP_MS)
         return;
     /* Relaxed CAS: only elects one reaper per interval; the depot and slab
      * layers order their own data. */
-    if (!atomic_compare_exchange_strong_explicit(&c->c_last_reap_ms, &last, now,
-                                                 memory_order_relaxed, memory_order_relaxed))
+    if (!mp_cas_strong_relaxed(&c->c_last_reap_ms, &last, now))
         return;
     uint64_t unused_full, unused_empty;
     mp_depot_backlog_tick(&c->c_depot); /* a stopped flow's backlog joins the working set */
     mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
     mp_depot_trim(c, unused_full, unused_empty);
-    uint64_t cont = mp_load_relaxed64(&c->c_depot.contention);
-    uint64_t seen = mp_load_relaxed64(&c->c_last_contention);
-    mp_store_relaxed64(&c->c_last_contention, cont);
+    uint64_t cont = mp_load_relaxed(&c->c_depot.contention);
+    uint64_t seen = mp_load_relaxed(&c->c_last_contention);
+    mp_store_relaxed(&c->c_last_contention, cont);
     if (cont - seen > MP_GROW_CONTENTION)
         mp_mag_resize(c, +1);
     mp_slab_reap_cache(c);
@@ -203,7 +200,7 @@ static void mp_mag_area_release(void)
 
 MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
 {
-    if (c == NULL || atomic_load_explicit(&c->c_destroyed, memory_order_relaxed)) {
+    if (c == NULL || mp_load_relaxed(&c->c_destroyed)) {
         errno = EINVAL;
         return -1;
     }

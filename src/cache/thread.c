@@ -103,9 +103,12 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         errno = ENOMEM;
         return NULL;
     }
-    /* Acquire: pairs with the release increment in magpool_cache_destroy; we
-     * start with no magazines, so any gen seen is fine as a baseline. */
-    t->th_seen_gen = atomic_load_explicit(&mp_destroy_gen, memory_order_acquire);
+    /* Acquire: pairs with the release increment in magpool_cache_destroy
+     * (lifecycle.c), like the load in mp_thread_housekeeping.  We start with
+     * no magazines, so any gen seen is fine as a baseline: weakened to
+     * relaxed nothing breaks here (an older baseline only costs one extra
+     * flush walk in housekeeping); acquire keeps the two loads alike. */
+    t->th_seen_gen = mp_load_acquire(&mp_destroy_gen);
     pthread_mutex_lock(&mp_threads_lock);
     t->th_next = mp_threads;
     if (mp_threads)
@@ -135,12 +138,12 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
         return true;
     if (aflags & MAGPOOL_NOWAIT) /* the registry lock may block */
         return false;
-    unsigned cap = atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
+    unsigned cap = mp_load_relaxed(&c->c_mag_size);
     struct mp_mag *m = mp_mag_alloc(cap);
     if (m == NULL)
         return false;
     pthread_mutex_lock(&mp_registry_lock);
-    bool ok = !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed);
+    bool ok = !mp_load_relaxed(&c->c_destroyed);
     if (ok)
         c->c_holders++;
     pthread_mutex_unlock(&mp_registry_lock);
@@ -174,13 +177,13 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     /* Fold the counters under mp_threads_lock so a stats reader sees them
      * either here or in the cache, never both, never neither. */
     pthread_mutex_lock(&mp_threads_lock);
-    uint64_t allocs = mp_load_relaxed64(&tc->tc_allocs);
-    mp_add_relaxed64(&c->c_allocs, allocs);
+    uint64_t allocs = mp_load_relaxed(&tc->tc_allocs);
+    mp_fetch_add_relaxed(&c->c_allocs, allocs);
     /* With no rounds left, net == allocs - frees (cache_impl.h).  Relaxed:
      * a finaliser reads it under mp_registry_lock, which we hold. */
-    mp_add_relaxed64(&c->c_frees, allocs - mp_load_relaxed64(&tc->tc_net));
-    mp_store_relaxed64(&tc->tc_allocs, 0);
-    mp_store_relaxed64(&tc->tc_net, 0);
+    mp_fetch_add_relaxed(&c->c_frees, allocs - mp_load_relaxed(&tc->tc_net));
+    mp_store_relaxed(&tc->tc_allocs, 0);
+    mp_store_relaxed(&tc->tc_net, 0);
     pthread_mutex_unlock(&mp_threads_lock);
     t->th_held[c->c_id / 64] &= ~((uint64_t)1 << (c->c_id % 64));
     c->c_holders--;
@@ -198,12 +201,14 @@ static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
         while (bits) {
             unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
             bits &= bits - 1;
-            /* Acquire: pairs with the release store in cache create, so we
-             * see the cache's fields.  A held id's cache cannot be finalised. */
-            struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
+            /* Acquire: pairs with the release store in mp_cache_register
+             * (lifecycle.c), so we see the cache's fields.  A held id's cache
+             * cannot be finalised.  Weakened, the flush could read a
+             * half-initialised cache (its slab, depot, magazine size). */
+            struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
             if (c == NULL)
                 continue;
-            if (only_destroyed && !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed))
+            if (only_destroyed && !mp_load_relaxed(&c->c_destroyed))
                 continue;
             mp_tc_flush(t, c);
         }
@@ -213,8 +218,10 @@ static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
 {
     /* Acquire: pairs with the release increment in magpool_cache_destroy, so
-     * after seeing the new generation we see c_destroyed set. */
-    uint64_t g = atomic_load_explicit(&mp_destroy_gen, memory_order_acquire);
+     * after seeing the new generation we see c_destroyed set.  Weakened, we
+     * could record the new generation, miss c_destroyed, skip the flush and
+     * keep the zombie's magazines until this thread exits. */
+    uint64_t g = mp_load_acquire(&mp_destroy_gen);
     if (g != t->th_seen_gen) {
         t->th_seen_gen = g;
         mp_thread_each_held(t, true);
@@ -246,12 +253,12 @@ void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s)
     memset(s, 0, sizeof *s);
     for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next) {
         struct mp_tcache *tc = &t->th_tc[c->c_id];
-        uint64_t allocs = mp_load_relaxed64(&tc->tc_allocs);
-        uint64_t rounds = mp_load_relaxed32(&tc->tc_rounds) + mp_load_relaxed32(&tc->tc_prev_rounds);
+        uint64_t allocs = mp_load_relaxed(&tc->tc_allocs);
+        uint64_t rounds = mp_load_relaxed(&tc->tc_rounds) + mp_load_relaxed(&tc->tc_prev_rounds);
         s->allocs += allocs;
-        s->frees += allocs - mp_load_relaxed64(&tc->tc_net) + rounds; /* cache_impl.h */
+        s->frees += allocs - mp_load_relaxed(&tc->tc_net) + rounds; /* cache_impl.h */
         s->in_mags += rounds;
-        s->deferred += mp_load_relaxed32(&tc->tc_def_rounds);
+        s->deferred += mp_load_relaxed(&tc->tc_def_rounds);
     }
 }
 
@@ -266,8 +273,8 @@ long mp_cache_live(magpool_cache_t *c)
      * non-holder's free, not under any lock), so a finaliser that sees that
      * free counted also sees its mp_slab_free before it.  Weakened, the slab
      * cache could be deleted while that free is not yet visible to it. */
-    uint64_t frees = s.frees + atomic_load_explicit(&c->c_frees, memory_order_acquire);
-    uint64_t allocs = s.allocs + mp_load_relaxed64(&c->c_allocs);
+    uint64_t frees = s.frees + mp_load_acquire(&c->c_frees);
+    uint64_t allocs = s.allocs + mp_load_relaxed(&c->c_allocs);
     pthread_mutex_unlock(&mp_threads_lock);
     return (long)(allocs - frees);
 }

@@ -295,7 +295,7 @@ static size_t mp_backlog_default(void)
  * (0 = default) in magazines of mag rounds of stride bytes, at most
  * MP_BACKLOG_SLOTS_MAX and at most a quarter of an object limit (objects
  * held back are objects the limit does not let others build).  It engages
- * after a flow of twice its bytes (B1), counted in magazine pushes. */
+ * after a flow of twice its bytes (depot.c, DB1), counted in magazine pushes. */
 static void mp_backlog_init(struct mp_depot *d, const struct magpool_config *cfg, unsigned flags,
                             size_t stride, unsigned mag)
 {
@@ -370,7 +370,7 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
         return NULL;
     }
     mp_backlog_init(&c->c_depot, cfg, c->c_flags, mp_slab_stride(c->c_slab),
-                    atomic_load_explicit(&c->c_mag_size, memory_order_relaxed));
+                    mp_load_relaxed(&c->c_mag_size));
 
     unsigned id = mp_cache_register(c);
     if (id == 0) {
@@ -441,9 +441,11 @@ MAGPOOL_API int magpool_cache_foreach(int (*fn)(magpool_cache_t *c, void *arg), 
     magpool_domain_t *d = mp_domain_default();
     mp_domain_enter(d);
     for (unsigned id = 1; id < MAGPOOL_MAX_CACHES && r == 0; id++) {
-        /* Acquire: pairs with the release store at create. */
-        struct magpool_cache *c = atomic_load_explicit(&mp_caches[id], memory_order_acquire);
-        if (c != NULL && !atomic_load_explicit(&c->c_destroyed, memory_order_relaxed))
+        /* Acquire: pairs with the release store in mp_cache_register
+         * (lifecycle.c), so c_destroyed and the fields fn reads are
+         * initialised.  Weakened, fn could see a half-initialised cache. */
+        struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
+        if (c != NULL && !mp_load_relaxed(&c->c_destroyed))
             r = fn(c, arg);
     }
     mp_domain_leave(d);

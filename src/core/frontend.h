@@ -12,7 +12,7 @@
  *  - object lookups from an address alone (mp_slab_owner_inline,
  *    mp_obj_check, the MP_OBJ_* reasons) and large blocks (mp_large_*) from
  *    the slab layer (slab.h);
- *  - the diagnostic reporter (report.h), metadata memory for its own structs
+ *  - the order-named atomics (atomics.h), the diagnostic reporter (report.h), metadata memory for its own structs
  *    (meta.h), and the debug layer's kmalloc red-zone hooks (debug.h).
  * The Bazel target //src:frontend depends on //src:frontend_api only, so a
  * front end that includes anything else does not build (layering_check).
@@ -21,6 +21,7 @@
 #define MP_FRONTEND_H
 #include "magpool/magpool.h"
 
+#include "atomics.h"
 #include "debug.h"
 #include "fastpath.h"
 #include "meta.h"

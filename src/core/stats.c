@@ -33,22 +33,22 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     struct mp_thread_sums s;
     pthread_mutex_lock(&mp_threads_lock);
     mp_thread_sums(c, &s);
-    st->allocs = s.allocs + mp_load_relaxed64(&c->c_allocs);
-    st->frees = s.frees + atomic_load_explicit(&c->c_frees, memory_order_relaxed);
+    st->allocs = s.allocs + mp_load_relaxed(&c->c_allocs);
+    st->frees = s.frees + mp_load_relaxed(&c->c_frees);
     pthread_mutex_unlock(&mp_threads_lock);
     st->in_use = st->allocs - st->frees;
     st->in_magazines = s.in_mags;
-    st->deferred = s.deferred + mp_load_relaxed64(&c->c_deferred_sealed);
+    st->deferred = s.deferred + mp_load_relaxed(&c->c_deferred_sealed);
 
     struct mp_depot *d = &c->c_depot;
-    st->in_depot = mp_load_relaxed64(&d->rounds_full) + mp_load_relaxed64(&d->bl_rounds);
-    st->depot_allocs = mp_load_relaxed64(&d->pops_full);
-    st->depot_frees = mp_load_relaxed64(&d->pushes_full);
-    st->depot_contention = mp_load_relaxed64(&d->contention);
-    st->backlog_mags = mp_load_relaxed64(&d->bl_mags);
+    st->in_depot = mp_load_relaxed(&d->rounds_full) + mp_load_relaxed(&d->bl_rounds);
+    st->depot_allocs = mp_load_relaxed(&d->pops_full);
+    st->depot_frees = mp_load_relaxed(&d->pushes_full);
+    st->depot_contention = mp_load_relaxed(&d->contention);
+    st->backlog_mags = mp_load_relaxed(&d->bl_mags);
     st->backlog_slots = d->bl_slots;
-    st->depot_full_mags = mp_load_relaxed64(&d->nfull) + st->backlog_mags;
-    st->depot_empty_mags = mp_load_relaxed64(&d->nempty);
+    st->depot_full_mags = mp_load_relaxed(&d->nfull) + st->backlog_mags;
+    st->depot_empty_mags = mp_load_relaxed(&d->nempty);
 
     struct mp_slab_stats ss;
     mp_slab_stats(c->c_slab, &ss);
@@ -60,10 +60,10 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->bytes = ss.pages * 4096u;
     st->slab_allocs = ss.slab_allocs;
 
-    st->mag_size = atomic_load_explicit(&c->c_mag_size, memory_order_relaxed);
-    st->mag_resizes = mp_load_relaxed64(&c->c_mag_resizes);
-    st->reaps = mp_load_relaxed64(&c->c_reaps);
-    st->alloc_failures = mp_load_relaxed64(&c->c_alloc_failures);
+    st->mag_size = mp_load_relaxed(&c->c_mag_size);
+    st->mag_resizes = mp_load_relaxed(&c->c_mag_resizes);
+    st->reaps = mp_load_relaxed(&c->c_reaps);
+    st->alloc_failures = mp_load_relaxed(&c->c_alloc_failures);
     st->max_objects = c->c_max_objects;
     return 0;
 }

@@ -70,7 +70,10 @@ static void classes_init(void)
      * the hit path carries no check for it. */
     for (int i = 0; i < NCLASSES; i++)
         if (!mp_debug_tracks_request(classes[i]->c))
-            atomic_store_explicit(&class_cache[i], classes[i]->c, memory_order_release); /* see above */
+            /* Release: publishes the initialised cache; pairs with the
+             * acquire load in kmalloc_inline (class_cache above).  Weakened,
+             * kmalloc could pop from a cache whose fields it cannot see. */
+            mp_store_release(&class_cache[i], classes[i]->c);
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -141,8 +144,10 @@ static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, g
 {
     if (__builtin_expect(size - 1 >= KMALLOC_MAX_CACHE_SIZE, 0)) /* 0 wraps */
         return kmalloc_slow(size, gfp, caller);
-    /* Acquire: pairs with the release in classes_init (class_cache above). */
-    magpool_cache_t *c = atomic_load_explicit(&class_cache[size_to_class(size)], memory_order_acquire);
+    /* Acquire: pairs with the release in classes_init (class_cache above),
+     * so the cache's fields are initialised.  Weakened, the inline pop could
+     * read a cache whose fields it cannot see yet. */
+    magpool_cache_t *c = mp_load_acquire(&class_cache[size_to_class(size)]);
     if (__builtin_expect(c == NULL, 0))
         return kmalloc_slow(size, gfp, caller);
     return mp_kmem_alloc(c, gfp, caller);

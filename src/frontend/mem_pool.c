@@ -190,7 +190,7 @@ static __attribute__((noinline, cold)) void put_to_dead_pool(struct mem_pool *p,
      * reaches zero; acquire (in the thread that reaches zero) makes every
      * other putter's reads happen before the free below.  Weakened, the
      * wrapper could be freed while another putter still reads it. */
-    if (atomic_fetch_sub_explicit(&p->zombie_left, 1, memory_order_acq_rel) == 1)
+    if (mp_fetch_sub_acqrel(&p->zombie_left, 1) == 1)
         mp_meta_free(p, sizeof *p);
 }
 
@@ -239,16 +239,15 @@ void mem_pool_destroy(struct mem_pool *pool)
             mp_meta_free(pool, sizeof *pool);
         return;
     }
-    atomic_store_explicit(&pool->zombie_left, live, memory_order_relaxed);
+    mp_store_relaxed(&pool->zombie_left, live);
     pool->magic = MEM_POOL_DEAD_MAGIC; /* later puts: put_to_dead_pool */
 }
 
 static void sample_max(struct mem_pool *p, unsigned long in_use)
 {
-    unsigned long m = atomic_load_explicit(&p->max_alloc, memory_order_relaxed);
+    unsigned long m = mp_load_relaxed(&p->max_alloc);
     while (in_use > m &&
-           !atomic_compare_exchange_weak_explicit(&p->max_alloc, &m, in_use, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+           !mp_cas_weak_relaxed(&p->max_alloc, &m, in_use)) {
     }
 }
 
@@ -265,7 +264,7 @@ int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats *out)
     unsigned long in_use = st.in_use > st.constructed ? (unsigned long)st.constructed
                                                       : (unsigned long)st.in_use;
     sample_max(pool, in_use);
-    unsigned long max = atomic_load_explicit(&pool->max_alloc, memory_order_relaxed);
+    unsigned long max = mp_load_relaxed(&pool->max_alloc);
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", pool->name);
     out->count = pool->count;

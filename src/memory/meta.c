@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "atomics.h"
 #include "sanitize.h"
 
 #define META_MIN_SHIFT 6                        /* 64 B: a cache line */
@@ -68,7 +69,7 @@ static void *map_block(size_t len)
         return NULL;
     }
     mp_lsan_root(p, len);
-    atomic_fetch_add_explicit(&meta_mapped, len, memory_order_relaxed);
+    mp_fetch_add_relaxed(&meta_mapped, len);
     return p;
 }
 
@@ -124,7 +125,7 @@ void mp_meta_free(void *p, size_t size)
         size_t len = (size + META_PAGE - 1) & ~(META_PAGE - 1);
         mp_lsan_unroot(p, len);
         munmap(p, len);
-        atomic_fetch_sub_explicit(&meta_mapped, len, memory_order_relaxed);
+        mp_fetch_sub_relaxed(&meta_mapped, len);
         return;
     }
     unsigned k = class_of(size);
@@ -147,7 +148,7 @@ void *mp_meta_grow(void *p, size_t old_size, size_t new_size)
 
 uint64_t mp_meta_mapped_bytes(void)
 {
-    return atomic_load_explicit(&meta_mapped, memory_order_relaxed);
+    return mp_load_relaxed(&meta_mapped);
 }
 
 void mp_meta_fork_lock(void)

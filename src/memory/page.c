@@ -33,13 +33,13 @@
  *
  * THE BUDDY SYSTEM (after Knuth and Linux's zone allocator).  Page indices i
  * are relative to the arena base.  A block is (i, k): pages [i, i + 2^k).
- *     (B1) i mod 2^k == 0                      (blocks are aligned to size)
- *     (B2) 0 <= k <= MP_MAX_ORDER = 10          (a block never crosses a region)
- *     (B3) buddy(i, k) = i XOR 2^k; merging (i, k) with its buddy gives
+ *     (PB1) i mod 2^k == 0                      (blocks are aligned to size)
+ *     (PB2) 0 <= k <= MP_MAX_ORDER = 10          (a block never crosses a region)
+ *     (PB3) buddy(i, k) = i XOR 2^k; merging (i, k) with its buddy gives
  *          (i AND NOT 2^k, k + 1)
- *     (B4) after every free: no block (i, k) in the free lists has its buddy
+ *     (PB4) after every free: no block (i, k) in the free lists has its buddy
  *          (i XOR 2^k, k) also in the free lists (merging is eager)
- *     (B5) sum over free blocks of 2^k == pages_free, and
+ *     (PB5) sum over free blocks of 2^k == pages_free, and
  *          pages_free + pages_in_use(buddy) == 1024 * regions in R_BUDDY
  * Free blocks are kept OFF the memory (nothing is ever written into a free
  * block, so it stays non-resident): pinfo[] has one record per page, and the
@@ -85,6 +85,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "atomics.h"
 #include "report.h"
 #include "magpool/magpool.h"
 #include "sanitize.h"
@@ -131,7 +132,7 @@ static _Thread_local uint64_t tl_rng __attribute__((tls_model("initial-exec")));
 
 static bool fault_now(void)
 {
-    unsigned ppm = atomic_load_explicit(&g_fault_ppm, memory_order_relaxed);
+    unsigned ppm = mp_load_relaxed(&g_fault_ppm);
     if (ppm == 0)
         return false;
     if (tl_rng == 0)
@@ -148,11 +149,11 @@ static bool fault_now(void)
 static int sys_mem(enum sysop op, void *addr, size_t len)
 {
     if (op == SYS_DONTNEED)
-        atomic_fetch_add_explicit(&g_madvise_calls, 1, memory_order_relaxed);
+        mp_fetch_add_relaxed(&g_madvise_calls, 1);
     else
-        atomic_fetch_add_explicit(&g_mmap_calls, 1, memory_order_relaxed);
+        mp_fetch_add_relaxed(&g_mmap_calls, 1);
     if (fault_now()) {
-        atomic_fetch_add_explicit(&g_faults, 1, memory_order_relaxed);
+        mp_fetch_add_relaxed(&g_faults, 1);
         errno = ENOMEM;
         return -1;
     }
@@ -169,7 +170,7 @@ static int sys_mem(enum sysop op, void *addr, size_t len)
 
 void mp_page_fault_inject(unsigned ppm)
 {
-    atomic_store_explicit(&g_fault_ppm, ppm > 1000000u ? 1000000u : ppm, memory_order_relaxed);
+    mp_store_relaxed(&g_fault_ppm, ppm > 1000000u ? 1000000u : ppm);
 }
 
 /* ---- init ----------------------------------------------------------------- */
@@ -240,7 +241,7 @@ static void fault_env(void)
 static __attribute__((noinline, cold)) int page_init_slow(void)
 {
     pthread_mutex_lock(&g_init_lock);
-    if (atomic_load_explicit(&mp_pmap.size, memory_order_relaxed) == 0) {
+    if (mp_load_relaxed(&mp_pmap.size) == 0) {
         size_t size = ARENA_MAX;
         while (size >= ARENA_MIN && !try_reserve(size))
             size /= 2;
@@ -257,7 +258,7 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
         /* Release: publishes mp_pmap.base/pmap/pinfo/rstate/npages.  Pairs with the
          * acquire loads in mp_page_init and mp_page_owner; if relaxed, a
          * reader could see the size and a stale (NULL) pmap. */
-        atomic_store_explicit(&mp_pmap.size, size, memory_order_release);
+        mp_store_release(&mp_pmap.size, size);
     }
     pthread_mutex_unlock(&g_init_lock);
     return 0;
@@ -265,8 +266,10 @@ static __attribute__((noinline, cold)) int page_init_slow(void)
 
 int mp_page_init(void)
 {
-    /* Acquire: pairs with the release in page_init_slow (see there). */
-    if (atomic_load_explicit(&mp_pmap.size, memory_order_acquire) != 0)
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * base, map and the region state are the published ones.  Weakened, a
+     * caller could see the arena initialised and use a NULL map. */
+    if (mp_load_acquire(&mp_pmap.size) != 0)
         return 0;
     return page_init_slow();
 }
@@ -286,7 +289,10 @@ static inline void *page_addr(uint32_t i)
 /* True if [p, p + npages pages) lies inside the arena and p is page aligned. */
 static bool in_arena(const void *p, size_t npages)
 {
-    size_t size = atomic_load_explicit(&mp_pmap.size, memory_order_acquire); /* pairs with init */
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * base is the published one.  Weakened, a non-zero size could come with
+     * a stale base and the bounds check would test the wrong range. */
+    size_t size = mp_load_acquire(&mp_pmap.size);
     uintptr_t off = (uintptr_t)p - (uintptr_t)mp_pmap.base;
     return off < size && (off & (MP_PAGE_SIZE - 1)) == 0 && npages <= (size - off) >> MP_PAGE_SHIFT;
 }
@@ -409,7 +415,10 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
         errno = EINVAL;
         return NULL;
     }
-    if (atomic_load_explicit(&mp_pmap.size, memory_order_acquire) == 0) { /* pairs with init */
+    /* Acquire: pairs with the release store of size in page_init_slow, so
+     * the arena's maps are visible before we allocate from them.  Weakened,
+     * the allocation could run on a NULL map or stale region state. */
+    if (mp_load_acquire(&mp_pmap.size) == 0) {
         if (aflags & MAGPOOL_NOWAIT) {
             errno = EAGAIN;
             return NULL;
@@ -466,7 +475,7 @@ void mp_pages_free(void *p, unsigned order)
     bool ok = g.rstate[i / REGION_PAGES] == R_BUDDY && (pi->flags & PI_USED) && pi->order == order;
     if (ok) {
         pi->flags = PI_USED; /* drops PI_SPAN: the block is no longer a span */
-        atomic_store_explicit(&pi->span, 0, memory_order_relaxed);
+        mp_store_relaxed(&pi->span, 0);
     }
     pthread_mutex_unlock(&g.lock);
     if (!ok) {
@@ -479,7 +488,7 @@ void mp_pages_free(void *p, unsigned order)
     /* The caller still owns the block, so madvise needs no lock.  On failure
      * the block stays resident but is otherwise an ordinary free block. */
     if (sys_mem(SYS_DONTNEED, p, len) != 0)
-        atomic_fetch_add_explicit(&g_madvise_failed, 1, memory_order_relaxed);
+        mp_fetch_add_relaxed(&g_madvise_failed, 1);
     pthread_mutex_lock(&g.lock);
     buddy_put(i, order);
     pthread_mutex_unlock(&g.lock);
@@ -501,7 +510,7 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
         if (p != NULL) {
             pthread_mutex_lock(&g.lock);
             g.pinfo[page_index(p)].flags |= PI_SPAN;
-            atomic_store_explicit(&g.pinfo[page_index(p)].span, (uint32_t)npages, memory_order_relaxed);
+            mp_store_relaxed(&g.pinfo[page_index(p)].span, (uint32_t)npages);
             pthread_mutex_unlock(&g.lock);
         }
         return p;
@@ -525,7 +534,7 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
         if (regions_commit(r, n, R_SPAN) == 0) {
             uint32_t i = r * REGION_PAGES;
             g.pinfo[i].flags = PI_BIGSPAN;
-            atomic_store_explicit(&g.pinfo[i].span, (uint32_t)npages, memory_order_relaxed);
+            mp_store_relaxed(&g.pinfo[i].span, (uint32_t)npages);
             g.pages_in_use += (uint64_t)n * REGION_PAGES;
             p = page_addr(i);
             mp_asan_unpoison(p, (size_t)n * REGION_SIZE);
@@ -543,7 +552,7 @@ size_t mp_span_pages(const void *p)
 {
     if (!in_arena(p, 1))
         return 0;
-    return atomic_load_explicit(&g.pinfo[page_index(p)].span, memory_order_relaxed);
+    return mp_load_relaxed(&g.pinfo[page_index(p)].span);
 }
 
 void mp_span_free(void *p)
@@ -558,7 +567,7 @@ void mp_span_free(void *p)
     pthread_mutex_lock(&g.lock);
     uint8_t flags = g.pinfo[i].flags;
     uint8_t order = g.pinfo[i].order;
-    uint32_t npages = atomic_load_explicit(&g.pinfo[i].span, memory_order_relaxed);
+    uint32_t npages = mp_load_relaxed(&g.pinfo[i].span);
     uint32_t r = i / REGION_PAGES, n = (npages + REGION_PAGES - 1) / REGION_PAGES;
     bool big = (flags & PI_BIGSPAN) && npages > 0 && i % REGION_PAGES == 0 &&
                g.rstate[r] == R_SPAN;
@@ -566,7 +575,7 @@ void mp_span_free(void *p)
         for (uint32_t j = r; j < r + n; j++)
             g.rstate[j] = R_BUSY;
         g.pinfo[i].flags = 0;
-        atomic_store_explicit(&g.pinfo[i].span, 0, memory_order_relaxed);
+        mp_store_relaxed(&g.pinfo[i].span, 0);
     }
     pthread_mutex_unlock(&g.lock);
     if (!big) {
@@ -581,7 +590,7 @@ void mp_span_free(void *p)
     /* If the decommit fails the regions stay mapped read-write but unused;
      * R_FREE is still right: the next commit maps over them with MAP_FIXED. */
     if (sys_mem(SYS_DECOMMIT, p, (size_t)n * REGION_SIZE) != 0)
-        atomic_fetch_add_explicit(&g_madvise_failed, 1, memory_order_relaxed);
+        mp_fetch_add_relaxed(&g_madvise_failed, 1);
     pthread_mutex_lock(&g.lock);
     for (uint32_t j = r; j < r + n; j++)
         g.rstate[j] = R_FREE;
@@ -603,7 +612,7 @@ void mp_page_set_owner(void *p, size_t npages, void *owner)
         /* Release: makes the owner's initialisation visible to whoever
          * acquires this word in mp_page_owner.  Relaxed would let a reader see
          * the pointer before the descriptor's fields. */
-        atomic_store_explicit(&mp_pmap.map[i + j], owner, memory_order_release);
+        mp_store_release(&mp_pmap.map[i + j], owner);
 }
 
 void *mp_page_owner(const void *p)
@@ -625,11 +634,11 @@ void mp_page_stats(struct mp_page_stats *st)
     st->pages_in_use = g.pages_in_use;
     st->pages_free = g.pages_free;
     pthread_mutex_unlock(&g.lock);
-    st->madvise_calls = atomic_load_explicit(&g_madvise_calls, memory_order_relaxed);
-    st->mmap_calls = atomic_load_explicit(&g_mmap_calls, memory_order_relaxed);
-    st->faults_injected = atomic_load_explicit(&g_faults, memory_order_relaxed);
-    st->madvise_failed = atomic_load_explicit(&g_madvise_failed, memory_order_relaxed);
-    st->arena_bytes = atomic_load_explicit(&mp_pmap.size, memory_order_relaxed);
+    st->madvise_calls = mp_load_relaxed(&g_madvise_calls);
+    st->mmap_calls = mp_load_relaxed(&g_mmap_calls);
+    st->faults_injected = mp_load_relaxed(&g_faults);
+    st->madvise_failed = mp_load_relaxed(&g_madvise_failed);
+    st->arena_bytes = mp_load_relaxed(&mp_pmap.size);
 }
 
 int mp_page_validate(void)
@@ -646,10 +655,10 @@ int mp_page_validate(void)
             bad |= i >= g.npages;                                     /* in the arena */
             if (bad)
                 break;
-            bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (B1) */
+            bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (PB1) */
             bad |= pi->flags != PI_FREE || pi->order != k || pi->prev != prev;
             bad |= g.rstate[i / REGION_PAGES] != R_BUDDY;
-            if (k < MP_MAX_ORDER) {                                    /* (B4) */
+            if (k < MP_MAX_ORDER) {                                    /* (PB4) */
                 struct pinfo *b = &g.pinfo[i ^ ((uint32_t)1 << k)];
                 bad |= (b->flags & PI_FREE) && b->order == k;
             }
@@ -660,7 +669,7 @@ int mp_page_validate(void)
         buddy_regions += g.rstate[r] == R_BUDDY;
         span_regions += g.rstate[r] == R_SPAN;
     }
-    bad |= free_pages != g.pages_free;                                 /* (B5) */
+    bad |= free_pages != g.pages_free;                                 /* (PB5) */
     bad |= buddy_regions + span_regions != g.regions_committed;
     bad |= g.pages_free + g.pages_in_use != (buddy_regions + span_regions) * REGION_PAGES;
     pthread_mutex_unlock(&g.lock);

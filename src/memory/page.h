@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomics.h"
+
 #define MP_PAGE_SHIFT 12
 #define MP_PAGE_SIZE ((size_t)1 << MP_PAGE_SHIFT)
 #define MP_MAX_ORDER 10 /* largest buddy block: 2^10 pages = 4 MiB = one region */
@@ -78,13 +80,14 @@ static inline __attribute__((always_inline)) void *mp_page_owner_inline(const vo
 {
     /* Acquire: pairs with the release of size at init, so base and map are
      * the published ones (relaxed could read a NULL map with a non-zero size). */
-    size_t size = atomic_load_explicit(&mp_pmap.size, memory_order_acquire);
+    size_t size = mp_load_acquire(&mp_pmap.size);
     uintptr_t off = (uintptr_t)p - (uintptr_t)mp_pmap.base;
     if (off >= size)
         return NULL;
     /* Acquire: pairs with the release in mp_page_set_owner, so the owner's
-     * fields written before it was published are visible. */
-    return atomic_load_explicit(&mp_pmap.map[off >> MP_PAGE_SHIFT], memory_order_acquire);
+     * fields written before it was published are visible.  Weakened, the
+     * caller could read the owner's descriptor before its initialisation. */
+    return mp_load_acquire(&mp_pmap.map[off >> MP_PAGE_SHIFT]);
 }
 
 struct mp_page_stats {
@@ -98,7 +101,7 @@ struct mp_page_stats {
 };
 void mp_page_stats(struct mp_page_stats *st);
 
-/* Addition: check the buddy invariants (B1)-(B5) of page.c under the page
+/* Addition: check the buddy invariants (PB1)-(PB5) of page.c under the page
  * lock; 0 when they hold, -1 if not.  Meaningful when no region is being
  * committed or decommitted at the same moment (tests call it at quiescence). */
 int mp_page_validate(void);

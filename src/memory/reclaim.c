@@ -124,6 +124,7 @@
  *  call_rcu takes a read-side lock).
  */
 #include "reclaim.h"
+#include "atomics.h"
 #include "report.h"
 #include "meta.h"
 #include "sanitize.h"
@@ -272,12 +273,17 @@ static inline bool ripe(unsigned g, uintptr_t stamp)
 }
 
 /* The global epoch G, as a seq_cst load (R2: the stamp must not be read
- * before a retirer's unlink in the total order S).  ck_epoch_value is a
+ * before a retirer's unlink in the total order S).  It pairs, in S, with the
+ * seq_cst CAS of mp_retire's push and the seq_cst exchange of
+ * absorb_incoming.  Weakened to acquire, the load could be satisfied before
+ * the exchange in absorb_incoming (C11 allows it), the stamp could be older
+ * than the unlinks it must follow, and a node could be freed a grace period
+ * early, under a reader that still holds it.  ck_epoch_value is a
  * plain ck_pr load; G is an unsigned int that ck only changes by CAS, so a
  * C11 seq_cst load of the same word is what R2 needs (a plain mov on x86). */
 static inline unsigned epoch_now(void)
 {
-    return __atomic_load_n(&g_epoch.epoch, __ATOMIC_SEQ_CST);
+    return mp_load_seqcst_uint(&g_epoch.epoch);
 }
 
 /* Under d->lock: move incoming to limbo, stamped with the epoch read after
@@ -289,7 +295,7 @@ static void absorb_incoming(magpool_domain_t *d)
      * R2 orders the retirers' unlinks before the stamp's load of G through
      * it.  Weakened to acq_rel, R2 holds on x86 only (the same instruction
      * there); to relaxed, node fields may be stale. */
-    struct mp_retire_node *n = atomic_exchange_explicit(&d->incoming, NULL, memory_order_seq_cst);
+    struct mp_retire_node *n = mp_xchg_seqcst(&d->incoming, NULL);
     if (n == NULL)
         return;
     unsigned g = epoch_now();
@@ -327,7 +333,7 @@ static void run_limbo(magpool_domain_t *d, unsigned g, bool all)
     if (n == NULL)
         d->limbo_tail = NULL;
     if (ran)
-        atomic_fetch_sub_explicit(&d->pending, ran, memory_order_relaxed);
+        mp_fetch_sub_relaxed(&d->pending, ran);
 }
 
 __attribute__((noinline)) static void ck_poll(magpool_domain_t *d)
@@ -386,7 +392,7 @@ static void urcu_trampoline(struct rcu_head *head)
     magpool_domain_t *d = (magpool_domain_t *)n->stamp;
     mp_tsan_acquire(d);                 /* readers' sections (R10) */
     n->fn(n);                           /* may free n: not touched after */
-    atomic_fetch_sub_explicit(&d->pending, 1, memory_order_relaxed);
+    mp_fetch_sub_relaxed(&d->pending, 1);
     mp_tsan_release(&d->cb_done);       /* to mp_domain_synchronize's waiter */
 }
 
@@ -396,7 +402,7 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
 {
     d = dom_or_default(d);
     node->fn = fn;
-    atomic_fetch_add_explicit(&d->pending, 1, memory_order_relaxed);
+    mp_fetch_add_relaxed(&d->pending, 1);
     if (d->kind == DOM_URCU) {
         node->stamp = (uintptr_t)d;
         mp_tsan_release(node);
@@ -405,7 +411,7 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
     }
     (void)record();  /* registers the thread-exit hook (R8) */
     t_rt.retired++;
-    struct mp_retire_node *h = atomic_load_explicit(&d->incoming, memory_order_relaxed);
+    struct mp_retire_node *h = mp_load_relaxed(&d->incoming);
     do {
         node->next = h;
         /* SEQ_CST on success: its release half publishes node->next/fn to
@@ -415,8 +421,7 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
          * either way); to relaxed, the poller may follow a stale next or
          * call a stale fn.  Failure reloads h, which is not dereferenced:
          * relaxed. */
-    } while (!atomic_compare_exchange_weak_explicit(&d->incoming, &h, node,
-                                                    memory_order_seq_cst, memory_order_relaxed));
+    } while (!mp_cas_weak_seqcst_relaxed(&d->incoming, &h, node));
 }
 
 void mp_domain_poll(magpool_domain_t *d)
@@ -424,7 +429,7 @@ void mp_domain_poll(magpool_domain_t *d)
     d = dom_or_default(d);
     if (d->kind == DOM_URCU)
         return; /* liburcu's call_rcu thread runs the callbacks */
-    if (atomic_load_explicit(&d->pending, memory_order_relaxed) == 0)
+    if (mp_load_relaxed(&d->pending) == 0)
         return;
     ck_poll(d);
 }
@@ -449,7 +454,7 @@ void mp_domain_synchronize(magpool_domain_t *d)
 
 uint64_t mp_domain_pending(magpool_domain_t *d)
 {
-    return atomic_load_explicit(&dom_or_default(d)->pending, memory_order_relaxed);
+    return mp_load_relaxed(&dom_or_default(d)->pending);
 }
 
 void mp_reclaim_thread_exit(void)

@@ -94,43 +94,43 @@
  *  from the config's backlog bytes (default: twice the L2 cache, at most
  *  MP_BACKLOG_SLOTS_MAX magazines) and counts them in the statistics
  *  (in_depot, backlog_mags).
- *  B1. Engagement: only after bl_engage_span full pushes since creation or
+ *  DB1. Engagement: only after bl_engage_span full pushes since creation or
  *      the last release: engaged <=> pushes_full >= bl_engage_at (no flag:
  *      the count only grows, and only a release moves the mark).  cache.c sets the span to twice
  *      the backlog's bytes of flow (and at least 2 * bl_slots magazines), so
  *      a cache that trades a few magazines between threads (or a test with
  *      1-round magazines) reuses them at once and builds no surplus; a
  *      steady flow engages within a few ms.
- *  B2. Release (shrink, drain, an idle reaper interval, an alloc that found
- *      the slab layer exhausted): re-arm B1 (move bl_engage_at), then exchange
+ *  DB2. Release (shrink, drain, an idle reaper interval, an alloc that found
+ *      the slab layer exhausted): re-arm DB1 (move bl_engage_at), then exchange
  *      every slot with NULL and push what was there onto the full stack.
  *      Every release scans every slot, so a push that read the old mark
  *      before it moved and left a magazine in the ring strands
  *      nothing: the magazine is counted (bl_mags, bl_rounds) and the next
  *      release takes it.  Thread exit and deferred batches push straight to
  *      the stack (their objects are not hot in a freer's cache).
- *  B3. Ordering: the slot exchange is ACQ_REL.  Its release publishes the
+ *  DB3. Ordering: the slot exchange is ACQ_REL.  Its release publishes the
  *      contents (rounds, objs) the pusher wrote; its acquire makes visible
  *      the contents of the magazine it displaces (pairs with the release of
  *      the exchange that put that one in).  A release's exchange is ACQUIRE
  *      for the same pairing.  A slot holds a magazine until exactly one
  *      exchange takes it out, so a magazine stays in one place (I6).
- *  B4. bl_mags and bl_rounds are relaxed counters, raised before the
+ *  DB4. bl_mags and bl_rounds are relaxed counters, raised before the
  *      exchange that puts a magazine in and lowered after the one that takes
  *      it out (as O3: never below zero).  bl_engage_at and bl_idle_seen
  *      are relaxed hints: a stale value moves engagement by a few pushes and
- *      never loses a magazine (B2).
- *  B5. Progress: a push is one fetch_add and one exchange (wait-free, no
+ *      never loses a magazine (DB2).
+ *  DB5. Progress: a push is one fetch_add and one exchange (wait-free, no
  *      compare, hence no ABA); a release is bl_slots exchanges.
  *
  * Slot classes (memory ordering of the lazy reservation)
  * ------------
- *  C1. class_reserve writes nslots and links, then stores base with RELEASE
+ *  DC1. class_reserve writes nslots and links, then stores base with RELEASE
  *      under g_area.lock; mp_mag_alloc loads base with ACQUIRE.  Any other
  *      use of a class (slot(), a depot or free-stack pop) starts from an
  *      index that some thread obtained after its own acquire of base and
  *      published by a release CAS, so those loads may be relaxed.
- *  C2. slot_index() reads m->cap to find the class: only for a live,
+ *  DC2. slot_index() reads m->cap to find the class: only for a live,
  *      owned magazine (a push, mag_reclaimed).  A trim works from the
  *      indices it popped and never reads a free slot, whose page may be 0.
  *
@@ -154,6 +154,7 @@
  *      counter's modification order every decrement follows its increment:
  *      the counter is >= the true depth and never wraps below zero.
  */
+#include "atomics.h"
 #include "depot.h"
 #include "meta.h"
 #include "reclaim.h"
@@ -248,10 +249,10 @@ static MP_DEPOT_COLD char *class_reserve(unsigned k)
 {
     struct mag_class *cl = &g_area.cls[k];
     pthread_mutex_lock(&g_area.lock);
-    char *b = atomic_load_explicit(&cl->base, memory_order_relaxed); /* under the lock */
+    char *b = mp_load_relaxed(&cl->base); /* under the lock */
     if (b == NULL) {
         long pg = sysconf(_SC_PAGESIZE);
-        atomic_store_explicit(&g_area.page, pg > 0 ? (size_t)pg : 4096, memory_order_relaxed);
+        mp_store_relaxed(&g_area.page, pg > 0 ? (size_t)pg : 4096);
         size_t stride = CLASS_STRIDE(k);
         for (size_t bytes = CLASS_BYTES_MAX; bytes >= CLASS_BYTES_MIN; bytes >>= 1) {
             size_t n = bytes / stride;
@@ -270,7 +271,7 @@ static MP_DEPOT_COLD char *class_reserve(unsigned k)
                  * class got a slot index from a thread that passed there (a
                  * chain of acquire/release through depot or free stacks).
                  * Weakened: a first allocator could read nslots == 0. */
-                atomic_store_explicit(&cl->base, b, memory_order_release);
+                mp_store_release(&cl->base, b);
                 break;
             }
             if (p != MAP_FAILED)
@@ -287,7 +288,7 @@ static inline struct mp_mag *slot(uint32_t idx)
 {
     unsigned k = idx >> CLASS_SHIFT;
     /* Relaxed: see class_reserve (the index itself was published after base). */
-    char *b = atomic_load_explicit(&g_area.cls[k].base, memory_order_relaxed);
+    char *b = mp_load_relaxed(&g_area.cls[k].base);
     return (struct mp_mag *)(void *)(b + (size_t)(idx & SLOT_MASK) * CLASS_STRIDE(k));
 }
 
@@ -296,7 +297,7 @@ static inline struct mp_mag *slot(uint32_t idx)
 static inline uint32_t slot_index(const struct mp_mag *m)
 {
     unsigned k = class_of_cap(m->cap);
-    char *b = atomic_load_explicit(&g_area.cls[k].base, memory_order_relaxed);
+    char *b = mp_load_relaxed(&g_area.cls[k].base);
     return (uint32_t)k << CLASS_SHIFT | (uint32_t)(((const char *)m - b) / CLASS_STRIDE(k));
 }
 
@@ -315,19 +316,18 @@ static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, uint32_t
 {
     _Atomic uint32_t *link = link_of(links, idx);
     uint64_t idx1 = (uint64_t)idx + 1;
-    uint64_t h = atomic_load_explicit(head, memory_order_relaxed);
+    uint64_t h = mp_load_relaxed(head);
     for (;;) {
-        atomic_store_explicit(link, LOW(h), memory_order_relaxed);
+        mp_store_relaxed(link, LOW(h));
         /* RELEASE on success (O1): publishes m->next and the magazine's
          * contents to the thread that pops it (pairs with the acquire load /
          * CAS in stack_pop).  Weakened, a popper could read an old `next`
          * and corrupt the stack, or read stale rounds/objs.  Failure only
          * reloads h, which this thread does not dereference: relaxed. */
-        if (atomic_compare_exchange_weak_explicit(head, &h, (h & ~(uint64_t)UINT32_MAX) | idx1,
-                                                  memory_order_release, memory_order_relaxed))
+        if (mp_cas_weak_release_relaxed(head, &h, (h & ~(uint64_t)UINT32_MAX) | idx1))
             return;
         if (contention)
-            atomic_fetch_add_explicit(contention, 1, memory_order_relaxed);
+            mp_fetch_add_relaxed(contention, 1);
     }
 }
 
@@ -338,24 +338,25 @@ static struct mp_mag *stack_pop(_Atomic uint64_t *head, _Atomic uint32_t *links,
     /* ACQUIRE (O2): pairs with the release CAS of the push that put the
      * top magazine there, so the relaxed read of its `next` below and the
      * magazine's contents are that push's.  Weakened: stale link installed. */
-    uint64_t h = atomic_load_explicit(head, memory_order_acquire);
+    uint64_t h = mp_load_acquire(head);
     for (;;) {
         uint32_t i1 = LOW(h);
         if (i1 == 0)
             return NULL;
         struct mp_mag *m = slot(i1 - 1);
-        uint32_t next = atomic_load_explicit(link_of(links, i1 - 1), memory_order_relaxed); /* A4 */
-        /* Success ACQUIRE: the popped magazine's contents are ours (O2).
+        uint32_t next = mp_load_relaxed(link_of(links, i1 - 1)); /* A4 */
+        /* Success ACQUIRE: pairs with the release CAS of the push that put
+         * m there, so the popped magazine's contents are ours (O2); relaxed
+         * could hand out stale rounds/objs.
          * Failure ACQUIRE: h is reloaded and dereferenced on the next turn,
          * same argument as the first load. */
-        if (atomic_compare_exchange_weak_explicit(head, &h, ((TAG(h) + 1) << 32) | next,
-                                                  memory_order_acquire, memory_order_acquire)) {
+        if (mp_cas_weak_acquire_acquire(head, &h, ((TAG(h) + 1) << 32) | next)) {
             if (idx != NULL)
                 *idx = i1 - 1;
             return m;
         }
         if (contention)
-            atomic_fetch_add_explicit(contention, 1, memory_order_relaxed);
+            mp_fetch_add_relaxed(contention, 1);
     }
 }
 
@@ -396,10 +397,13 @@ static void sort_u32(uint32_t *a, size_t n)
 static void class_trim(unsigned k)
 {
     struct mag_class *cl = &g_area.cls[k];
-    char *base = atomic_load_explicit(&cl->base, memory_order_acquire); /* as in mp_mag_alloc */
+    /* Acquire: pairs with the release store of base in class_reserve, so
+     * nslots and links are the published ones (DC1).  Weakened, the trim
+     * could read nslots == 0 or a NULL links array for a reserved class. */
+    char *base = mp_load_acquire(&cl->base);
     if (base == NULL)
         return;
-    size_t stride = CLASS_STRIDE(k), page = atomic_load_explicit(&g_area.page, memory_order_relaxed);
+    size_t stride = CLASS_STRIDE(k), page = mp_load_relaxed(&g_area.page);
     size_t cap = 256, n = 0;
     uint32_t *idx = mp_meta_alloc(cap * sizeof *idx);
     if (idx == NULL)
@@ -424,7 +428,7 @@ static void class_trim(unsigned k)
         }
         idx[n++] = i & SLOT_MASK;
     }
-    atomic_fetch_sub_explicit(&cl->ndirty, took_dirty, memory_order_relaxed);
+    mp_fetch_sub_relaxed(&cl->ndirty, took_dirty);
     sort_u32(idx, n);
     for (size_t a = 0; a < n;) {
         size_t b = a;
@@ -436,7 +440,7 @@ static void class_trim(unsigned k)
             (void)madvise(base + lo, hi - lo, MADV_DONTNEED);
         a = b + 1;
     }
-    atomic_store_explicit(&cl->nclean, (uint32_t)n, memory_order_relaxed);
+    mp_store_relaxed(&cl->nclean, (uint32_t)n);
     for (size_t i = n; i-- > 0;)
         stack_push(&cl->clean_head, cl->links, (uint32_t)k << CLASS_SHIFT | idx[i], NULL);
     mp_meta_free(idx, cap * sizeof *idx);
@@ -457,9 +461,9 @@ static void mag_reclaimed(struct mp_retire_node *node)
     unsigned k = class_of_cap(m->cap);
     struct mag_class *cl = &g_area.cls[k];
     stack_push(&cl->dirty_head, NULL, slot_index(m), NULL);
-    uint32_t nd = atomic_fetch_add_explicit(&cl->ndirty, 1, memory_order_relaxed) + 1;
-    uint32_t nr = atomic_fetch_sub_explicit(&g_area.nretired, 1, memory_order_relaxed) - 1;
-    uint32_t nc = atomic_load_explicit(&cl->nclean, memory_order_relaxed);
+    uint32_t nd = mp_fetch_add_relaxed(&cl->ndirty, 1) + 1;
+    uint32_t nr = mp_fetch_sub_relaxed(&g_area.nretired, 1) - 1;
+    uint32_t nc = mp_load_relaxed(&cl->nclean);
     if ((nr == 0 && nd >= TRIM_IDLE) || (nd >= TRIM_BATCH && nd >= nc / 2))
         class_trim(k);
 }
@@ -468,7 +472,7 @@ static struct mp_mag *slot_pop_free(struct mag_class *cl)
 {
     struct mp_mag *m = stack_pop(&cl->dirty_head, NULL, NULL, NULL);
     if (m != NULL) {
-        atomic_fetch_sub_explicit(&cl->ndirty, 1, memory_order_relaxed);
+        mp_fetch_sub_relaxed(&cl->ndirty, 1);
         return m;
     }
     return stack_pop(&cl->clean_head, cl->links, NULL, NULL);
@@ -476,12 +480,11 @@ static struct mp_mag *slot_pop_free(struct mag_class *cl)
 
 static bool slot_bump(struct mag_class *cl, uint32_t *n)
 {
-    uint32_t v = atomic_load_explicit(&cl->bump, memory_order_relaxed);
+    uint32_t v = mp_load_relaxed(&cl->bump);
     do {
         if (v >= cl->nslots)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&cl->bump, &v, v + 1,
-                                                    memory_order_relaxed, memory_order_relaxed));
+    } while (!mp_cas_weak_relaxed(&cl->bump, &v, v + 1));
     *n = v;
     return true;
 }
@@ -494,8 +497,11 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
     }
     unsigned k = class_of_cap(cap);
     struct mag_class *cl = &g_area.cls[k];
-    /* Acquire: pairs with the release store in class_reserve (nslots, links). */
-    char *base = atomic_load_explicit(&cl->base, memory_order_acquire);
+    /* Acquire: pairs with the release store of base in class_reserve, so
+     * nslots and links are the published ones (DC1).  Weakened, a first
+     * allocator in another thread could read nslots == 0 (and fail) or a
+     * NULL links array. */
+    char *base = mp_load_acquire(&cl->base);
     if (base == NULL && (base = class_reserve(k)) == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -515,18 +521,18 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
             }
         }
     }
-    atomic_store_explicit(&m->next, 0, memory_order_relaxed);
+    mp_store_relaxed(&m->next, 0);
     m->cap = cap;
     m->rounds = 0;
     m->stamp = 0;
     m->guard = NULL;
-    atomic_fetch_add_explicit(&g_area.nallocs, 1, memory_order_relaxed);
+    mp_fetch_add_relaxed(&g_area.nallocs, 1);
     return m;
 }
 
 uint64_t mp_mag_area_allocs(void)
 {
-    return atomic_load_explicit(&g_area.nallocs, memory_order_relaxed);
+    return mp_load_relaxed(&g_area.nallocs);
 }
 
 void mp_mag_free(struct mp_mag *m)
@@ -537,7 +543,7 @@ void mp_mag_free(struct mp_mag *m)
      * slot, static-asserted above); `next` stays the stack link, and `cap`
      * still names the slot's class when the callback runs. */
     struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->objs;
-    atomic_fetch_add_explicit(&g_area.nretired, 1, memory_order_relaxed);
+    mp_fetch_add_relaxed(&g_area.nretired, 1);
     mp_retire(mp_domain_default(), node, mag_reclaimed);
 }
 
@@ -572,58 +578,55 @@ void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_s
  * minimum cost one load.  Approximate like the counters it reads. */
 static inline void ws_lower(_Atomic uint64_t *min, uint64_t depth)
 {
-    uint64_t v = atomic_load_explicit(min, memory_order_relaxed);
-    while (depth < v && !atomic_compare_exchange_weak_explicit(min, &v, depth,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))
+    uint64_t v = mp_load_relaxed(min);
+    while (depth < v && !mp_cas_weak_relaxed(min, &v, depth))
         ;
 }
 
 static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 {
-    atomic_fetch_add_explicit(&d->nfull, 1, memory_order_relaxed); /* before the CAS: O3 */
-    atomic_fetch_add_explicit(&d->rounds_full, m->rounds, memory_order_relaxed);
+    mp_fetch_add_relaxed(&d->nfull, 1); /* before the CAS: O3 */
+    mp_fetch_add_relaxed(&d->rounds_full, m->rounds);
     stack_push(&d->full, NULL, slot_index(m), &d->contention);
 }
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
 {
-    atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
+    mp_fetch_add_relaxed(&d->pushes_full, 1);
     full_stack_push(d, m);
 }
 
-/* Is the backlog engaged, after `pushes` full pushes (B1)?  Relaxed: a
- * hint (B4). */
+/* Is the backlog engaged, after `pushes` full pushes (DB1)?  Relaxed: a
+ * hint (DB4). */
 static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
 {
-    return d->bl_slots != 0 && pushes >= atomic_load_explicit(&d->bl_engage_at, memory_order_relaxed);
+    return d->bl_slots != 0 && pushes >= mp_load_relaxed(&d->bl_engage_at);
 }
 
 /* A magazine some exchange took out of a backlog slot goes to the full
- * stack; the counters drop after the exchange (B4). */
+ * stack; the counters drop after the exchange (DB4). */
 static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
 {
-    atomic_fetch_sub_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&d->bl_mags, 1, memory_order_relaxed);
+    mp_fetch_sub_relaxed(&d->bl_rounds, m->rounds);
+    mp_fetch_sub_relaxed(&d->bl_mags, 1);
     full_stack_push(d, m);
 }
 
 void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
 {
-    uint64_t pushes = atomic_fetch_add_explicit(&d->pushes_full, 1, memory_order_relaxed);
+    uint64_t pushes = mp_fetch_add_relaxed(&d->pushes_full, 1);
     if (!backlog_engaged(d, pushes)) {
         full_stack_push(d, m);
         return;
     }
-    uint64_t pos = atomic_fetch_add_explicit(&d->bl_pos, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->bl_mags, 1, memory_order_relaxed); /* before the exchange: B4 */
-    atomic_fetch_add_explicit(&d->bl_rounds, m->rounds, memory_order_relaxed);
-    /* ACQ_REL (B3): release publishes m's contents to whoever takes it out;
+    uint64_t pos = mp_fetch_add_relaxed(&d->bl_pos, 1);
+    mp_fetch_add_relaxed(&d->bl_mags, 1); /* before the exchange: DB4 */
+    mp_fetch_add_relaxed(&d->bl_rounds, m->rounds);
+    /* ACQ_REL (DB3): release publishes m's contents to whoever takes it out;
      * acquire pairs with the exchange that put `old` in, so old->rounds and
      * old->objs below are that pusher's values.  Relaxed would let the full
      * stack (and a popper) see a stale round count or stale object pointers. */
-    struct mp_mag *old = atomic_exchange_explicit(&d->bl_ring[pos % d->bl_slots], m,
-                                                  memory_order_acq_rel);
+    struct mp_mag *old = mp_xchg_acqrel(&d->bl_ring[pos % d->bl_slots], m);
     if (old != NULL)
         backlog_evict(d, old);
 }
@@ -632,19 +635,16 @@ size_t mp_depot_backlog_release(struct mp_depot *d)
 {
     if (d->bl_slots == 0)
         return 0;
-    /* Relaxed hint (B4): re-arm engagement, then scan every slot (B2). */
-    atomic_store_explicit(&d->bl_engage_at,
-                          atomic_load_explicit(&d->pushes_full, memory_order_relaxed) +
-                              d->bl_engage_span,
-                          memory_order_relaxed);
+    /* Relaxed hint (DB4): re-arm engagement, then scan every slot (DB2). */
+    mp_store_relaxed(&d->bl_engage_at, mp_load_relaxed(&d->pushes_full) + d->bl_engage_span);
     size_t moved = 0;
     for (unsigned i = 0; i < d->bl_slots; i++) {
-        if (atomic_load_explicit(&d->bl_ring[i], memory_order_relaxed) == NULL)
+        if (mp_load_relaxed(&d->bl_ring[i]) == NULL)
             continue; /* an empty slot costs no write (its line stays shared) */
-        /* ACQUIRE (B3): pairs with the release of the exchange that put the
+        /* ACQUIRE (DB3): pairs with the release of the exchange that put the
          * magazine in, so its rounds and objs are visible; relaxed would
          * push a magazine whose contents we may not see yet. */
-        struct mp_mag *m = atomic_exchange_explicit(&d->bl_ring[i], NULL, memory_order_acquire);
+        struct mp_mag *m = mp_xchg_acquire(&d->bl_ring[i], NULL);
         if (m == NULL)
             continue; /* a concurrent push's displacement took it */
         backlog_evict(d, m);
@@ -655,16 +655,16 @@ size_t mp_depot_backlog_release(struct mp_depot *d)
 
 void mp_depot_backlog_tick(struct mp_depot *d)
 {
-    uint64_t now = atomic_load_explicit(&d->pushes_full, memory_order_relaxed);
-    uint64_t seen = atomic_exchange_explicit(&d->bl_idle_seen, now, memory_order_relaxed);
+    uint64_t now = mp_load_relaxed(&d->pushes_full);
+    uint64_t seen = mp_xchg_relaxed(&d->bl_idle_seen, now);
     if (now == seen && (backlog_engaged(d, now) ||
-                        atomic_load_explicit(&d->bl_mags, memory_order_relaxed) != 0))
+                        mp_load_relaxed(&d->bl_mags) != 0))
         mp_depot_backlog_release(d);
 }
 
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m)
 {
-    atomic_fetch_add_explicit(&d->nempty, 1, memory_order_relaxed); /* before the CAS: O3 */
+    mp_fetch_add_relaxed(&d->nempty, 1); /* before the CAS: O3 */
     stack_push(&d->empty, NULL, slot_index(m), &d->contention);
 }
 
@@ -673,7 +673,7 @@ static struct mp_mag *depot_pop(struct mp_depot *d, _Atomic uint64_t *head,
 {
     struct mp_mag *m = stack_pop(head, NULL, &d->contention, NULL); /* no section needed: A4 */
     if (m != NULL) {
-        uint64_t depth = atomic_fetch_sub_explicit(count, 1, memory_order_relaxed) - 1;
+        uint64_t depth = mp_fetch_sub_relaxed(count, 1) - 1;
         ws_lower(ws_min, depth);
     }
     return m;
@@ -683,8 +683,8 @@ struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
 {
     struct mp_mag *m = depot_pop(d, &d->full, &d->nfull, &d->ws_min_full);
     if (m != NULL) {
-        atomic_fetch_sub_explicit(&d->rounds_full, m->rounds, memory_order_relaxed);
-        atomic_fetch_add_explicit(&d->pops_full, 1, memory_order_relaxed);
+        mp_fetch_sub_relaxed(&d->rounds_full, m->rounds);
+        mp_fetch_add_relaxed(&d->pops_full, 1);
     }
     return m;
 }
@@ -698,8 +698,8 @@ struct mp_mag *mp_depot_pop_empty(struct mp_depot *d)
  * touched during it; the next interval starts from the current depth. */
 static uint64_t ws_close_one(_Atomic uint64_t *min, _Atomic uint64_t *count)
 {
-    uint64_t cur = atomic_load_explicit(count, memory_order_relaxed);
-    uint64_t seen = atomic_exchange_explicit(min, cur, memory_order_relaxed);
+    uint64_t cur = mp_load_relaxed(count);
+    uint64_t seen = mp_xchg_relaxed(min, cur);
     return seen < cur ? seen : cur;
 }
 

@@ -30,12 +30,12 @@
  *
  * SLAB STATES AND INVARIANTS.  Objects [0, nbuilt) of a slab have been
  * constructed; of those, nfree are on the free stack and inuse are handed out.
- *   (S1) nfree + inuse == nbuilt <= n                      per slab
- *   (S2) the free stack holds nfree distinct indices, each < nbuilt
- *   (S3) list(s) = EMPTY if inuse == 0, FULL if inuse == n, else PARTIAL
- *   (C1) constructed   == sum over linked slabs of nbuilt   per cache
- *   (C2) free_in_slabs == sum over linked slabs of nfree
- *   (C3) constructed <= max_objects when a limit is set
+ *   (SL1) nfree + inuse == nbuilt <= n                      per slab
+ *   (SL2) the free stack holds nfree distinct indices, each < nbuilt
+ *   (SL3) list(s) = EMPTY if inuse == 0, FULL if inuse == n, else PARTIAL
+ *   (SC1) constructed   == sum over linked slabs of nbuilt   per cache
+ *   (SC2) free_in_slabs == sum over linked slabs of nfree
+ *   (SC3) constructed <= max_objects when a limit is set
  * Allocation prefers PARTIAL slabs, then EMPTY ones, and only then makes a
  * new slab (so empty slabs can be released); within a slab it pops the free
  * stack before building unbuilt objects.  When the limit is reached it looks
@@ -80,6 +80,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "atomics.h"
 #include "magpool/magpool.h"
 #include "meta.h"
 #include "page.h"
@@ -116,8 +117,8 @@ struct mp_slab_cache {
     pthread_mutex_t lock;
     struct mp_slab *lists[L_COUNT]; /* doubly linked, NULL-terminated */
     uint64_t nslabs[L_COUNT];
-    uint64_t constructed;          /* (C1) */
-    uint64_t free_in_slabs;        /* (C2) */
+    uint64_t constructed;          /* (SC1) */
+    uint64_t free_in_slabs;        /* (SC2) */
     uint64_t slab_allocs;
     _Atomic uint32_t colour_seq;   /* slabs made so far (relaxed: only spreads colours) */
     /* Geometry and parameters, immutable after creation. */
@@ -292,7 +293,7 @@ static void list_add(struct mp_slab_cache *sc, struct mp_slab *s, uint8_t l)
     sc->nslabs[l]++;
 }
 
-/* Move s to the list its counts call for (S3). */
+/* Move s to the list its counts call for (SL3). */
 static void relink(struct mp_slab_cache *sc, struct mp_slab *s)
 {
     uint8_t l = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
@@ -329,7 +330,7 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     /* ASan: nothing in a slab is usable until mp_slab_alloc hands it out
      * (unbuilt objects, colour and tail waste stay poisoned). */
     mp_asan_poison(mem, bytes);
-    uint32_t seq = atomic_fetch_add_explicit(&sc->colour_seq, 1, memory_order_relaxed);
+    uint32_t seq = mp_fetch_add_relaxed(&sc->colour_seq, 1);
     s->next = s->prev = NULL;
     s->stack = stack;
     s->nfree = s->nbuilt = s->inuse = 0;
@@ -342,12 +343,12 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     s->order = (uint8_t)sc->order;
     s->dtor = sc->p.dtor;
     s->arg = sc->p.arg;
-    atomic_store_explicit(&s->lk.lk_base, (uintptr_t)s->base, memory_order_relaxed);
-    atomic_store_explicit(&s->lk.lk_span, s->nobjs * s->stride, memory_order_relaxed);
-    atomic_store_explicit(&s->lk.lk_stride, s->stride, memory_order_relaxed);
-    atomic_store_explicit(&s->lk.lk_magic, sc->magic, memory_order_relaxed);
-    atomic_store_explicit(&s->lk.lk_owner, sc->p.owner, memory_order_relaxed);
-    atomic_store_explicit(&s->lk_cache, sc, memory_order_relaxed);
+    mp_store_relaxed(&s->lk.lk_base, (uintptr_t)s->base);
+    mp_store_relaxed(&s->lk.lk_span, s->nobjs * s->stride);
+    mp_store_relaxed(&s->lk.lk_stride, s->stride);
+    mp_store_relaxed(&s->lk.lk_magic, sc->magic);
+    mp_store_relaxed(&s->lk.lk_owner, sc->p.owner);
+    mp_store_relaxed(&s->lk_cache, sc);
     /* Publishes the fields above (release store per page, see page.c). */
     mp_page_set_owner(mem, (size_t)1 << sc->order, s);
     return s;
@@ -485,7 +486,7 @@ void mp_slab_free(struct mp_slab_cache *sc, void *const *objs, size_t n)
     for (size_t i = 0; i < n; i++) {
         char *p = objs[i];
         struct mp_slab *s = mp_page_owner(p);
-        if (s == NULL || atomic_load_explicit(&s->lk_cache, memory_order_relaxed) != sc ||
+        if (s == NULL || mp_load_relaxed(&s->lk_cache) != sc ||
             s->list == L_NONE) {
             bad_free(p, "free of foreign object");
             continue;
@@ -565,7 +566,7 @@ void *mp_slab_owner(const void *p, int *why)
     void *owner = s != NULL ? mp_slab_lookup_owner(s, p) : NULL;
     if (why != NULL)
         *why = owner != NULL ? MP_OBJ_OK
-               : s == NULL || atomic_load_explicit(&s->lk_span, memory_order_relaxed) == 0
+               : s == NULL || mp_load_relaxed(&s->lk_span) == 0
                    ? MP_OBJ_FOREIGN /* no slab (or a page user that is not one) */
                    : MP_OBJ_MISALIGNED;
     return owner;
@@ -576,9 +577,9 @@ size_t mp_slab_index(const void *p, size_t *nobjs)
     struct mp_slab *s = mp_page_owner(p);
     if (s == NULL)
         return SIZE_MAX;
-    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk.lk_base, memory_order_relaxed);
-    uint32_t stride = atomic_load_explicit(&s->lk.lk_stride, memory_order_relaxed);
-    uint32_t span = atomic_load_explicit(&s->lk.lk_span, memory_order_relaxed);
+    uintptr_t off = (uintptr_t)p - mp_load_relaxed(&s->lk.lk_base);
+    uint32_t stride = mp_load_relaxed(&s->lk.lk_stride);
+    uint32_t span = mp_load_relaxed(&s->lk.lk_span);
     if (stride == 0 || off >= span)
         return SIZE_MAX;
     if (nobjs)
@@ -591,14 +592,14 @@ void *mp_slab_locate(const void *p, void **obj)
     struct mp_slab *s = mp_page_owner(p);
     if (s == NULL)
         return NULL;
-    uintptr_t base = atomic_load_explicit(&s->lk.lk_base, memory_order_relaxed);
+    uintptr_t base = mp_load_relaxed(&s->lk.lk_base);
     uintptr_t off = (uintptr_t)p - base;
-    uint32_t stride = atomic_load_explicit(&s->lk.lk_stride, memory_order_relaxed);
-    uint32_t span = atomic_load_explicit(&s->lk.lk_span, memory_order_relaxed);
+    uint32_t stride = mp_load_relaxed(&s->lk.lk_stride);
+    uint32_t span = mp_load_relaxed(&s->lk.lk_span);
     if (stride == 0 || off >= span)
         return NULL;
     *obj = (void *)(base + off / stride * stride);
-    return atomic_load_explicit(&s->lk.lk_owner, memory_order_relaxed);
+    return mp_load_relaxed(&s->lk.lk_owner);
 }
 
 /* ---- large blocks (slab.h) ------------------------------------------------- */
@@ -665,14 +666,14 @@ int mp_slab_validate(struct mp_slab_cache *sc)
     for (int l = 0; l < L_COUNT; l++) {
         uint64_t count = 0;
         for (struct mp_slab *s = sc->lists[l]; s; s = s->next, count++) {
-            bad |= s->list != l || s->nbuilt > s->nobjs;                   /* (S1) */
+            bad |= s->list != l || s->nbuilt > s->nobjs;                   /* (SL1) */
             bad |= s->nfree + s->inuse != s->nbuilt;
             uint8_t want = s->inuse == 0 ? L_EMPTY : s->inuse == s->nobjs ? L_FULL : L_PARTIAL;
-            bad |= want != l;                                               /* (S3) */
+            bad |= want != l;                                               /* (SL3) */
             bad |= mp_page_owner(s->mem) != s ||
                    mp_page_owner(s->mem + (MP_PAGE_SIZE << s->order) - 1) != s;
             memset(seen, 0, s->nobjs);
-            for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (S2) */
+            for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (SL2) */
                 uint16_t x = s->stack[i];
                 bad |= x >= s->nbuilt || seen[x];
                 if (x < s->nobjs)
@@ -683,8 +684,8 @@ int mp_slab_validate(struct mp_slab_cache *sc)
         }
         bad |= count != sc->nslabs[l];
     }
-    bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (C1), (C2) */
-    bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (C3) */
+    bad |= built != sc->constructed || nfree != sc->free_in_slabs;         /* (SC1), (SC2) */
+    bad |= sc->p.max_objects && sc->constructed > sc->p.max_objects;       /* (SC3) */
     pthread_mutex_unlock(&sc->lock);
     mp_meta_free(seen, SLAB_MAX_OBJS + 1);
     return bad ? -1 : 0;

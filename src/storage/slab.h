@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "atomics.h"
 #include "page.h"
 
 struct mp_slab_cache;
@@ -89,11 +90,11 @@ struct mp_slab_lookup {
 static inline __attribute__((always_inline)) void *mp_slab_lookup_owner(const struct mp_slab_lookup *s,
                                                                         const void *p)
 {
-    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&s->lk_base, memory_order_relaxed);
-    uint64_t magic = atomic_load_explicit(&s->lk_magic, memory_order_relaxed);
-    if (off >= atomic_load_explicit(&s->lk_span, memory_order_relaxed) || (uint64_t)off * magic >= magic)
+    uintptr_t off = (uintptr_t)p - mp_load_relaxed(&s->lk_base);
+    uint64_t magic = mp_load_relaxed(&s->lk_magic);
+    if (off >= mp_load_relaxed(&s->lk_span) || (uint64_t)off * magic >= magic)
         return NULL;
-    return atomic_load_explicit(&s->lk_owner, memory_order_relaxed);
+    return mp_load_relaxed(&s->lk_owner);
 }
 
 /* mp_slab_owner without the reason: the owner, or NULL for a foreign or
@@ -154,7 +155,7 @@ struct mp_slab_stats {
 };
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st);
 
-/* Addition: check the invariants (S1)-(S3), (C1)-(C3) of slab.c under the
+/* Addition: check the invariants (SL1)-(SL3), (SC1)-(SC3) of slab.c under the
  * cache lock; 0 when they hold, -1 if not. */
 int mp_slab_validate(struct mp_slab_cache *sc);
 #endif
