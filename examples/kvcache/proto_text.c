@@ -2,12 +2,9 @@
  * proto_text.c — memcached's text protocol, request by request.
  *
  * Guarantees: every reply, error included, is the line memcached 1.6 sends
- * for the same request (protocol.txt, proto_text.c semantics), with three
+ * for the same request (protocol.txt, proto_text.c semantics), with two
  * documented exceptions: VERSION names this server; `stats` replies carry
- * our own figures (magpool's in `stats slabs`); a get/gets/gat line with a
- * key over 250 bytes is rejected before any key is looked up (memcached
- * looks up, then throws the hits away: same reply, but gat does not touch
- * the keys before the bad one here).  Meta commands (mg, ms, ...) and the
+ * our own figures (magpool's in `stats slabs`).  Meta commands (mg, ms, ...) and the
  * binary protocol are not implemented: ERROR.
  *
  * noreply: as in memcached, a trailing "noreply" token suppresses the next
@@ -200,6 +197,15 @@ static bool get_one(void *arg, char *key, size_t nkey)
     return true;
 }
 
+static bool touch_until_bad(void *arg, char *key, size_t nkey)
+{
+    struct get_ctx *g = arg;
+    if (nkey > KEY_MAX_LENGTH)
+        return false;
+    item_touch(key, nkey, g->exptime);
+    return true;
+}
+
 static void process_get(struct conn *c, struct token *tokens, size_t ntokens, bool return_cas,
                         bool touch)
 {
@@ -215,6 +221,10 @@ static void process_get(struct conn *c, struct token *tokens, size_t ntokens, bo
         first = 2;
     }
     if (!keys_ok(tokens, first)) {
+        /* memcached looks up (and for gat, touches) every key before the
+         * bad one, then drops the hits: do the same, minus the output */
+        if (touch)
+            for_each_key(tokens, first, ntokens, touch_until_bad, &g);
         out_string(c, "CLIENT_ERROR bad command line format");
         return;
     }
