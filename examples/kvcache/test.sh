@@ -84,7 +84,8 @@ KVM=bazel-bin/examples/kvcache/kvcache_malloc
 if want integ; then
     start_server "$KV" integ -t 2 -m 16 -c 12000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle "${IDLE_CONNS:-10000}" >"$work/integ.out" 2>&1
-    check "integration.py (magpool build): $(tail -1 "$work/integ.out")" test $? -eq 0 || cat "$work/integ.out"
+    rc=$?
+    check "integration.py (magpool build): $(tail -1 "$work/integ.out")" test $rc -eq 0 || cat "$work/integ.out"
     stop_server integ
 fi
 
@@ -109,8 +110,9 @@ if want diff; then
     sleep 0.5
     timeout 600 python3 examples/kvcache/difftest.py --kv "$kvport" --mc "$mcport" \
         --count "${DIFF_COUNT:-20000}" --seed "${DIFF_SEED:-1}" >"$work/diff.out" 2>&1
+    rc=$?
     check "differential vs memcached $(memcached -V | cut -d' ' -f2): $(grep difftest: "$work/diff.out" | cut -c6-)" \
-        test $? -eq 0 || head -40 "$work/diff.out"
+        test $rc -eq 0 || head -40 "$work/diff.out"
     kill "$mcpid"
     stop_server diff
 fi
@@ -118,7 +120,8 @@ fi
 if want malloc; then
     start_server "$KVM" malloc -t 2 -m 16 -c 4000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle 1000 --load-seconds 2 >"$work/malloc.out" 2>&1
-    check "integration.py (malloc build): $(tail -1 "$work/malloc.out")" test $? -eq 0 || cat "$work/malloc.out"
+    rc=$?
+    check "integration.py (malloc build): $(tail -1 "$work/malloc.out")" test $rc -eq 0 || cat "$work/malloc.out"
     timeout 120 memccapable -a -h 127.0.0.1 -p "$port" >"$work/capable-m.out" 2>&1
     check "memccapable -a (malloc build)" test $? -eq 0 || cat "$work/capable-m.out"
     stop_server malloc
@@ -138,7 +141,8 @@ san_run() {
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     start_server "$work/kvcache-$cfg" "$cfg" -t 2 -m 16 -c 2000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle 500 --load-seconds 3 >"$work/$cfg.out" 2>&1
-    check "$cfg: integration.py under load: $(tail -1 "$work/$cfg.out")" test $? -eq 0 || cat "$work/$cfg.out"
+    rc=$?
+    check "$cfg: integration.py under load: $(tail -1 "$work/$cfg.out")" test $rc -eq 0 || cat "$work/$cfg.out"
     stop_server "$cfg"
     check "$cfg: no sanitizer report" bash -c "! grep -q 'Sanitizer\|runtime error' '$work/$cfg.err'" ||
         head -60 "$work/$cfg.err"
