@@ -8,6 +8,10 @@
 #   4. the same under ThreadSanitizer                (--config=tsan)
 #   5. the same under AddressSanitizer + UBSan       (--config=asan)
 #   6. install + pkg-config proof, exported-symbol check (tests/install_test.sh)
+#   6a. the reference server (examples/kvcache/test.sh, its quick steps:
+#      unit and fuzz tests, integration on 127.0.0.1, memccapable -a, the
+#      malloc build; the differential test against memcached and the
+#      sanitizer load runs are its long steps, run by hand)
 #   6b. sanitizers at run time: applications built with -fsanitize=address,
 #      leak and thread (clang and gcc) against the installed library
 #      (tests/sanitizer_app_test.sh)
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 tools/setup.sh test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
-all_steps="clang gcc gcc-opt tsan asan install sanapp fuzz valgrind sums fresh"
+all_steps="clang gcc gcc-opt tsan asan install kvcache sanapp fuzz valgrind sums fresh"
 # Inside the fresh root, tests/fresh_root.sh sets MAGPOOL_IN_FRESH_ROOT=1:
 # the default list is then every step but "fresh" (no root in a root).
 if [ -n "${MAGPOOL_IN_FRESH_ROOT:-}" ]; then all_steps=${all_steps/ fresh/}; fi
@@ -85,6 +89,7 @@ for s in $steps; do
         asan) bazel_suite asan --config=asan ;;
         install) script_step install bash tests/install_test.sh ;;
         sanapp) script_step sanapp bash tests/sanitizer_app_test.sh ;;
+        kvcache) script_step kvcache env KV_STEPS="unit fuzz integ capable malloc" bash examples/kvcache/test.sh ;;
         fuzz) script_step fuzz bash stress/run_fuzz.sh ;;
         valgrind) script_step valgrind bash tests/valgrind_test.sh ;;
         sums) script_step sums python3 tests/sum_results_test.py ;;
