@@ -184,6 +184,9 @@ long mp_cache_destroy_done(struct magpool_cache *c);
  * (slab.h).  If expected is non-NULL and the owner differs, returns the real
  * owner with *why = MP_OBJ_WRONG_CACHE.  Never faults. */
 magpool_cache_t *mp_obj_check(const void *obj, magpool_cache_t *expected, int *why);
+/* The diagnostic's kind for a reason mp_obj_check gave (not MP_OBJ_OK):
+ * "foreign pointer", "misaligned pointer" or "wrong cache". */
+const char *mp_obj_problem(int why);
 void *mp_cache_priv(const magpool_cache_t *c);
 magpool_domain_t *mp_cache_domain(const magpool_cache_t *c);
 /* Registry lock held: if c is a zombie with nothing left (no holder, no live
@@ -209,6 +212,10 @@ struct mp_thread_sums {
     uint64_t allocs, frees, in_mags, deferred;
 };
 void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s);
+/* fn(t, c, arg) for every cache t holds (t's own thread, or fork's child
+ * for a thread that is gone); fn may stop t holding c. */
+void mp_thread_for_each_held(struct mp_thread *t, void (*fn)(struct mp_thread *t, struct magpool_cache *c, void *arg),
+                             void *arg);
 /* Objects currently handed out (allocs - frees, summed over threads and
  * the cache's folded totals). */
 long mp_cache_live(magpool_cache_t *c);
@@ -244,6 +251,8 @@ size_t mp_depot_drain(struct magpool_cache *c);
 void mp_reap_tick(struct magpool_cache *c);
 void mp_mag_resize(struct magpool_cache *c, int dir);
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi);
+/* Between two tries of a NOFAIL allocation: reap every cache, then wait. */
+void mp_nofail_wait(void);
 /* Default largest magazine size (the config's mag_max = 0): the top of the
  * ladder, reached at creation by objects of up to 64 bytes. */
 #define MP_MAG_MAX_DEFAULT 511u

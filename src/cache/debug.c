@@ -306,9 +306,7 @@ static bool free_checks(magpool_cache_t *c, unsigned flags, size_t size, void *o
     int why = 0;
     magpool_cache_t *owner = mp_obj_check(obj, c, &why);
     if (owner != c || why != 0) {
-        const char *kind = why == MP_OBJ_WRONG_CACHE ? "wrong cache"
-                           : why == MP_OBJ_MISALIGNED ? "misaligned pointer"
-                                                      : "foreign pointer";
+        const char *kind = mp_obj_problem(why);
         char detail[128] = "";
         if (owner != NULL)
             snprintf(detail, sizeof detail, "(object belongs to %s)", magpool_cache_name(owner));

@@ -28,15 +28,15 @@ void mp_debug_on_alloc(magpool_cache_t *c, void *obj, const void *caller);
  * free), red zone intact; mark free, poison.  Returns false when the free
  * must be dropped (problem diagnosed and configured to continue). */
 bool mp_debug_on_free(magpool_cache_t *c, void *obj, const void *caller);
-/* Addition (for deferred frees): the checks of mp_debug_on_free (owner,
+/* For deferred frees: the checks of mp_debug_on_free (owner,
  * double free, red zone; mark free, record owner) WITHOUT poisoning, since
  * readers may still read the object until the grace period ends.  Returns
  * false when the free must be dropped. */
 bool mp_debug_on_free_deferred(magpool_cache_t *c, void *obj, const void *caller);
-/* Addition: a deferred-freed object became reusable (grace period over):
+/* A deferred-freed object became reusable (grace period over):
  * poison it (pattern, ASan, memcheck).  mp_debug_on_free = the checks + this. */
 void mp_debug_on_reclaim(magpool_cache_t *c, void *obj);
-/* Addition (kmalloc): whether c records requested sizes (a kmalloc class,
+/* kmalloc: whether c records requested sizes (a kmalloc class,
  * MP_KMALLOC_CACHE, with red zones on), and record one: obj (handed out)
  * was asked for with req <= its size bytes; the rest becomes red zone,
  * checked at free.  No-op for other caches (and NULL). */

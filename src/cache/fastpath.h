@@ -65,7 +65,7 @@ typedef void *mp_alloc_miss_fn(struct magpool_cache *c, unsigned flags, const vo
 /* Pop the loaded magazine; a miss returns miss(c, miss_flags, caller) (may be
  * NULL).  A hit never blocks, so of the caller's flags only `zero` matters
  * there.  miss is a constant at every call site, so after inlining this is
- * a direct call.  (Addition for the front ends; mp_fast_alloc is this with
+ * a direct call.  (For the front ends; mp_fast_alloc is this with
  * mp_alloc_slow and no flags: the same code as before.) */
 static inline __attribute__((always_inline)) void *mp_fast_alloc_zf(struct magpool_cache *c, bool zero,
                                                                     mp_alloc_miss_fn *miss, unsigned miss_flags,
@@ -89,14 +89,14 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc(struct magpool_
     return mp_fast_alloc_zf(c, false, mp_alloc_slow, 0, caller);
 }
 
-/* mp_fast_alloc with MAGPOOL_* allocation flags (addition). */
+/* mp_fast_alloc with MAGPOOL_* allocation flags. */
 static inline __attribute__((always_inline)) void *mp_fast_alloc_flags(struct magpool_cache *c, unsigned aflags,
                                                                        const void *caller)
 {
     return mp_fast_alloc_zf(c, (aflags & MAGPOOL_ZERO) != 0, mp_alloc_slow, aflags, caller);
 }
 
-/* The front-end private pointer of c (mp_cache_priv, inline; addition for the
+/* The front-end private pointer of c (mp_cache_priv, inline; for the
  * front ends' validating frees).  Immutable after create. */
 static inline __attribute__((always_inline)) void *mp_fast_priv(const struct magpool_cache *c)
 {

@@ -220,6 +220,11 @@ void mp_zombie_free(struct magpool_cache *c, void *const *objs, size_t n)
 
 /* ---- lookup and accessors -------------------------------------------------- */
 
+const char *mp_obj_problem(int why)
+{
+    return why == MP_OBJ_WRONG_CACHE ? "wrong cache" : why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer";
+}
+
 magpool_cache_t *mp_obj_check(const void *obj, magpool_cache_t *expected, int *why)
 {
     int w = MP_OBJ_FOREIGN;

@@ -232,8 +232,7 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
             errno = err;
             return NULL;
         }
-        magpool_reap(); /* NOFAIL: give back what every cache holds, wait, retry */
-        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        mp_nofail_wait();
     }
     mp_san_handout(c, obj);
     if (c->c_debug)
@@ -293,8 +292,7 @@ static MP_COLD void mp_free_bad(struct magpool_cache *c, void *obj, const char *
 {
     int why = MP_OBJ_FOREIGN;
     struct magpool_cache *owner = obj != NULL ? mp_slab_owner(obj, &why) : NULL;
-    const char *kind = owner != NULL ? "wrong cache"
-                       : why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer";
+    const char *kind = mp_obj_problem(owner != NULL ? MP_OBJ_WRONG_CACHE : why);
     mp_report(c->c_name, obj, kind, detail, mp_continues(c->c_flags));
 }
 
@@ -727,6 +725,13 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
     mp_free_deferred_slow(c, obj, __builtin_return_address(0));
 }
 
+/* Seal t's deferred batch of c if c's domain is d. */
+static void mp_seal_if_domain(struct mp_thread *t, struct magpool_cache *c, void *d)
+{
+    if (c->c_domain == d)
+        mp_deferred_seal(c, &t->th_tc[c->c_id]);
+}
+
 MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
 {
     if (d == NULL)
@@ -734,18 +739,7 @@ MAGPOOL_API void magpool_synchronize(magpool_domain_t *d)
     struct mp_thread *t = mp_thread_self();
     if (t != NULL) {
         mp_gate_enter(t); /* not across the wait below: fork.c */
-        for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
-            for (uint64_t bits = t->th_held[w]; bits; bits &= bits - 1) {
-                unsigned id = w * 64 + (unsigned)__builtin_ctzll(bits);
-                /* Acquire: pairs with the release store in
-                 * mp_cache_register (lifecycle.c), so c_domain and the
-                 * fields the flush reads are initialised.  Weakened, we
-                 * could compare or flush a half-initialised cache. */
-                struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
-                if (c != NULL && c->c_domain == d)
-                    mp_deferred_seal(c, &t->th_tc[id]);
-            }
-        }
+        mp_thread_for_each_held(t, mp_seal_if_domain, d);
         mp_gate_leave(t);
     }
     mp_domain_synchronize(d);

@@ -241,3 +241,13 @@ MAGPOOL_API void magpool_reap(void)
         }
     }
 }
+
+/* The wait between two tries of a MAGPOOL_NOFAIL / __GFP_NOFAIL allocation:
+ * give back what every cache holds (magpool_reap: outside any read-side
+ * section, so grace periods can end), then sleep a millisecond for other
+ * threads to free. */
+void mp_nofail_wait(void)
+{
+    magpool_reap();
+    nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+}

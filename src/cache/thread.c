@@ -194,7 +194,8 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 }
 
 /* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */
-static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
+void mp_thread_for_each_held(struct mp_thread *t, void (*fn)(struct mp_thread *t, struct magpool_cache *c, void *arg),
+                             void *arg)
 {
     for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
         uint64_t bits = t->th_held[w];
@@ -203,16 +204,25 @@ static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
             bits &= bits - 1;
             /* Acquire: pairs with the release store in mp_cache_register
              * (lifecycle.c), so we see the cache's fields.  A held id's cache
-             * cannot be finalised.  Weakened, the flush could read a
-             * half-initialised cache (its slab, depot, magazine size). */
+             * cannot be finalised.  Weakened, fn could read a half-initialised
+             * cache (its domain, slab, depot, magazine size). */
             struct magpool_cache *c = mp_load_acquire(&mp_caches[id]);
-            if (c == NULL)
-                continue;
-            if (only_destroyed && !mp_load_relaxed(&c->c_destroyed))
-                continue;
-            mp_tc_flush(t, c);
+            if (c != NULL)
+                fn(t, c, arg);
         }
     }
+}
+
+/* Flush t's magazines of c; with a non-NULL arg, only if c is destroyed. */
+static void mp_thread_flush_one(struct mp_thread *t, struct magpool_cache *c, void *only_destroyed)
+{
+    if (only_destroyed == NULL || mp_load_relaxed(&c->c_destroyed))
+        mp_tc_flush(t, c);
+}
+
+static void mp_thread_each_held(struct mp_thread *t, bool only_destroyed)
+{
+    mp_thread_for_each_held(t, mp_thread_flush_one, only_destroyed ? (void *)t : NULL);
 }
 
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)

@@ -109,9 +109,7 @@ static __attribute__((noinline)) void *kmalloc_large(size_t size, gfp_t gfp)
         p = mp_large_alloc(npages, aflags & MAGPOOL_NOWAIT);
         if (p != NULL || !(aflags & MAGPOOL_NOFAIL) || errno == EINVAL)
             break;
-        magpool_reap(); /* __GFP_NOFAIL: give memory back and retry */
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        mp_nofail_wait(); /* __GFP_NOFAIL */
     }
     if (p == NULL)
         return errno == EINVAL ? kmalloc_impossible(size, gfp) : NULL; /* EINVAL: never (page.h) */

@@ -162,7 +162,7 @@ static __attribute__((noinline, cold)) void bad_free(const char *name, const voi
         return;
     }
     snprintf(detail, sizeof detail, "(%s)", op);
-    mp_report(name, obj, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer", detail,
+    mp_report(name, obj, mp_obj_problem(why), detail,
               mp_continues(0));
 }
 

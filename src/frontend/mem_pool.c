@@ -208,7 +208,7 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     } else if (p != NULL && p->magic == MEM_POOL_MAGIC) {
         mp_fast_free(c, ptr, caller); /* (only a racing misuse elsewhere gets here) */
     } else if (c == NULL) {
-        mp_report("mem_pool", ptr, why == MP_OBJ_MISALIGNED ? "misaligned pointer" : "foreign pointer",
+        mp_report("mem_pool", ptr, mp_obj_problem(why),
                   "(mem_put)", mp_continues(0));
     } else {
         mp_report(magpool_cache_name(c), ptr, "wrong cache", "(mem_put of an object not from a mem_pool)",

@@ -68,7 +68,7 @@
  * release after base/pmap/pinfo are set and loaded with acquire by every
  * lock-free reader, which then reads the plain fields race-free.
  *
- * LOCKING.  One pthread mutex (g.lock) guards rstate[], pinfo[] (non-atomic
+ * LOCKING.  One pthread mutex (g_page.lock) guards rstate[], pinfo[] (non-atomic
  * parts), the free lists and the page counters.  It is never held across a
  * system call: region commit/decommit drop it with the region marked R_BUSY,
  * madvise runs on a block the caller still owns.  The syscall counters are
@@ -115,7 +115,7 @@ static struct {
     uint8_t *rstate;             /* per region, R_* */
     uint32_t head[MP_MAX_ORDER + 1];
     uint64_t regions_committed, pages_in_use, pages_free;
-} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} g_page = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Arena bounds and page map (page.h: read inline by mp_page_owner_inline).
  * size is published with release once base/map/pinfo are set; 0 before. */
@@ -207,13 +207,13 @@ static bool try_reserve(size_t size)
         return false;
     }
     mp_pmap.base = (char *)aligned;
-    g.npages = (uint32_t)npages;
-    g.nregions = (uint32_t)nregions;
+    g_page.npages = (uint32_t)npages;
+    g_page.nregions = (uint32_t)nregions;
     mp_pmap.map = pmap;
-    g.pinfo = pinfo;
-    g.rstate = rstate;
+    g_page.pinfo = pinfo;
+    g_page.rstate = rstate;
     for (unsigned k = 0; k <= MP_MAX_ORDER; k++)
-        g.head[k] = NIL;
+        g_page.head[k] = NIL;
     return true;
 }
 
@@ -304,49 +304,49 @@ static void misuse(const char *kind, const void *p)
 
 static void list_push(uint32_t i, unsigned k)
 {
-    struct pinfo *pi = &g.pinfo[i];
+    struct pinfo *pi = &g_page.pinfo[i];
     pi->order = (uint8_t)k;
     pi->flags = PI_FREE;
     pi->prev = NIL;
-    pi->next = g.head[k];
+    pi->next = g_page.head[k];
     if (pi->next != NIL)
-        g.pinfo[pi->next].prev = i;
-    g.head[k] = i;
-    g.pages_free += (uint64_t)1 << k;
+        g_page.pinfo[pi->next].prev = i;
+    g_page.head[k] = i;
+    g_page.pages_free += (uint64_t)1 << k;
 }
 
 static void list_unlink(uint32_t i, unsigned k)
 {
-    struct pinfo *pi = &g.pinfo[i];
+    struct pinfo *pi = &g_page.pinfo[i];
     if (pi->prev != NIL)
-        g.pinfo[pi->prev].next = pi->next;
+        g_page.pinfo[pi->prev].next = pi->next;
     else
-        g.head[k] = pi->next;
+        g_page.head[k] = pi->next;
     if (pi->next != NIL)
-        g.pinfo[pi->next].prev = pi->prev;
+        g_page.pinfo[pi->next].prev = pi->prev;
     pi->flags = 0;
-    g.pages_free -= (uint64_t)1 << k;
+    g_page.pages_free -= (uint64_t)1 << k;
 }
 
 /* Split free-list-less block (i, from) down to order k: the upper halves go
- * to the free lists, (i, k) is marked USED and returned.  Under g.lock. */
+ * to the free lists, (i, k) is marked USED and returned.  Under g_page.lock. */
 static uint32_t split_take(uint32_t i, unsigned from, unsigned k)
 {
     while (from > k) {
         from--;
         list_push(i + ((uint32_t)1 << from), from);
     }
-    g.pinfo[i].order = (uint8_t)k;
-    g.pinfo[i].flags = PI_USED;
-    g.pages_in_use += (uint64_t)1 << k;
+    g_page.pinfo[i].order = (uint8_t)k;
+    g_page.pinfo[i].flags = PI_USED;
+    g_page.pages_in_use += (uint64_t)1 << k;
     return i;
 }
 
-/* Take a block of order k from the free lists, or NIL.  Under g.lock. */
+/* Take a block of order k from the free lists, or NIL.  Under g_page.lock. */
 static uint32_t buddy_take(unsigned k)
 {
     for (unsigned o = k; o <= MP_MAX_ORDER; o++) {
-        uint32_t i = g.head[o];
+        uint32_t i = g_page.head[o];
         if (i != NIL) {
             list_unlink(i, o);
             return split_take(i, o, k);
@@ -355,16 +355,16 @@ static uint32_t buddy_take(unsigned k)
     return NIL;
 }
 
-/* First run of n R_FREE regions, marked R_BUSY; NIL if none.  Under g.lock. */
+/* First run of n R_FREE regions, marked R_BUSY; NIL if none.  Under g_page.lock. */
 static uint32_t regions_reserve(uint32_t n)
 {
     uint32_t run = 0;
-    for (uint32_t r = 0; r < g.nregions; r++) {
-        run = g.rstate[r] == R_FREE ? run + 1 : 0;
+    for (uint32_t r = 0; r < g_page.nregions; r++) {
+        run = g_page.rstate[r] == R_FREE ? run + 1 : 0;
         if (run == n) {
             uint32_t first = r + 1 - n;
             for (uint32_t j = first; j <= r; j++)
-                g.rstate[j] = R_BUSY;
+                g_page.rstate[j] = R_BUSY;
             return first;
         }
     }
@@ -373,17 +373,17 @@ static uint32_t regions_reserve(uint32_t n)
 
 /* Commit the n regions from r (marked R_BUSY by the caller), with the lock
  * dropped.  On success the regions are in state `to`; on failure back to
- * R_FREE.  Called and returns with g.lock held. */
+ * R_FREE.  Called and returns with g_page.lock held. */
 static int regions_commit(uint32_t r, uint32_t n, uint8_t to)
 {
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     int rc = sys_mem(SYS_COMMIT, page_addr(r * REGION_PAGES), (size_t)n * REGION_SIZE);
     int err = errno;
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
     for (uint32_t j = r; j < r + n; j++)
-        g.rstate[j] = rc == 0 ? to : R_FREE;
+        g_page.rstate[j] = rc == 0 ? to : R_FREE;
     if (rc == 0)
-        g.regions_committed += n;
+        g_page.regions_committed += n;
     errno = err;
     return rc;
 }
@@ -427,16 +427,16 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
             return NULL;
     }
     if (aflags & MAGPOOL_NOWAIT) {
-        if (pthread_mutex_trylock(&g.lock) != 0) {
+        if (pthread_mutex_trylock(&g_page.lock) != 0) {
             errno = EAGAIN;
             return NULL;
         }
     } else {
-        pthread_mutex_lock(&g.lock);
+        pthread_mutex_lock(&g_page.lock);
     }
     void *p = pages_alloc_locked(order, aflags);
     int err = errno;
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     if (p != NULL)
         mp_asan_unpoison(p, MP_PAGE_SIZE << order); /* poisoned while free */
     errno = err;
@@ -446,11 +446,11 @@ void *mp_pages_alloc(unsigned order, unsigned aflags)
 /* Return block (i, k), already madvise'd, merging with free buddies. */
 static void buddy_put(uint32_t i, unsigned k)
 {
-    g.pages_in_use -= (uint64_t)1 << k;
-    g.pinfo[i].flags = 0;
+    g_page.pages_in_use -= (uint64_t)1 << k;
+    g_page.pinfo[i].flags = 0;
     while (k < MP_MAX_ORDER) {
         uint32_t b = i ^ ((uint32_t)1 << k);
-        struct pinfo *bp = &g.pinfo[b];
+        struct pinfo *bp = &g_page.pinfo[b];
         if (!(bp->flags & PI_FREE) || bp->order != k)
             break;
         list_unlink(b, k);
@@ -470,14 +470,14 @@ void mp_pages_free(void *p, unsigned order)
         return;
     }
     uint32_t i = page_index(p);
-    pthread_mutex_lock(&g.lock);
-    struct pinfo *pi = &g.pinfo[i];
-    bool ok = g.rstate[i / REGION_PAGES] == R_BUDDY && (pi->flags & PI_USED) && pi->order == order;
+    pthread_mutex_lock(&g_page.lock);
+    struct pinfo *pi = &g_page.pinfo[i];
+    bool ok = g_page.rstate[i / REGION_PAGES] == R_BUDDY && (pi->flags & PI_USED) && pi->order == order;
     if (ok) {
         pi->flags = PI_USED; /* drops PI_SPAN: the block is no longer a span */
         mp_store_relaxed(&pi->span, 0);
     }
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     if (!ok) {
         misuse("double or mismatched page free", p);
         return;
@@ -489,9 +489,9 @@ void mp_pages_free(void *p, unsigned order)
      * the block stays resident but is otherwise an ordinary free block. */
     if (sys_mem(SYS_DONTNEED, p, len) != 0)
         mp_fetch_add_relaxed(&g_madvise_failed, 1);
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
     buddy_put(i, order);
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
 }
 
 /* ---- spans ---------------------------------------------------------------- */
@@ -508,10 +508,10 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
             k++;
         void *p = mp_pages_alloc(k, aflags);
         if (p != NULL) {
-            pthread_mutex_lock(&g.lock);
-            g.pinfo[page_index(p)].flags |= PI_SPAN;
-            mp_store_relaxed(&g.pinfo[page_index(p)].span, (uint32_t)npages);
-            pthread_mutex_unlock(&g.lock);
+            pthread_mutex_lock(&g_page.lock);
+            g_page.pinfo[page_index(p)].flags |= PI_SPAN;
+            mp_store_relaxed(&g_page.pinfo[page_index(p)].span, (uint32_t)npages);
+            pthread_mutex_unlock(&g_page.lock);
         }
         return p;
     }
@@ -522,27 +522,27 @@ void *mp_span_alloc(size_t npages, unsigned aflags)
     if (mp_page_init() != 0)
         return NULL;
     uint32_t n = (uint32_t)((npages + REGION_PAGES - 1) / REGION_PAGES);
-    if (n > g.nregions) { /* more than the whole arena: no retry can serve it */
+    if (n > g_page.nregions) { /* more than the whole arena: no retry can serve it */
         errno = EINVAL;
         return NULL;
     }
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
     uint32_t r = regions_reserve(n);
     void *p = NULL;
     int err = ENOMEM;
     if (r != NIL) {
         if (regions_commit(r, n, R_SPAN) == 0) {
             uint32_t i = r * REGION_PAGES;
-            g.pinfo[i].flags = PI_BIGSPAN;
-            mp_store_relaxed(&g.pinfo[i].span, (uint32_t)npages);
-            g.pages_in_use += (uint64_t)n * REGION_PAGES;
+            g_page.pinfo[i].flags = PI_BIGSPAN;
+            mp_store_relaxed(&g_page.pinfo[i].span, (uint32_t)npages);
+            g_page.pages_in_use += (uint64_t)n * REGION_PAGES;
             p = page_addr(i);
             mp_asan_unpoison(p, (size_t)n * REGION_SIZE);
         } else {
             err = errno;
         }
     }
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     if (p == NULL)
         errno = err;
     return p;
@@ -552,7 +552,7 @@ size_t mp_span_pages(const void *p)
 {
     if (!in_arena(p, 1))
         return 0;
-    return mp_load_relaxed(&g.pinfo[page_index(p)].span);
+    return mp_load_relaxed(&g_page.pinfo[page_index(p)].span);
 }
 
 void mp_span_free(void *p)
@@ -564,20 +564,20 @@ void mp_span_free(void *p)
         return;
     }
     uint32_t i = page_index(p);
-    pthread_mutex_lock(&g.lock);
-    uint8_t flags = g.pinfo[i].flags;
-    uint8_t order = g.pinfo[i].order;
-    uint32_t npages = mp_load_relaxed(&g.pinfo[i].span);
+    pthread_mutex_lock(&g_page.lock);
+    uint8_t flags = g_page.pinfo[i].flags;
+    uint8_t order = g_page.pinfo[i].order;
+    uint32_t npages = mp_load_relaxed(&g_page.pinfo[i].span);
     uint32_t r = i / REGION_PAGES, n = (npages + REGION_PAGES - 1) / REGION_PAGES;
     bool big = (flags & PI_BIGSPAN) && npages > 0 && i % REGION_PAGES == 0 &&
-               g.rstate[r] == R_SPAN;
+               g_page.rstate[r] == R_SPAN;
     if (big) {
         for (uint32_t j = r; j < r + n; j++)
-            g.rstate[j] = R_BUSY;
-        g.pinfo[i].flags = 0;
-        mp_store_relaxed(&g.pinfo[i].span, 0);
+            g_page.rstate[j] = R_BUSY;
+        g_page.pinfo[i].flags = 0;
+        mp_store_relaxed(&g_page.pinfo[i].span, 0);
     }
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     if (!big) {
         if ((flags & (PI_SPAN | PI_USED)) == (PI_SPAN | PI_USED))
             mp_pages_free(p, order);
@@ -591,12 +591,12 @@ void mp_span_free(void *p)
      * R_FREE is still right: the next commit maps over them with MAP_FIXED. */
     if (sys_mem(SYS_DECOMMIT, p, (size_t)n * REGION_SIZE) != 0)
         mp_fetch_add_relaxed(&g_madvise_failed, 1);
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
     for (uint32_t j = r; j < r + n; j++)
-        g.rstate[j] = R_FREE;
-    g.regions_committed -= n;
-    g.pages_in_use -= (uint64_t)n * REGION_PAGES;
-    pthread_mutex_unlock(&g.lock);
+        g_page.rstate[j] = R_FREE;
+    g_page.regions_committed -= n;
+    g_page.pages_in_use -= (uint64_t)n * REGION_PAGES;
+    pthread_mutex_unlock(&g_page.lock);
 }
 
 /* ---- page map ------------------------------------------------------------- */
@@ -629,11 +629,11 @@ bool mp_page_unowned(const void *p)
 
 void mp_page_stats(struct mp_page_stats *st)
 {
-    pthread_mutex_lock(&g.lock);
-    st->regions_committed = g.regions_committed;
-    st->pages_in_use = g.pages_in_use;
-    st->pages_free = g.pages_free;
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
+    st->regions_committed = g_page.regions_committed;
+    st->pages_in_use = g_page.pages_in_use;
+    st->pages_free = g_page.pages_free;
+    pthread_mutex_unlock(&g_page.lock);
     st->madvise_calls = mp_load_relaxed(&g_madvise_calls);
     st->mmap_calls = mp_load_relaxed(&g_mmap_calls);
     st->faults_injected = mp_load_relaxed(&g_faults);
@@ -647,32 +647,32 @@ int mp_page_validate(void)
         return -1;
     int bad = 0;
     uint64_t free_pages = 0, buddy_regions = 0, span_regions = 0;
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
     for (unsigned k = 0; k <= MP_MAX_ORDER; k++) {
         uint32_t prev = NIL;
-        for (uint32_t i = g.head[k]; i != NIL; prev = i, i = g.pinfo[i].next) {
-            struct pinfo *pi = &g.pinfo[i];
-            bad |= i >= g.npages;                                     /* in the arena */
+        for (uint32_t i = g_page.head[k]; i != NIL; prev = i, i = g_page.pinfo[i].next) {
+            struct pinfo *pi = &g_page.pinfo[i];
+            bad |= i >= g_page.npages;                                     /* in the arena */
             if (bad)
                 break;
             bad |= (i & (((uint32_t)1 << k) - 1)) != 0;               /* (PB1) */
             bad |= pi->flags != PI_FREE || pi->order != k || pi->prev != prev;
-            bad |= g.rstate[i / REGION_PAGES] != R_BUDDY;
+            bad |= g_page.rstate[i / REGION_PAGES] != R_BUDDY;
             if (k < MP_MAX_ORDER) {                                    /* (PB4) */
-                struct pinfo *b = &g.pinfo[i ^ ((uint32_t)1 << k)];
+                struct pinfo *b = &g_page.pinfo[i ^ ((uint32_t)1 << k)];
                 bad |= (b->flags & PI_FREE) && b->order == k;
             }
             free_pages += (uint64_t)1 << k;
         }
     }
-    for (uint32_t r = 0; r < g.nregions; r++) {
-        buddy_regions += g.rstate[r] == R_BUDDY;
-        span_regions += g.rstate[r] == R_SPAN;
+    for (uint32_t r = 0; r < g_page.nregions; r++) {
+        buddy_regions += g_page.rstate[r] == R_BUDDY;
+        span_regions += g_page.rstate[r] == R_SPAN;
     }
-    bad |= free_pages != g.pages_free;                                 /* (PB5) */
-    bad |= buddy_regions + span_regions != g.regions_committed;
-    bad |= g.pages_free + g.pages_in_use != (buddy_regions + span_regions) * REGION_PAGES;
-    pthread_mutex_unlock(&g.lock);
+    bad |= free_pages != g_page.pages_free;                                 /* (PB5) */
+    bad |= buddy_regions + span_regions != g_page.regions_committed;
+    bad |= g_page.pages_free + g_page.pages_in_use != (buddy_regions + span_regions) * REGION_PAGES;
+    pthread_mutex_unlock(&g_page.lock);
     return bad ? -1 : 0;
 }
 
@@ -681,11 +681,11 @@ int mp_page_validate(void)
 void mp_page_fork_lock(void)
 {
     pthread_mutex_lock(&g_init_lock);
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g_page.lock);
 }
 
 void mp_page_fork_unlock(void)
 {
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g_page.lock);
     pthread_mutex_unlock(&g_init_lock);
 }

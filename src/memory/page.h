@@ -54,7 +54,7 @@ size_t mp_span_pages(const void *p); /* 0 if p is not the start of a span */
  * owner's initialised fields. */
 void mp_page_set_owner(void *p, size_t npages, void *owner);
 void *mp_page_owner(const void *p);
-/* Addition: p is the page-aligned start of a page of the arena that no block
+/* p is the page-aligned start of a page of the arena that no block
  * or span owns now: an address only a block freed before can have handed
  * out (kfree tells a second free of a large block from a foreign pointer). */
 bool mp_page_unowned(const void *p);
@@ -63,7 +63,7 @@ bool mp_page_unowned(const void *p);
 void mp_page_fork_lock(void);
 void mp_page_fork_unlock(void);
 
-/* Addition: the arena bounds and page map, so validating frees can look an
+/* The arena bounds and page map, so validating frees can look an
  * owner up inline (a few instructions, no call).  Written once by page.c at
  * init: base and map are plain fields set before `size` is stored with
  * release; every reader loads `size` with acquire first.  Hidden; read only
@@ -95,13 +95,13 @@ struct mp_page_stats {
     uint64_t pages_in_use;      /* handed out and not freed */
     uint64_t pages_free;        /* in buddy free lists (not resident) */
     uint64_t madvise_calls, mmap_calls, faults_injected;
-    /* additions (page.c): */
+    /* page.c's own counters: */
     uint64_t madvise_failed;    /* frees whose madvise/decommit failed (memory stayed resident) */
     uint64_t arena_bytes;       /* size of the reserved arena (0 before init) */
 };
 void mp_page_stats(struct mp_page_stats *st);
 
-/* Addition: check the buddy invariants (PB1)-(PB5) of page.c under the page
+/* Check the buddy invariants (PB1)-(PB5) of page.c under the page
  * lock; 0 when they hold, -1 if not.  Meaningful when no region is being
  * committed or decommitted at the same moment (tests call it at quiescence). */
 int mp_page_validate(void);

@@ -336,7 +336,7 @@ static void run_limbo(magpool_domain_t *d, unsigned g, bool all)
         mp_fetch_sub_relaxed(&d->pending, ran);
 }
 
-__attribute__((noinline)) static void ck_poll(magpool_domain_t *d)
+__attribute__((noinline)) static void dom_ck_poll(magpool_domain_t *d)
 {
     ck_epoch_record_t *rec = record();
     if (pthread_mutex_trylock(&d->lock) != 0)
@@ -366,7 +366,7 @@ static __attribute__((noinline, cold)) void sync_in_section(magpool_domain_t *d)
               cont);
 }
 
-static void ck_synchronize(magpool_domain_t *d)
+static void dom_ck_synchronize(magpool_domain_t *d)
 {
     ck_epoch_record_t *rec = record();
     if (t_rt.nest != 0) { /* R7 */
@@ -431,7 +431,7 @@ void mp_domain_poll(magpool_domain_t *d)
         return; /* liburcu's call_rcu thread runs the callbacks */
     if (mp_load_relaxed(&d->pending) == 0)
         return;
-    ck_poll(d);
+    dom_ck_poll(d);
 }
 
 void mp_domain_synchronize(magpool_domain_t *d)
@@ -449,7 +449,7 @@ void mp_domain_synchronize(magpool_domain_t *d)
         mp_tsan_acquire(&d->cb_done);   /* R10 */
         return;
     }
-    ck_synchronize(d);
+    dom_ck_synchronize(d);
 }
 
 uint64_t mp_domain_pending(magpool_domain_t *d)
@@ -472,7 +472,7 @@ void mp_reclaim_thread_exit(void)
         ck_epoch_end(rec, NULL);
     }
     if (t_rt.retired != 0)
-        ck_synchronize(&g_default); /* R8 */
+        dom_ck_synchronize(&g_default); /* R8 */
     else
         mp_domain_poll(&g_default);
     mp_tsan_release(rec); /* to the thread that recycles it (R10) */

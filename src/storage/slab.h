@@ -70,7 +70,7 @@ enum {
 };
 void *mp_slab_owner(const void *p, int *why);
 
-/* Addition: the lookup part of a slab descriptor, so the validating frees of
+/* The lookup part of a slab descriptor, so the validating frees of
  * the front ends can run mp_slab_owner inline.  RULE: every non-NULL page
  * owner word (mp_page_set_owner) points at a struct mp_slab_lookup; a page
  * user that is not a slab (kmalloc's large spans) points at one with
@@ -105,7 +105,7 @@ static inline __attribute__((always_inline)) void *mp_slab_owner_inline(const vo
     return s != NULL ? mp_slab_lookup_owner(s, p) : NULL;
 }
 /* Index of p in its slab and the slab's object count, for debug metadata.
- * (Addition, slab.c.)  p must be inside a live slab's object area, else
+ * (slab.c.)  p must be inside a live slab's object area, else
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
 size_t mp_slab_index(const void *p, size_t *nobjs);
 
@@ -155,7 +155,7 @@ struct mp_slab_stats {
 };
 void mp_slab_stats(struct mp_slab_cache *sc, struct mp_slab_stats *st);
 
-/* Addition: check the invariants (SL1)-(SL3), (SC1)-(SC3) of slab.c under the
+/* Check the invariants (SL1)-(SL3), (SC1)-(SC3) of slab.c under the
  * cache lock; 0 when they hold, -1 if not. */
 int mp_slab_validate(struct mp_slab_cache *sc);
 #endif
