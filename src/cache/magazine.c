@@ -370,6 +370,26 @@ static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj
     return true;
 }
 
+/* A free that no magazine takes (a thread with no state or no magazine, a
+ * zombie, a deferred free with no memory for its batch): straight to the
+ * slab layer, counted in the cache.  live: the caller knows c is not a
+ * zombie (else: decided here). */
+static void mp_free_unheld(struct magpool_cache *c, void *obj, bool live)
+{
+    if (!live && mp_destroyed(c)) {
+        mp_zombie_free(c, &obj, 1);
+        return;
+    }
+    mp_slab_free(c->c_slab, &obj, 1);
+    /* Release: orders the mp_slab_free above (a non-holder's free, under no
+     * lock of the cache) before the count; pairs with the acquire loads of
+     * c_frees in mp_cache_folded_live (lifecycle.c) and the live count of
+     * thread.c, so a finaliser that sees this free counted sees the object
+     * back in its slab.  Weakened, the slab cache could be deleted while
+     * this free is not yet visible to it. */
+    mp_fetch_add_release(&c->c_frees, 1);
+}
+
 MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller)
 {
     if (c == NULL) {
@@ -392,18 +412,10 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
         mp_gate_leave(t);
         if (done)
             return;
-    } else if (mp_destroyed(c)) {
-        mp_zombie_free(c, &obj, 1);
+        mp_free_unheld(c, obj, false);
         return;
     }
-    mp_slab_free(c->c_slab, &obj, 1);
-    /* Release: orders the mp_slab_free above (a non-holder's free, under no
-     * lock of the cache) before the count; pairs with the acquire loads of
-     * c_frees in mp_cache_folded_live (lifecycle.c) and the live count of
-     * thread.c, so a finaliser that sees this free counted sees the object
-     * back in its slab.  Weakened, the slab cache could be deleted while
-     * this free is not yet visible to it. */
-    mp_fetch_add_release(&c->c_frees, 1);
+    mp_free_unheld(c, obj, true);
 }
 
 MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
@@ -687,7 +699,19 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     /* No thread state, a zombie, or no batch magazine: a batch of one. */
     struct mp_mag *m = mp_defer_mag_alloc(1);
     if (m == NULL) {
-        mp_report(c->c_name, obj, "deferred free dropped", "(out of memory; object leaked)", true);
+        /* Not even a batch of one: wait for the grace period here, then free
+         * obj at once -- unless this thread is inside a read-side section
+         * of the domain, where the wait would wait for itself. */
+        if (mp_domain_in_section(c->c_domain)) {
+            mp_report(c->c_name, obj, "deferred free dropped",
+                      "(out of memory inside a read-side section; object leaked)", true);
+            return;
+        }
+        mp_domain_synchronize(c->c_domain);
+        if (c->c_debug)
+            mp_debug_on_reclaim(c, obj);
+        mp_san_rest(c, &obj, 1);
+        mp_free_unheld(c, obj, false);
         return;
     }
     m->objs[0] = obj;

@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 
 #include "atomics.h"
+#include "page.h"
 #include "sanitize.h"
 
 #define META_MIN_SHIFT 6                        /* 64 B: a cache line */
@@ -73,7 +74,7 @@ static void *map_block(size_t len)
     return p;
 }
 
-void *mp_meta_alloc(size_t size)
+void *mp_meta_alloc_critical(size_t size)
 {
     if (size == 0)
         size = 1;
@@ -144,6 +145,15 @@ void *mp_meta_grow(void *p, size_t old_size, size_t new_size)
     memcpy(q, p, old_size < new_size ? old_size : new_size);
     mp_meta_free(p, old_size);
     return q;
+}
+
+void *mp_meta_alloc(size_t size)
+{
+    if (mp_fault_now()) { /* fault injection reaches metadata too (page.h) */
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mp_meta_alloc_critical(size);
 }
 
 uint64_t mp_meta_mapped_bytes(void)

@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 void *mp_meta_alloc(size_t size);
+/* mp_meta_alloc that fault injection never fails: for the one caller with no
+ * clean way to fail (a thread's epoch record, reclaim.c). */
+void *mp_meta_alloc_critical(size_t size);
 void mp_meta_free(void *p, size_t size);
 /* A block of new_size holding the first old_size bytes of p, which is freed;
  * on failure NULL + ENOMEM and p is untouched.  (Growing arrays.) */

@@ -144,6 +144,14 @@ static bool fault_now(void)
     return r % 1000000u < ppm;
 }
 
+bool mp_fault_now(void)
+{
+    if (!fault_now())
+        return false;
+    mp_fetch_add_relaxed(&g_faults, 1);
+    return true;
+}
+
 /* The only place the layer maps or advises memory after init.  0, or -1 with
  * errno = ENOMEM (an injected failure, or the system's). */
 static int sys_mem(enum sysop op, void *addr, size_t len)
@@ -152,8 +160,7 @@ static int sys_mem(enum sysop op, void *addr, size_t len)
         mp_fetch_add_relaxed(&g_madvise_calls, 1);
     else
         mp_fetch_add_relaxed(&g_mmap_calls, 1);
-    if (fault_now()) {
-        mp_fetch_add_relaxed(&g_faults, 1);
+    if (mp_fault_now()) {
         errno = ENOMEM;
         return -1;
     }

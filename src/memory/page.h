@@ -19,6 +19,7 @@
 #define MP_PAGE_H
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,13 @@ void *mp_page_owner(const void *p);
  * or span owns now: an address only a block freed before can have handed
  * out (kfree tells a second free of a large block from a foreign pointer). */
 bool mp_page_unowned(const void *p);
+
+/* Fault injection (MAGPOOL_FAULT_PPM, magpool_fault_inject): true when the
+ * caller is to fail now, as if memory could not be had (counted in
+ * faults_injected).  The page layer's system calls ask it, and so do the
+ * internal allocations of the layers above that can fail cleanly (metadata,
+ * magazines), as illumos kmem's cache_mtbf reaches every allocation. */
+bool mp_fault_now(void);
 
 /* fork.c: hold / release the page layer's locks around fork (both sides). */
 void mp_page_fork_lock(void);

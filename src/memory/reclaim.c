@@ -203,7 +203,7 @@ __attribute__((noinline, cold)) static ck_epoch_record_t *record_slow(void)
     if (rec != NULL) {
         mp_tsan_acquire(rec);  /* pairs with the release before unregister (R10) */
     } else {
-        rec = mp_meta_alloc(sizeof *rec); /* zeroed, 64-byte aligned; never freed (recycled) */
+        rec = mp_meta_alloc_critical(sizeof *rec); /* zeroed, 64-byte aligned; never freed (recycled) */
         if (rec == NULL) {
             /* Cannot even enter a section safely: nothing sane to return. */
             fprintf(stderr, "magpool: reclaim: out of memory for epoch record at %p\n",
@@ -422,6 +422,14 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
          * call a stale fn.  Failure reloads h, which is not dereferenced:
          * relaxed. */
     } while (!mp_cas_weak_seqcst_relaxed(&d->incoming, &h, node));
+}
+
+bool mp_domain_in_section(magpool_domain_t *d)
+{
+    d = dom_or_default(d);
+    if (d->kind == DOM_URCU) /* a flavour that cannot tell: assume inside */
+        return d->flavor->read_ongoing == NULL || d->flavor->read_ongoing();
+    return t_rt.nest != 0;
 }
 
 void mp_domain_poll(magpool_domain_t *d)

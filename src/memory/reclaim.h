@@ -20,6 +20,8 @@
 #ifndef MP_RECLAIM_H
 #define MP_RECLAIM_H
 #include <stdint.h>
+#include <stdbool.h>
+
 #include "magpool/magpool.h"
 
 struct mp_retire_node {
@@ -42,6 +44,9 @@ void mp_domain_synchronize(magpool_domain_t *d);
 void mp_reclaim_thread_exit(void);
 /* Nodes retired and not yet run, for statistics. */
 uint64_t mp_domain_pending(magpool_domain_t *d);
+/* Whether the calling thread is inside a read-side section of d (a liburcu
+ * flavour that cannot tell counts as inside). */
+bool mp_domain_in_section(magpool_domain_t *d);
 /* fork.c: the default domain's lock and the urcu domain list's, held and
  * released around fork; in the child also forget the other threads' epoch
  * records (they do not exist there). */

@@ -157,6 +157,7 @@
 #include "atomics.h"
 #include "depot.h"
 #include "meta.h"
+#include "page.h"
 #include "reclaim.h"
 
 #include <errno.h>
@@ -493,6 +494,10 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
 {
     if (cap < 1 || cap > MAGPOOL_MAG_MAX) {
         errno = EINVAL;
+        return NULL;
+    }
+    if (mp_fault_now()) { /* fault injection reaches magazines (page.h) */
+        errno = ENOMEM;
         return NULL;
     }
     unsigned k = class_of_cap(cap);
