@@ -38,6 +38,8 @@ static void env_parse(void)
             f |= MAGPOOL_VERIFY;
         else if (n == 8 && strncmp(s, "continue", n) == 0)
             f |= MAGPOOL_DEBUG_CONTINUE;
+        else if (n == 5 && strncmp(s, "check", n) == 0)
+            f |= MP_DEBUG_CHECK;
         else if (n == 3 && strncmp(s, "all", n) == 0)
             f |= MP_DEBUG_FLAGS;
         else if (n > 0)

@@ -17,6 +17,11 @@
 /* Every debug feature flag; MAGPOOL_DEBUG=all means these. */
 #define MP_DEBUG_FLAGS (MAGPOOL_POISON | MAGPOOL_RED_ZONE | MAGPOOL_STORE_USER | MAGPOOL_VERIFY)
 
+/* MAGPOOL_DEBUG=check (internal bit of the environment's flags, never a
+ * cache flag): the engine's invariants are validated at slow-path exits
+ * (cache/check.c). */
+#define MP_DEBUG_CHECK 0x40000000u
+
 /* One diagnostic line; abort() unless cont. */
 void mp_report(const char *cache, const void *addr, const char *kind, const char *detail, bool cont);
 /* Whether a problem of a cache with these flags (0: no cache) continues. */

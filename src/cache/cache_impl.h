@@ -245,6 +245,9 @@ void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
  * Returns the rounds left. */
 uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m);
 
+/* check.c: MAGPOOL_DEBUG=check's validators at a slow-path exit of c. */
+void mp_check_slow_exit(struct magpool_cache *c);
+
 /* reap.c */
 void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
 size_t mp_depot_drain(struct magpool_cache *c);

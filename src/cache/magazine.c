@@ -235,6 +235,8 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
         mp_nofail_wait();
     }
     mp_san_handout(c, obj);
+    if (__builtin_expect(c->c_flags & MP_DEBUG_CHECK, 0))
+        mp_check_slow_exit(c);
     if (c->c_debug)
         mp_debug_on_alloc(c, obj, caller);
     if (aflags & MAGPOOL_ZERO)
@@ -409,6 +411,8 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
     if (t != NULL) {
         mp_gate_enter(t);
         bool done = mp_free_held(c, t, obj);
+        if (__builtin_expect(c->c_flags & MP_DEBUG_CHECK, 0))
+            mp_check_slow_exit(c);
         mp_gate_leave(t);
         if (done)
             return;
