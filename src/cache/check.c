@@ -54,7 +54,7 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
         broken(c, m, "(I6: the tcache does not mirror its loaded magazine)");
     if (m->cap < 1 || m->cap > MAGPOOL_MAG_MAX || rounds > m->cap)
         broken(c, m, "(I6: rounds or cap out of range)");
-    if (m->objs[-1] != NULL)
+    if (m->guard != NULL) /* objs[-1], which the free hit reads */
         broken(c, m, "(I6: the loaded magazine's NULL guard is overwritten)");
     for (uint32_t i = 0; i < rounds; i++)
         if (m->objs[i] == NULL)
