@@ -317,11 +317,22 @@ uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m)
 {
     if (!mp_free_checked(c))
         return m->rounds;
-    for (uint32_t i = 0; i < m->rounds;)
-        if (__builtin_expect(mp_slab_owner_inline(m->objs[i]) == c, 1))
+    /* Rounds freed together mostly come from few slabs: the slab descriptor
+     * of the round before is tried first (one bounds test and one multiply),
+     * the page map only when it does not hold the round. */
+    const struct mp_slab_lookup *lk = NULL;
+    for (uint32_t i = 0; i < m->rounds;) {
+        void *obj = m->objs[i];
+        if (__builtin_expect(lk != NULL && mp_slab_lookup_owner(lk, obj) == c, 1)) {
+            i++;
+            continue;
+        }
+        lk = mp_page_owner_inline(obj);
+        if (__builtin_expect(lk != NULL && mp_slab_lookup_owner(lk, obj) == c, 1))
             i++;
         else
             mp_mag_round_bad(c, m, i); /* the last round moved to i: look again */
+    }
     return m->rounds;
 }
 
