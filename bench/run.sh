@@ -63,8 +63,10 @@ else
     clang $cf -c bench/peers.c -o "$o/peers.o"
     clang $cf $dp -c bench/peer_dpdk.c -o "$o/peer_dpdk.o"
     mp_ok=1
-    for f in src/*.c; do
-        clang $cf -fvisibility=hidden -Isrc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
+    inc=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
+    for f in src/*/*.c; do
+        # shellcheck disable=SC2086
+        clang $cf -fvisibility=hidden $inc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
     done
     if [ -n "$mp_ok" ] && clang $cf -c bench/peer_magpool.c -o "$o/peer_magpool.o" >>"$log" 2>&1 &&
         clang $cf -c bench/bench.c -o "$o/bench.o" &&
