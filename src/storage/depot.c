@@ -159,6 +159,7 @@
 #include "meta.h"
 #include "page.h"
 #include "reclaim.h"
+#include "sanitize.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -526,6 +527,7 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
             }
         }
     }
+    mp_tsan_acquire(m); /* pairs with mp_mag_free's release by the slot's last owner */
     mp_store_relaxed(&m->next, 0);
     m->cap = cap;
     m->rounds = 0;
@@ -544,6 +546,7 @@ void mp_mag_free(struct mp_mag *m)
 {
     if (m == NULL)
         return;
+    mp_tsan_release(m); /* the slot's next owner (mp_mag_alloc) */
     /* The node lives in the dead magazine's rounds area (always room in a
      * slot, static-asserted above); `next` stays the stack link, and `cap`
      * still names the slot's class when the callback runs. */
@@ -597,6 +600,7 @@ static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
 {
+    mp_tsan_release(m); /* TSan with an uninstrumented library: a magazine's hand-off (sanitize.h) */
     mp_fetch_add_relaxed(&d->pushes_full, 1);
     full_stack_push(d, m);
 }
@@ -619,6 +623,7 @@ static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
 
 void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
 {
+    mp_tsan_release(m); /* TSan with an uninstrumented library: a magazine's hand-off (sanitize.h) */
     uint64_t pushes = mp_fetch_add_relaxed(&d->pushes_full, 1);
     if (!backlog_engaged(d, pushes)) {
         full_stack_push(d, m);
@@ -669,6 +674,7 @@ void mp_depot_backlog_tick(struct mp_depot *d)
 
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m)
 {
+    mp_tsan_release(m); /* TSan with an uninstrumented library: a magazine's hand-off (sanitize.h) */
     mp_fetch_add_relaxed(&d->nempty, 1); /* before the CAS: O3 */
     stack_push(&d->empty, NULL, slot_index(m), &d->contention);
 }
@@ -688,6 +694,7 @@ struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
 {
     struct mp_mag *m = depot_pop(d, &d->full, &d->nfull, &d->ws_min_full);
     if (m != NULL) {
+        mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
         mp_fetch_sub_relaxed(&d->rounds_full, m->rounds);
         mp_fetch_add_relaxed(&d->pops_full, 1);
     }
@@ -696,7 +703,10 @@ struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
 
 struct mp_mag *mp_depot_pop_empty(struct mp_depot *d)
 {
-    return depot_pop(d, &d->empty, &d->nempty, &d->ws_min_empty);
+    struct mp_mag *m = depot_pop(d, &d->empty, &d->nempty, &d->ws_min_empty);
+    if (m != NULL)
+        mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
+    return m;
 }
 
 /* Close the interval: the minimum depth seen is how many magazines nobody
