@@ -134,6 +134,11 @@ static inline int bench_stopped(const struct tctx *t, uint64_t done)
 extern const struct contender ct_floor, ct_glibc, ct_jemalloc, ct_tcmalloc,
     ct_mimalloc, ct_tbb, ct_dpdk, ct_gluster, ct_mutexlist, ct_magpool,
     ct_magpool_call, ct_mempool, ct_kmem, ct_glibc_urcu, ct_glibc_ckepoch, ct_magpool_urcu;
+/* The core API's setup/teardown/shrink (peer_magpool.c), shared by the
+ * inline and the library-call contenders. */
+int magpool_bench_setup(struct run *r);
+void magpool_bench_teardown(struct run *r);
+void magpool_bench_shrink(struct run *r);
 
 /* Deferred workload hooks: read-side section and retire (bench_tmpl.h calls
  * <ct>_read_enter/leave and <ct>_retire when CT_HAS_DEFERRED is defined). */

@@ -16,14 +16,14 @@
 #include "bench.h"
 
 /* ===== core API ============================================================ */
-static int magpool_setup(struct run *r)
+int magpool_bench_setup(struct run *r)
 {
     struct magpool_config cfg = { .name = "bench", .size = r->size };
     r->pool = magpool_cache_create(&cfg);
     return r->pool ? 0 : -1;
 }
 
-static void magpool_teardown(struct run *r)
+void magpool_bench_teardown(struct run *r)
 {
     long live = magpool_cache_destroy(r->pool);
     if (live != 0)
@@ -31,7 +31,7 @@ static void magpool_teardown(struct run *r)
     r->pool = NULL;
 }
 
-static void magpool_shrink(struct run *r)
+void magpool_bench_shrink(struct run *r)
 {
     magpool_thread_flush();
     magpool_cache_shrink(r->pool);
@@ -94,40 +94,12 @@ const struct contender ct_magpool = {
     .how = "magpool_alloc(c) / magpool_free(c,p); bulk: magpool_alloc_bulk/free_bulk; "
            "deferred: magpool_read_enter/leave + magpool_free_deferred; shrink: magpool_cache_shrink",
     .caps = CT_MAGPOOL | CT_BULK | CT_DEFERRED,
-    .setup = magpool_setup,
-    .teardown = magpool_teardown,
-    .shrink = magpool_shrink,
+    .setup = magpool_bench_setup,
+    .teardown = magpool_bench_teardown,
+    .shrink = magpool_bench_shrink,
     .wl = &magpool_core_wl,
 };
 
-/* ===== core API, every call into the library ================================
- * magpool.h inlines the magazine hit of magpool_alloc / magpool_free into
- * optimised C callers (the "magpool" rows).  This contender calls the
- * library's exported functions instead (through the names the inline code
- * uses on a miss: aliases of magpool_alloc / magpool_free), which is what
- * unoptimised, sanitized and C++ builds, and calls through a pointer, get.
- * Its callgrind kernels give the fast path's own instruction count. */
-static inline void *magpool_call_alloc(struct tctx *t)
-{
-    return magpool_alloc_miss_(t->pool);
-}
-
-static inline void magpool_call_free(struct tctx *t, void *p)
-{
-    magpool_free_miss_(t->pool, p);
-}
-
-#define CT magpool_call
-#include "bench_tmpl.h"
-const struct contender ct_magpool_call = {
-    .name = "magpool-call",
-    .how = "magpool_alloc(c) / magpool_free(c,p) called in the library (not inlined)",
-    .caps = CT_MAGPOOL,
-    .setup = magpool_setup,
-    .teardown = magpool_teardown,
-    .shrink = magpool_shrink,
-    .wl = &magpool_call_wl,
-};
 
 /* ===== GlusterFS front end ================================================= */
 static int mempool_setup(struct run *r)

@@ -73,7 +73,7 @@ static magpool_cache_t *mk(const char *name, size_t size, unsigned flags)
  * the library's checked (debug) path. */
 static unsigned fast_id(magpool_cache_t *c)
 {
-    return ((const struct magpool_cache_head_ *)c)->fast_id;
+    return atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_id, memory_order_relaxed);
 }
 
 /* 1 if this process runs under Valgrind's memcheck tool, 0 if not, -1 if

@@ -197,6 +197,18 @@ struct magpool_stats {
     uint64_t max_objects;      /**< the limit, 0 = none */
     uint64_t backlog_mags;     /**< full magazines held back in the depot's backlog */
     unsigned backlog_slots;    /**< most magazines the backlog holds, 0 = none */
+    /* Memory held for later allocations, by place (objects * stride;
+     * magazine arrays not counted). */
+    uint64_t threads_bytes;    /**< in threads' magazines (in_magazines) */
+    uint64_t depot_bytes;      /**< in the depot (in_depot) */
+    uint64_t slabs_free_bytes; /**< free in slabs (in_slabs) */
+    /* Other threads' magazines taken back by magpool_cache_shrink,
+     * magpool_reap and allocations that found no memory (a thread inside a
+     * slow path or a hit at that moment keeps its own; see README). */
+    uint64_t idle_reclaims;    /**< (thread, cache) states emptied */
+    uint64_t idle_busy;        /**< left alone: the owner was inside a hit */
+    uint64_t idle_asked;       /**< reclaims without membarrier(2): every owner was asked to
+                                *   give back at its next slow path instead */
 };
 
 /** Create a cache.  NULL + EINVAL for a bad config (NULL cfg; size 0 or
@@ -328,55 +340,150 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  * magpool_alloc and magpool_free are also defined here, for the compiler to
  * inline into the caller: a hit pops or pushes the calling thread's loaded
  * magazine in a few instructions, with no call; only a miss (and every call
- * with a NULL cache, a debug or a destroyed cache) calls into the library.
- * Straight-line hits share one load of the thread's state, and gcc keeps
- * the round count in a register across a whole loop of hits (clang 14
- * reloads it from memory after each iteration, since the loop holds the
- * miss call); a call into the library stores and reloads it every time.
+ * with a NULL cache, a debug, checked or destroyed cache) calls the library.
  *
- * The definitions are GNU `extern inline`: used for inlining only, while the
- * library exports the same functions, so taking their address, calling them
- * through a pointer, and code built without optimisation all reach the
- * library.  Behaviour is the same either way (same checks, same errors, the
- * same immediate double-free diagnostic).  They are used by C compilers
- * that define __GNUC__ (gcc, clang) when optimising, and not under
- * AddressSanitizer or ThreadSanitizer, whose builds call the library (where
- * every shared access is a C11 atomic, visible to the sanitizer).  Define
- * MAGPOOL_NO_INLINE before including this header to always call it.
+ * One definition.  The hit below (magpool_hit_pop_ / magpool_hit_push_) is
+ * the only one: the library's own magpool_alloc / magpool_free, the front
+ * ends (kmem_cache_alloc, mem_get, kmalloc, ...) and these inline versions
+ * all expand it, on the same structure (struct magpool_hit_ is the first
+ * member of the library's per-thread cache state, and struct
+ * magpool_cache_head_ the first member of a cache).  Every field it shares
+ * with other threads is a C11 atomic accessed with relaxed or release order
+ * (plain moves on x86-64 and arm64), so there is no data race and no type
+ * punning, in the library or in the application.
  *
- * ABI: the layout below (the head of a thread's state for one cache, and
- * the first field of a cache) is part of libmagpool.so.1. */
+ * Opt-out, not opt-in.  The inline hit is on by default because it is what
+ * the pool is for (the hit is the whole cost of an alloc/free pair that
+ * hits); the price is that the fields above are part of the ABI of
+ * libmagpool.so.1.  The header and the library each carry a layout number
+ * (MAGPOOL_HIT_LAYOUT_); every miss passes the header's, and a library that
+ * finds another one prints
+ *   `magpool: this program's inline hits use layout N, libmagpool uses M: rebuild it against the installed magpool.h`
+ * and aborts, at the first miss of the first call (every thread's first
+ * call misses).  A change of layout also changes the soname.  Define
+ * MAGPOOL_NO_INLINE before including this header to always call the
+ * library (no layout dependence at all).
+ *
+ * Used by C11 compilers that define __GNUC__ (gcc, clang) when optimising,
+ * and not under AddressSanitizer or ThreadSanitizer, whose builds call the
+ * library; taking the functions' address, calling them through a pointer,
+ * C++ and unoptimised code reach the library's exported functions (GNU
+ * `extern inline`).  Behaviour is the same either way (same checks, same
+ * errors, the same immediate double-free diagnostic).
+ *
+ * The busy byte: a hit stores 1 to it before reading anything and releases
+ * 0 after its last access, with no fence and no read-modify-write.  It lets
+ * the library take the magazines of a thread that is alive but idle (a
+ * shrink or reap, issue "bounded memory"): the reclaimer sets cap to 0,
+ * runs membarrier(2), and finds the owner either outside any hit (busy 0:
+ * its next hit reads cap 0 and misses) or inside one (busy 1: it leaves
+ * that cache alone).  The proof is at the top of src/cache/idle.c.
+ * Calling magpool from a signal handler that interrupted a magpool call on
+ * the same cache is not supported (it never was: the two hits would share
+ * one round count). */
 
-/** Head of a thread's 64-byte state for one cache (internal; ABI).
- *  The types below (unsigned int and unsigned long long counters, an
- *  unsigned short cache id, the thread's array address read as an unsigned
- *  __int128) are chosen so that the stores a caller's loop typically makes
- *  (pointers, uint64_t/size_t, the objects' contents) cannot alias the
- *  address of the thread's state: the compiler may then keep that address
- *  and the round count in registers from one hit to the next, as it does
- *  for a thread-local array stack, instead of reloading them after every
- *  store. */
-struct magpool_tcache_ {
-    unsigned int rounds;       /* objects in the loaded magazine */
-    unsigned int cap;          /* its capacity (0: nothing loaded) */
-    void **objs;               /* its rounds; objs[-1] is always NULL */
-    unsigned long long allocs; /* allocations by this thread */
-    unsigned char private_[40];
+/** Layout number of the hit's shared fields (internal; ABI). */
+#define MAGPOOL_HIT_LAYOUT_ 2u
+
+/** Out-of-line continuations of the inline hits (internal; ABI): the whole
+ *  library call, after checking the caller's layout number. */
+MAGPOOL_API void *magpool_hit_alloc_miss_(magpool_cache_t *c, unsigned layout);
+MAGPOOL_API void magpool_hit_free_miss_(magpool_cache_t *c, void *obj, unsigned layout);
+
+#if defined(__GNUC__) && !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
+    !defined(__STDC_NO_ATOMICS__)
+#include <stdatomic.h>
+/** 1 where the hit's definition below is available. */
+#define MAGPOOL_HIT_DEFINED_ 1
+
+/** The fields a hit touches: the head of a thread's 64-byte state for one
+ *  cache (internal; ABI).  Written by the owner thread only, except cap,
+ *  which an idle-thread reclaim sets to 0 (src/cache/idle.c). */
+struct magpool_hit_ {
+    _Atomic uint32_t rounds; /* objects in the loaded magazine */
+    _Atomic uint32_t cap;    /* its capacity; 0: nothing loaded, or stopped */
+    void **_Atomic objs;     /* its rounds; objs[-1] is always NULL */
+    _Atomic uint64_t allocs; /* allocations by this thread */
+    _Atomic uint8_t busy;    /* 1 while the owner is inside a hit */
+    uint8_t pad_;
+    /* the library's statistics mirrors (no hit touches them) */
+    _Atomic uint16_t lib_prev_rounds_;
+    _Atomic uint32_t lib_def_rounds_;
 };
-/** First field of a cache (internal; ABI): its index in the thread's array
- *  of states (the low half of a 32-bit field; little-endian targets only);
- *  0 (an all-zero state) sends every call to the library. */
+/** First member of a cache (internal; ABI): the index of its state in each
+ *  thread's array; 0 (an all-zero state) sends every call to the library. */
 struct magpool_cache_head_ {
-    unsigned short fast_id;
+    _Atomic uint32_t fast_id;
 };
-#ifdef __SIZEOF_INT128__
-__extension__ typedef unsigned __int128 magpool_u128_;
-#else
-typedef struct { uint64_t lo_, hi_; } magpool_u128_;
-#endif
-/** Out-of-line continuations of the inline hits (internal; ABI). */
-MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c);
-MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
+/** Bytes between two caches' states in a thread's array (internal; ABI). */
+#define MAGPOOL_HIT_STRIDE_ 64u
+/** The calling thread's array of states (internal; ABI).  Written only by
+ *  its own thread. */
+extern __thread void *magpool_tcs_ __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's state for cache c (not NULL). */
+static __inline__ __attribute__((always_inline, unused)) struct magpool_hit_ *magpool_hit_of_(const void *c)
+{
+    /* Relaxed: the id changes only at create and destroy, which the caller
+     * orders against its own calls (synchronization table above). */
+    uint32_t id = atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_id, memory_order_relaxed);
+    return (struct magpool_hit_ *)((char *)magpool_tcs_ + (size_t)id * MAGPOOL_HIT_STRIDE_);
+}
+
+/* Enter and leave a hit on h (the busy byte; src/cache/idle.c).  The
+ * signal fence only keeps the compiler from moving the hit's loads above
+ * the store of 1 (it emits nothing); the release store keeps every access
+ * of the hit before the store of 0 (a plain store on x86-64). */
+static __inline__ __attribute__((always_inline, unused)) void magpool_hit_enter_(struct magpool_hit_ *h)
+{
+    atomic_store_explicit(&h->busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+static __inline__ __attribute__((always_inline, unused)) void magpool_hit_leave_(struct magpool_hit_ *h)
+{
+    atomic_store_explicit(&h->busy, 0, memory_order_release);
+}
+
+/* The alloc hit: 1 with *objp the top round of h's loaded magazine, or 0
+ * (a miss: nothing loaded, empty, or stopped).  Each branch leaves the hit
+ * itself, so a caller's test of the result folds into the branch. */
+static __inline__ __attribute__((always_inline, unused)) int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
+{
+    magpool_hit_enter_(h);
+    uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
+    /* n - 1 < cap: n != 0 and a magazine is loaded and not stopped */
+    if (__builtin_expect(n - 1u < atomic_load_explicit(&h->cap, memory_order_relaxed), 1)) {
+        atomic_store_explicit(&h->rounds, n - 1u, memory_order_relaxed);
+        atomic_store_explicit(&h->allocs, atomic_load_explicit(&h->allocs, memory_order_relaxed) + 1u,
+                              memory_order_relaxed);
+        *objp = atomic_load_explicit(&h->objs, memory_order_relaxed)[n - 1u];
+        magpool_hit_leave_(h);
+        return 1;
+    }
+    magpool_hit_leave_(h);
+    return 0;
+}
+
+/* The free hit: push obj (not NULL) onto h's loaded magazine: 1, or 0 (a
+ * miss) if it is full, nothing is loaded or stopped, or obj is the top round
+ * (an immediate double free, which the library diagnoses). */
+static __inline__ __attribute__((always_inline, unused)) int magpool_hit_push_(struct magpool_hit_ *h, void *obj)
+{
+    magpool_hit_enter_(h);
+    uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
+    if (__builtin_expect(n < atomic_load_explicit(&h->cap, memory_order_relaxed), 1)) {
+        void **objs = atomic_load_explicit(&h->objs, memory_order_relaxed);
+        if (__builtin_expect(objs[(long)n - 1] != obj, 1)) { /* n == 0 reads the NULL guard */
+            objs[n] = obj;
+            atomic_store_explicit(&h->rounds, n + 1u, memory_order_relaxed);
+            magpool_hit_leave_(h);
+            return 1;
+        }
+    }
+    magpool_hit_leave_(h);
+    return 0;
+}
+#endif /* MAGPOOL_HIT_DEFINED_ */
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
@@ -387,55 +494,26 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
 #define MAGPOOL_SANITIZED_ 1
 #endif
 
-#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__cplusplus) && defined(__SIZEOF_INT128__) && \
-    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
-    !defined(MAGPOOL_NO_INLINE) && !defined(MAGPOOL_SANITIZED_) && !defined(MAGPOOL_BUILDING_LIBRARY_)
+#if defined(MAGPOOL_HIT_DEFINED_) && defined(__OPTIMIZE__) && !defined(MAGPOOL_NO_INLINE) && \
+    !defined(MAGPOOL_SANITIZED_) && !defined(MAGPOOL_BUILDING_LIBRARY_)
 /** 1 where this header's inline hits are in use, else 0. */
 #define MAGPOOL_INLINE_HITS 1
 
-/** Address of the calling thread's array of states, in the low 64 bits
- *  (internal; ABI). */
-extern __thread magpool_u128_ magpool_tcs_ __attribute__((tls_model("initial-exec")));
-
-/* The calling thread's state for c (c not NULL). */
-struct magpool_tcache_ *magpool_tcache_of_(magpool_cache_t *c);
-extern __inline __attribute__((gnu_inline, always_inline)) struct magpool_tcache_ *
-magpool_tcache_of_(magpool_cache_t *c)
-{
-    return (struct magpool_tcache_ *)(uintptr_t)magpool_tcs_ +
-           ((const struct magpool_cache_head_ *)c)->fast_id;
-}
-
 extern __inline __attribute__((gnu_inline, always_inline)) void *magpool_alloc(magpool_cache_t *c)
 {
-    if (__builtin_expect(c != NULL, 1)) {
-        struct magpool_tcache_ *tc = magpool_tcache_of_(c);
-        unsigned int n = tc->rounds;
-        if (__builtin_expect(n != 0, 1)) {
-            tc->rounds = n - 1;
-            tc->allocs++;
-            return tc->objs[n - 1];
-        }
-    }
-    return magpool_alloc_miss_(c);
+    void *obj;
+    if (__builtin_expect(c != NULL && magpool_hit_pop_(magpool_hit_of_(c), &obj), 1))
+        return obj;
+    return magpool_hit_alloc_miss_(c, MAGPOOL_HIT_LAYOUT_);
 }
 
 extern __inline __attribute__((gnu_inline, always_inline)) void magpool_free(magpool_cache_t *c, void *obj)
 {
     if (__builtin_expect(obj == NULL, 0))
         return;
-    if (__builtin_expect(c != NULL, 1)) {
-        struct magpool_tcache_ *tc = magpool_tcache_of_(c);
-        unsigned int n = tc->rounds;
-        /* a full magazine, or obj on top of it (an immediate double free,
-         * diagnosed by the library): the library takes it */
-        if (__builtin_expect(n != tc->cap && tc->objs[(long)n - 1] != obj, 1)) {
-            tc->objs[n] = obj;
-            tc->rounds = n + 1;
-            return;
-        }
-    }
-    magpool_free_miss_(c, obj);
+    if (__builtin_expect(c != NULL && magpool_hit_push_(magpool_hit_of_(c), obj), 1))
+        return;
+    magpool_hit_free_miss_(c, obj, MAGPOOL_HIT_LAYOUT_);
 }
 #else
 #define MAGPOOL_INLINE_HITS 0

@@ -34,14 +34,14 @@
  * A thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
  * so both fast paths miss (rounds == 0, rounds == cap == 0). */
 struct mp_tcache {
-    _Atomic uint32_t tc_rounds;      /* rounds in the loaded magazine (authoritative while loaded) */
-    uint32_t tc_cap;                 /* loaded->cap, 0 when nothing is loaded */
-    void **tc_objs;                  /* loaded->objs; objs[-1] is the magazine's NULL guard */
-    _Atomic uint64_t tc_allocs;      /* allocations by this thread (fast path counts) */
+    struct magpool_hit_ tc_hit;      /* what a hit touches (magpool.h): rounds of the loaded
+                                      * magazine (authoritative while loaded), its cap (0 when
+                                      * nothing is loaded), objs (objs[-1] is the magazine's
+                                      * NULL guard), allocs by this thread, busy; and two of
+                                      * ours: tc_prev_rounds, mirror of prev->rounds for
+                                      * stats readers, tc_def_rounds, objects in tc_deferred */
     struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
     struct mp_mag *tc_prev;          /* previous magazine (prev->rounds authoritative) */
-    _Atomic uint32_t tc_prev_rounds; /* mirror of prev->rounds for stats readers */
-    _Atomic uint32_t tc_def_rounds;  /* objects in tc_deferred */
     _Atomic uint64_t tc_net;         /* objects that entered this thread's loaded/prev
                                       * magazines from outside (depot, slab) minus those
                                       * that left them (depot, slab, deferred batch),
@@ -53,20 +53,16 @@ struct mp_tcache {
                                       * holding it. */
     struct mp_mag *tc_deferred;      /* deferred-free batch being filled */
 };
-_Static_assert(sizeof(struct mp_tcache) == 64, "struct mp_tcache is one cache line");
-/* The inline hits in magpool.h (compiled into applications) see a tcache
- * as struct magpool_tcache_ and a cache as struct magpool_cache_head_: the
- * layouts must agree (ABI of libmagpool.so.1).  They write tc_rounds and
- * tc_allocs with plain stores, on the owner thread only, as the library's
- * relaxed atomic stores do (single writer); see the design statement. */
-_Static_assert(sizeof(struct mp_tcache) == sizeof(struct magpool_tcache_), "public tcache stride");
-_Static_assert(offsetof(struct mp_tcache, tc_rounds) == offsetof(struct magpool_tcache_, rounds) &&
-                   offsetof(struct mp_tcache, tc_cap) == offsetof(struct magpool_tcache_, cap) &&
-                   offsetof(struct mp_tcache, tc_objs) == offsetof(struct magpool_tcache_, objs) &&
-                   offsetof(struct mp_tcache, tc_allocs) == offsetof(struct magpool_tcache_, allocs),
-               "public tcache head");
-_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t) && sizeof(_Atomic uint64_t) == sizeof(uint64_t),
-               "lock-free counters have the plain layout");
+_Static_assert(sizeof(struct mp_tcache) == MAGPOOL_HIT_STRIDE_, "struct mp_tcache is one cache line, the public stride");
+_Static_assert(offsetof(struct mp_tcache, tc_hit) == 0, "the hit's fields head the state (magpool.h)");
+_Static_assert(MAGPOOL_MAG_MAX <= UINT16_MAX, "a magazine's rounds fit tc_prev_rounds");
+/* Shorthands for the hit's fields (magpool.h's struct magpool_hit_). */
+#define tc_rounds tc_hit.rounds
+#define tc_cap tc_hit.cap
+#define tc_objs tc_hit.objs
+#define tc_allocs tc_hit.allocs
+#define tc_prev_rounds tc_hit.lib_prev_rounds_
+#define tc_def_rounds tc_hit.lib_def_rounds_
 
 #define MP_HELD_WORDS (MAGPOOL_MAX_CACHES / 64)
 
@@ -82,15 +78,16 @@ struct mp_thread {
     uint64_t th_seen_gen;              /* mp_destroy_gen when last checked */
     uint32_t th_slow;                  /* slow paths taken (housekeeping rate limit) */
     uint32_t th_max_id;                /* highest cache id this thread ever held */
+    _Atomic bool th_flush_asked;       /* a reclaim without membarrier asked this thread to
+                                        * give back every magazine at its next slow path
+                                        * (idle.c) */
 };
 
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
 struct magpool_cache {
     /* fast path (read by every alloc/free) */
-    _Atomic unsigned c_fast_id;        /* id, or 0 for debug / checked / destroyed caches.  magpool.h's
-                                        * inline hits read its low half as an unsigned short
-                                        * (ids < 4096), a type the stores of a caller's loop
-                                        * do not alias (see there) */
+    struct magpool_cache_head_ c_head; /* fast_id: id, or 0 for debug / checked / destroyed
+                                        * caches (magpool.h's hit indexes with it) */
     unsigned c_id;                     /* 1 .. MAGPOOL_MAX_CACHES-1, fixed */
     size_t c_size;                     /* object size asked for */
 
@@ -121,6 +118,9 @@ struct magpool_cache {
     _Atomic uint64_t c_allocs, c_frees;
     _Atomic uint64_t c_deferred_sealed;  /* objects in sealed deferred batches */
     _Atomic uint64_t c_reaps, c_alloc_failures;
+    /* other threads' magazines (idle.c): sets taken, sets left because the
+     * owner was inside a hit, degraded reclaims (owners asked) */
+    _Atomic uint64_t c_idle_reclaims, c_idle_busy, c_idle_asked;
 
     /* reaping (reap.c) */
     _Atomic uint64_t c_last_reap_ms;
@@ -135,11 +135,8 @@ struct magpool_cache {
     struct mp_retire_node c_slab_node; /* TYPESAFE: slabs go after a grace period */
 };
 
-_Static_assert(offsetof(struct magpool_cache, c_fast_id) == offsetof(struct magpool_cache_head_, fast_id) &&
-                   sizeof(_Atomic unsigned) == sizeof(unsigned) &&
-                   __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
-                   MAGPOOL_MAX_CACHES - 1 <= (unsigned short)-1,
-               "public cache head: the id's low half, little-endian");
+_Static_assert(offsetof(struct magpool_cache, c_head) == 0, "the public cache head is the first member");
+#define c_fast_id c_head.fast_id
 
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */
 extern pthread_mutex_t mp_registry_lock;
@@ -147,16 +144,9 @@ extern pthread_mutex_t mp_threads_lock;
 extern struct mp_thread *mp_threads;             /* under mp_threads_lock */
 extern _Atomic(struct magpool_cache *) mp_caches[MAGPOOL_MAX_CACHES];
 extern _Atomic uint64_t mp_destroy_gen;
-/* The calling thread's tcache array.  Exported as magpool_tcs_, which
- * magpool.h's inline hits read as an unsigned __int128 (see there): hence
- * the union, 16 bytes, the pointer in its low 8. */
-union mp_tcs_word {
-    struct mp_tcache *tcs;
-    magpool_u128_ word_;
-};
-extern __thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
-    __attribute__((tls_model("initial-exec"), visibility("default")));
-#define mp_tcs (mp_tcs_word.tcs)
+/* The calling thread's tcache array: magpool.h's magpool_tcs_ (thread.c
+ * defines it), written only by its own thread. */
+#define mp_tcs ((struct mp_tcache *)magpool_tcs_)
 extern __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 
 /* Every public cache flag: magpool_cache_create rejects any other bit. */
@@ -244,6 +234,15 @@ void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
  * (magpool.h): drops rounds that are not objects of c, each reported.
  * Returns the rounds left. */
 uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m);
+
+/* idle.c: give back what other threads hold for c (NULL: for every cache)
+ * unless they are inside a hit or a slow path; returns the (thread, cache)
+ * states emptied.  Never call it holding mp_threads_lock or mp_registry_lock.
+ * Without membarrier, asks the threads instead (th_flush_asked) and
+ * returns 0. */
+size_t mp_idle_reclaim(struct magpool_cache *c);
+/* Whether mp_idle_reclaim can take magazines itself (membarrier works). */
+bool mp_idle_reclaim_available(void);
 
 /* check.c: MAGPOOL_DEBUG=check's validators at a slow-path exit of c. */
 void mp_check_slow_exit(struct magpool_cache *c);

@@ -50,7 +50,7 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
     }
     struct mp_mag *m = tc->tc_loaded;
     uint32_t rounds = mp_load_relaxed(&tc->tc_rounds);
-    if (tc->tc_objs != m->objs || tc->tc_cap != m->cap)
+    if (mp_load_relaxed(&tc->tc_objs) != m->objs || mp_load_relaxed(&tc->tc_cap) != m->cap)
         broken(c, m, "(I6: the tcache does not mirror its loaded magazine)");
     if (m->cap < 1 || m->cap > MAGPOOL_MAG_MAX || rounds > m->cap)
         broken(c, m, "(I6: rounds or cap out of range)");

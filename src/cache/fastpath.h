@@ -1,21 +1,22 @@
 /*
  * The magazine fast paths, inline (design: top of src/core/cache.c; slow paths in
- * src/cache/magazine.c).  One copy inside the library, used by the core API in
- * magazine.c and by the front ends, so kmem_cache_alloc or mem_get cost the
- * same pop as magpool_alloc and nothing is written twice.  The other copy
- * of the core hit is the application's: magpool.h's inline magpool_alloc /
- * magpool_free, on the public view of the same fields (plain stores).  No
- * hit has a sanitizer hook: a cache created while a sanitizer runtime is in
- * the process is a checked cache (sanitize.h), whose fast id 0 makes every
- * hit miss.  cache_impl.h
- * static-asserts that the two views agree, and tests/test_inline.c mixes
- * both on one cache.
+ * src/cache/magazine.c).  The hit itself is magpool.h's magpool_hit_pop_ /
+ * magpool_hit_push_, the one definition that the application's inline
+ * magpool_alloc / magpool_free expand too; this header wraps it for the
+ * core API in magazine.c and for the front ends, so kmem_cache_alloc or
+ * mem_get cost the same pop as magpool_alloc and nothing is written twice.
+ * No hit has a sanitizer hook: a cache created while a sanitizer runtime is
+ * in the process is a checked cache (sanitize.h), whose fast id 0 makes
+ * every hit miss.  tests/test_inline.c mixes inline and library calls on
+ * one cache.
  *
  * A hit touches only the calling thread's tcache line for the cache: no lock,
- * no atomic read-modify-write, no epoch, no "initialised?" branch (a thread
+ * no atomic read-modify-write, no fence, no "initialised?" branch (a thread
  * with no state, a debug cache and a destroyed cache all index the all-zero
- * tcache[0] and miss).  The relaxed atomics compile to plain moves; they are
- * atomic only because statistics readers on other threads read the counts.
+ * tcache[0] and miss).  Its relaxed atomics compile to plain moves; they are
+ * atomic because statistics readers and the idle-thread reclaim (idle.c)
+ * read them from other threads.  The bulk hits below bracket their runs
+ * with the same busy byte (magpool_hit_enter_ / _leave_).
  */
 #ifndef MP_FASTPATH_H
 #define MP_FASTPATH_H
@@ -42,10 +43,7 @@ void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, cons
 
 static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct magpool_cache *c)
 {
-    /* Relaxed: the fast id only changes at create and destroy, which the
-     * caller orders against its own alloc/free (magpool.h's synchronization
-     * table). */
-    return &mp_tcs[mp_load_relaxed(&c->c_fast_id)];
+    return (struct mp_tcache *)magpool_hit_of_(c);
 }
 
 /* Zero a popped object, out of line so the callers' hit path needs no stack
@@ -71,13 +69,9 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc_zf(struct magpo
                                                                     mp_alloc_miss_fn *miss, unsigned miss_flags,
                                                                     const void *caller)
 {
-    struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-    if (__builtin_expect(n == 0, 0))
+    void *obj;
+    if (__builtin_expect(!magpool_hit_pop_(magpool_hit_of_(c), &obj), 0))
         return miss(c, miss_flags, caller);
-    mp_store_relaxed(&tc->tc_rounds, n - 1);
-    mp_owner_add_relaxed_u64(&tc->tc_allocs, 1);
-    void *obj = tc->tc_objs[n - 1];
     if (zero)
         return mp_fast_zero(c, obj);
     return obj;
@@ -103,28 +97,22 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
     return c->c_priv;
 }
 
-/* Add obj as round n (< tc_cap) of the loaded magazine: the one place a
- * round is pushed, by the free fast path and by the slow path after it made
- * room.  (A checked cache's objects are poisoned by the slow path before
- * they get here: mp_san_rest.) */
+/* Add obj as round n (< tc_cap) of the loaded magazine, on a slow path (the
+ * owner's gate held, so no reclaim runs: idle.c).  (A checked cache's
+ * objects are poisoned by the slow path before they get here: mp_san_rest.) */
 static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *tc, uint32_t n, void *obj)
 {
-    tc->tc_objs[n] = obj;
+    mp_load_relaxed(&tc->tc_objs)[n] = obj;
     mp_store_relaxed(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
 }
 
-/* Push onto the loaded magazine; a full magazine goes to the slow path.  An
- * object equal to the top round is an immediate double free (objs[-1] is the
- * magazine's NULL guard, so n == 0 reads it safely). */
+/* Push onto the loaded magazine; a miss (full, nothing loaded, or obj equal
+ * to the top round: an immediate double free, which mp_free_slow reports)
+ * goes to the slow path. */
 static inline __attribute__((always_inline)) void mp_fast_free(struct magpool_cache *c, void *obj, const void *caller)
 {
-    struct mp_tcache *tc = mp_fast_tc(c);
-    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-    if (__builtin_expect(n == tc->tc_cap, 0))
-        return mp_free_slow(c, obj, caller);
-    if (__builtin_expect(tc->tc_objs[(long)n - 1] == obj, 0))
-        return mp_double_free(c, obj);
-    mp_tc_push(tc, n, obj);
+    if (__builtin_expect(!magpool_hit_push_(magpool_hit_of_(c), obj), 0))
+        mp_free_slow(c, obj, caller);
 }
 
 /* ---- sanitizer hooks of checked caches (sanitize.h) ----------------------- *
@@ -175,14 +163,19 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
                                                                     bool small)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
+    bool hit = false;
+    magpool_hit_enter_(&tc->tc_hit);
     uint32_t r = mp_load_relaxed(&tc->tc_rounds);
-    if (__builtin_expect(n > r, 0))
-        return false;
-    r -= (uint32_t)n;
-    mp_store_relaxed(&tc->tc_rounds, r);
-    mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
-    mp_copy_ptrs(objs, tc->tc_objs + r, n, small);
-    return true;
+    /* r <= cap: a magazine is loaded and not stopped (cap 0: idle.c) */
+    if (__builtin_expect(n <= r && r <= mp_load_relaxed(&tc->tc_cap), 1)) {
+        r -= (uint32_t)n;
+        mp_store_relaxed(&tc->tc_rounds, r);
+        mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
+        mp_copy_ptrs(objs, mp_load_relaxed(&tc->tc_objs) + r, n, small);
+        hit = true;
+    }
+    magpool_hit_leave_(&tc->tc_hit);
+    return hit;
 }
 
 /* Whether a run of n > 0 objects holds a NULL or an object equal to the one
@@ -221,16 +214,23 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
                                                                    void *const *objs, bool small)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
+    bool hit = false;
+    magpool_hit_enter_(&tc->tc_hit);
     uint32_t r = mp_load_relaxed(&tc->tc_rounds);
-    if (__builtin_expect(n > tc->tc_cap - r, 0))
-        return false;
-    void **dst = tc->tc_objs + r;
-    /* dst[-1]: the top round, or the magazine's NULL guard. */
-    if (__builtin_expect(mp_run_bad(objs, n, dst[-1], small), 0))
-        return false;
-    mp_copy_ptrs(dst, objs, n, small);
-    mp_store_relaxed(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
-    return true;
+    /* n more fit: cap 0 when nothing is loaded or stopped (idle.c), and a
+     * stopped cap may be below r */
+    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
+    if (__builtin_expect(r <= cap && n <= cap - r, 1)) {
+        void **dst = mp_load_relaxed(&tc->tc_objs) + r;
+        /* dst[-1]: the top round, or the magazine's NULL guard. */
+        if (__builtin_expect(!mp_run_bad(objs, n, dst[-1], small), 1)) {
+            mp_copy_ptrs(dst, objs, n, small);
+            mp_store_relaxed(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
+            hit = true;
+        }
+    }
+    magpool_hit_leave_(&tc->tc_hit);
+    return hit;
 }
 
 /* Bulk alloc: a short run inline, else mp_alloc_bulk_run (n - 1 wraps for

@@ -24,6 +24,8 @@
  *    PPoPP 2024: amortise reclamation per batch, not per object).
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,10 +39,10 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
 {
     tc->tc_loaded = loaded;
     tc->tc_prev = prev;
-    tc->tc_objs = loaded ? loaded->objs : NULL;
-    tc->tc_cap = loaded ? loaded->cap : 0;
+    mp_store_relaxed(&tc->tc_objs, loaded ? loaded->objs : NULL);
+    mp_store_relaxed(&tc->tc_cap, loaded ? loaded->cap : 0);
     mp_store_relaxed(&tc->tc_rounds, loaded ? loaded->rounds : 0);
-    mp_store_relaxed(&tc->tc_prev_rounds, prev ? prev->rounds : 0);
+    mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->rounds : 0));
 }
 
 /* Write the loaded magazine's round count back before it is unloaded. */
@@ -166,7 +168,7 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
     }
     uint32_t n = mp_load_relaxed(&tc->tc_rounds);
     mp_store_relaxed(&tc->tc_rounds, n - 1);
-    return tc->tc_objs[n - 1];
+    return mp_load_relaxed(&tc->tc_objs)[n - 1];
 }
 
 static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
@@ -191,7 +193,7 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
             uint32_t n = mp_load_relaxed(&tc->tc_rounds);
             if (n > 0) {
                 mp_store_relaxed(&tc->tc_rounds, n - 1);
-                obj = tc->tc_objs[n - 1];
+                obj = mp_load_relaxed(&tc->tc_objs)[n - 1];
             } else {
                 obj = mp_tc_refill_pop(c, tc, aflags);
             }
@@ -244,17 +246,48 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
     return obj;
 }
 
-MP_HOT_ENTRY MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
+/* A miss from an application whose magpool.h lays the hit out differently
+ * (magpool.h, "One definition"): its hits until now were wrong, so stop. */
+static MP_COLD __attribute__((noreturn)) void mp_hit_layout_mismatch(const void *c, unsigned layout)
 {
-    if (__builtin_expect(c == NULL, 0))
-        return mp_alloc_slow(c, 0, __builtin_return_address(0));
-    return mp_fast_alloc(c, __builtin_return_address(0));
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "(this program's inline hits use layout %u, libmagpool uses %u: rebuild it against the installed "
+             "magpool.h)",
+             layout, MAGPOOL_HIT_LAYOUT_);
+    mp_report("magpool.h", c, "inline hit layout mismatch", detail, false);
+    abort();
 }
 
-/* magpool.h's inline magpool_alloc, after it missed or had no cache, calls
- * the whole function again under this name (an alias: one body), so every
- * miss behaves exactly as an out-of-line call. */
-MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c) __attribute__((alias("magpool_alloc")));
+static inline __attribute__((always_inline)) void *mp_alloc_entry(magpool_cache_t *c, const void *caller)
+{
+    if (__builtin_expect(c == NULL, 0))
+        return mp_alloc_slow(c, 0, caller);
+    return mp_fast_alloc(c, caller);
+}
+
+MP_HOT_ENTRY MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
+{
+    return mp_alloc_entry(c, __builtin_return_address(0));
+}
+
+/* magpool.h's inline magpool_alloc after it missed or had no cache: the
+ * whole library call, once the caller's layout is known to be ours. */
+MAGPOOL_API void *magpool_hit_alloc_miss_(magpool_cache_t *c, unsigned layout)
+{
+    if (__builtin_expect(layout != MAGPOOL_HIT_LAYOUT_, 0))
+        mp_hit_layout_mismatch(c, layout);
+    return mp_alloc_entry(c, __builtin_return_address(0));
+}
+
+/* The continuations of layout 1's inline hits (before the layout number):
+ * only a program built against that older magpool.h calls them. */
+MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c);
+MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
+MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c)
+{
+    mp_hit_layout_mismatch(c, 1);
+}
 
 MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags)
 {
@@ -370,11 +403,11 @@ static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj
     if (tc->tc_loaded == NULL && !mp_tc_hold(t, c, 0))
         return false;
     uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-    if (tc->tc_objs[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
+    if (mp_load_relaxed(&tc->tc_objs)[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
         mp_double_free(c, obj);
         return true;
     }
-    if (n < tc->tc_cap || mp_tc_make_room(c, tc)) {
+    if (n < mp_load_relaxed(&tc->tc_cap) || mp_tc_make_room(c, tc)) {
         mp_tc_push(tc, mp_load_relaxed(&tc->tc_rounds), obj);
         return true;
     }
@@ -433,17 +466,33 @@ MP_COLD void mp_free_slow(struct magpool_cache *c, void *obj, const void *caller
     mp_free_unheld(c, obj, true);
 }
 
-MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
+static inline __attribute__((always_inline)) void mp_free_entry(magpool_cache_t *c, void *obj, const void *caller)
 {
     if (__builtin_expect(obj == NULL, 0))
         return;
     if (__builtin_expect(c == NULL, 0))
-        return mp_free_slow(c, obj, __builtin_return_address(0));
-    mp_fast_free(c, obj, __builtin_return_address(0));
+        return mp_free_slow(c, obj, caller);
+    mp_fast_free(c, obj, caller);
 }
 
-/* magpool.h's inline magpool_free after it missed: as magpool_alloc_miss_. */
-MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj) __attribute__((alias("magpool_free")));
+MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
+{
+    mp_free_entry(c, obj, __builtin_return_address(0));
+}
+
+/* magpool.h's inline magpool_free after it missed: as magpool_hit_alloc_miss_. */
+MAGPOOL_API void magpool_hit_free_miss_(magpool_cache_t *c, void *obj, unsigned layout)
+{
+    if (__builtin_expect(layout != MAGPOOL_HIT_LAYOUT_, 0))
+        mp_hit_layout_mismatch(c, layout);
+    mp_free_entry(c, obj, __builtin_return_address(0));
+}
+
+MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
+{
+    (void)obj;
+    mp_hit_layout_mismatch(c, 1);
+}
 
 /* ---- bulk ----------------------------------------------------------------- */
 
@@ -663,7 +712,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
 static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
 {
     return (m != NULL && m->objs[(long)n - 1] == obj) ||
-           tc->tc_objs[(long)mp_load_relaxed(&tc->tc_rounds) - 1] == obj;
+           mp_load_relaxed(&tc->tc_objs)[(long)mp_load_relaxed(&tc->tc_rounds) - 1] == obj;
 }
 
 /* Everything but an append to a batch with room: the first deferred free
@@ -748,7 +797,12 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
 {
     if (__builtin_expect(c != NULL && obj != NULL, 1)) {
         struct mp_tcache *tc = mp_fast_tc(c);
-        struct mp_mag *m = tc->tc_deferred;
+        bool hit = false;
+        /* A hit like magpool_free's (the busy byte, idle.c): cap 0 (nothing
+         * loaded, or stopped by a reclaim) is tested before the batch
+         * pointer, which only the owner or a reclaim holding its gate write. */
+        magpool_hit_enter_(&tc->tc_hit);
+        struct mp_mag *m = mp_load_relaxed(&tc->tc_cap) != 0 ? tc->tc_deferred : NULL;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
             if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
@@ -757,9 +811,12 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
                 m->objs[n] = obj;
                 mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
-                return;
+                hit = true;
             }
         }
+        magpool_hit_leave_(&tc->tc_hit);
+        if (__builtin_expect(hit, 1))
+            return;
     }
     mp_free_deferred_slow(c, obj, __builtin_return_address(0));
 }

@@ -198,12 +198,9 @@ static void mp_mag_area_release(void)
     mp_mag_area_trim();
 }
 
-MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
+/* magpool_cache_shrink but for other threads' magazines. */
+static void mp_cache_shrink(struct magpool_cache *c)
 {
-    if (c == NULL || mp_load_relaxed(&c->c_destroyed)) {
-        errno = EINVAL;
-        return -1;
-    }
     /* Magazines are in transit below: under the caller's gate (fork.c).  A
      * thread that cannot get state (ENOMEM) shrinks ungated: a fork at that
      * moment may lose the magazine in transit in the child, never in the
@@ -220,23 +217,35 @@ MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
     mp_mag_area_release();
     if (t != NULL)
         mp_gate_leave(t);
+}
+
+MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)
+{
+    if (c == NULL || mp_load_relaxed(&c->c_destroyed)) {
+        errno = EINVAL;
+        return -1;
+    }
+    mp_idle_reclaim(c); /* other threads' magazines first: they go to the depot */
+    mp_cache_shrink(c);
     return 0;
 }
 
-/* Shrink every cache, outside any read-side section: the caches are pinned
- * a batch at a time inside the walk's section (another thread may destroy
- * one meanwhile: magpool_reap is called from NOFAIL retries, not ordered
- * with anyone's destroy), and shrunk after it, so the default domain's grace
+/* Shrink every cache, outside any read-side section: first every other
+ * thread's magazines of every cache (idle.c), then the caches, pinned a batch
+ * at a time inside the walk's section (another thread may destroy one
+ * meanwhile: magpool_reap is called from NOFAIL retries, not ordered with
+ * anyone's destroy), and shrunk after it, so the default domain's grace
  * periods can end and the torn-down magazines' slots come back before
  * magpool_reap returns (mp_mag_area_release). */
 MAGPOOL_API void magpool_reap(void)
 {
+    mp_idle_reclaim(NULL);
     struct magpool_cache *batch[32];
     unsigned from = 1;
     while (from < MAGPOOL_MAX_CACHES) {
         size_t n = mp_cache_pin_some(&from, batch, sizeof batch / sizeof *batch);
         for (size_t i = 0; i < n; i++) {
-            magpool_cache_shrink(batch[i]);
+            mp_cache_shrink(batch[i]);
             mp_cache_unpin(batch[i]);
         }
     }

@@ -33,9 +33,9 @@
 #include "fork.h"
 #include "meta.h"
 
-static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES]; /* never written */
-__thread union mp_tcs_word mp_tcs_word __asm__("magpool_tcs_")
-    __attribute__((tls_model("initial-exec"), visibility("default"))) = { .tcs = mp_empty_tcs };
+/* Every hit on it misses (cap 0); hits write only its busy bytes. */
+static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES];
+__thread void *magpool_tcs_ __attribute__((tls_model("initial-exec"), visibility("default"))) = mp_empty_tcs;
 /* Not static: GNU ld (gcc -O0, shared library) resolved the initial-exec
  * TPOFF64 relocation of a *static* TLS variable in .tbss against the wrong
  * section offset (mp_self read mp_tcs); a hidden global avoids it. */
@@ -117,7 +117,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     pthread_mutex_unlock(&mp_threads_lock);
     pthread_mutex_unlock(&mp_thread_create_lock);
     mp_self = t;
-    mp_tcs = t->th_tc;
+    magpool_tcs_ = t->th_tc;
     return t;
 }
 
@@ -235,6 +235,12 @@ void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
     if (g != t->th_seen_gen) {
         t->th_seen_gen = g;
         mp_thread_each_held(t, true);
+    }
+    /* Relaxed: a request, not a hand-over; what it asks for is done under
+     * our own gate (idle.c, the degraded reclaim). */
+    if (__builtin_expect(mp_load_relaxed(&t->th_flush_asked), 0)) {
+        mp_store_relaxed(&t->th_flush_asked, false);
+        mp_thread_each_held(t, false);
     }
     if ((++t->th_slow & 15u) == 0) {
         magpool_domain_t *d = mp_domain_default();
@@ -367,7 +373,7 @@ static void mp_thread_exit(void *arg)
     mp_thread_each_held(t, false);
     mp_gate_leave(t);
     mp_self = NULL;
-    mp_tcs = mp_empty_tcs;
+    magpool_tcs_ = mp_empty_tcs;
     mp_reclaim_thread_exit(); /* may wait for a grace period: not under the gate */
     mp_gate_enter(t);         /* unlinking: see mp_threads_fork_parent */
     pthread_mutex_lock(&mp_threads_lock);

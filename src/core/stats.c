@@ -65,5 +65,11 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->reaps = mp_load_relaxed(&c->c_reaps);
     st->alloc_failures = mp_load_relaxed(&c->c_alloc_failures);
     st->max_objects = c->c_max_objects;
+    st->threads_bytes = st->in_magazines * st->stride;
+    st->depot_bytes = st->in_depot * st->stride;
+    st->slabs_free_bytes = st->in_slabs * st->stride;
+    st->idle_reclaims = mp_load_relaxed(&c->c_idle_reclaims);
+    st->idle_busy = mp_load_relaxed(&c->c_idle_busy);
+    st->idle_asked = mp_load_relaxed(&c->c_idle_asked);
     return 0;
 }

@@ -1,0 +1,242 @@
+/*
+ * Taking back the magazines of other threads (design: top of src/core/cache.c,
+ * "Threads"; contract: cache_impl.h, "idle.c").
+ *
+ * GUARANTEES
+ *  - mp_idle_reclaim(c) gives back, for every other live thread that is not
+ *    inside a slow path (its gate is free) and not inside a hit on c at the
+ *    moment of the handshake below, everything that thread holds for c:
+ *    loaded and previous magazines (to the depot, objects counted), its
+ *    deferred batch (sealed), its holder status.  The owner finds its state
+ *    empty at its next call and loads a new magazine, exactly as after
+ *    magpool_thread_flush.  c == NULL: every cache each thread holds.
+ *  - The magazine hit gains no lock, no read-modify-write and no fence: two
+ *    stores of the busy byte (magpool.h) and a cap that doubles as the stop
+ *    mark.  All the cost is the reclaimer's: one membarrier(2) per batch of
+ *    threads.
+ *  - A thread inside a hit or a slow path is skipped (counted as busy) and
+ *    left exactly as it was; nothing is ever half taken.
+ *  - Without membarrier (kernel without it, or seccomp, or
+ *    MAGPOOL_MEMBARRIER=0), the reclaim degrades: each thread is asked, and
+ *    gives back its magazines of every cache at its next slow path
+ *    (counted as asked); an idle thread keeps them until then.
+ *
+ * THE HANDSHAKE (liburcu-memb's asymmetric Dekker, one flag per cache line).
+ * The owner O's hit on cache c, in program order (magpool.h):
+ *     H1 store busy = 1        (relaxed, then a compiler-only signal fence)
+ *     H2 load cap, rounds, objs, ...; maybe store rounds, a slot, allocs
+ *     H3 store busy = 0        (release)
+ * The reclaimer R, holding O's gate (so O is in no slow path, and every
+ * other field of O's state is R's to change), for each cache O holds:
+ *     R1 store cap = 0         (relaxed)
+ * then, once for all of them:
+ *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+ * then for each:
+ *     R3 load busy             (acquire)
+ *     R4 busy == 0: take everything (mp_tc_flush); busy == 1: store the old
+ *        cap back, leave the rest.
+ * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
+ * misses.  membarrier returns only after every thread of the process that
+ * was running executed a full barrier (and a thread not running passes one
+ * in the scheduler before it runs again): call F_O the point in O's
+ * instruction stream where that barrier falls, and take any hit of O.
+ *  (a) Its H2 loads come after F_O: they are ordered after R1 (R1 precedes
+ *      R2's own barrier, which precedes F_O), so the hit reads cap 0 and
+ *      misses: it changes nothing but busy.
+ *  (b) Its H1 comes before F_O: H1 is visible to R3 (F_O makes it visible
+ *      before membarrier returns), so R3 reads 1, or the 0 of that hit's own
+ *      H3 or of a later hit; a release H3 read by the acquire R3 makes
+ *      every access of that hit happen before R4.
+ *  (c) H1 after F_O implies H2 after F_O (the signal fence keeps the
+ *      compiler from hoisting H2 above H1; the CPU may execute H2 before H1
+ *      becomes visible, which is why the case split is on the loads): case
+ *      (a).
+ * So R3 reading 0 means every hit that read a non-zero cap finished and is
+ * visible (b), and every other one misses (a).  R3 reading 1 means a hit may
+ * be in flight (or O was preempted inside one): R stores the old cap back
+ * and O's hit goes on as if nothing happened (R changed nothing it reads).
+ * This is the argument of liburcu's memb flavour, where the reader's store
+ * of its nesting count is H1 and synchronize_rcu's membarrier is R2; C11
+ * has no membarrier, so the step "R2 puts a seq_cst fence into every other
+ * thread" is the kernel's guarantee (membarrier(2)), not the language's.
+ * ThreadSanitizer sees (b)'s release/acquire pair; (a)'s hits touch only
+ * atomics, so it needs no annotation.  A hit from a signal handler that
+ * interrupted a hit on the same cache is not supported (magpool.h).
+ *
+ * Lock order: R takes other threads' gates only with trylock, under
+ * mp_threads_lock (as fork.c's prepare does), and releases mp_threads_lock
+ * before mp_tc_flush takes mp_registry_lock then mp_threads_lock: gate ->
+ * registry -> threads, the library's order.
+ */
+#include <linux/membarrier.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cache_impl.h"
+#include "meta.h"
+
+/* Threads handled per membarrier: their gates are held meanwhile. */
+#define MP_IDLE_BATCH 64u
+
+/* 1: membarrier PRIVATE_EXPEDITED registered; -1: unavailable; 0: unknown. */
+static _Atomic int mp_membarrier_state;
+
+static bool mp_membarrier_ready(void)
+{
+    int st = mp_load_relaxed(&mp_membarrier_state);
+    if (st != 0)
+        return st > 0;
+    st = -1;
+    const char *env = getenv("MAGPOOL_MEMBARRIER");
+    if (env == NULL || strcmp(env, "0") != 0) {
+        long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+        if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+            st = 1;
+    }
+    /* Relaxed: every thread computes the same answer; registering twice is
+     * harmless. */
+    mp_store_relaxed(&mp_membarrier_state, st);
+    return st > 0;
+}
+
+bool mp_idle_reclaim_available(void)
+{
+    return mp_membarrier_ready();
+}
+
+/* One (thread, cache) pair marked in R1, with the cap to put back. */
+struct mp_idle_mark {
+    struct mp_thread *t;
+    struct magpool_cache *c;
+    uint32_t cap;
+};
+
+struct mp_idle_pass {
+    struct magpool_cache *only;
+    struct mp_idle_mark *marks;
+    size_t nmarks;
+};
+
+/* R1 for t's state of c, if it holds one (marks has room: see
+ * mp_idle_lock_batch). */
+static void mp_idle_mark_one(struct mp_thread *t, struct magpool_cache *c, void *arg)
+{
+    struct mp_idle_pass *p = arg;
+    if (p->only != NULL && c != p->only)
+        return;
+    struct mp_tcache *tc = &t->th_tc[c->c_id];
+    if (tc->tc_loaded == NULL)
+        return;
+    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
+    /* R1.  Relaxed: R2 orders it (see the top of this file). */
+    mp_store_relaxed(&tc->tc_cap, 0);
+    p->marks[p->nmarks++] = (struct mp_idle_mark){ .t = t, .c = c, .cap = cap };
+}
+
+/* Caches t holds (t's gate held: th_held is its owner's, written under it). */
+static size_t mp_idle_held_count(const struct mp_thread *t)
+{
+    size_t n = 0;
+    for (unsigned w = 0; w < MP_HELD_WORDS; w++)
+        n += (size_t)__builtin_popcountll(t->th_held[w]);
+    return n;
+}
+
+/* Take the gates of up to MP_IDLE_BATCH threads other than self, from the
+ * *skip-th of the list on, while their marks fit `room`; *skip advances past
+ * the threads looked at.  Returns how many are locked; *more: threads left. */
+static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache *only, size_t room,
+                                   struct mp_thread **out, unsigned *skip, bool *more)
+{
+    unsigned n = 0, i = 0;
+    size_t used = 0;
+    *more = false;
+    pthread_mutex_lock(&mp_threads_lock);
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next, i++) {
+        if (i < *skip)
+            continue;
+        if (n == MP_IDLE_BATCH) {
+            *more = true;
+            break;
+        }
+        /* A held gate: that thread is inside a slow path, so not idle; or
+         * it is exiting and gives everything back itself. */
+        if (t == self || pthread_mutex_trylock(&t->th_gate) != 0)
+            continue;
+        size_t need = only != NULL ? 1 : mp_idle_held_count(t);
+        if (used + need > room) {
+            pthread_mutex_unlock(&t->th_gate);
+            *more = true;
+            break; /* t starts the next batch */
+        }
+        used += need;
+        out[n++] = t;
+    }
+    *skip = i;
+    pthread_mutex_unlock(&mp_threads_lock);
+    return n;
+}
+
+/* The degraded reclaim: ask every other thread to give back at its next
+ * slow path (mp_thread_housekeeping). */
+static void mp_idle_ask_all(struct magpool_cache *only)
+{
+    struct mp_thread *self = mp_self;
+    pthread_mutex_lock(&mp_threads_lock);
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next)
+        if (t != self)
+            mp_store_relaxed(&t->th_flush_asked, true);
+    pthread_mutex_unlock(&mp_threads_lock);
+    if (only != NULL)
+        mp_fetch_add_relaxed(&only->c_idle_asked, 1);
+}
+
+size_t mp_idle_reclaim(struct magpool_cache *only)
+{
+    if (!mp_membarrier_ready()) {
+        mp_idle_ask_all(only);
+        return 0;
+    }
+    /* Room for one batch's marks: a thread may hold every cache. */
+    size_t room = only != NULL ? MP_IDLE_BATCH : MAGPOOL_MAX_CACHES;
+    size_t marks_bytes = sizeof(struct mp_idle_mark) * room;
+    struct mp_idle_mark *marks = mp_meta_alloc(marks_bytes);
+    if (marks == NULL)
+        return 0; /* nothing taken: a later reclaim tries again */
+    struct mp_thread *self = mp_self, *locked[MP_IDLE_BATCH];
+    size_t taken = 0;
+    unsigned skip = 0;
+    bool more = true;
+    while (more) {
+        unsigned n = mp_idle_lock_batch(self, only, room, locked, &skip, &more);
+        struct mp_idle_pass p = { .only = only, .marks = marks };
+        for (unsigned i = 0; i < n; i++)
+            mp_thread_for_each_held(locked[i], mp_idle_mark_one, &p);
+        /* R2.  Cannot fail once registered; if it did, undo R1. */
+        bool fenced = p.nmarks == 0 || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+        for (size_t i = 0; i < p.nmarks; i++) {
+            struct mp_idle_mark *m = &marks[i];
+            struct mp_tcache *tc = &m->t->th_tc[m->c->c_id];
+            /* R3.  Acquire: pairs with the release H3 of the owner's last
+             * hit, so that hit's stores (rounds, slots, allocs) happen
+             * before mp_tc_flush reads them.  Weakened, R could give back
+             * a magazine without the round a hit had just pushed, or with
+             * one it had just popped. */
+            if (!fenced || mp_load_acquire(&tc->tc_hit.busy) != 0) {
+                mp_store_relaxed(&tc->tc_cap, m->cap); /* R4: left as it was */
+                mp_fetch_add_relaxed(&m->c->c_idle_busy, 1);
+                continue;
+            }
+            mp_fetch_add_relaxed(&m->c->c_idle_reclaims, 1);
+            mp_tc_flush(m->t, m->c); /* R4; may finalise a zombie c: last use of c */
+            taken++;
+        }
+        for (unsigned i = 0; i < n; i++)
+            pthread_mutex_unlock(&locked[i]->th_gate);
+    }
+    mp_meta_free(marks, marks_bytes);
+    return taken;
+}

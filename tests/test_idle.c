@@ -1,0 +1,208 @@
+/*
+ * Other threads' magazines come back (src/cache/idle.c): threads that used a
+ * cache and went idle (blocked on a condition variable, still alive) keep
+ * nothing after magpool_cache_shrink / magpool_reap; they work normally when
+ * they wake up; conservation holds throughout.  Without membarrier
+ * (MAGPOOL_MEMBARRIER=0, in a child process) the owners are asked and give
+ * back at their next slow path instead.  Reclaimers racing busy owners:
+ * stress/reclaim.c.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache_impl.h"
+#include "tests/check.h"
+#include "tests/conserve.h"
+
+#define NTHREADS 8
+#define BURST 2000
+
+static magpool_cache_t *mk(const char *name, size_t size)
+{
+    struct magpool_config cfg = { .name = name, .size = size };
+    return magpool_cache_create(&cfg);
+}
+
+/* Workers: a burst on every cache, then idle until told to go on; then
+ * another burst (they must find their state emptied and work), then exit. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int phase, parked;
+static magpool_cache_t *caches[3];
+static magpool_cache_t *other; /* a cache the workers touch only after waking */
+static _Atomic int bad;
+
+static void burst(magpool_cache_t *c)
+{
+    void **o = malloc(BURST * sizeof *o);
+    for (int i = 0; i < BURST; i++) {
+        o[i] = magpool_alloc(c);
+        if (o[i] == NULL)
+            atomic_fetch_add(&bad, 1);
+        else
+            memset(o[i], 0x5a, 64);
+    }
+    for (int i = 0; i < BURST; i++)
+        magpool_free(c, o[i]);
+    free(o);
+}
+
+static void wait_phase(int p)
+{
+    pthread_mutex_lock(&mu);
+    parked++;
+    pthread_cond_broadcast(&cv);
+    while (phase < p)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        burst(caches[i]);
+    wait_phase(1);
+    void *x = magpool_alloc(other); /* a slow path: the degraded reclaim gives back here */
+    magpool_free(other, x);
+    wait_phase(2);
+    for (int i = 0; i < 3; i++)
+        burst(caches[i]);
+    return NULL;
+}
+
+static void await_parked(int n)
+{
+    pthread_mutex_lock(&mu);
+    while (parked < n)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void set_phase(int p)
+{
+    pthread_mutex_lock(&mu);
+    phase = p;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static uint64_t held(magpool_cache_t *c, struct magpool_stats *st)
+{
+    magpool_cache_stats(c, st);
+    return st->in_magazines;
+}
+
+/* degraded: no membarrier, so the idle owners are only asked. */
+static void scenario(bool degraded)
+{
+    phase = parked = 0;
+    for (int i = 0; i < 3; i++)
+        caches[i] = mk(i == 0 ? "idle-a" : i == 1 ? "idle-b" : "idle-c", i == 0 ? 64 : i == 1 ? 128 : 1000);
+    other = mk("idle-other", 32);
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    await_parked(NTHREADS);
+
+    struct magpool_stats st;
+    CHECK_MSG(held(caches[0], &st) >= NTHREADS * 100u, "idle threads hold %llu objects before shrink",
+              (unsigned long long)st.in_magazines);
+    CHECK(st.threads_bytes == st.in_magazines * st.stride);
+    CHECK(magpool_cache_shrink(caches[0]) == 0);
+    uint64_t after = held(caches[0], &st);
+    if (!degraded) {
+        CHECK_MSG(after == 0, "shrink left %llu objects in idle threads' magazines", (unsigned long long)after);
+        CHECK_MSG(st.idle_reclaims >= NTHREADS, "idle_reclaims %llu", (unsigned long long)st.idle_reclaims);
+        CHECK(st.in_depot == 0 && st.idle_asked == 0);
+        /* magpool_reap takes the rest, from every cache */
+        magpool_reap();
+        CHECK(held(caches[1], &st) == 0 && st.idle_reclaims >= NTHREADS);
+        CHECK(held(caches[2], &st) == 0);
+    } else {
+        CHECK_MSG(after >= NTHREADS * 100u, "degraded shrink took %llu objects it cannot reach",
+                  (unsigned long long)after);
+        CHECK(st.idle_asked >= 1 && st.idle_reclaims == 0);
+        magpool_reap();
+    }
+    for (int i = 0; i < 3; i++)
+        CHECK(conserved(caches[i], NULL));
+
+    /* Wake them: one slow path each (on `other`); in degraded mode that is
+     * where they give back. */
+    parked = 0;
+    set_phase(1);
+    await_parked(NTHREADS);
+    if (degraded) {
+        CHECK_MSG(held(caches[0], &st) == 0, "asked owners still hold %llu objects after a slow path",
+                  (unsigned long long)st.in_magazines);
+        CHECK(held(caches[1], &st) == 0);
+    }
+    set_phase(2);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK(atomic_load(&bad) == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(conserved(caches[i], NULL));
+        CHECK(magpool_cache_destroy(caches[i]) == 0);
+    }
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
+/* An idle thread holding magazines of a destroyed cache keeps it a zombie;
+ * a reap takes them and the zombie is finalised. */
+static void test_zombie_released(void)
+{
+    phase = parked = 0;
+    caches[0] = caches[1] = caches[2] = mk("idle-zombie", 64);
+    other = mk("idle-other2", 32);
+    pthread_t th;
+    pthread_create(&th, NULL, worker, NULL);
+    await_parked(1);
+    long live = magpool_cache_destroy(caches[0]); /* the worker still holds magazines */
+    CHECK(live == 0);
+    int zombies = 0;
+    pthread_mutex_lock(&mp_registry_lock);
+    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
+        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
+        zombies += c != NULL && mp_load_relaxed(&c->c_destroyed);
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    CHECK_MSG(zombies == 1, "%d zombies before reap", zombies);
+    magpool_reap();
+    zombies = 0;
+    pthread_mutex_lock(&mp_registry_lock);
+    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
+        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
+        zombies += c != NULL && mp_load_relaxed(&c->c_destroyed);
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    CHECK_MSG(zombies == 0, "%d zombies after reap", zombies);
+    /* the worker must not touch the destroyed cache again: end it here */
+    pthread_cancel(th);
+    pthread_join(th, NULL);
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
+int main(void)
+{
+    /* The degraded mode first, in a child: the choice is made once per
+     * process, at the first reclaim. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("MAGPOOL_MEMBARRIER", "0", 1);
+        scenario(true);
+        _exit(check_done());
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "degraded-mode child: status %#x", status);
+    CHECK(mp_idle_reclaim_available());
+    scenario(false);
+    test_zombie_released();
+    return check_done();
+}
