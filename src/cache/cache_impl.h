@@ -76,8 +76,13 @@ struct mp_thread {
     struct mp_thread *th_next, *th_prevt; /* global thread list (mp_threads_lock) */
     uint64_t th_held[MP_HELD_WORDS];   /* bit id set <=> holder of cache id (owner only) */
     uint64_t th_seen_gen;              /* mp_destroy_gen when last checked */
-    uint32_t th_slow;                  /* slow paths taken (housekeeping rate limit) */
+    _Atomic uint32_t th_slow;          /* slow paths taken (housekeeping rate limit; the
+                                        * reaper's idleness test reads it) */
     uint32_t th_max_id;                /* highest cache id this thread ever held */
+    uint64_t th_idle_sig;              /* the reaper's: activity signature at its last
+                                        * pass (idle.c), under this gate */
+    bool th_orphan;                    /* in a fork child: a thread of the parent, which does
+                                        * not exist here (its state is left alone: thread.c) */
     _Atomic bool th_flush_asked;       /* a reclaim without membarrier asked this thread to
                                         * give back every magazine at its next slow path
                                         * (idle.c) */
@@ -241,6 +246,9 @@ uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m);
  * Without membarrier, asks the threads instead (th_flush_asked) and
  * returns 0. */
 size_t mp_idle_reclaim(struct magpool_cache *c);
+/* The reaper's pass: mp_idle_reclaim(NULL) for the threads that made no
+ * alloc, free or slow path since the previous pass. */
+size_t mp_idle_reclaim_quiet(void);
 /* Whether mp_idle_reclaim can take magazines itself (membarrier works). */
 bool mp_idle_reclaim_available(void);
 
@@ -255,6 +263,12 @@ void mp_mag_resize(struct magpool_cache *c, int dir);
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi);
 /* Between two tries of a NOFAIL allocation: reap every cache, then wait. */
 void mp_nofail_wait(void);
+/* Start the reaper thread if it should run and does not (cache creation);
+ * fork.c's child handler forgets the parent's. */
+void mp_reaper_start(void);
+void mp_reaper_fork_lock(void);
+void mp_reaper_fork_unlock(void);
+void mp_reaper_fork_child(void); /* also unlocks */
 /* Default largest magazine size (the config's mag_max = 0): the top of the
  * ladder, reached at creation by objects of up to 64 bytes. */
 #define MP_MAG_MAX_DEFAULT 511u

@@ -15,7 +15,8 @@
  *   6. leaves, never nested with each other: the slab descriptor pool, the
  *      magazine area's reservation lock (depot.c), the page layer's init and
  *      page locks (page.c), metadata (meta.c), valgrind's pool registry
- *      (debug.c), the urcu domain list (reclaim.c).
+ *      (debug.c), the urcu domain list (reclaim.c), the reaper thread's
+ *      start/stop lock (reap.c).
  * Front ends take their own locks before any of these (mem_pool.c registers
  * its handler after the core's, so its prepare runs first).
  *
@@ -61,6 +62,7 @@ static void leaves_lock(void)
     mp_page_fork_lock();
     mp_meta_fork_lock();
     mp_debug_fork_lock();
+    mp_reaper_fork_lock();
 }
 
 static void leaves_unlock(void)
@@ -84,6 +86,7 @@ static void prepare(void)
 
 static void parent(void)
 {
+    mp_reaper_fork_unlock();
     leaves_unlock();
     slab_locks(false);
     pthread_mutex_unlock(&mp_threads_lock);
@@ -96,6 +99,7 @@ static void parent(void)
  * release them here (the child's copy of each is locked by "us"). */
 static void child(void)
 {
+    mp_reaper_fork_child();
     leaves_unlock();
     slab_locks(false);
     pthread_mutex_unlock(&mp_threads_lock);

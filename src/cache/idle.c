@@ -15,7 +15,9 @@
  *    mark.  All the cost is the reclaimer's: one membarrier(2) per batch of
  *    threads.
  *  - A thread inside a hit or a slow path is skipped (counted as busy) and
- *    left exactly as it was; nothing is ever half taken.
+ *    left exactly as it was; nothing is ever half taken.  In a fork child,
+ *    the parent's other threads are never touched (thread.c: their state
+ *    may be mid-hit).
  *  - Without membarrier (kernel without it, or seccomp, or
  *    MAGPOOL_MEMBARRIER=0), the reclaim degrades: each thread is asked, and
  *    gives back its magazines of every cache at its next slow path
@@ -145,11 +147,30 @@ static size_t mp_idle_held_count(const struct mp_thread *t)
     return n;
 }
 
+/* What changes whenever t makes an alloc, a free or a slow path: every hit
+ * either adds to a held cache's allocs (+2^20, which no fall of that
+ * cache's at most 511 rounds can cancel) or only adds rounds.  t's gate
+ * held (th_held); relaxed loads of the owner's counters. */
+static uint64_t mp_idle_signature(const struct mp_thread *t)
+{
+    uint64_t sig = mp_load_relaxed(&t->th_slow);
+    for (unsigned w = 0; w < MP_HELD_WORDS; w++) {
+        uint64_t bits = t->th_held[w];
+        while (bits) {
+            const struct mp_tcache *tc = &t->th_tc[w * 64 + (unsigned)__builtin_ctzll(bits)];
+            bits &= bits - 1;
+            sig += (mp_load_relaxed(&tc->tc_allocs) << 20) + mp_load_relaxed(&tc->tc_rounds) +
+                   ((uint64_t)mp_load_relaxed(&tc->tc_def_rounds) << 10);
+        }
+    }
+    return sig;
+}
+
 /* Take the gates of up to MP_IDLE_BATCH threads other than self, from the
  * *skip-th of the list on, while their marks fit `room`; *skip advances past
  * the threads looked at.  Returns how many are locked; *more: threads left. */
-static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache *only, size_t room,
-                                   struct mp_thread **out, unsigned *skip, bool *more)
+static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache *only, bool quiet_only,
+                                   size_t room, struct mp_thread **out, unsigned *skip, bool *more)
 {
     unsigned n = 0, i = 0;
     size_t used = 0;
@@ -164,9 +185,21 @@ static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache 
         }
         /* A held gate: that thread is inside a slow path, so not idle; or
          * it is exiting and gives everything back itself. */
-        if (t == self || pthread_mutex_trylock(&t->th_gate) != 0)
+        if (t == self || t->th_orphan || pthread_mutex_trylock(&t->th_gate) != 0)
             continue;
         size_t need = only != NULL ? 1 : mp_idle_held_count(t);
+        if (quiet_only) {
+            /* Only a thread that did nothing since the last pass: a busy
+             * one keeps its magazines (it will use them; its own slow
+             * paths and the depot's working set bound them). */
+            uint64_t sig = mp_idle_signature(t);
+            bool quiet = sig == t->th_idle_sig;
+            t->th_idle_sig = sig;
+            if (!quiet || need == 0) {
+                pthread_mutex_unlock(&t->th_gate);
+                continue;
+            }
+        }
         if (used + need > room) {
             pthread_mutex_unlock(&t->th_gate);
             *more = true;
@@ -187,14 +220,14 @@ static void mp_idle_ask_all(struct magpool_cache *only)
     struct mp_thread *self = mp_self;
     pthread_mutex_lock(&mp_threads_lock);
     for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next)
-        if (t != self)
+        if (t != self && !t->th_orphan)
             mp_store_relaxed(&t->th_flush_asked, true);
     pthread_mutex_unlock(&mp_threads_lock);
     if (only != NULL)
         mp_fetch_add_relaxed(&only->c_idle_asked, 1);
 }
 
-size_t mp_idle_reclaim(struct magpool_cache *only)
+static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
 {
     if (!mp_membarrier_ready()) {
         mp_idle_ask_all(only);
@@ -211,7 +244,7 @@ size_t mp_idle_reclaim(struct magpool_cache *only)
     unsigned skip = 0;
     bool more = true;
     while (more) {
-        unsigned n = mp_idle_lock_batch(self, only, room, locked, &skip, &more);
+        unsigned n = mp_idle_lock_batch(self, only, quiet_only, room, locked, &skip, &more);
         struct mp_idle_pass p = { .only = only, .marks = marks };
         for (unsigned i = 0; i < n; i++)
             mp_thread_for_each_held(locked[i], mp_idle_mark_one, &p);
@@ -234,9 +267,24 @@ size_t mp_idle_reclaim(struct magpool_cache *only)
             mp_tc_flush(m->t, m->c); /* R4; may finalise a zombie c: last use of c */
             taken++;
         }
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i < n; i++) {
+            /* what the flushes changed is not activity */
+            locked[i]->th_idle_sig = mp_idle_signature(locked[i]);
             pthread_mutex_unlock(&locked[i]->th_gate);
+        }
     }
     mp_meta_free(marks, marks_bytes);
     return taken;
+}
+
+size_t mp_idle_reclaim(struct magpool_cache *only)
+{
+    return mp_idle_reclaim_some(only, false);
+}
+
+size_t mp_idle_reclaim_quiet(void)
+{
+    if (!mp_membarrier_ready())
+        return 0; /* asking every owner each pass would flush busy threads too */
+    return mp_idle_reclaim_some(NULL, true);
 }

@@ -537,10 +537,11 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
     }
     size_t i = 0;
     while (i < n) {
+        /* A hint: the hit decides (a reclaim may have stopped the state
+         * since: idle.c), and a miss takes the slow path below. */
         uint32_t r = mp_load_relaxed(&mp_fast_tc(c)->tc_rounds);
-        if (r > 0) {
-            size_t k = n - i < r ? n - i : r;
-            mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE);
+        size_t k = n - i < r ? n - i : r;
+        if (k > 0 && mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE)) {
             if (aflags & MAGPOOL_ZERO)
                 mp_zero_objs(c, objs + i, k);
             i += k;

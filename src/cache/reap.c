@@ -2,13 +2,23 @@
  * Reaping, shrinking and magazine sizing (design: top of src/core/cache.c).
  *
  * GUARANTEES
- *  - No reaper thread.  Slow paths call mp_reap_tick (every 16th slow path of
- *    a thread); at most once per MP_REAP_MS per cache (a CAS on the last reap
- *    time, CLOCK_MONOTONIC_COARSE) one thread closes the depot's working-set
+ *  - Slow paths call mp_reap_tick (every 16th slow path of a thread); at
+ *    most once per MP_REAP_MS per cache (a CAS on the last reap time,
+ *    CLOCK_MONOTONIC_COARSE) one thread closes the depot's working-set
  *    interval and tears down the magazines that went unused through all of
  *    it (Bonwick & Adams 2001 sec. 3.3, UMA's trim): their objects go back to
  *    the slab layer, the magazines are retired, then empty slabs go back to
  *    the system (mp_slab_reap).
+ *  - The reaper thread does the same when no thread takes slow paths (a
+ *    server whose threads all sleep): while at least one cache exists it
+ *    wakes every MP_REAP_MS, ticks every cache, and takes back the
+ *    magazines of every thread that made no call at all since its previous
+ *    pass (idle.c, mp_idle_reclaim_quiet), so an idle thread's magazines
+ *    are back within two intervals.  It is started by the first cache's
+ *    creation, exits when the last cache is gone, and is started again in a
+ *    fork child by its next creation or slow path.  MAGPOOL_REAPER=0 in
+ *    the environment turns it off (then only shrink, magpool_reap and the
+ *    slow paths reclaim).
  *  - magpool_cache_shrink gives back everything but live objects and other
  *    threads' loaded/previous magazines: the caller's magazines, its deferred
  *    batch (sealed), every depot magazine, every empty slab.  For TYPESAFE
@@ -27,10 +37,14 @@
  *    Magazines of an old size die out as they empty (magazine.c).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cache_impl.h"
+#include "fork.h"
 #include "meta.h"
 
 #define MP_REAP_MS 100u
@@ -171,6 +185,7 @@ void mp_reap_tick(struct magpool_cache *c)
      * layers order their own data. */
     if (!mp_cas_strong_relaxed(&c->c_last_reap_ms, &last, now))
         return;
+    mp_reaper_start(); /* after a fork, or if its creation failed */
     uint64_t unused_full, unused_empty;
     mp_depot_backlog_tick(&c->c_depot); /* a stopped flow's backlog joins the working set */
     mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
@@ -249,6 +264,100 @@ MAGPOOL_API void magpool_reap(void)
             mp_cache_unpin(batch[i]);
         }
     }
+}
+
+/* ---- the reaper thread ---------------------------------------------------- */
+
+static pthread_mutex_t mp_reaper_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf (fork.c) */
+static _Atomic bool mp_reaper_running; /* written under mp_reaper_lock */
+static int mp_reaper_enabled = -1; /* -1: environment not read yet */
+
+/* One pass: tick every live cache (pinned, outside any read-side section),
+ * then idle threads' magazines.  Returns the caches seen. */
+static size_t mp_reaper_pass(void)
+{
+    struct magpool_cache *batch[32];
+    unsigned from = 1;
+    size_t seen = 0;
+    while (from < MAGPOOL_MAX_CACHES) {
+        size_t n = mp_cache_pin_some(&from, batch, sizeof batch / sizeof *batch);
+        for (size_t i = 0; i < n; i++) {
+            mp_domain_poll(batch[i]->c_domain);
+            mp_reap_tick(batch[i]);
+            mp_cache_unpin(batch[i]);
+        }
+        seen += n;
+    }
+    if (seen > 0 && mp_idle_reclaim_quiet() > 0)
+        mp_mag_area_release();
+    return seen;
+}
+
+static void *mp_reaper_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        nanosleep(&(struct timespec){ .tv_nsec = MP_REAP_MS * 1000000L }, NULL);
+        size_t seen = mp_reaper_pass();
+        pthread_mutex_lock(&mp_reaper_lock);
+        if (seen == 0) {
+            /* No cache left: exit; a creation starts a new reaper. */
+            mp_store_relaxed(&mp_reaper_running, false);
+            pthread_mutex_unlock(&mp_reaper_lock);
+            magpool_thread_flush();
+            return NULL;
+        }
+        pthread_mutex_unlock(&mp_reaper_lock);
+    }
+}
+
+void mp_reaper_start(void)
+{
+    /* Relaxed: a hint; the decision is made under the lock. */
+    if (mp_load_relaxed(&mp_reaper_running) || mp_reaper_enabled == 0)
+        return;
+    mp_fork_init(); /* fork.c takes mp_reaper_lock in its prepare */
+    pthread_mutex_lock(&mp_reaper_lock);
+    if (mp_reaper_enabled < 0) {
+        const char *env = getenv("MAGPOOL_REAPER");
+        mp_reaper_enabled = env == NULL || strcmp(env, "0") != 0;
+    }
+    if (mp_reaper_enabled && !mp_load_relaxed(&mp_reaper_running)) {
+        pthread_attr_t attr;
+        pthread_t tid;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64u << 10);
+        /* Every signal blocked in the reaper (it inherits this mask), so
+         * none of the application's is delivered to it. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        bool ok = pthread_create(&tid, &attr, mp_reaper_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (ok)
+            pthread_setname_np(tid, "magpool-reaper");
+        mp_store_relaxed(&mp_reaper_running, ok);
+    }
+    pthread_mutex_unlock(&mp_reaper_lock);
+}
+
+void mp_reaper_fork_lock(void)
+{
+    pthread_mutex_lock(&mp_reaper_lock);
+}
+
+void mp_reaper_fork_unlock(void)
+{
+    pthread_mutex_unlock(&mp_reaper_lock);
+}
+
+void mp_reaper_fork_child(void)
+{
+    /* No reaper in the child: the next creation or reap tick starts one. */
+    mp_store_relaxed(&mp_reaper_running, false);
+    pthread_mutex_unlock(&mp_reaper_lock);
 }
 
 /* The wait between two tries of a MAGPOOL_NOFAIL / __GFP_NOFAIL allocation:

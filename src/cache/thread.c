@@ -242,7 +242,9 @@ void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
         mp_store_relaxed(&t->th_flush_asked, false);
         mp_thread_each_held(t, false);
     }
-    if ((++t->th_slow & 15u) == 0) {
+    uint32_t slow = mp_load_relaxed(&t->th_slow) + 1;
+    mp_store_relaxed(&t->th_slow, slow); /* single writer */
+    if ((slow & 15u) == 0) {
         magpool_domain_t *d = mp_domain_default();
         mp_domain_poll(d);
         if (c->c_domain != d)
@@ -361,8 +363,10 @@ void mp_threads_fork_parent(void)
  * at destroy instead of being finalised. */
 void mp_threads_fork_child(void)
 {
-    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next)
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next) {
         pthread_mutex_unlock(&t->th_gate); /* locked by this thread before fork */
+        t->th_orphan = t != mp_self;       /* never reclaimed from (idle.c) */
+    }
     pthread_mutex_unlock(&mp_thread_create_lock);
 }
 

@@ -379,6 +379,7 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
         errno = ENOMEM;
         return NULL;
     }
+    mp_reaper_start(); /* reap.c: idle threads' magazines, depots of quiet caches */
     return c;
 }
 
