@@ -8,6 +8,7 @@
  * stress/reclaim.c.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,21 +189,108 @@ static void test_zombie_released(void)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
-int main(void)
+/* An object limit reached while an idle thread holds free objects: the
+ * allocation takes them back instead of failing. */
+static void test_limit_pressure(void)
 {
-    /* The degraded mode first, in a child: the choice is made once per
-     * process, at the first reclaim. */
+    phase = parked = 0;
+    struct magpool_config cfg = { .name = "idle-limit", .size = 64, .max_objects = BURST };
+    caches[0] = caches[1] = caches[2] = magpool_cache_create(&cfg);
+    other = mk("idle-other3", 32);
+    pthread_t th;
+    pthread_create(&th, NULL, worker, NULL);
+    await_parked(1);
+    struct magpool_stats st;
+    CHECK(held(caches[0], &st) > 0);
+    void **o = malloc(BURST * sizeof *o);
+    int got = 0;
+    for (int i = 0; i < BURST; i++)
+        if ((o[got] = magpool_alloc(caches[0])) != NULL)
+            got++;
+    CHECK_MSG(got == BURST, "only %d of %d objects under a limit of %d while a thread idles", got, BURST, BURST);
+    CHECK(magpool_cache_stats(caches[0], &st) == 0 && st.idle_reclaims >= 1);
+    for (int i = 0; i < got; i++)
+        magpool_free(caches[0], o[i]);
+    free(o);
+    parked = 0;
+    set_phase(1);
+    await_parked(1);
+    set_phase(2);
+    pthread_join(th, NULL);
+    CHECK(conserved(caches[0], NULL));
+    CHECK(magpool_cache_destroy(caches[0]) == 0);
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
+/* With the reaper on (the default) and no shrink at all, idle threads'
+ * magazines come back on their own: polled for up to 10 s (a loaded
+ * machine), expected within a few reap intervals (100 ms). */
+static void test_reaper(void)
+{
+    phase = parked = 0;
+    for (int i = 0; i < 3; i++)
+        caches[i] = mk("reaper", 64 << i);
+    other = mk("reaper-other", 32);
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    await_parked(NTHREADS);
+    struct magpool_stats st;
+    uint64_t left = 0;
+    for (int ms = 0; ms < 10000; ms += 10) {
+        left = held(caches[0], &st) + held(caches[1], &st) + held(caches[2], &st);
+        if (left == 0)
+            break;
+        usleep(10000);
+    }
+    CHECK_MSG(left == 0, "the reaper left %llu objects in idle threads' magazines after 10 s",
+              (unsigned long long)left);
+    CHECK(held(caches[0], &st) == 0 && st.idle_reclaims >= NTHREADS);
+    parked = 0;
+    set_phase(1);
+    await_parked(NTHREADS);
+    set_phase(2);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        CHECK(conserved(caches[i], NULL));
+        CHECK(magpool_cache_destroy(caches[i]) == 0);
+    }
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
+static void in_child(void (*fn)(void), const char *what)
+{
+    fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        setenv("MAGPOOL_MEMBARRIER", "0", 1);
-        scenario(true);
+        fn();
         _exit(check_done());
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "degraded-mode child: status %#x", status);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s child: status %#x", what, status);
+}
+
+static void degraded(void)
+{
+    setenv("MAGPOOL_MEMBARRIER", "0", 1);
+    setenv("MAGPOOL_REAPER", "0", 1);
+    scenario(true);
+}
+
+int main(void)
+{
+    /* Each environment is read once per process (at the first cache or
+     * reclaim): the degraded mode and the reaper each in a child, then the
+     * explicit reclaims here with the reaper off, so that what they take is
+     * theirs to count. */
+    in_child(degraded, "degraded-mode");
+    in_child(test_reaper, "reaper");
+    setenv("MAGPOOL_REAPER", "0", 1);
     CHECK(mp_idle_reclaim_available());
     scenario(false);
+    test_limit_pressure();
     test_zombie_released();
     return check_done();
 }

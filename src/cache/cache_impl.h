@@ -130,6 +130,7 @@ struct magpool_cache {
     /* reaping (reap.c) */
     _Atomic uint64_t c_last_reap_ms;
     _Atomic uint64_t c_last_contention;
+    _Atomic uint64_t c_last_pressure_ms; /* mp_pressure_reclaim's rate limit */
 
     /* lifecycle: under mp_registry_lock (c_destroyed also read relaxed as a hint) */
     _Atomic bool c_destroyed;
@@ -266,6 +267,9 @@ void mp_nofail_wait(void);
 /* Start the reaper thread if it should run and does not (cache creation);
  * fork.c's child handler forgets the parent's. */
 void mp_reaper_start(void);
+/* An allocation of c failed with ENOMEM: take back other threads'
+ * magazines of c (rate-limited); true if something came back. */
+bool mp_pressure_reclaim(struct magpool_cache *c);
 void mp_reaper_fork_lock(void);
 void mp_reaper_fork_unlock(void);
 void mp_reaper_fork_child(void); /* also unlocks */

@@ -224,8 +224,16 @@ MP_COLD void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void
     if (aflags & MAGPOOL_NOFAIL)
         aflags &= ~MAGPOOL_NOWAIT;
     void *obj;
+    bool reclaimed = false;
     while ((obj = mp_alloc_try(c, aflags)) == NULL) {
         int err = errno;
+        /* Memory pressure (no memory, or the object limit): first take
+         * back what idle threads hold for c, then try once more. */
+        if (err == ENOMEM && !reclaimed && !(aflags & MAGPOOL_NOWAIT) && !mp_destroyed(c)) {
+            reclaimed = true;
+            if (mp_pressure_reclaim(c))
+                continue;
+        }
         mp_fetch_add_relaxed(&c->c_alloc_failures, 1);
         /* NOFAIL retries only what can pass: ENOMEM (memory, or the
          * object limit, which another thread's free lifts; magpool.h).

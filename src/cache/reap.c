@@ -266,6 +266,19 @@ MAGPOOL_API void magpool_reap(void)
     }
 }
 
+/* An allocation of c found no memory: take back other threads' magazines of
+ * c, at most once per clock tick of CLOCK_MONOTONIC_COARSE (a few ms) per
+ * cache, so a caller spinning on the object limit does not run a membarrier
+ * per attempt.  True if something came back. */
+bool mp_pressure_reclaim(struct magpool_cache *c)
+{
+    uint64_t now = mp_now_ms(), last = mp_load_relaxed(&c->c_last_pressure_ms);
+    /* Relaxed CAS: only elects one reclaimer per tick. */
+    if (now == last || !mp_cas_strong_relaxed(&c->c_last_pressure_ms, &last, now))
+        return false;
+    return mp_idle_reclaim(c) > 0;
+}
+
 /* ---- the reaper thread ---------------------------------------------------- */
 
 static pthread_mutex_t mp_reaper_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf (fork.c) */
