@@ -366,6 +366,7 @@ static void test_backlog_fifo(void)
 #define NMAG 96
 #define NTHR 6
 #define CAP 31
+#define ID_SLOT CAP /* one slot past the rounds holds the magazine's id */
 
 static struct mp_depot g_d[2];
 static struct mp_mag *g_mags[NMAG];
@@ -374,10 +375,16 @@ static atomic_long g_bad, g_moves;
 static uint32_t g_nmag;     /* magazines in this run (few = heads repeat often: ABA bait) */
 static bool g_backlog;      /* full pushes go through the depots' backlogs */
 
-/* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k. */
+/* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k,
+ * and objs[ID_SLOT] = id. */
+static uint32_t mag_id(const struct mp_mag *m)
+{
+    return (uint32_t)(uintptr_t)m->objs[ID_SLOT];
+}
+
 static void fill(struct mp_mag *m, uint32_t id, uint32_t rounds)
 {
-    m->stamp = id;
+    m->objs[ID_SLOT] = (void *)(uintptr_t)id;
     m->rounds = rounds;
     for (uint32_t k = 0; k < rounds; k++)
         m->objs[k] = (void *)(uintptr_t)(id << 16 | rounds << 8 | k);
@@ -385,10 +392,11 @@ static void fill(struct mp_mag *m, uint32_t id, uint32_t rounds)
 
 static int intact(const struct mp_mag *m)
 {
-    if (m->stamp >= g_nmag || m->rounds > CAP || g_mags[m->stamp] != m)
+    uint32_t id = mag_id(m);
+    if (id >= g_nmag || m->rounds > CAP || g_mags[id] != m)
         return 0;
     for (uint32_t k = 0; k < m->rounds; k++)
-        if (m->objs[k] != (void *)(uintptr_t)(m->stamp << 16 | m->rounds << 8 | k))
+        if (m->objs[k] != (void *)(uintptr_t)(id << 16 | m->rounds << 8 | k))
             return 0;
     return 1;
 }
@@ -411,13 +419,14 @@ static void *hammer(void *arg)
             atomic_fetch_add(&g_bad, 1);
             continue;           /* lost on purpose: the final count fails */
         }
-        if (atomic_exchange(&g_owner[m->stamp], 1) != 0)
+        uint32_t id = mag_id(m);
+        if (atomic_exchange(&g_owner[id], 1) != 0)
             atomic_fetch_add(&g_bad, 1);            /* popped twice */
         seed = seed * 1103515245u + 12345u;
         unsigned dst = seed >> 12;
         uint32_t rounds = (dst & 2) ? 0 : 1 + (seed >> 20) % CAP;
-        fill(m, m->stamp, rounds);
-        atomic_store(&g_owner[m->stamp], 0);
+        fill(m, id, rounds);
+        atomic_store(&g_owner[id], 0);
         struct mp_depot *d = &g_d[dst & 1];
         if (dst & 2)
             mp_depot_push_empty(d, m);
@@ -440,7 +449,7 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     mp_depot_init(&g_d[0], backlog_slots, 0);
     mp_depot_init(&g_d[1], backlog_slots, 0);
     for (uint32_t i = 0; i < nmag; i++) {
-        g_mags[i] = mp_mag_alloc(CAP);
+        g_mags[i] = mp_mag_alloc(CAP + 1);
         CHECK(g_mags[i] != NULL);
         if (g_mags[i] == NULL)
             return;
@@ -484,7 +493,7 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
                 bad++;
                 continue;
             }
-            seen[m->stamp]++;
+            seen[mag_id(m)]++;
             found++;
             if (!(w & 2))
                 found_rounds += m->rounds;

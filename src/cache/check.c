@@ -65,7 +65,7 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
     if (p == NULL && mp_load_relaxed(&tc->tc_prev_rounds) != 0)
         broken(c, tc, "(I6: prev rounds with no previous magazine)");
     struct mp_mag *d = tc->tc_deferred;
-    if (d != NULL && mp_load_relaxed(&tc->tc_def_rounds) >= d->stamp)
+    if (d != NULL && mp_load_relaxed(&tc->tc_def_rounds) >= d->batch_cap)
         broken(c, d, "(I6: a deferred batch past its size)");
 }
 

@@ -562,7 +562,7 @@ static struct mp_mag *mp_defer_mag_alloc(unsigned batch)
         batch = MAGPOOL_MAG_MAX - MP_DEFER_SLOTS;
     struct mp_mag *m = mp_mag_alloc(batch + MP_DEFER_SLOTS);
     if (m != NULL)
-        m->stamp = batch; /* objects the batch takes before it is sealed */
+        m->batch_cap = batch;
     return m;
 }
 
@@ -581,7 +581,7 @@ static struct mp_mag *mp_defer_batch_get(struct magpool_cache *c)
         return mp_defer_mag_alloc(size);
     struct mp_mag *m = mp_mag_get_empty(c, size); /* cap == size > MP_DEFER_SLOTS */
     if (m != NULL)
-        m->stamp = m->cap - MP_DEFER_SLOTS; /* objects the batch takes before it is sealed */
+        m->batch_cap = m->cap - MP_DEFER_SLOTS;
     return m;
 }
 
@@ -703,7 +703,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
                 m->objs[n] = obj;
                 mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
-                if (n + 1 >= m->stamp)
+                if (n + 1 >= m->batch_cap)
                     mp_deferred_seal(c, tc);
                 mp_gate_leave(t);
                 return;
@@ -751,7 +751,7 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         struct mp_mag *m = tc->tc_deferred;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
-            if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
+            if (__builtin_expect(n + 1 < m->batch_cap && !mp_deferred_repeat(tc, m, n, obj), 1)) {
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
                 m->objs[n] = obj;

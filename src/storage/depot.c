@@ -137,7 +137,7 @@
  * Memory ordering (each non-relaxed atomic also has a local comment)
  * ---------------
  *  O1. Push CAS succeeds with RELEASE: it publishes m->next and the
- *      magazine's contents (cap, rounds, objs, stamp) written by the owner.
+ *      magazine's contents (cap, rounds, batch_cap, objs) written by the owner.
  *  O2. Pop loads head with ACQUIRE (also on CAS failure, which reloads h):
  *      every head value is in the release sequence of every earlier push
  *      (all later modifications are RMWs), so the popper synchronizes with
@@ -531,7 +531,7 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
     mp_store_relaxed(&m->next, 0);
     m->cap = cap;
     m->rounds = 0;
-    m->stamp = 0;
+    m->batch_cap = 0;
     m->guard = NULL;
     mp_fetch_add_relaxed(&g_area.nallocs, 1);
     return m;

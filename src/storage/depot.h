@@ -25,7 +25,8 @@ struct mp_mag {
                             * owner rewrites it, see depot.c) */
     uint32_t cap;      /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
     uint32_t rounds;   /* rounds held (valid while not loaded in a thread) */
-    uint32_t stamp;    /* free for the owner layer (e.g. deferred-free epoch) */
+    uint32_t batch_cap; /* set while it is a deferred-free batch (magazine.c): the objects
+                         * it takes before it is sealed (cap less its tail); 0 when new */
     void *guard;       /* always NULL: objs[-1], so the free fast path can read objs[n-1] for n = 0 */
     void *objs[];      /* cap slots */
 };
