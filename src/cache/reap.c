@@ -86,9 +86,9 @@ void mp_mag_resize(struct magpool_cache *c, int dir)
 
 void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
 {
-    if (m->rounds)
-        mp_slab_free(c->c_slab, m->objs, m->rounds);
-    m->rounds = 0;
+    if (m->mag_rounds)
+        mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
+    m->mag_rounds = 0;
     mp_mag_free(m);
     mp_fetch_add_relaxed(&c->c_reaps, 1);
 }

@@ -34,9 +34,9 @@
  * Representation
  * --------------
  *  head = tag << 32 | (index + 1); 0 in the low half = empty stack.
- *  m->next holds index + 1 of the magazine below m (0 = bottom).
+ *  m->mag_next holds index + 1 of the magazine below m (0 = bottom).
  *  Push:  next = low half of head; CAS(head, h, tag(h) << 32 | idx + 1).
- *  Pop:   i = low(h); n = slot(i)->next; CAS(head, h, (tag(h) + 1) << 32 | n).
+ *  Pop:   i = low(h); n = slot(i)->mag_next; CAS(head, h, (tag(h) + 1) << 32 | n).
  *  The same code runs each class's free-slot stacks (dirty/clean_head).
  *
  * ABA proof
@@ -53,12 +53,13 @@
  *  A3. A popper that loaded h and later succeeds with CAS(head, h, ...) thus
  *      knows head did not change between its load and its CAS: the magazine
  *      it read, and the `next` it read from it, are still the top and the
- *      link of the top (the owner of a magazine writes m->next only before
+ *      link of the top (the owner of a magazine writes m->mag_next only before
  *      the CAS that pushes it, and a magazine on a stack has no owner).
- *  A4. A stale popper (load, then preempted) may read m->next while the
+ *  A4. A stale popper (load, then preempted) may read m->mag_next while the
  *      magazine has since been popped and is being pushed elsewhere by its new
  *      owner, or its slot is on the free-slot stack: that is a concurrent read
- *      and write of m->next, hence `_Atomic uint32_t` with relaxed accesses.
+ *      and write of m->mag_next, hence `_Atomic uint32_t` with relaxed
+ *      accesses.
  *      By A2 its CAS then fails, so the value it read is never used.  The slot
  *      stays mapped (the area is never unmapped), so the read cannot fault
  *      (a trimmed page reads 0).  That is all a stale popper can do: it
@@ -69,7 +70,7 @@
  *      (the index says it), so a stale index always names a slot of the size
  *      its class says, recycled or not.
  *      The clean free-slot stacks keep their links in a side array per class
- *      (mag_class.links) instead of m->next; the same argument applies.
+ *      (mag_class.links) instead of m->mag_next; the same argument applies.
  *  A5. Tag wrap: a popper would have to stall between its load and its CAS
  *      while exactly 2^32 pops (a multiple of 2^32) happen on that stack and
  *      the same index is on top again.  Accepted, as in every tagged design.
@@ -130,24 +131,25 @@
  *      use of a class (slot(), a depot or free-stack pop) starts from an
  *      index that some thread obtained after its own acquire of base and
  *      published by a release CAS, so those loads may be relaxed.
- *  DC2. slot_index() reads m->cap to find the class: only for a live,
+ *  DC2. slot_index() reads m->mag_cap to find the class: only for a live,
  *      owned magazine (a push, mag_reclaimed).  A trim works from the
  *      indices it popped and never reads a free slot, whose page may be 0.
  *
  * Memory ordering (each non-relaxed atomic also has a local comment)
  * ---------------
- *  O1. Push CAS succeeds with RELEASE: it publishes m->next and the
- *      magazine's contents (cap, rounds, batch_cap, objs) written by the owner.
+ *  O1. Push CAS succeeds with RELEASE: it publishes m->mag_next and the
+ *      magazine's contents (mag_cap, mag_rounds, mag_batch_cap, mag_objs)
+ *      written by the owner.
  *  O2. Pop loads head with ACQUIRE (also on CAS failure, which reloads h):
  *      every head value is in the release sequence of every earlier push
  *      (all later modifications are RMWs), so the popper synchronizes with
  *      the push of the magazine it sees on top.  This is what makes the
- *      relaxed read of m->next return THAT push's value and not an older one
- *      (coherence: the push's write happens-before the read); with a relaxed
- *      head load, the read could return a previous life's `next` and the CAS
- *      (which compares head only) would install a wrong link.  The successful
- *      pop CAS is ACQUIRE for the same reason (it is the value the popper
- *      owns from then on).
+ *      relaxed read of m->mag_next return THAT push's value and not an older
+ *      one (coherence: the push's write happens-before the read); with a
+ *      relaxed head load, the read could return a previous life's `mag_next`
+ *      and the CAS (which compares head only) would install a wrong link.  The
+ *      successful pop CAS is ACQUIRE for the same reason (it is the value the
+ *      popper owns from then on).
  *  O3. Counters: a push increments nfull before its CAS; a pop decrements
  *      after its CAS.  The increment is sequenced before the push's release,
  *      the decrement after the pop's acquire of that push, so in the
@@ -182,10 +184,10 @@ _Static_assert((24 + 13 * 8) % 64 == 0 && (24 + 21 * 8) % 64 == 0 && (24 + 37 * 
                    (24 + 389 * 8) % 64 == 0 && (24 + 517 * 8) % 64 == 0,
                "every class stride (class_cap below) is whole cache lines");
 _Static_assert(MP_MAG_STRIDE == sizeof(struct mp_mag) + 517 * sizeof(void *), "largest class");
-_Static_assert(offsetof(struct mp_mag, objs) + sizeof(struct mp_retire_node) <=
+_Static_assert(offsetof(struct mp_mag, mag_objs) + sizeof(struct mp_retire_node) <=
                    sizeof(struct mp_mag) + 13 * sizeof(void *),
                "a retired magazine's retire node fits the smallest slot");
-_Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) == 0,
+_Static_assert(offsetof(struct mp_mag, mag_objs) % _Alignof(struct mp_retire_node) == 0,
                "retire node alignment");
 
 #define LOW(h) ((uint32_t)(h))
@@ -298,18 +300,18 @@ static inline struct mp_mag *slot(uint32_t idx)
  * free slot, whose page may have been zeroed by a trim). */
 static inline uint32_t slot_index(const struct mp_mag *m)
 {
-    unsigned k = class_of_cap(m->cap);
+    unsigned k = class_of_cap(m->mag_cap);
     char *b = mp_load_relaxed(&g_area.cls[k].base);
     return (uint32_t)k << CLASS_SHIFT | (uint32_t)(((const char *)m - b) / CLASS_STRIDE(k));
 }
 
 /* ---- the tagged stack, shared by the depot and the free-slot stacks ------
- * links == NULL: the link of slot i is slot(i)->next; else links[i & SLOT_MASK]
+ * links == NULL: the link of slot i is slot(i)->mag_next; else links[i & SLOT_MASK]
  * (a class's side array). */
 
 static inline _Atomic uint32_t *link_of(_Atomic uint32_t *links, uint32_t idx)
 {
-    return links != NULL ? &links[idx & SLOT_MASK] : &slot(idx)->next;
+    return links != NULL ? &links[idx & SLOT_MASK] : &slot(idx)->mag_next;
 }
 
 /* Push slot idx (owned by the caller). */
@@ -321,7 +323,7 @@ static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, uint32_t
     uint64_t h = mp_load_relaxed(head);
     for (;;) {
         mp_store_relaxed(link, LOW(h));
-        /* RELEASE on success (O1): publishes m->next and the magazine's
+        /* RELEASE on success (O1): publishes m->mag_next and the magazine's
          * contents to the thread that pops it (pairs with the acquire load /
          * CAS in stack_pop).  Weakened, a popper could read an old `next`
          * and corrupt the stack, or read stale rounds/objs.  Failure only
@@ -459,8 +461,8 @@ void mp_mag_area_trim(void)
  * reach half the clean ones (geometric: amortised O(log F) per slot). */
 static void mag_reclaimed(struct mp_retire_node *node)
 {
-    struct mp_mag *m = (struct mp_mag *)(void *)((char *)node - offsetof(struct mp_mag, objs));
-    unsigned k = class_of_cap(m->cap);
+    struct mp_mag *m = (struct mp_mag *)(void *)((char *)node - offsetof(struct mp_mag, mag_objs));
+    unsigned k = class_of_cap(m->mag_cap);
     struct mag_class *cl = &g_area.cls[k];
     stack_push(&cl->dirty_head, NULL, slot_index(m), NULL);
     uint32_t nd = mp_fetch_add_relaxed(&cl->ndirty, 1) + 1;
@@ -528,11 +530,11 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
         }
     }
     mp_tsan_acquire(m); /* pairs with mp_mag_free's release by the slot's last owner */
-    mp_store_relaxed(&m->next, 0);
-    m->cap = cap;
-    m->rounds = 0;
-    m->batch_cap = 0;
-    m->guard = NULL;
+    mp_store_relaxed(&m->mag_next, 0);
+    m->mag_cap = cap;
+    m->mag_rounds = 0;
+    m->mag_batch_cap = 0;
+    m->mag_guard = NULL;
     mp_fetch_add_relaxed(&g_area.nallocs, 1);
     return m;
 }
@@ -548,9 +550,9 @@ void mp_mag_free(struct mp_mag *m)
         return;
     mp_tsan_release(m); /* the slot's next owner (mp_mag_alloc) */
     /* The node lives in the dead magazine's rounds area (always room in a
-     * slot, static-asserted above); `next` stays the stack link, and `cap`
-     * still names the slot's class when the callback runs. */
-    struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->objs;
+     * slot, static-asserted above); mag_next stays the stack link, and
+     * mag_cap still names the slot's class when the callback runs. */
+    struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->mag_objs;
     mp_fetch_add_relaxed(&g_area.nretired, 1);
     mp_retire(mp_domain_default(), node, mag_reclaimed);
 }
@@ -594,7 +596,7 @@ static inline void ws_lower(_Atomic uint64_t *min, uint64_t depth)
 static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 {
     mp_fetch_add_relaxed(&d->nfull, 1); /* before the CAS: O3 */
-    mp_fetch_add_relaxed(&d->rounds_full, m->rounds);
+    mp_fetch_add_relaxed(&d->rounds_full, m->mag_rounds);
     stack_push(&d->full, NULL, slot_index(m), &d->contention);
 }
 
@@ -616,7 +618,7 @@ static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
  * stack; the counters drop after the exchange (DB4). */
 static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
 {
-    mp_fetch_sub_relaxed(&d->bl_rounds, m->rounds);
+    mp_fetch_sub_relaxed(&d->bl_rounds, m->mag_rounds);
     mp_fetch_sub_relaxed(&d->bl_mags, 1);
     full_stack_push(d, m);
 }
@@ -631,10 +633,10 @@ void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
     }
     uint64_t pos = mp_fetch_add_relaxed(&d->bl_pos, 1);
     mp_fetch_add_relaxed(&d->bl_mags, 1); /* before the exchange: DB4 */
-    mp_fetch_add_relaxed(&d->bl_rounds, m->rounds);
+    mp_fetch_add_relaxed(&d->bl_rounds, m->mag_rounds);
     /* ACQ_REL (DB3): release publishes m's contents to whoever takes it out;
-     * acquire pairs with the exchange that put `old` in, so old->rounds and
-     * old->objs below are that pusher's values.  Relaxed would let the full
+     * acquire pairs with the exchange that put `old` in, so old->mag_rounds and
+     * old->mag_objs below are that pusher's values.  Relaxed would let the full
      * stack (and a popper) see a stale round count or stale object pointers. */
     struct mp_mag *old = mp_xchg_acqrel(&d->bl_ring[pos % d->bl_slots], m);
     if (old != NULL)
@@ -695,7 +697,7 @@ struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
     struct mp_mag *m = depot_pop(d, &d->full, &d->nfull, &d->ws_min_full);
     if (m != NULL) {
         mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-        mp_fetch_sub_relaxed(&d->rounds_full, m->rounds);
+        mp_fetch_sub_relaxed(&d->rounds_full, m->mag_rounds);
         mp_fetch_add_relaxed(&d->pops_full, 1);
     }
     return m;

@@ -20,15 +20,20 @@
 #include "magpool/magpool.h"
 
 struct mp_mag {
-    _Atomic uint32_t next; /* depot link: index + 1 of the next magazine, 0 = end (depot-owned;
-                            * atomic because a stale popper may read it while its new
-                            * owner rewrites it, see depot.c) */
-    uint32_t cap;      /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
-    uint32_t rounds;   /* rounds held (valid while not loaded in a thread) */
-    uint32_t batch_cap; /* set while it is a deferred-free batch (magazine.c): the objects
-                         * it takes before it is sealed (cap less its tail); 0 when new */
-    void *guard;       /* always NULL: objs[-1], so the free fast path can read objs[n-1] for n = 0 */
-    void *objs[];      /* cap slots */
+    _Atomic uint32_t mag_next; /* depot link: index + 1 of the next magazine, 0 = end (depot-
+                                * owned; atomic because a stale popper may read it while its
+                                * new owner rewrites it, see depot.c) */
+    uint32_t mag_cap;          /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
+    uint32_t mag_rounds;       /* the magazine's own count of the rounds it holds; stale
+                                * while it is a thread's loaded magazine (the count is
+                                * tc_rounds, written back on unload) or unsealed deferred
+                                * batch (tc_def_rounds, written at the seal) */
+    uint32_t mag_batch_cap;    /* set while it is a deferred-free batch (magazine.c): the
+                                * objects it takes before it is sealed (cap less its
+                                * tail); 0 when new */
+    void *mag_guard;           /* always NULL: mag_objs[-1], so the free fast path can read
+                                * tc_objs[n - 1] for n = 0 */
+    void *mag_objs[];          /* mag_cap slots */
 };
 
 /* Most magazines a depot's backlog holds (depot.c, "Backlog"). */
@@ -40,7 +45,7 @@ struct mp_mag {
 struct mp_depot {
     _Alignas(64) _Atomic uint64_t full; /* stack heads: tag << 32 | (index + 1) */
     _Atomic uint64_t nfull;               /* magazines on the full stack */
-    _Atomic uint64_t rounds_full;         /* objects in full magazines */
+    _Atomic uint64_t rounds_full;         /* objects in the full stack's magazines */
     _Atomic uint64_t pops_full, pushes_full;
     _Atomic uint64_t ws_min_full;         /* working-set low-water mark this interval */
     _Alignas(64) _Atomic uint64_t empty;
@@ -51,7 +56,7 @@ struct mp_depot {
      * back in FIFO order before they reach the full stack. */
     _Alignas(64) _Atomic uint64_t bl_pos;   /* backlog pushes so far (slot = pos % bl_slots) */
     _Atomic uint64_t bl_mags;               /* magazines in the backlog */
-    _Atomic uint64_t bl_rounds;             /* objects in them */
+    _Atomic uint64_t bl_rounds;             /* objects in the backlog's magazines */
     _Atomic uint64_t bl_engage_at;          /* pushes_full count at which it engages */
     _Atomic uint64_t bl_idle_seen;          /* pushes_full at the last idle check */
     unsigned bl_slots;                      /* ring size, 0 = no backlog; fixed at init */
