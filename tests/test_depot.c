@@ -4,7 +4,7 @@
  *  - the stack head is a lock-free 64-bit atomic (runtime check);
  *  - magazine alloc: bounds, EINVAL, fresh state;
  *  - single thread: LIFO order, empty pops, counters, working-set minima;
- *  - a freed magazine's slot is reused only after a grace period: not while
+ *  - a retired magazine's slot is reused only after a grace period: not while
  *    a reader in another thread holds a section, and right after a
  *    synchronize (the free-slot stack is LIFO);
  *  - free slots give their pages back (mincore) and are reused;
@@ -66,9 +66,9 @@ static void test_alloc_bounds(void)
     CHECK(m1 != NULL && m1 != m && m1->mag_cap == 1);
     CHECK(m1 == NULL || (char *)m1 >= (char *)&m->mag_objs[MAGPOOL_MAG_MAX] ||
           (char *)m1 + MP_MAG_STRIDE <= (char *)m);   /* slots do not overlap */
-    mp_mag_free(m);
-    mp_mag_free(m1);
-    mp_mag_free(NULL);
+    mp_mag_retire(m);
+    mp_mag_retire(m1);
+    mp_mag_retire(NULL);
     mp_domain_synchronize(NULL);
 }
 
@@ -123,7 +123,7 @@ static void test_lifo_counters(void)
     CHECK(atomic_load(&d.nempty) == 0);
     CHECK(atomic_load(&d.contention) == 0); /* single thread: no failed CAS */
     for (int i = 0; i < 3; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
 }
 
@@ -154,7 +154,7 @@ static void test_recycle_after_grace(void)
     while (!atomic_load(&g_inside))
         usleep(1000);
     uint64_t p0 = mp_domain_pending(NULL);
-    mp_mag_free(m);
+    mp_mag_retire(m);
     CHECK(mp_domain_pending(NULL) == p0 + 1);
     for (int i = 0; i < 10; i++)
         mp_domain_poll(NULL);
@@ -167,8 +167,8 @@ static void test_recycle_after_grace(void)
     struct mp_mag *m3 = mp_mag_alloc(3);
     CHECK(m3 == m);                          /* now recycled (LIFO free slots) */
     CHECK(m3 != NULL && m3->mag_cap == 3 && m3->mag_rounds == 0 && m3->mag_guard == NULL);
-    mp_mag_free(m2);
-    mp_mag_free(m3);
+    mp_mag_retire(m2);
+    mp_mag_retire(m3);
     mp_domain_synchronize(NULL);
 }
 
@@ -213,7 +213,7 @@ static void test_trim(void)
         resident += vec[i] & 1;
     CHECK(resident == npages);              /* touched: all resident */
     for (int i = 0; i < N; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
     mp_mag_area_trim();                     /* the remainder below TRIM_BATCH */
     CHECK(mincore((void *)lo, hi - lo, vec) == 0);
@@ -225,7 +225,7 @@ static void test_trim(void)
     /* Trimmed slots are reusable and come back zeroed-then-initialised. */
     struct mp_mag *r = mp_mag_alloc(5);
     CHECK(r != NULL && r->mag_cap == 5 && r->mag_rounds == 0 && atomic_load(&r->mag_next) == 0);
-    mp_mag_free(r);
+    mp_mag_retire(r);
     mp_domain_synchronize(NULL);
 }
 
@@ -278,7 +278,7 @@ static void test_classes(void)
     CHECK(mp_depot_pop_full(&d) == NULL);
     for (unsigned i = 0; i < NC; i++)
         for (unsigned j = 0; j < PER; j++)
-            mp_mag_free(m[i][j]);
+            mp_mag_retire(m[i][j]);
     mp_domain_synchronize(NULL);
 }
 
@@ -357,7 +357,7 @@ static void test_backlog_fifo(void)
     for (unsigned i = N; i-- > 0;)
         CHECK(mp_depot_pop_full(&z) == m[i]);
     for (unsigned i = 0; i < N; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
 }
 
@@ -517,7 +517,7 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
            (unsigned long long)atomic_load(&g_d[0].contention),
            (unsigned long long)atomic_load(&g_d[1].contention));
     for (uint32_t i = 0; i < nmag; i++)
-        mp_mag_free(g_mags[i]);
+        mp_mag_retire(g_mags[i]);
     mp_domain_synchronize(NULL);
     CHECK(mp_domain_pending(NULL) == 0);
 }

@@ -239,7 +239,9 @@ struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no sta
 void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev);
 void mp_tc_save(struct mp_tcache *tc);
 void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
-void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
+/* A magazine leaves the calling thread: to the depot, retired, or (zombie)
+ * torn down (magazine.c, MAGAZINE VERBS). */
+void mp_mag_put(struct magpool_cache *c, struct mp_mag *m);
 /* magpool_free's default check on a magazine about to leave its thread
  * (magpool.h): drops rounds that are not objects of c, each reported.
  * Returns the rounds left. */

@@ -22,6 +22,21 @@
  *    batch is sealed with ONE mp_retire on the cache's domain, and its
  *    callback puts the magazine on the depot's full list (Kim, Brown & Singh,
  *    PPoPP 2024: amortise reclamation per batch, not per object).
+ *
+ * MAGAZINE VERBS (one action each; objects are freed, magazines never are):
+ *   alloc      a new, empty magazine from the magazine area (mp_mag_alloc,
+ *              depot.c);
+ *   retire     the magazine itself, holding no rounds that still count: its
+ *              slot goes back to the magazine area after a grace period
+ *              (mp_mag_retire, depot.c);
+ *   get        an empty magazine for a thread: the depot's, else a new one
+ *              (mp_mag_get_empty);
+ *   put        a magazine that leaves a thread: a full one to the depot, an
+ *              empty one to the depot if it has the cache's current size,
+ *              else retired; a zombie's is torn down (mp_mag_put,
+ *              mp_mag_put_empty);
+ *   tear down  its rounds back to the slab layer, then retire it (reaping,
+ *              draining the depot, zombies: mp_mag_teardown).
  */
 #include <errno.h>
 #include <string.h>
@@ -68,17 +83,18 @@ static inline bool mp_destroyed(struct magpool_cache *c)
     return mp_load_relaxed(&c->c_destroyed);
 }
 
-/* An empty magazine leaves a thread: to the depot if it has the current
- * size, else retired (old sizes die out as they empty). */
-static void mp_mag_retire_empty(struct magpool_cache *c, struct mp_mag *m)
+/* Put an empty magazine: to the depot if it has the current size, else
+ * retired (old sizes die out as they empty). */
+static void mp_mag_put_empty(struct magpool_cache *c, struct mp_mag *m)
 {
     if (m->mag_cap == mp_mag_size(c))
         mp_depot_push_empty(&c->c_depot, m);
     else
-        mp_mag_free(m);
+        mp_mag_retire(m);
 }
 
-void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m)
+/* Put a magazine that leaves the calling thread (a flush). */
+void mp_mag_put(struct magpool_cache *c, struct mp_mag *m)
 {
     if (mp_destroyed(c)) {
         /* Zombie: objects straight to the slab layer.  The caller is still a
@@ -86,22 +102,22 @@ void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m)
         if (m->mag_rounds)
             mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
         m->mag_rounds = 0;
-        mp_mag_free(m);
+        mp_mag_retire(m);
     } else if (m->mag_rounds) {
         mp_depot_push_full(&c->c_depot, m);
     } else {
-        mp_mag_retire_empty(c, m);
+        mp_mag_put_empty(c, m);
     }
 }
 
-/* An empty magazine of `size` rounds (the cache's current size, read once
- * by the caller): one from the depot, else a new one (NULL + ENOMEM).  An
- * empty of another size met on the way is retired, so old sizes die out. */
+/* Get an empty magazine of `size` rounds (the cache's current size, read
+ * once by the caller): one from the depot, else a new one (NULL + ENOMEM).
+ * An empty of another size met on the way is retired, so old sizes die out. */
 static struct mp_mag *mp_mag_get_empty(struct magpool_cache *c, unsigned size)
 {
     struct mp_mag *m = mp_depot_pop_empty(&c->c_depot);
     if (m != NULL && m->mag_cap != size) {
-        mp_mag_free(m);
+        mp_mag_retire(m);
         m = NULL;
     }
     return m != NULL ? m : mp_mag_alloc(size);
@@ -115,7 +131,7 @@ static void mp_tc_exchange_full(struct magpool_cache *c, struct mp_tcache *tc, s
     mp_tc_save(tc);
     mp_tc_flow(tc, full->mag_rounds);
     if (tc->tc_prev != NULL)
-        mp_mag_retire_empty(c, tc->tc_prev);
+        mp_mag_put_empty(c, tc->tc_prev);
     mp_tc_install(tc, full, tc->tc_loaded);
 }
 
@@ -128,7 +144,7 @@ static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, 
     if (m->mag_cap != want && !(aflags & MAGPOOL_NOWAIT)) {
         struct mp_mag *nm = mp_mag_alloc(want);
         if (nm != NULL) {
-            mp_mag_free(m);
+            mp_mag_retire(m);
             mp_tc_install(tc, nm, tc->tc_prev);
             m = nm;
         }
@@ -614,7 +630,7 @@ static void mp_deferred_ready(struct mp_retire_node *node)
     pthread_mutex_unlock(&mp_registry_lock);
     if (zombie) {
         m->mag_rounds = 0;
-        mp_mag_free(m);
+        mp_mag_retire(m);
     }
     if (fin)
         mp_cache_release(c);
@@ -650,7 +666,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
         mp_fetch_add_relaxed(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
         mp_seal_mag(c, m, n);
     } else
-        mp_mag_free(m);
+        mp_mag_retire(m);
     mp_store_relaxed(&tc->tc_def_rounds, 0);
 }
 

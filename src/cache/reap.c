@@ -89,7 +89,7 @@ void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
     if (m->mag_rounds)
         mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
     m->mag_rounds = 0;
-    mp_mag_free(m);
+    mp_mag_retire(m);
     mp_fetch_add_relaxed(&c->c_reaps, 1);
 }
 

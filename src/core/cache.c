@@ -142,7 +142,7 @@
  * in one 64-bit word; every pop bumps the tag, so a head popped and pushed
  * back never compares equal, and a stale popper reads nothing but an atomic
  * link of a slot that stays mapped, so pops need no read-side section (one
- * CAS and relaxed counters per pop/push).  Freed magazine slots are still
+ * CAS and relaxed counters per pop/push).  A retired magazine's slot is still
  * recycled only after a grace period.
  *
  * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest ladder step
@@ -174,7 +174,7 @@
  *
  * RECLAMATION: reclaim.c holds the proof (epochs after Fraser 2004 /
  * ck_epoch; liburcu for the application's flavour).  The core retires
- * through it: magazine slots (mp_mag_free), deferred batches (one mp_retire per
+ * through it: magazine slots (mp_mag_retire), deferred batches (one mp_retire per
  * magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
  * (magpool_cache_foreach runs its loop in a read-side section; a caller of
  * magpool_cache_of holds a live object, which keeps its cache alive).  Grace

@@ -3,7 +3,7 @@
  *
  * What this layer guarantees
  * --------------------------
- *  - mp_mag_alloc/mp_mag_free: magazines of any capacity 1..MAGPOOL_MAG_MAX
+ *  - mp_mag_alloc/mp_mag_retire: magazines of any capacity 1..MAGPOOL_MAG_MAX
  *    in ONE reserved magazine area split into nine slot classes (capacity
  *    13, 21, 37, 69, 101, 157, 261, 389, 517 rounds; strides 128 .. 4160
  *    bytes, whole cache lines).  A magazine takes the smallest class that
@@ -12,12 +12,13 @@
  *    index <-> pointer stays arithmetic (one table load) and the depot keeps
  *    its tagged 64-bit CAS.  Each class's sub-area is reserved (NORESERVE,
  *    512 MiB of address space at most) on its first use.
- *    A freed magazine's slot is reused only after a grace period of the
- *    default reclamation domain (mp_mag_free retires it; the callback returns
- *    the slot).  Since depot pops no longer run in read-side sections (A4),
- *    this protects no depot reader; it is kept because it is free (slots are
- *    freed rarely: reaping, resizing, thread exit) and it keeps a recycled
- *    slot away from any code that still held a stale pointer for a moment.
+ *    A retired magazine's slot is reused only after a grace period of the
+ *    default reclamation domain (mp_mag_retire hands it to the domain; the
+ *    callback returns the slot).  Since depot pops no longer run in read-side
+ *    sections (A4), this protects no depot reader; it is kept because it is
+ *    free (magazines are retired rarely: reaping, resizing, thread exit) and
+ *    it keeps a recycled slot away from any code that still held a stale
+ *    pointer for a moment.
  *    The area is never unmapped, so a stale read of a slot can never fault;
  *    pages of free slots go back to the system (MADV_DONTNEED) in batches
  *    (see mag_reclaimed) and on mp_mag_area_trim() (shrink, reap.c).
@@ -529,7 +530,7 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
             }
         }
     }
-    mp_tsan_acquire(m); /* pairs with mp_mag_free's release by the slot's last owner */
+    mp_tsan_acquire(m); /* pairs with mp_mag_retire's release by the slot's last owner */
     mp_store_relaxed(&m->mag_next, 0);
     m->mag_cap = cap;
     m->mag_rounds = 0;
@@ -544,7 +545,7 @@ uint64_t mp_mag_area_allocs(void)
     return mp_load_relaxed(&g_area.nallocs);
 }
 
-void mp_mag_free(struct mp_mag *m)
+void mp_mag_retire(struct mp_mag *m)
 {
     if (m == NULL)
         return;

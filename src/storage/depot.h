@@ -8,8 +8,8 @@
  * 64-bit compare-and-swap (lock-free with clang and gcc alike; no 16-byte
  * CAS).  The tag is bumped by every successful pop, so a head that was popped
  * and pushed back never compares equal (no ABA).  Depot pops need no
- * read-side section (depot.c, A4); a freed magazine's slot is still reused
- * only after a grace period of the default domain (mp_mag_free retires it).
+ * read-side section (depot.c, A4); a retired magazine's slot is still reused
+ * only after a grace period of the default domain (mp_mag_retire).
  * All depot state is C11 <stdatomic.h>, visible to ThreadSanitizer.
  */
 #ifndef MP_DEPOT_H
@@ -75,8 +75,10 @@ struct mp_depot {
 void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_span);
 /* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
 struct mp_mag *mp_mag_alloc(unsigned cap);
-/* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
-void mp_mag_free(struct mp_mag *m);
+/* Retire a magazine (not in any depot, not loaded; rounds it still holds are
+ * not freed): its slot goes back to the magazine area after a grace period of
+ * the default domain.  The counterpart of mp_mag_alloc. */
+void mp_mag_retire(struct mp_mag *m);
 /* Give back to the system the pages of magazine slots that are free and past
  * their grace period (they are also trimmed automatically in batches).
  * Lock-free; for shrink and reap. */
