@@ -242,6 +242,8 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
 /* A magazine leaves the calling thread: to the depot, retired, or (zombie)
  * torn down (magazine.c, MAGAZINE VERBS). */
 void mp_mag_put(struct magpool_cache *c, struct mp_mag *m);
+/* Its rounds to the slab layer, then the magazine retired (MAGAZINE VERBS). */
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
 /* magpool_free's default check on a magazine about to leave its thread
  * (magpool.h): drops rounds that are not objects of c, each reported.
  * Returns the rounds left. */
@@ -251,7 +253,6 @@ uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m);
 void mp_check_slow_exit(struct magpool_cache *c);
 
 /* reap.c */
-void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
 size_t mp_depot_drain(struct magpool_cache *c);
 void mp_reap_tick(struct magpool_cache *c);
 void mp_mag_resize(struct magpool_cache *c, int dir);

@@ -93,16 +93,26 @@ static void mp_mag_put_empty(struct magpool_cache *c, struct mp_mag *m)
         mp_mag_retire(m);
 }
 
+/* Tear m down: its rounds go back to the slab layer, then m is retired.  The
+ * one teardown, for reaping and draining the depot (reap.c) and a zombie's
+ * magazines (mp_mag_put, mp_deferred_ready); the caller keeps c's slab cache
+ * alive meanwhile (it holds or pins c, holds mp_registry_lock, or is the one
+ * finalising c). */
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (m->mag_rounds)
+        mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
+    m->mag_rounds = 0;
+    mp_mag_retire(m);
+}
+
 /* Put a magazine that leaves the calling thread (a flush). */
 void mp_mag_put(struct magpool_cache *c, struct mp_mag *m)
 {
     if (mp_destroyed(c)) {
         /* Zombie: objects straight to the slab layer.  The caller is still a
          * holder, so the slab cache cannot be finalised under us. */
-        if (m->mag_rounds)
-            mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
-        m->mag_rounds = 0;
-        mp_mag_retire(m);
+        mp_mag_teardown(c, m);
     } else if (m->mag_rounds) {
         mp_depot_push_full(&c->c_depot, m);
     } else {
@@ -609,7 +619,7 @@ static void mp_deferred_ready(struct mp_retire_node *node)
     struct magpool_cache *c = tail->c;
     struct mp_mag *m = tail->m;
     uint32_t n = m->mag_rounds;
-    bool fin = false, zombie;
+    bool fin = false;
     if (c->c_debug)
         for (uint32_t i = 0; i < n; i++)
             mp_debug_on_reclaim(c, m->mag_objs[i]);
@@ -617,21 +627,19 @@ static void mp_deferred_ready(struct mp_retire_node *node)
      * the reclaimer (readers' sections, and the freer's release below). */
     mp_san_rest(c, m->mag_objs, n);
     /* Under the registry lock: a zombie cannot be finalised between our
-     * check of c_destroyed and our decrement of c_deferred_sealed. */
+     * check of c_destroyed and our decrement of c_deferred_sealed.  m (whose
+     * tail is the node that got us here) is not touched after it is put or
+     * torn down. */
     pthread_mutex_lock(&mp_registry_lock);
-    zombie = mp_destroyed(c);
+    bool zombie = mp_destroyed(c);
     if (zombie)
-        mp_slab_free(c->c_slab, m->mag_objs, n);
+        mp_mag_teardown(c, m);
     else
         mp_depot_push_full(&c->c_depot, m);
     mp_fetch_sub_relaxed(&c->c_deferred_sealed, n);
     if (zombie)
         fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
-    if (zombie) {
-        m->mag_rounds = 0;
-        mp_mag_retire(m);
-    }
     if (fin)
         mp_cache_release(c);
 }

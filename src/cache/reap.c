@@ -84,16 +84,8 @@ void mp_mag_resize(struct magpool_cache *c, int dir)
         mp_fetch_add_relaxed(&c->c_mag_resizes, 1);
 }
 
-void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
-{
-    if (m->mag_rounds)
-        mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
-    m->mag_rounds = 0;
-    mp_mag_retire(m);
-    mp_fetch_add_relaxed(&c->c_reaps, 1);
-}
-
-/* Tear down up to nfull full and nempty empty depot magazines. */
+/* Tear down up to nfull full and nempty empty depot magazines (counted in
+ * c_reaps). */
 static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t nempty)
 {
     size_t done = 0;
@@ -106,6 +98,8 @@ static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t ne
         mp_mag_teardown(c, m);
         done++;
     }
+    if (done)
+        mp_fetch_add_relaxed(&c->c_reaps, done);
     return done;
 }
 
