@@ -260,7 +260,7 @@ unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi);
 /* Between two tries of a NOFAIL allocation: reap every cache, then wait. */
 void mp_nofail_wait(void);
 /* Default largest magazine size (the config's mag_max = 0): the top of the
- * ladder, reached at creation by objects of up to 64 bytes. */
+ * ladder (reap.c), where objects of up to 64 bytes start. */
 #define MP_MAG_MAX_DEFAULT 511u
 size_t mp_slab_reap_cache(struct magpool_cache *c);
 #endif

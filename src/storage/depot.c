@@ -199,8 +199,8 @@ _Static_assert(offsetof(struct mp_mag, mag_objs) % _Alignof(struct mp_retire_nod
 
 /* Slot classes: a magazine of capacity cap lives in the first class whose
  * capacity is >= cap.  Every stride (24-byte header + 8 * capacity) is a
- * whole number of cache lines; the capacities are chosen so that the kmem
- * sizes (reap.c) and the deferred batches of sizes too small for a tail
+ * whole number of cache lines; the capacities are chosen so that the
+ * ladder's sizes (reap.c) and the deferred batches of sizes too small for a tail
  * (size + MP_DEFER_SLOTS, magazine.c) waste little: 511 -> 517, 383 -> 389, 143 -> 157, 63 -> 69,
  * 15 -> 21, ...  */
 #define NCLASS 9
