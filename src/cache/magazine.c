@@ -33,8 +33,9 @@
  *              (mp_mag_get_empty);
  *   put        a magazine that leaves a thread: a full one to the depot, an
  *              empty one to the depot if it has the cache's current size,
- *              else retired; a zombie's is torn down (mp_mag_put,
- *              mp_mag_put_empty);
+ *              else retired; a zombie's is torn down (mp_mag_put for
+ *              flushes, mp_mag_put_empty; the free path's exchange pushes
+ *              its full magazine through the backlog, mp_depot_push_freed);
  *   tear down  its rounds back to the slab layer, then retire it (reaping,
  *              draining the depot, zombies: mp_mag_teardown).
  */
