@@ -7,12 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/sh_check.sh
-prefix=$(mktemp -d /tmp/magpool-prefix.XXXXXX)
-work=$(mktemp -d /tmp/magpool-app.XXXXXX)
-trap 'rm -rf "$prefix" "$work"' EXIT
-
-bazel run //:install -- "$prefix" >"$work/install.log" 2>&1
-check "bazel run //:install succeeds" test $? -eq 0 || tail -20 "$work/install.log"
+sh_install app
 for f in include/magpool/magpool.h include/magpool/mem_pool.h include/magpool/kmem_cache.h \
          lib/libmagpool.a lib/libmagpool.so lib/libmagpool.so.1 lib/pkgconfig/magpool.pc; do
     check "installed $f" test -e "$prefix/$f"
@@ -100,7 +95,6 @@ int main(void)
     return 0;
 }
 C
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 check "pkg-config knows magpool" pkg-config --exists magpool
 cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app" $(pkg-config --cflags --libs magpool) 2>"$work/cc.log"
 check "cc app.c \$(pkg-config --cflags --libs magpool)" test $? -eq 0 || cat "$work/cc.log"
@@ -120,7 +114,6 @@ for xcc in cc clang; do
     check "$xcc -O2 app runs" sh -c "'$work/app_o2_$xcc' | grep -q 'app ok'"
 done
 
-static_libs=$(pkg-config --libs --static magpool | sed 's/-lmagpool/-l:libmagpool.a/')
 cc -std=c11 -Wall -Werror "$work/app.c" -o "$work/app_static" $(pkg-config --cflags magpool) $static_libs 2>"$work/cc2.log"
 check "cc app.c with pkg-config --static" test $? -eq 0 || cat "$work/cc2.log"
 check "static app runs" sh -c "'$work/app_static' | grep -q 'app ok'"

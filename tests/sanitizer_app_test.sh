@@ -9,14 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/sh_check.sh
-prefix=$(mktemp -d /tmp/magpool-sanprefix.XXXXXX)
-work=$(mktemp -d /tmp/magpool-sanapp.XXXXXX)
-trap 'rm -rf "$prefix" "$work"' EXIT
-
-bazel run //:install -- "$prefix" >"$work/install.log" 2>&1
-check "bazel run //:install succeeds" test $? -eq 0 || tail -20 "$work/install.log"
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-static_libs=$(pkg-config --libs --static magpool | sed 's/-lmagpool/-l:libmagpool.a/')
+sh_install sanapp
 
 build() { # build NAME SANITIZER shared|static [COMPILER]
     local out="$work/$1" link xcc=${4:-clang}

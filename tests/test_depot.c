@@ -4,7 +4,7 @@
  *  - the stack head is a lock-free 64-bit atomic (runtime check);
  *  - magazine alloc: bounds, EINVAL, fresh state;
  *  - single thread: LIFO order, empty pops, counters, working-set minima;
- *  - a freed magazine's slot is reused only after a grace period: not while
+ *  - a retired magazine's slot is reused only after a grace period: not while
  *    a reader in another thread holds a section, and right after a
  *    synchronize (the free-slot stack is LIFO);
  *  - free slots give their pages back (mincore) and are reused;
@@ -57,18 +57,18 @@ static void test_alloc_bounds(void)
     CHECK(m != NULL);
     if (m == NULL)
         return;
-    CHECK(m->cap == MAGPOOL_MAG_MAX && m->rounds == 0 && m->guard == NULL);
+    CHECK(m->mag_cap == MAGPOOL_MAG_MAX && m->mag_rounds == 0 && m->mag_guard == NULL);
     CHECK(((uintptr_t)m & 63) == 0);
-    for (unsigned i = 0; i < m->cap; i++)   /* the whole capacity is usable */
-        m->objs[i] = (void *)(uintptr_t)(i + 1);
-    CHECK(m->objs[MAGPOOL_MAG_MAX - 1] == (void *)(uintptr_t)MAGPOOL_MAG_MAX);
+    for (unsigned i = 0; i < m->mag_cap; i++)   /* the whole capacity is usable */
+        m->mag_objs[i] = (void *)(uintptr_t)(i + 1);
+    CHECK(m->mag_objs[MAGPOOL_MAG_MAX - 1] == (void *)(uintptr_t)MAGPOOL_MAG_MAX);
     struct mp_mag *m1 = mp_mag_alloc(1);
-    CHECK(m1 != NULL && m1 != m && m1->cap == 1);
-    CHECK(m1 == NULL || (char *)m1 >= (char *)&m->objs[MAGPOOL_MAG_MAX] ||
+    CHECK(m1 != NULL && m1 != m && m1->mag_cap == 1);
+    CHECK(m1 == NULL || (char *)m1 >= (char *)&m->mag_objs[MAGPOOL_MAG_MAX] ||
           (char *)m1 + MP_MAG_STRIDE <= (char *)m);   /* slots do not overlap */
-    mp_mag_free(m);
-    mp_mag_free(m1);
-    mp_mag_free(NULL);
+    mp_mag_retire(m);
+    mp_mag_retire(m1);
+    mp_mag_retire(NULL);
     mp_domain_synchronize(NULL);
 }
 
@@ -84,7 +84,7 @@ static void test_lifo_counters(void)
         CHECK(m[i] != NULL);
         if (m[i] == NULL)
             return;
-        m[i]->rounds = (uint32_t)(i + 1);
+        m[i]->mag_rounds = (uint32_t)(i + 1);
         mp_depot_push_full(&d, m[i]);
     }
     CHECK(atomic_load(&d.nfull) == 3);
@@ -110,7 +110,7 @@ static void test_lifo_counters(void)
     CHECK(atomic_load(&d.pushes_full) == 4);
 
     for (int i = 0; i < 3; i++) {
-        m[i]->rounds = 0;
+        m[i]->mag_rounds = 0;
         mp_depot_push_empty(&d, m[i]);
     }
     CHECK(atomic_load(&d.nempty) == 3);
@@ -123,7 +123,7 @@ static void test_lifo_counters(void)
     CHECK(atomic_load(&d.nempty) == 0);
     CHECK(atomic_load(&d.contention) == 0); /* single thread: no failed CAS */
     for (int i = 0; i < 3; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
 }
 
@@ -154,7 +154,7 @@ static void test_recycle_after_grace(void)
     while (!atomic_load(&g_inside))
         usleep(1000);
     uint64_t p0 = mp_domain_pending(NULL);
-    mp_mag_free(m);
+    mp_mag_retire(m);
     CHECK(mp_domain_pending(NULL) == p0 + 1);
     for (int i = 0; i < 10; i++)
         mp_domain_poll(NULL);
@@ -166,9 +166,9 @@ static void test_recycle_after_grace(void)
     CHECK(mp_domain_pending(NULL) == 0);
     struct mp_mag *m3 = mp_mag_alloc(3);
     CHECK(m3 == m);                          /* now recycled (LIFO free slots) */
-    CHECK(m3 != NULL && m3->cap == 3 && m3->rounds == 0 && m3->guard == NULL);
-    mp_mag_free(m2);
-    mp_mag_free(m3);
+    CHECK(m3 != NULL && m3->mag_cap == 3 && m3->mag_rounds == 0 && m3->mag_guard == NULL);
+    mp_mag_retire(m2);
+    mp_mag_retire(m3);
     mp_domain_synchronize(NULL);
 }
 
@@ -190,7 +190,7 @@ static void test_trim(void)
             CHECK(m[i] != NULL);
             return;
         }
-        memset(m[i]->objs, 0xab, MAGPOOL_MAG_MAX * sizeof(void *));  /* resident */
+        memset(m[i]->mag_objs, 0xab, MAGPOOL_MAG_MAX * sizeof(void *));  /* resident */
     }
     qsort(m, N, sizeof m[0], cmp_ptr);
     /* The longest run of consecutive slots among them. */
@@ -213,7 +213,7 @@ static void test_trim(void)
         resident += vec[i] & 1;
     CHECK(resident == npages);              /* touched: all resident */
     for (int i = 0; i < N; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
     mp_mag_area_trim();                     /* the remainder below TRIM_BATCH */
     CHECK(mincore((void *)lo, hi - lo, vec) == 0);
@@ -224,8 +224,8 @@ static void test_trim(void)
     free(vec);
     /* Trimmed slots are reusable and come back zeroed-then-initialised. */
     struct mp_mag *r = mp_mag_alloc(5);
-    CHECK(r != NULL && r->cap == 5 && r->rounds == 0 && atomic_load(&r->next) == 0);
-    mp_mag_free(r);
+    CHECK(r != NULL && r->mag_cap == 5 && r->mag_rounds == 0 && atomic_load(&r->mag_next) == 0);
+    mp_mag_retire(r);
     mp_domain_synchronize(NULL);
 }
 
@@ -247,16 +247,16 @@ static void test_classes(void)
             CHECK(m[i][j] != NULL);
             if (m[i][j] == NULL)
                 return;
-            CHECK(((uintptr_t)m[i][j] & 63) == 0 && m[i][j]->cap == caps[i]);
+            CHECK(((uintptr_t)m[i][j] & 63) == 0 && m[i][j]->mag_cap == caps[i]);
             for (unsigned k = 0; k < caps[i]; k++)
-                m[i][j]->objs[k] = (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
+                m[i][j]->mag_objs[k] = (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
         }
     int bad = 0;
     for (unsigned i = 0; i < NC; i++)
         for (unsigned j = 0; j < PER; j++) {
-            bad += m[i][j]->cap != caps[i] || m[i][j]->guard != NULL;
+            bad += m[i][j]->mag_cap != caps[i] || m[i][j]->mag_guard != NULL;
             for (unsigned k = 0; k < caps[i]; k++)
-                bad += m[i][j]->objs[k] != (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
+                bad += m[i][j]->mag_objs[k] != (void *)(uintptr_t)(i << 16 | j << 8 | (k & 255));
         }
     CHECK(bad == 0);
     /* cap 143 is caps[18]: class stride 1280 */
@@ -270,7 +270,7 @@ static void test_classes(void)
     struct mp_depot d;
     mp_depot_init(&d, 0, 0);
     for (unsigned i = 0; i < NC; i++) {
-        m[i][0]->rounds = 1;
+        m[i][0]->mag_rounds = 1;
         mp_depot_push_full(&d, m[i][0]);
     }
     for (unsigned i = NC; i-- > 0;)
@@ -278,7 +278,7 @@ static void test_classes(void)
     CHECK(mp_depot_pop_full(&d) == NULL);
     for (unsigned i = 0; i < NC; i++)
         for (unsigned j = 0; j < PER; j++)
-            mp_mag_free(m[i][j]);
+            mp_mag_retire(m[i][j]);
     mp_domain_synchronize(NULL);
 }
 
@@ -296,7 +296,7 @@ static void test_backlog_fifo(void)
         CHECK(m[i] != NULL);
         if (m[i] == NULL)
             return;
-        m[i]->rounds = 1 + i;
+        m[i]->mag_rounds = 1 + i;
     }
     /* DB1: the first 2 * SLOTS pushes go straight to the stack (LIFO). */
     for (unsigned i = 0; i < 2 * SLOTS; i++)
@@ -312,7 +312,7 @@ static void test_backlog_fifo(void)
     CHECK(atomic_load(&d.bl_mags) == SLOTS);
     uint64_t held = 0;
     for (unsigned i = 0; i < SLOTS; i++)
-        held += m[i]->rounds;
+        held += m[i]->mag_rounds;
     CHECK(atomic_load(&d.bl_rounds) == held);
     /* ...and each later push sends the oldest one to the stack. */
     for (unsigned i = SLOTS; i < N; i++) {
@@ -357,7 +357,7 @@ static void test_backlog_fifo(void)
     for (unsigned i = N; i-- > 0;)
         CHECK(mp_depot_pop_full(&z) == m[i]);
     for (unsigned i = 0; i < N; i++)
-        mp_mag_free(m[i]);
+        mp_mag_retire(m[i]);
     mp_domain_synchronize(NULL);
 }
 
@@ -366,6 +366,7 @@ static void test_backlog_fifo(void)
 #define NMAG 96
 #define NTHR 6
 #define CAP 31
+#define ID_SLOT CAP /* one slot past the rounds holds the magazine's id */
 
 static struct mp_depot g_d[2];
 static struct mp_mag *g_mags[NMAG];
@@ -374,21 +375,28 @@ static atomic_long g_bad, g_moves;
 static uint32_t g_nmag;     /* magazines in this run (few = heads repeat often: ABA bait) */
 static bool g_backlog;      /* full pushes go through the depots' backlogs */
 
-/* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k. */
+/* Contents are a function of (id, rounds): objs[k] = id << 16 | rounds << 8 | k,
+ * and objs[ID_SLOT] = id. */
+static uint32_t mag_id(const struct mp_mag *m)
+{
+    return (uint32_t)(uintptr_t)m->mag_objs[ID_SLOT];
+}
+
 static void fill(struct mp_mag *m, uint32_t id, uint32_t rounds)
 {
-    m->stamp = id;
-    m->rounds = rounds;
+    m->mag_objs[ID_SLOT] = (void *)(uintptr_t)id;
+    m->mag_rounds = rounds;
     for (uint32_t k = 0; k < rounds; k++)
-        m->objs[k] = (void *)(uintptr_t)(id << 16 | rounds << 8 | k);
+        m->mag_objs[k] = (void *)(uintptr_t)(id << 16 | rounds << 8 | k);
 }
 
 static int intact(const struct mp_mag *m)
 {
-    if (m->stamp >= g_nmag || m->rounds > CAP || g_mags[m->stamp] != m)
+    uint32_t id = mag_id(m);
+    if (id >= g_nmag || m->mag_rounds > CAP || g_mags[id] != m)
         return 0;
-    for (uint32_t k = 0; k < m->rounds; k++)
-        if (m->objs[k] != (void *)(uintptr_t)(m->stamp << 16 | m->rounds << 8 | k))
+    for (uint32_t k = 0; k < m->mag_rounds; k++)
+        if (m->mag_objs[k] != (void *)(uintptr_t)(id << 16 | m->mag_rounds << 8 | k))
             return 0;
     return 1;
 }
@@ -411,13 +419,14 @@ static void *hammer(void *arg)
             atomic_fetch_add(&g_bad, 1);
             continue;           /* lost on purpose: the final count fails */
         }
-        if (atomic_exchange(&g_owner[m->stamp], 1) != 0)
+        uint32_t id = mag_id(m);
+        if (atomic_exchange(&g_owner[id], 1) != 0)
             atomic_fetch_add(&g_bad, 1);            /* popped twice */
         seed = seed * 1103515245u + 12345u;
         unsigned dst = seed >> 12;
         uint32_t rounds = (dst & 2) ? 0 : 1 + (seed >> 20) % CAP;
-        fill(m, m->stamp, rounds);
-        atomic_store(&g_owner[m->stamp], 0);
+        fill(m, id, rounds);
+        atomic_store(&g_owner[id], 0);
         struct mp_depot *d = &g_d[dst & 1];
         if (dst & 2)
             mp_depot_push_empty(d, m);
@@ -440,7 +449,7 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     mp_depot_init(&g_d[0], backlog_slots, 0);
     mp_depot_init(&g_d[1], backlog_slots, 0);
     for (uint32_t i = 0; i < nmag; i++) {
-        g_mags[i] = mp_mag_alloc(CAP);
+        g_mags[i] = mp_mag_alloc(CAP + 1);
         CHECK(g_mags[i] != NULL);
         if (g_mags[i] == NULL)
             return;
@@ -480,14 +489,14 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
         struct mp_mag *m;
         int guard = 0;  /* a corrupted (cyclic) stack must not hang the test */
         while (guard++ < 4 * NMAG && (m = pop_any(w)) != NULL) {
-            if (!intact(m) || ((w & 2) && m->rounds != 0) || (!(w & 2) && m->rounds == 0)) {
+            if (!intact(m) || ((w & 2) && m->mag_rounds != 0) || (!(w & 2) && m->mag_rounds == 0)) {
                 bad++;
                 continue;
             }
-            seen[m->stamp]++;
+            seen[mag_id(m)]++;
             found++;
             if (!(w & 2))
-                found_rounds += m->rounds;
+                found_rounds += m->mag_rounds;
         }
     }
     CHECK(bad == 0);
@@ -508,7 +517,7 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
            (unsigned long long)atomic_load(&g_d[0].contention),
            (unsigned long long)atomic_load(&g_d[1].contention));
     for (uint32_t i = 0; i < nmag; i++)
-        mp_mag_free(g_mags[i]);
+        mp_mag_retire(g_mags[i]);
     mp_domain_synchronize(NULL);
     CHECK(mp_domain_pending(NULL) == 0);
 }

@@ -95,7 +95,9 @@ typedef struct magpool_domain magpool_domain_t;
  *  (kmalloc's 13 classes included) and destroyed caches whose objects are
  *  still out counted; past that, create fails with ENOMEM. */
 #define MAGPOOL_MAX_CACHES 4096u
-/** Magazine size bounds (rounds per magazine). */
+/** Magazine size bounds (rounds per magazine).  Within a cache's bounds the
+ *  library moves its magazine size along a fixed ladder of sizes (described
+ *  in src/cache/reap.c, "The magazine ladder"). */
 #define MAGPOOL_MAG_MIN 1u
 #define MAGPOOL_MAG_MAX 511u
 

@@ -38,10 +38,10 @@ struct mp_tcache {
                                       * magazine (authoritative while loaded), its cap (0 when
                                       * nothing is loaded), objs (objs[-1] is the magazine's
                                       * NULL guard), allocs by this thread, busy; and two of
-                                      * ours: tc_prev_rounds, mirror of prev->rounds for
+                                      * ours: tc_prev_rounds, mirror of prev->mag_rounds for
                                       * stats readers, tc_def_rounds, objects in tc_deferred */
     struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
-    struct mp_mag *tc_prev;          /* previous magazine (prev->rounds authoritative) */
+    struct mp_mag *tc_prev;          /* previous magazine (prev->mag_rounds authoritative) */
     _Atomic uint64_t tc_net;         /* objects that entered this thread's loaded/prev
                                       * magazines from outside (depot, slab) minus those
                                       * that left them (depot, slab, deferred batch),
@@ -235,7 +235,11 @@ struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no sta
 void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev);
 void mp_tc_save(struct mp_tcache *tc);
 void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
-void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m);
+/* A magazine leaves the calling thread: to the depot, retired, or (zombie)
+ * torn down (magazine.c, MAGAZINE VERBS). */
+void mp_mag_put(struct magpool_cache *c, struct mp_mag *m);
+/* Its rounds to the slab layer, then the magazine retired (MAGAZINE VERBS). */
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
 /* magpool_free's default check on a magazine about to leave its thread
  * (magpool.h): drops rounds that are not objects of c, each reported.
  * Returns the rounds left. */
@@ -257,7 +261,6 @@ bool mp_idle_reclaim_available(void);
 void mp_check_slow_exit(struct magpool_cache *c);
 
 /* reap.c */
-void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m);
 size_t mp_depot_drain(struct magpool_cache *c);
 void mp_reap_tick(struct magpool_cache *c);
 void mp_mag_resize(struct magpool_cache *c, int dir);
@@ -274,7 +277,7 @@ void mp_reaper_fork_lock(void);
 void mp_reaper_fork_unlock(void);
 void mp_reaper_fork_child(void); /* also unlocks */
 /* Default largest magazine size (the config's mag_max = 0): the top of the
- * ladder, reached at creation by objects of up to 64 bytes. */
+ * ladder (reap.c), where objects of up to 64 bytes start. */
 #define MP_MAG_MAX_DEFAULT 511u
 size_t mp_slab_reap_cache(struct magpool_cache *c);
 #endif

@@ -50,22 +50,22 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
     }
     struct mp_mag *m = tc->tc_loaded;
     uint32_t rounds = mp_load_relaxed(&tc->tc_rounds);
-    if (mp_load_relaxed(&tc->tc_objs) != m->objs || mp_load_relaxed(&tc->tc_cap) != m->cap)
+    if (mp_load_relaxed(&tc->tc_objs) != m->mag_objs || mp_load_relaxed(&tc->tc_cap) != m->mag_cap)
         broken(c, m, "(I6: the tcache does not mirror its loaded magazine)");
-    if (m->cap < 1 || m->cap > MAGPOOL_MAG_MAX || rounds > m->cap)
+    if (m->mag_cap < 1 || m->mag_cap > MAGPOOL_MAG_MAX || rounds > m->mag_cap)
         broken(c, m, "(I6: rounds or cap out of range)");
-    if (m->guard != NULL) /* objs[-1], which the free hit reads */
+    if (m->mag_guard != NULL) /* mag_objs[-1], which the free hit reads */
         broken(c, m, "(I6: the loaded magazine's NULL guard is overwritten)");
     for (uint32_t i = 0; i < rounds; i++)
-        if (m->objs[i] == NULL)
+        if (m->mag_objs[i] == NULL)
             broken(c, m, "(I6: a NULL round in the loaded magazine)");
     struct mp_mag *p = tc->tc_prev;
-    if (p != NULL && (p->rounds > p->cap || mp_load_relaxed(&tc->tc_prev_rounds) != p->rounds))
+    if (p != NULL && (p->mag_rounds > p->mag_cap || mp_load_relaxed(&tc->tc_prev_rounds) != p->mag_rounds))
         broken(c, p, "(I6: the previous magazine's rounds)");
     if (p == NULL && mp_load_relaxed(&tc->tc_prev_rounds) != 0)
         broken(c, tc, "(I6: prev rounds with no previous magazine)");
     struct mp_mag *d = tc->tc_deferred;
-    if (d != NULL && mp_load_relaxed(&tc->tc_def_rounds) >= d->stamp)
+    if (d != NULL && mp_load_relaxed(&tc->tc_def_rounds) >= d->mag_batch_cap)
         broken(c, d, "(I6: a deferred batch past its size)");
 }
 

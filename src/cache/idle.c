@@ -113,7 +113,7 @@ bool mp_idle_reclaim_available(void)
 struct mp_idle_mark {
     struct mp_thread *t;
     struct magpool_cache *c;
-    uint32_t cap;
+    uint32_t saved_cap;
 };
 
 struct mp_idle_pass {
@@ -135,7 +135,7 @@ static void mp_idle_mark_one(struct mp_thread *t, struct magpool_cache *c, void 
     uint32_t cap = mp_load_relaxed(&tc->tc_cap);
     /* R1.  Relaxed: R2 orders it (see the top of this file). */
     mp_store_relaxed(&tc->tc_cap, 0);
-    p->marks[p->nmarks++] = (struct mp_idle_mark){ .t = t, .c = c, .cap = cap };
+    p->marks[p->nmarks++] = (struct mp_idle_mark){ .t = t, .c = c, .saved_cap = cap };
 }
 
 /* Caches t holds (t's gate held: th_held is its owner's, written under it). */
@@ -259,7 +259,7 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
              * a magazine without the round a hit had just pushed, or with
              * one it had just popped. */
             if (!fenced || mp_load_acquire(&tc->tc_hit.busy) != 0) {
-                mp_store_relaxed(&tc->tc_cap, m->cap); /* R4: left as it was */
+                mp_store_relaxed(&tc->tc_cap, m->saved_cap); /* R4: left as it was */
                 mp_fetch_add_relaxed(&m->c->c_idle_busy, 1);
                 continue;
             }

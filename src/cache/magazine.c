@@ -22,6 +22,22 @@
  *    batch is sealed with ONE mp_retire on the cache's domain, and its
  *    callback puts the magazine on the depot's full list (Kim, Brown & Singh,
  *    PPoPP 2024: amortise reclamation per batch, not per object).
+ *
+ * MAGAZINE VERBS (one action each; objects are freed, magazines never are):
+ *   alloc      a new, empty magazine from the magazine area (mp_mag_alloc,
+ *              depot.c);
+ *   retire     the magazine itself, holding no rounds that still count: its
+ *              slot goes back to the magazine area after a grace period
+ *              (mp_mag_retire, depot.c);
+ *   get        an empty magazine for a thread: the depot's, else a new one
+ *              (mp_mag_get_empty);
+ *   put        a magazine that leaves a thread: a full one to the depot, an
+ *              empty one to the depot if it has the cache's current size,
+ *              else retired; a zombie's is torn down (mp_mag_put for
+ *              flushes, mp_mag_put_empty; the free path's exchange pushes
+ *              its full magazine through the backlog, mp_depot_push_freed);
+ *   tear down  its rounds back to the slab layer, then retire it (reaping,
+ *              draining the depot, zombies: mp_mag_teardown).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,17 +55,17 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
 {
     tc->tc_loaded = loaded;
     tc->tc_prev = prev;
-    mp_store_relaxed(&tc->tc_objs, loaded ? loaded->objs : NULL);
-    mp_store_relaxed(&tc->tc_cap, loaded ? loaded->cap : 0);
-    mp_store_relaxed(&tc->tc_rounds, loaded ? loaded->rounds : 0);
-    mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->rounds : 0));
+    mp_store_relaxed(&tc->tc_objs, loaded ? loaded->mag_objs : NULL);
+    mp_store_relaxed(&tc->tc_cap, loaded ? loaded->mag_cap : 0);
+    mp_store_relaxed(&tc->tc_rounds, loaded ? loaded->mag_rounds : 0);
+    mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->mag_rounds : 0));
 }
 
 /* Write the loaded magazine's round count back before it is unloaded. */
 void mp_tc_save(struct mp_tcache *tc)
 {
     if (tc->tc_loaded != NULL)
-        tc->tc_loaded->rounds = mp_load_relaxed(&tc->tc_rounds);
+        tc->tc_loaded->mag_rounds = mp_load_relaxed(&tc->tc_rounds);
 }
 
 static void mp_tc_swap(struct mp_tcache *tc)
@@ -70,40 +86,51 @@ static inline bool mp_destroyed(struct magpool_cache *c)
     return mp_load_relaxed(&c->c_destroyed);
 }
 
-/* An empty magazine leaves a thread: to the depot if it has the current
- * size, else retired (old sizes die out as they empty). */
-static void mp_mag_retire_empty(struct magpool_cache *c, struct mp_mag *m)
+/* Put an empty magazine: to the depot if it has the current size, else
+ * retired (old sizes die out as they empty). */
+static void mp_mag_put_empty(struct magpool_cache *c, struct mp_mag *m)
 {
-    if (m->cap == mp_mag_size(c))
+    if (m->mag_cap == mp_mag_size(c))
         mp_depot_push_empty(&c->c_depot, m);
     else
-        mp_mag_free(m);
+        mp_mag_retire(m);
 }
 
-void mp_mag_give_back(struct magpool_cache *c, struct mp_mag *m)
+/* Tear m down: its rounds go back to the slab layer, then m is retired.  The
+ * one teardown, for reaping and draining the depot (reap.c) and a zombie's
+ * magazines (mp_mag_put, mp_deferred_ready); the caller keeps c's slab cache
+ * alive meanwhile (it holds or pins c, holds mp_registry_lock, or is the one
+ * finalising c). */
+void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
+{
+    if (m->mag_rounds)
+        mp_slab_free(c->c_slab, m->mag_objs, m->mag_rounds);
+    m->mag_rounds = 0;
+    mp_mag_retire(m);
+}
+
+/* Put a magazine that leaves the calling thread (a flush). */
+void mp_mag_put(struct magpool_cache *c, struct mp_mag *m)
 {
     if (mp_destroyed(c)) {
         /* Zombie: objects straight to the slab layer.  The caller is still a
          * holder, so the slab cache cannot be finalised under us. */
-        if (m->rounds)
-            mp_slab_free(c->c_slab, m->objs, m->rounds);
-        m->rounds = 0;
-        mp_mag_free(m);
-    } else if (m->rounds) {
+        mp_mag_teardown(c, m);
+    } else if (m->mag_rounds) {
         mp_depot_push_full(&c->c_depot, m);
     } else {
-        mp_mag_retire_empty(c, m);
+        mp_mag_put_empty(c, m);
     }
 }
 
-/* An empty magazine of `size` rounds (the cache's current size, read once
- * by the caller): one from the depot, else a new one (NULL + ENOMEM).  An
- * empty of another size met on the way is retired, so old sizes die out. */
+/* Get an empty magazine of `size` rounds (the cache's current size, read
+ * once by the caller): one from the depot, else a new one (NULL + ENOMEM).
+ * An empty of another size met on the way is retired, so old sizes die out. */
 static struct mp_mag *mp_mag_get_empty(struct magpool_cache *c, unsigned size)
 {
     struct mp_mag *m = mp_depot_pop_empty(&c->c_depot);
-    if (m != NULL && m->cap != size) {
-        mp_mag_free(m);
+    if (m != NULL && m->mag_cap != size) {
+        mp_mag_retire(m);
         m = NULL;
     }
     return m != NULL ? m : mp_mag_alloc(size);
@@ -115,9 +142,9 @@ static struct mp_mag *mp_mag_get_empty(struct magpool_cache *c, unsigned size)
 static void mp_tc_exchange_full(struct magpool_cache *c, struct mp_tcache *tc, struct mp_mag *full)
 {
     mp_tc_save(tc);
-    mp_tc_flow(tc, full->rounds);
+    mp_tc_flow(tc, full->mag_rounds);
     if (tc->tc_prev != NULL)
-        mp_mag_retire_empty(c, tc->tc_prev);
+        mp_mag_put_empty(c, tc->tc_prev);
     mp_tc_install(tc, full, tc->tc_loaded);
 }
 
@@ -127,31 +154,31 @@ static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, 
 {
     struct mp_mag *m = tc->tc_loaded;
     unsigned want = mp_mag_size(c);
-    if (m->cap != want && !(aflags & MAGPOOL_NOWAIT)) {
+    if (m->mag_cap != want && !(aflags & MAGPOOL_NOWAIT)) {
         struct mp_mag *nm = mp_mag_alloc(want);
         if (nm != NULL) {
-            mp_mag_free(m);
+            mp_mag_retire(m);
             mp_tc_install(tc, nm, tc->tc_prev);
             m = nm;
         }
     }
-    size_t got = mp_slab_alloc(c->c_slab, m->objs, m->cap, aflags);
+    size_t got = mp_slab_alloc(c->c_slab, m->mag_objs, m->mag_cap, aflags);
     if (got == 0) {
         if (errno == ENOMEM)
             mp_mag_resize(c, -1);                         /* memory pressure */
         return false;
     }
-    mp_san_rest(c, m->objs, got);
+    mp_san_rest(c, m->mag_objs, got);
     mp_tc_flow(tc, got);
     mp_store_relaxed(&tc->tc_rounds, (uint32_t)got);
     return true;
 }
 
-/* tc->rounds == 0 and the thread holds c: get a full magazine loaded. */
+/* tc_rounds == 0 and the thread holds c: get a full magazine loaded. */
 static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
 {
     struct mp_mag *full;
-    if (tc->tc_prev != NULL && tc->tc_prev->rounds > 0) {
+    if (tc->tc_prev != NULL && tc->tc_prev->mag_rounds > 0) {
         mp_tc_swap(tc);                                   /* 1: previous is full */
     } else if ((full = mp_depot_pop_full(&c->c_depot)) != NULL) {
         mp_tc_exchange_full(c, tc, full);                 /* 2: depot exchange */
@@ -342,8 +369,8 @@ static MP_COLD void mp_free_bad(struct magpool_cache *c, void *obj, const char *
 /* Report round i of m and remove it (the last round takes its place). */
 static MP_COLD void mp_mag_round_bad(struct magpool_cache *c, struct mp_mag *m, uint32_t i)
 {
-    mp_free_bad(c, m->objs[i], "(magpool_free; found when its magazine left the thread)");
-    m->objs[i] = m->objs[--m->rounds];
+    mp_free_bad(c, m->mag_objs[i], "(magpool_free; found when its magazine left the thread)");
+    m->mag_objs[i] = m->mag_objs[--m->mag_rounds];
 }
 
 /* The default check of magpool_free (magpool.h): before a magazine of
@@ -353,17 +380,17 @@ static MP_COLD void mp_mag_round_bad(struct magpool_cache *c, struct mp_mag *m, 
  * right (the dropped free is as if it had not happened: the caller's
  * tc_flow of the magazine counts only what is left).  Front-end caches
  * (c_priv) check every free at the free; debug caches check in debug.c;
- * MAGPOOL_UNCHECKED caches asked for no check.  Returns m->rounds. */
+ * MAGPOOL_UNCHECKED caches asked for no check.  Returns m->mag_rounds. */
 uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m)
 {
     if (!mp_free_checked(c))
-        return m->rounds;
+        return m->mag_rounds;
     /* Rounds freed together mostly come from few slabs: the slab descriptor
      * of the round before is tried first (one bounds test and one multiply),
      * the page map only when it does not hold the round. */
     const struct mp_slab_lookup *lk = NULL;
-    for (uint32_t i = 0; i < m->rounds;) {
-        void *obj = m->objs[i];
+    for (uint32_t i = 0; i < m->mag_rounds;) {
+        void *obj = m->mag_objs[i];
         if (__builtin_expect(lk != NULL && mp_slab_lookup_owner(lk, obj) == c, 1)) {
             i++;
             continue;
@@ -374,13 +401,13 @@ uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m)
         else
             mp_mag_round_bad(c, m, i); /* the last round moved to i: look again */
     }
-    return m->rounds;
+    return m->mag_rounds;
 }
 
-/* tc->rounds == tc->cap: make room for one more round. */
+/* tc_rounds == tc_cap: make room for one more round. */
 static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
 {
-    if (tc->tc_prev != NULL && tc->tc_prev->rounds == 0) {
+    if (tc->tc_prev != NULL && tc->tc_prev->mag_rounds == 0) {
         mp_tc_swap(tc);                                   /* 1: previous is empty */
         return true;
     }
@@ -620,7 +647,7 @@ static struct mp_mag *mp_defer_mag_alloc(unsigned batch)
         batch = MAGPOOL_MAG_MAX - MP_DEFER_SLOTS;
     struct mp_mag *m = mp_mag_alloc(batch + MP_DEFER_SLOTS);
     if (m != NULL)
-        m->stamp = batch; /* objects the batch takes before it is sealed */
+        m->mag_batch_cap = batch;
     return m;
 }
 
@@ -639,7 +666,7 @@ static struct mp_mag *mp_defer_batch_get(struct magpool_cache *c)
         return mp_defer_mag_alloc(size);
     struct mp_mag *m = mp_mag_get_empty(c, size); /* cap == size > MP_DEFER_SLOTS */
     if (m != NULL)
-        m->stamp = m->cap - MP_DEFER_SLOTS; /* objects the batch takes before it is sealed */
+        m->mag_batch_cap = m->mag_cap - MP_DEFER_SLOTS;
     return m;
 }
 
@@ -650,30 +677,28 @@ static void mp_deferred_ready(struct mp_retire_node *node)
     struct mp_defer_tail *tail = (struct mp_defer_tail *)node;
     struct magpool_cache *c = tail->c;
     struct mp_mag *m = tail->m;
-    uint32_t n = m->rounds;
-    bool fin = false, zombie;
+    uint32_t n = m->mag_rounds;
+    bool fin = false;
     if (c->c_debug)
         for (uint32_t i = 0; i < n; i++)
-            mp_debug_on_reclaim(c, m->objs[i]);
+            mp_debug_on_reclaim(c, m->mag_objs[i]);
     /* Now resting in a magazine: for TSan, after the domain's acquire in
      * the reclaimer (readers' sections, and the freer's release below). */
-    mp_san_rest(c, m->objs, n);
+    mp_san_rest(c, m->mag_objs, n);
     /* Under the registry lock: a zombie cannot be finalised between our
-     * check of c_destroyed and our decrement of c_deferred_sealed. */
+     * check of c_destroyed and our decrement of c_deferred_sealed.  m (whose
+     * tail is the node that got us here) is not touched after it is put or
+     * torn down. */
     pthread_mutex_lock(&mp_registry_lock);
-    zombie = mp_destroyed(c);
+    bool zombie = mp_destroyed(c);
     if (zombie)
-        mp_slab_free(c->c_slab, m->objs, n);
+        mp_mag_teardown(c, m);
     else
         mp_depot_push_full(&c->c_depot, m);
     mp_fetch_sub_relaxed(&c->c_deferred_sealed, n);
     if (zombie)
         fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
-    if (zombie) {
-        m->rounds = 0;
-        mp_mag_free(m);
-    }
     if (fin)
         mp_cache_release(c);
 }
@@ -682,8 +707,8 @@ static void mp_deferred_ready(struct mp_retire_node *node)
  * added n to c_deferred_sealed (so c cannot be finalised meanwhile). */
 static void mp_seal_mag(struct magpool_cache *c, struct mp_mag *m, uint32_t n)
 {
-    struct mp_defer_tail *tail = (struct mp_defer_tail *)(void *)&m->objs[m->cap - MP_DEFER_SLOTS];
-    m->rounds = n;
+    struct mp_defer_tail *tail = (struct mp_defer_tail *)(void *)&m->mag_objs[m->mag_cap - MP_DEFER_SLOTS];
+    m->mag_rounds = n;
     tail->c = c;
     tail->m = m;
     mp_retire(c->c_domain, &tail->node, mp_deferred_ready);
@@ -699,7 +724,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     if (n > 0) {
         /* magpool_free's default check, for deferred frees too; a dropped
          * round gives back the free the deferred path counted. */
-        m->rounds = n;
+        m->mag_rounds = n;
         uint32_t kept = mp_mag_check_rounds(c, m);
         mp_tc_flow(tc, (int64_t)(n - kept));
         n = kept;
@@ -708,19 +733,20 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
         mp_fetch_add_relaxed(&c->c_deferred_sealed, n); /* we hold c: no finaliser races */
         mp_seal_mag(c, m, n);
     } else
-        mp_mag_free(m);
+        mp_mag_retire(m);
     mp_store_relaxed(&tc->tc_def_rounds, 0);
 }
 
 /* An immediate double free on the deferred path (obj not yet appended): obj
  * is the last object of the thread's batch m (n objects, m may be NULL), or
  * the top round of its loaded magazine, i.e. what the thread just freed
- * (deferred or not).  The same two cheap checks as magpool_free's (objs[-1]
- * is each magazine's NULL guard, so n == 0 reads it); every double free is
- * caught with MAGPOOL_VERIFY (debug.c).  tc is a holder's (tc_objs set). */
+ * (deferred or not).  The same two cheap checks as magpool_free's
+ * (mag_objs[-1] is each magazine's NULL guard, so n == 0 reads it); every
+ * double free is caught with MAGPOOL_VERIFY (debug.c).  tc is a holder's
+ * (tc_objs set). */
 static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
 {
-    return (m != NULL && m->objs[(long)n - 1] == obj) ||
+    return (m != NULL && m->mag_objs[(long)n - 1] == obj) ||
            mp_load_relaxed(&tc->tc_objs)[(long)mp_load_relaxed(&tc->tc_rounds) - 1] == obj;
 }
 
@@ -758,10 +784,10 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
                 /* Not poisoned for ASan yet: readers may use it until the
                  * grace period ends (mp_deferred_ready poisons). */
                 uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
-                m->objs[n] = obj;
+                m->mag_objs[n] = obj;
                 mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
-                if (n + 1 >= m->stamp)
+                if (n + 1 >= m->mag_batch_cap)
                     mp_deferred_seal(c, tc);
                 mp_gate_leave(t);
                 return;
@@ -787,7 +813,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
         mp_free_unheld(c, obj, false);
         return;
     }
-    m->objs[0] = obj;
+    m->mag_objs[0] = obj;
     /* Under the registry lock: a finaliser of a zombie c must not see the
      * free without the pending batch. */
     pthread_mutex_lock(&mp_registry_lock);
@@ -814,10 +840,10 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
         struct mp_mag *m = mp_load_relaxed(&tc->tc_cap) != 0 ? tc->tc_deferred : NULL;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
-            if (__builtin_expect(n + 1 < m->stamp && !mp_deferred_repeat(tc, m, n, obj), 1)) {
+            if (__builtin_expect(n + 1 < m->mag_batch_cap && !mp_deferred_repeat(tc, m, n, obj), 1)) {
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
-                m->objs[n] = obj;
+                m->mag_objs[n] = obj;
                 mp_store_relaxed(&tc->tc_def_rounds, n + 1);
                 mp_tc_flow(tc, -1); /* a free into the deferred batch */
                 hit = true;

@@ -29,12 +29,8 @@
  *    callback), and the slabs' pages and free stacks go back (neither is
  *    malloc'd: meta.h): the RSS of a burst really goes back (test_core:
  *    test_shrink_rss_nosync).
- *  - Magazine size starts at the largest ladder step holding <= MP_MAG_BYTES
- *    (32 KiB) of objects (the design statement says why) and follows kmem's
- *    steps; it grows one step when the depot
- *    saw more than MP_GROW_CONTENTION failed CASes in a reap interval, and
- *    shrinks one step under memory pressure (slab ENOMEM) or shrink.
- *    Magazines of an old size die out as they empty (magazine.c).
+ *  - Magazine sizes follow the ladder described below ("The magazine
+ *    ladder").
  */
 #include <errno.h>
 #include <pthread.h>
@@ -51,9 +47,46 @@
 #define MP_GROW_CONTENTION 64u
 #define MP_MAG_BYTES (32u << 10) /* initial magazine size: objects per magazine, in bytes */
 
-/* kmem's ladder, extended past 143 for small objects (whose magazines would
- * otherwise hold far less than MP_MAG_BYTES): 511 rounds take about one
- * 4 KiB page of pointers (DPDK's per-lcore caches go up to 512 objects). */
+/*
+ * The magazine ladder: the sizes a cache's magazines take, and how a cache
+ * moves between them.  (The design statement, cache_impl.h, magpool.h and
+ * bench/README.md refer here.)
+ *
+ *  Steps.  kmem's 1, 3, 7, 15, 31, 47, 63, 95, 143, extended by 191, 255, 383
+ *  and 511 for small objects, whose magazines would otherwise hold far less
+ *  than MP_MAG_BYTES: 511 rounds take about one 4 KiB page of pointers (DPDK
+ *  allows per-lcore caches of up to 512 objects).  Every size is clamped to
+ *  the cache's mag_min .. mag_max (by default 1 .. MP_MAG_MAX_DEFAULT, the
+ *  top step).  The magazine area's slot classes fit these steps (depot.c).
+ *
+ *  Start (mp_mag_initial).  The largest step whose magazine holds at most
+ *  MP_MAG_BYTES (32 KiB) of objects: 511 rounds up to 64-byte objects, 255 at
+ *  96 and 128, 95 at 256, 63 at 512, 31 at 1 KiB, 15 at 2 KiB, 7 at 4 KiB, 3
+ *  at 8 KiB, 1 at 16 KiB and above.  Not Bonwick's small start: every
+ *  exchange costs a few atomic RMWs (~6 per magazine each way) and a
+ *  slow-path call, which at 15 rounds dominated batch work (20 ns/op), and
+ *  the bench starts a fresh cache per run, so growth on contention (which
+ *  does trigger: 15 -> 143 within one 100 ms reap interval at 64 threads)
+ *  comes too late for short-lived caches.  Two magazines of 511 hold a 1000-object batch, so a
+ *  thread that allocates and frees batches of up to ~1000 never meets the
+ *  depot in steady state.  With 255 rounds each such batch took four depot
+ *  exchanges, and two threads trading magazines through one LIFO depot were
+ *  bimodal (one thread reallocating the other's just-freed objects, each a
+ *  cache-line transfer): bench batch1000, 2 threads, 318 -> 490 Mops/s,
+ *  1 thread 193 -> 260.
+ *
+ *  Moves (mp_mag_resize).  One step up when the depot saw more than
+ *  MP_GROW_CONTENTION failed CASes in a reap interval (mp_reap_tick); one
+ *  step down under memory pressure (the slab layer's ENOMEM, magazine.c) and
+ *  on shrink.  The size is a hint read when a magazine is made (c_mag_size,
+ *  relaxed); magazines carry their own cap, and those of an old size die out
+ *  as they empty (magazine.c retires an empty of another size it meets).
+ *
+ *  Price.  A thread holds at most two magazines per cache (loaded and
+ *  previous; a deferred batch besides), ~64 KiB of objects at the start
+ *  size; a magazine costs ~8-9 bytes per round in the magazine area (1280
+ *  bytes for 143, 4160 for 511: depot.c's slot classes).
+ */
 static const unsigned mp_mag_steps[] = { 1, 3, 7, 15, 31, 47, 63, 95, 143, 191, 255, 383, 511 };
 #define MP_NSTEPS (sizeof mp_mag_steps / sizeof mp_mag_steps[0])
 
@@ -62,9 +95,7 @@ static unsigned mp_clamp(unsigned v, unsigned lo, unsigned hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* The largest step whose magazine holds at most MP_MAG_BYTES of objects:
- * 511 rounds up to 64-byte objects, 255 at 96 and 128, 95 at 256, 63 at 512,
- * 31 at 1 KiB, 15 at 2 KiB, 7 at 4 KiB, 3 at 8 KiB, 1 above 16 KiB. */
+/* The ladder's start for objects of `size` bytes, within lo .. hi. */
 unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
 {
     size_t fit = MP_MAG_BYTES / (size ? size : 1);
@@ -74,7 +105,7 @@ unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
     return mp_clamp(start, lo, hi);
 }
 
-/* One step up (dir > 0) or down (dir < 0) the kmem ladder, within bounds. */
+/* One step up (dir > 0) or down (dir < 0) the ladder, within the cache's bounds. */
 void mp_mag_resize(struct magpool_cache *c, int dir)
 {
     unsigned cur = mp_load_relaxed(&c->c_mag_size);
@@ -98,16 +129,8 @@ void mp_mag_resize(struct magpool_cache *c, int dir)
         mp_fetch_add_relaxed(&c->c_mag_resizes, 1);
 }
 
-void mp_mag_teardown(struct magpool_cache *c, struct mp_mag *m)
-{
-    if (m->rounds)
-        mp_slab_free(c->c_slab, m->objs, m->rounds);
-    m->rounds = 0;
-    mp_mag_free(m);
-    mp_fetch_add_relaxed(&c->c_reaps, 1);
-}
-
-/* Tear down up to nfull full and nempty empty depot magazines. */
+/* Tear down up to nfull full and nempty empty depot magazines (counted in
+ * c_reaps). */
 static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t nempty)
 {
     size_t done = 0;
@@ -120,6 +143,8 @@ static size_t mp_depot_trim(struct magpool_cache *c, uint64_t nfull, uint64_t ne
         mp_mag_teardown(c, m);
         done++;
     }
+    if (done)
+        mp_fetch_add_relaxed(&c->c_reaps, done);
     return done;
 }
 

@@ -9,8 +9,8 @@
  *    registers a pthread key destructor and links it into mp_threads.
  *  - At thread exit (the key destructor; re-armed by pthread itself if a later
  *    destructor allocates again, since the slow path sets the key anew) every
- *    magazine the thread holds goes back to its depot, its deferred batches
- *    are sealed, its counters are folded into the caches, and its state is
+ *    magazine the thread holds is put (to its depot, as a rule: magazine.c,
+ *    MAGAZINE VERBS), its deferred batches are sealed, its counters are folded into the caches, and its state is
  *    unlinked and freed.  Nothing is stranded: objects it freed that other
  *    threads allocated are simply rounds of those magazines.
  *  - Tcache arrays are recycled: an exiting thread zeroes the entries it
@@ -148,7 +148,7 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
         c->c_holders++;
     pthread_mutex_unlock(&mp_registry_lock);
     if (!ok) {
-        mp_mag_free(m);
+        mp_mag_retire(m);
         return false;
     }
     t->th_held[c->c_id / 64] |= (uint64_t)1 << (c->c_id % 64);
@@ -158,7 +158,9 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
     return true;
 }
 
-/* Give back everything t holds for c and stop being a holder. */
+/* t lets go of c: its deferred batch is sealed, its magazines are put
+ * (magazine.c, MAGAZINE VERBS), its counters are folded, and it stops being
+ * a holder. */
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 {
     struct mp_tcache *tc = &t->th_tc[c->c_id];
@@ -169,9 +171,9 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     struct mp_mag *loaded = tc->tc_loaded, *prev = tc->tc_prev;
     mp_tc_install(tc, NULL, NULL);
     mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
-    mp_mag_give_back(c, loaded);
+    mp_mag_put(c, loaded);
     if (prev != NULL)
-        mp_mag_give_back(c, prev);
+        mp_mag_put(c, prev);
 
     pthread_mutex_lock(&mp_registry_lock);
     /* Fold the counters under mp_threads_lock so a stats reader sees them

@@ -142,40 +142,25 @@
  * in one 64-bit word; every pop bumps the tag, so a head popped and pushed
  * back never compares equal, and a stale popper reads nothing but an atomic
  * link of a slot that stays mapped, so pops need no read-side section (one
- * CAS and relaxed counters per pop/push).  Freed magazine slots are still
+ * CAS and relaxed counters per pop/push).  A retired magazine's slot is still
  * recycled only after a grace period.
  *
- * MAGAZINE SIZES AND MEMORY.  A new cache starts with the largest ladder step
- * whose magazine holds <= 32 KiB of objects (511 rounds up to 64 B, 255 at
- * 96-128 B, 95 at 256 B, 31 at 1 KiB, 7 at 4 KiB; reap.c), not Bonwick's
- * small start: every exchange costs a few atomic RMWs (~6 per magazine each
- * way) and a slow-path call, which at 15 rounds dominated batch work
- * (20 ns/op), and the bench starts a fresh cache per run, so growth on
- * contention (which does trigger: 15 -> 143 within one 100 ms reap interval
- * at 64 threads) comes too late for short-lived caches.  The ladder is
- * kmem's (1 .. 143) extended by 191, 255, 383 and 511 for small objects.  Two
- * magazines of 511 hold a 1000-object batch, so a thread that allocates and
- * frees batches of up to ~1000 never meets the depot in steady state.  With
- * 255 rounds each such batch took four depot exchanges, and two threads
- * trading magazines through one LIFO depot were bimodal (one thread
- * reallocating the other's just-freed objects, each a cache-line transfer):
- * bench batch1000, 2 threads, 318 -> 490 Mops/s, 1 thread 193 -> 260.
- * (DPDK allows per-lcore caches of up to 512 objects.)
- * The price is per-thread holding: at most two magazines, ~64 KiB of
- * objects per thread and cache, plus, for a cache with a steady
+ * MAGAZINE SIZES AND MEMORY.  Magazine sizes follow one ladder, described
+ * where it is implemented (reap.c, "The magazine ladder": why a cache starts
+ * at about 32 KiB of objects per magazine, and how it moves).  The price is
+ * per-thread holding: at most two magazines per thread and cache (~64 KiB of
+ * objects at the start size), plus, for a cache with a steady
  * producer/consumer flow, the depot's backlog (default twice the L2 cache,
  * at most 64 magazines; depot.c).  Magazines take size-classed slots
- * (depot.c), so a magazine
- * costs ~8-9 bytes per round (1280 bytes for 143, 4160 for 511).  Shrink drains
- * the depot, polls the default domain so the magazines' slots come back,
- * trims the magazine area and gives empty slabs (pages and free stacks,
- * none of it malloc'd: meta.h) back: RSS returns to its level before a
- * burst.
+ * (depot.c), ~8-9 bytes per round.  Shrink drains the depot, polls the
+ * default domain so the magazines' slots come back, trims the magazine area
+ * and gives empty slabs (pages and free stacks, none of it malloc'd: meta.h)
+ * back: RSS returns to its level before a burst.
  *
  * RECLAMATION: reclaim.c holds the proof (epochs after Fraser 2004 /
  * ck_epoch; liburcu for the application's flavour).  The core retires
- * through it: magazine slots (mp_mag_free), deferred batches (one mp_retire per
- * magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
+ * through it: magazine slots (mp_mag_retire), deferred batches (one
+ * mp_retire per magazine, Kim, Brown & Singh 2024), typesafe slab pages, and cache structs
  * (magpool_cache_foreach runs its loop in a read-side section; a caller of
  * magpool_cache_of holds a live object, which keeps its cache alive).  Grace
  * periods advance without a dedicated thread: slow paths poll (every 16th).
@@ -198,10 +183,8 @@
  * domain, because a magpool_cache_foreach stats walk that loaded c before it
  * was unregistered may still read c->c_slab (TSan found this race).
  *
- * TUNABLES (few): magazine bounds per cache (mag_min/mag_max; sizes step
- * 1,3,7,15,31,47,63,95,143 as kmem, then 191,255,383,511; start at <= 32 KiB of objects per
- * magazine (above), grow on depot contention, shrink one step on memory
- * pressure or shrink); max_objects; backlog bytes (default twice the L2
+ * TUNABLES (few): magazine bounds per cache (mag_min/mag_max, clamping the
+ * ladder of reap.c); max_objects; backlog bytes (default twice the L2
  * cache, at most 64 magazines; MAGPOOL_NO_BACKLOG turns it off);
  * reap interval 100 ms (MP_REAP_MS, reap.c); MAGPOOL_DEBUG and
  * MAGPOOL_FAULT_PPM in the environment.

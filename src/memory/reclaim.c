@@ -56,7 +56,8 @@
  *      not move past r + 1 until S ends.  (ck_epoch.c's invariant "active
  *      threads are at e_g or e_g - 1".)
  *  R2 (stamp).  Let node n be retired after its memory was unlinked, and s
- *      the stamp of its batch.  For any section S that obtained a reference
+ *      the stamp of its batch (n->epoch: G, read after the exchange that
+ *      detached the batch).  For any section S that obtained a reference
  *      to n's memory, r(S) <= s: in S (the total order above), S's fence
  *      precedes its load of G, which precedes its reference load; that load
  *      did not see the unlink, so S's fence precedes the retirer's push
@@ -267,9 +268,9 @@ void mp_domain_leave(magpool_domain_t *d)
 
 /* ---- write side, ck domain ----------------------------------------------- */
 
-static inline bool ripe(unsigned g, uintptr_t stamp)
+static inline bool ripe(unsigned g, unsigned epoch)
 {
-    return (int)(g - (unsigned)stamp) >= 2; /* R3 */
+    return (int)(g - epoch) >= 2; /* R3 */
 }
 
 /* The global epoch G, as a seq_cst load (R2: the stamp must not be read
@@ -304,7 +305,7 @@ static void absorb_incoming(magpool_domain_t *d)
     struct mp_retire_node *rev = NULL, *first = n;
     while (n != NULL) {
         struct mp_retire_node *next = n->next;
-        n->stamp = g;
+        n->epoch = g;
         n->next = rev;
         rev = n;
         n = next;
@@ -322,7 +323,7 @@ static void run_limbo(magpool_domain_t *d, unsigned g, bool all)
 {
     struct mp_retire_node *n = d->limbo_head;
     uint64_t ran = 0;
-    while (n != NULL && (all || ripe(g, n->stamp))) {
+    while (n != NULL && (all || ripe(g, n->epoch))) {
         struct mp_retire_node *next = n->next;
         mp_tsan_acquire(d); /* R10: every reader's section before this callback */
         n->fn(n);
@@ -344,7 +345,7 @@ __attribute__((noinline)) static void dom_ck_poll(magpool_domain_t *d)
     absorb_incoming(d);
     unsigned g = epoch_now();
     bool all = false;
-    if (d->limbo_tail != NULL && !ripe(g, d->limbo_tail->stamp) && t_rt.nest == 0) {
+    if (d->limbo_tail != NULL && !ripe(g, d->limbo_tail->epoch) && t_rt.nest == 0) {
         bool ok = ck_epoch_poll(rec);
         unsigned g2 = epoch_now();
         all = ok && g2 == g; /* R4 */
@@ -389,7 +390,7 @@ static void urcu_trampoline(struct rcu_head *head)
     struct mp_retire_node *n = (struct mp_retire_node *)(void *)
         ((char *)head - offsetof(struct mp_retire_node, impl));
     mp_tsan_acquire(n);                 /* the retirer's writes to n (R10) */
-    magpool_domain_t *d = (magpool_domain_t *)n->stamp;
+    magpool_domain_t *d = n->domain;
     mp_tsan_acquire(d);                 /* readers' sections (R10) */
     n->fn(n);                           /* may free n: not touched after */
     mp_fetch_sub_relaxed(&d->pending, 1);
@@ -404,7 +405,7 @@ void mp_retire(magpool_domain_t *d, struct mp_retire_node *node, void (*fn)(stru
     node->fn = fn;
     mp_fetch_add_relaxed(&d->pending, 1);
     if (d->kind == DOM_URCU) {
-        node->stamp = (uintptr_t)d;
+        node->domain = d;
         mp_tsan_release(node);
         d->flavor->update_call_rcu((struct rcu_head *)(void *)node->impl, urcu_trampoline);
         return;

@@ -27,7 +27,10 @@
 struct mp_retire_node {
     struct mp_retire_node *next;
     void (*fn)(struct mp_retire_node *);
-    uintptr_t stamp;
+    union {                  /* set by mp_retire's domain, one meaning per kind: */
+        unsigned epoch;            /* ck: the global epoch its batch was stamped with (reclaim.c, R2) */
+        magpool_domain_t *domain;  /* urcu: its domain, for the call_rcu trampoline */
+    };
     void *impl[3];           /* room for ck_epoch_entry_t / struct rcu_head */
 };
 

@@ -3,7 +3,7 @@
  *
  * What this layer guarantees
  * --------------------------
- *  - mp_mag_alloc/mp_mag_free: magazines of any capacity 1..MAGPOOL_MAG_MAX
+ *  - mp_mag_alloc/mp_mag_retire: magazines of any capacity 1..MAGPOOL_MAG_MAX
  *    in ONE reserved magazine area split into nine slot classes (capacity
  *    13, 21, 37, 69, 101, 157, 261, 389, 517 rounds; strides 128 .. 4160
  *    bytes, whole cache lines).  A magazine takes the smallest class that
@@ -12,12 +12,13 @@
  *    index <-> pointer stays arithmetic (one table load) and the depot keeps
  *    its tagged 64-bit CAS.  Each class's sub-area is reserved (NORESERVE,
  *    512 MiB of address space at most) on its first use.
- *    A freed magazine's slot is reused only after a grace period of the
- *    default reclamation domain (mp_mag_free retires it; the callback returns
- *    the slot).  Since depot pops no longer run in read-side sections (A4),
- *    this protects no depot reader; it is kept because it is free (slots are
- *    freed rarely: reaping, resizing, thread exit) and it keeps a recycled
- *    slot away from any code that still held a stale pointer for a moment.
+ *    A retired magazine's slot is reused only after a grace period of the
+ *    default reclamation domain (mp_mag_retire hands it to the domain; the
+ *    callback returns the slot).  Since depot pops no longer run in read-side
+ *    sections (A4), this protects no depot reader; it is kept because it is
+ *    free (magazines are retired rarely: reaping, resizing, thread exit) and
+ *    it keeps a recycled slot away from any code that still held a stale
+ *    pointer for a moment.
  *    The area is never unmapped, so a stale read of a slot can never fault;
  *    pages of free slots go back to the system (MADV_DONTNEED) in batches
  *    (see mag_reclaimed) and on mp_mag_area_trim() (shrink, reap.c).
@@ -34,9 +35,9 @@
  * Representation
  * --------------
  *  head = tag << 32 | (index + 1); 0 in the low half = empty stack.
- *  m->next holds index + 1 of the magazine below m (0 = bottom).
+ *  m->mag_next holds index + 1 of the magazine below m (0 = bottom).
  *  Push:  next = low half of head; CAS(head, h, tag(h) << 32 | idx + 1).
- *  Pop:   i = low(h); n = slot(i)->next; CAS(head, h, (tag(h) + 1) << 32 | n).
+ *  Pop:   i = low(h); n = slot(i)->mag_next; CAS(head, h, (tag(h) + 1) << 32 | n).
  *  The same code runs each class's free-slot stacks (dirty/clean_head).
  *
  * ABA proof
@@ -53,12 +54,13 @@
  *  A3. A popper that loaded h and later succeeds with CAS(head, h, ...) thus
  *      knows head did not change between its load and its CAS: the magazine
  *      it read, and the `next` it read from it, are still the top and the
- *      link of the top (the owner of a magazine writes m->next only before
+ *      link of the top (the owner of a magazine writes m->mag_next only before
  *      the CAS that pushes it, and a magazine on a stack has no owner).
- *  A4. A stale popper (load, then preempted) may read m->next while the
+ *  A4. A stale popper (load, then preempted) may read m->mag_next while the
  *      magazine has since been popped and is being pushed elsewhere by its new
  *      owner, or its slot is on the free-slot stack: that is a concurrent read
- *      and write of m->next, hence `_Atomic uint32_t` with relaxed accesses.
+ *      and write of m->mag_next, hence `_Atomic uint32_t` with relaxed
+ *      accesses.
  *      By A2 its CAS then fails, so the value it read is never used.  The slot
  *      stays mapped (the area is never unmapped), so the read cannot fault
  *      (a trimmed page reads 0).  That is all a stale popper can do: it
@@ -69,7 +71,7 @@
  *      (the index says it), so a stale index always names a slot of the size
  *      its class says, recycled or not.
  *      The clean free-slot stacks keep their links in a side array per class
- *      (mag_class.links) instead of m->next; the same argument applies.
+ *      (mag_class.links) instead of m->mag_next; the same argument applies.
  *  A5. Tag wrap: a popper would have to stall between its load and its CAS
  *      while exactly 2^32 pops (a multiple of 2^32) happen on that stack and
  *      the same index is on top again.  Accepted, as in every tagged design.
@@ -130,24 +132,25 @@
  *      use of a class (slot(), a depot or free-stack pop) starts from an
  *      index that some thread obtained after its own acquire of base and
  *      published by a release CAS, so those loads may be relaxed.
- *  DC2. slot_index() reads m->cap to find the class: only for a live,
+ *  DC2. slot_index() reads m->mag_cap to find the class: only for a live,
  *      owned magazine (a push, mag_reclaimed).  A trim works from the
  *      indices it popped and never reads a free slot, whose page may be 0.
  *
  * Memory ordering (each non-relaxed atomic also has a local comment)
  * ---------------
- *  O1. Push CAS succeeds with RELEASE: it publishes m->next and the
- *      magazine's contents (cap, rounds, objs, stamp) written by the owner.
+ *  O1. Push CAS succeeds with RELEASE: it publishes m->mag_next and the
+ *      magazine's contents (mag_cap, mag_rounds, mag_batch_cap, mag_objs)
+ *      written by the owner.
  *  O2. Pop loads head with ACQUIRE (also on CAS failure, which reloads h):
  *      every head value is in the release sequence of every earlier push
  *      (all later modifications are RMWs), so the popper synchronizes with
  *      the push of the magazine it sees on top.  This is what makes the
- *      relaxed read of m->next return THAT push's value and not an older one
- *      (coherence: the push's write happens-before the read); with a relaxed
- *      head load, the read could return a previous life's `next` and the CAS
- *      (which compares head only) would install a wrong link.  The successful
- *      pop CAS is ACQUIRE for the same reason (it is the value the popper
- *      owns from then on).
+ *      relaxed read of m->mag_next return THAT push's value and not an older
+ *      one (coherence: the push's write happens-before the read); with a
+ *      relaxed head load, the read could return a previous life's `mag_next`
+ *      and the CAS (which compares head only) would install a wrong link.  The
+ *      successful pop CAS is ACQUIRE for the same reason (it is the value the
+ *      popper owns from then on).
  *  O3. Counters: a push increments nfull before its CAS; a pop decrements
  *      after its CAS.  The increment is sequenced before the push's release,
  *      the decrement after the pop's acquire of that push, so in the
@@ -182,10 +185,10 @@ _Static_assert((24 + 13 * 8) % 64 == 0 && (24 + 21 * 8) % 64 == 0 && (24 + 37 * 
                    (24 + 389 * 8) % 64 == 0 && (24 + 517 * 8) % 64 == 0,
                "every class stride (class_cap below) is whole cache lines");
 _Static_assert(MP_MAG_STRIDE == sizeof(struct mp_mag) + 517 * sizeof(void *), "largest class");
-_Static_assert(offsetof(struct mp_mag, objs) + sizeof(struct mp_retire_node) <=
+_Static_assert(offsetof(struct mp_mag, mag_objs) + sizeof(struct mp_retire_node) <=
                    sizeof(struct mp_mag) + 13 * sizeof(void *),
                "a retired magazine's retire node fits the smallest slot");
-_Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) == 0,
+_Static_assert(offsetof(struct mp_mag, mag_objs) % _Alignof(struct mp_retire_node) == 0,
                "retire node alignment");
 
 #define LOW(h) ((uint32_t)(h))
@@ -196,8 +199,8 @@ _Static_assert(offsetof(struct mp_mag, objs) % _Alignof(struct mp_retire_node) =
 
 /* Slot classes: a magazine of capacity cap lives in the first class whose
  * capacity is >= cap.  Every stride (24-byte header + 8 * capacity) is a
- * whole number of cache lines; the capacities are chosen so that the kmem
- * sizes (reap.c) and the deferred batches of sizes too small for a tail
+ * whole number of cache lines; the capacities are chosen so that the
+ * ladder's sizes (reap.c) and the deferred batches of sizes too small for a tail
  * (size + MP_DEFER_SLOTS, magazine.c) waste little: 511 -> 517, 383 -> 389, 143 -> 157, 63 -> 69,
  * 15 -> 21, ...  */
 #define NCLASS 9
@@ -298,18 +301,18 @@ static inline struct mp_mag *slot(uint32_t idx)
  * free slot, whose page may have been zeroed by a trim). */
 static inline uint32_t slot_index(const struct mp_mag *m)
 {
-    unsigned k = class_of_cap(m->cap);
+    unsigned k = class_of_cap(m->mag_cap);
     char *b = mp_load_relaxed(&g_area.cls[k].base);
     return (uint32_t)k << CLASS_SHIFT | (uint32_t)(((const char *)m - b) / CLASS_STRIDE(k));
 }
 
 /* ---- the tagged stack, shared by the depot and the free-slot stacks ------
- * links == NULL: the link of slot i is slot(i)->next; else links[i & SLOT_MASK]
+ * links == NULL: the link of slot i is slot(i)->mag_next; else links[i & SLOT_MASK]
  * (a class's side array). */
 
 static inline _Atomic uint32_t *link_of(_Atomic uint32_t *links, uint32_t idx)
 {
-    return links != NULL ? &links[idx & SLOT_MASK] : &slot(idx)->next;
+    return links != NULL ? &links[idx & SLOT_MASK] : &slot(idx)->mag_next;
 }
 
 /* Push slot idx (owned by the caller). */
@@ -321,7 +324,7 @@ static void stack_push(_Atomic uint64_t *head, _Atomic uint32_t *links, uint32_t
     uint64_t h = mp_load_relaxed(head);
     for (;;) {
         mp_store_relaxed(link, LOW(h));
-        /* RELEASE on success (O1): publishes m->next and the magazine's
+        /* RELEASE on success (O1): publishes m->mag_next and the magazine's
          * contents to the thread that pops it (pairs with the acquire load /
          * CAS in stack_pop).  Weakened, a popper could read an old `next`
          * and corrupt the stack, or read stale rounds/objs.  Failure only
@@ -459,8 +462,8 @@ void mp_mag_area_trim(void)
  * reach half the clean ones (geometric: amortised O(log F) per slot). */
 static void mag_reclaimed(struct mp_retire_node *node)
 {
-    struct mp_mag *m = (struct mp_mag *)(void *)((char *)node - offsetof(struct mp_mag, objs));
-    unsigned k = class_of_cap(m->cap);
+    struct mp_mag *m = (struct mp_mag *)(void *)((char *)node - offsetof(struct mp_mag, mag_objs));
+    unsigned k = class_of_cap(m->mag_cap);
     struct mag_class *cl = &g_area.cls[k];
     stack_push(&cl->dirty_head, NULL, slot_index(m), NULL);
     uint32_t nd = mp_fetch_add_relaxed(&cl->ndirty, 1) + 1;
@@ -527,12 +530,12 @@ struct mp_mag *mp_mag_alloc(unsigned cap)
             }
         }
     }
-    mp_tsan_acquire(m); /* pairs with mp_mag_free's release by the slot's last owner */
-    mp_store_relaxed(&m->next, 0);
-    m->cap = cap;
-    m->rounds = 0;
-    m->stamp = 0;
-    m->guard = NULL;
+    mp_tsan_acquire(m); /* pairs with mp_mag_retire's release by the slot's last owner */
+    mp_store_relaxed(&m->mag_next, 0);
+    m->mag_cap = cap;
+    m->mag_rounds = 0;
+    m->mag_batch_cap = 0;
+    m->mag_guard = NULL;
     mp_fetch_add_relaxed(&g_area.nallocs, 1);
     return m;
 }
@@ -542,15 +545,15 @@ uint64_t mp_mag_area_allocs(void)
     return mp_load_relaxed(&g_area.nallocs);
 }
 
-void mp_mag_free(struct mp_mag *m)
+void mp_mag_retire(struct mp_mag *m)
 {
     if (m == NULL)
         return;
     mp_tsan_release(m); /* the slot's next owner (mp_mag_alloc) */
     /* The node lives in the dead magazine's rounds area (always room in a
-     * slot, static-asserted above); `next` stays the stack link, and `cap`
-     * still names the slot's class when the callback runs. */
-    struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->objs;
+     * slot, static-asserted above); mag_next stays the stack link, and
+     * mag_cap still names the slot's class when the callback runs. */
+    struct mp_retire_node *node = (struct mp_retire_node *)(void *)m->mag_objs;
     mp_fetch_add_relaxed(&g_area.nretired, 1);
     mp_retire(mp_domain_default(), node, mag_reclaimed);
 }
@@ -594,7 +597,7 @@ static inline void ws_lower(_Atomic uint64_t *min, uint64_t depth)
 static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 {
     mp_fetch_add_relaxed(&d->nfull, 1); /* before the CAS: O3 */
-    mp_fetch_add_relaxed(&d->rounds_full, m->rounds);
+    mp_fetch_add_relaxed(&d->rounds_full, m->mag_rounds);
     stack_push(&d->full, NULL, slot_index(m), &d->contention);
 }
 
@@ -616,7 +619,7 @@ static bool backlog_engaged(struct mp_depot *d, uint64_t pushes)
  * stack; the counters drop after the exchange (DB4). */
 static void backlog_evict(struct mp_depot *d, struct mp_mag *m)
 {
-    mp_fetch_sub_relaxed(&d->bl_rounds, m->rounds);
+    mp_fetch_sub_relaxed(&d->bl_rounds, m->mag_rounds);
     mp_fetch_sub_relaxed(&d->bl_mags, 1);
     full_stack_push(d, m);
 }
@@ -631,10 +634,10 @@ void mp_depot_push_freed(struct mp_depot *d, struct mp_mag *m)
     }
     uint64_t pos = mp_fetch_add_relaxed(&d->bl_pos, 1);
     mp_fetch_add_relaxed(&d->bl_mags, 1); /* before the exchange: DB4 */
-    mp_fetch_add_relaxed(&d->bl_rounds, m->rounds);
+    mp_fetch_add_relaxed(&d->bl_rounds, m->mag_rounds);
     /* ACQ_REL (DB3): release publishes m's contents to whoever takes it out;
-     * acquire pairs with the exchange that put `old` in, so old->rounds and
-     * old->objs below are that pusher's values.  Relaxed would let the full
+     * acquire pairs with the exchange that put `old` in, so old->mag_rounds and
+     * old->mag_objs below are that pusher's values.  Relaxed would let the full
      * stack (and a popper) see a stale round count or stale object pointers. */
     struct mp_mag *old = mp_xchg_acqrel(&d->bl_ring[pos % d->bl_slots], m);
     if (old != NULL)
@@ -695,7 +698,7 @@ struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
     struct mp_mag *m = depot_pop(d, &d->full, &d->nfull, &d->ws_min_full);
     if (m != NULL) {
         mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-        mp_fetch_sub_relaxed(&d->rounds_full, m->rounds);
+        mp_fetch_sub_relaxed(&d->rounds_full, m->mag_rounds);
         mp_fetch_add_relaxed(&d->pops_full, 1);
     }
     return m;

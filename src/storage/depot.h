@@ -8,8 +8,8 @@
  * 64-bit compare-and-swap (lock-free with clang and gcc alike; no 16-byte
  * CAS).  The tag is bumped by every successful pop, so a head that was popped
  * and pushed back never compares equal (no ABA).  Depot pops need no
- * read-side section (depot.c, A4); a freed magazine's slot is still reused
- * only after a grace period of the default domain (mp_mag_free retires it).
+ * read-side section (depot.c, A4); a retired magazine's slot is still reused
+ * only after a grace period of the default domain (mp_mag_retire).
  * All depot state is C11 <stdatomic.h>, visible to ThreadSanitizer.
  */
 #ifndef MP_DEPOT_H
@@ -20,14 +20,20 @@
 #include "magpool/magpool.h"
 
 struct mp_mag {
-    _Atomic uint32_t next; /* depot link: index + 1 of the next magazine, 0 = end (depot-owned;
-                            * atomic because a stale popper may read it while its new
-                            * owner rewrites it, see depot.c) */
-    uint32_t cap;      /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
-    uint32_t rounds;   /* rounds held (valid while not loaded in a thread) */
-    uint32_t stamp;    /* free for the owner layer (e.g. deferred-free epoch) */
-    void *guard;       /* always NULL: objs[-1], so the free fast path can read objs[n-1] for n = 0 */
-    void *objs[];      /* cap slots */
+    _Atomic uint32_t mag_next; /* depot link: index + 1 of the next magazine, 0 = end (depot-
+                                * owned; atomic because a stale popper may read it while its
+                                * new owner rewrites it, see depot.c) */
+    uint32_t mag_cap;          /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
+    uint32_t mag_rounds;       /* the magazine's own count of the rounds it holds; stale
+                                * while it is a thread's loaded magazine (the count is
+                                * tc_rounds, written back on unload) or unsealed deferred
+                                * batch (tc_def_rounds, written at the seal) */
+    uint32_t mag_batch_cap;    /* set while it is a deferred-free batch (magazine.c): the
+                                * objects it takes before it is sealed (cap less its
+                                * tail); 0 when new */
+    void *mag_guard;           /* always NULL: mag_objs[-1], so the free fast path can read
+                                * tc_objs[n - 1] for n = 0 */
+    void *mag_objs[];          /* mag_cap slots */
 };
 
 /* Most magazines a depot's backlog holds (depot.c, "Backlog"). */
@@ -39,7 +45,7 @@ struct mp_mag {
 struct mp_depot {
     _Alignas(64) _Atomic uint64_t full; /* stack heads: tag << 32 | (index + 1) */
     _Atomic uint64_t nfull;               /* magazines on the full stack */
-    _Atomic uint64_t rounds_full;         /* objects in full magazines */
+    _Atomic uint64_t rounds_full;         /* objects in the full stack's magazines */
     _Atomic uint64_t pops_full, pushes_full;
     _Atomic uint64_t ws_min_full;         /* working-set low-water mark this interval */
     _Alignas(64) _Atomic uint64_t empty;
@@ -50,7 +56,7 @@ struct mp_depot {
      * back in FIFO order before they reach the full stack. */
     _Alignas(64) _Atomic uint64_t bl_pos;   /* backlog pushes so far (slot = pos % bl_slots) */
     _Atomic uint64_t bl_mags;               /* magazines in the backlog */
-    _Atomic uint64_t bl_rounds;             /* objects in them */
+    _Atomic uint64_t bl_rounds;             /* objects in the backlog's magazines */
     _Atomic uint64_t bl_engage_at;          /* pushes_full count at which it engages */
     _Atomic uint64_t bl_idle_seen;          /* pushes_full at the last idle check */
     unsigned bl_slots;                      /* ring size, 0 = no backlog; fixed at init */
@@ -69,8 +75,10 @@ struct mp_depot {
 void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_span);
 /* Magazine with cap slots and 0 rounds; NULL + ENOMEM. */
 struct mp_mag *mp_mag_alloc(unsigned cap);
-/* Retire a magazine (not in any depot, not loaded): reused after a grace period. */
-void mp_mag_free(struct mp_mag *m);
+/* Retire a magazine (not in any depot, not loaded; rounds it still holds are
+ * not freed): its slot goes back to the magazine area after a grace period of
+ * the default domain.  The counterpart of mp_mag_alloc. */
+void mp_mag_retire(struct mp_mag *m);
 /* Give back to the system the pages of magazine slots that are free and past
  * their grace period (they are also trimmed automatically in batches).
  * Lock-free; for shrink and reap. */
