@@ -20,10 +20,13 @@
  *      went unused through one whole interval, so two intervals plus slack);
  *      rss_held.
  *   5. Every cache is destroyed (rss_destroy), the threads are told to exit
- *      and joined, their burst arrays unmapped (rss_exit).
+ *      and joined, their burst arrays unmapped (rss_exit); then one more
+ *      shrink with no thread left (magpool: magpool_synchronize(NULL), where
+ *      destroyed caches and retired magazines wait, then magpool_reap; the
+ *      peers: their shrink): rss_exit_shrink.
  * Output: one CSV line per measurement (header first, unless --no-header),
  * sizes in bytes; held and after_destroy are relative to rss_base,
- * after_exit_vs_start to rss_start (glibc returns most of an exited
+ * after_exit_vs_start and after_exit_shrink_vs_start to rss_start (glibc returns most of an exited
  * thread's stack with MADV_DONTNEED and keeps the rest, about 16 KiB plus
  * its TLS, in its stack cache: the same for every contender).
  *
@@ -441,7 +444,7 @@ struct result {
     unsigned threads, caches, burst, stack_kib, wait_ms;
     size_t size;
     long long rss_start, rss_base, rss_created, rss_burst, rss_shrink1, rss_held, rss_destroy,
-        rss_exit;
+        rss_exit, rss_exit_shrink;
     double burst_ms;
     long long mp_in_magazines, mp_in_depot, mp_slab_bytes; /* -1: not magpool */
     char shrink[256];
@@ -628,13 +631,26 @@ static void measure(const struct contender *ct, const char *mode, unsigned T, un
         munmap(w[i].v, vbytes);
     }
     r->rss_exit = rss_bytes();
+    /* what of that is only waiting: one more shrink once no thread is left
+     * (magpool: a grace period of the default domain, where destroyed caches
+     * and retired magazines wait, then magpool_reap) */
+#ifndef IDLE_NO_MAGPOOL
+    if (ct->is_magpool) {
+        magpool_synchronize(NULL);
+        magpool_reap();
+    }
+#endif
+    if (ct->shrink_all && !ct->is_magpool)
+        ct->shrink_all();
+    r->rss_exit_shrink = rss_bytes();
 }
 
 /* ---- CSV ------------------------------------------------------------------- */
 static const char CSV_HEADER[] =
     "workload,mode,contender,threads,caches,burst,size,stack_kib,wait_ms,status,"
     "rss_start,rss_base,rss_created,rss_burst,rss_shrink1,rss_held,rss_destroy,rss_exit,"
-    "held,after_destroy,after_exit_vs_start,burst_ms,mp_in_magazines,mp_in_depot,mp_slab_bytes,shrink";
+    "rss_exit_shrink,held,after_destroy,after_exit_vs_start,after_exit_shrink_vs_start,burst_ms,"
+    "mp_in_magazines,mp_in_depot,mp_slab_bytes,shrink";
 
 static void opt_ll(FILE *f, long long v)
 {
@@ -650,12 +666,13 @@ static void print_csv(FILE *f, const struct result *r)
             r->burst, r->size, r->stack_kib, r->wait_ms, r->status);
     fprintf(f, "%lld,%lld,%lld,%lld,", r->rss_start, r->rss_base, r->rss_created, r->rss_burst);
     opt_ll(f, r->rss_shrink1);
-    fprintf(f, "%lld,%lld,%lld,", r->rss_held, r->rss_destroy, r->rss_exit);
+    fprintf(f, "%lld,%lld,%lld,%lld,", r->rss_held, r->rss_destroy, r->rss_exit, r->rss_exit_shrink);
     if (ok)
-        fprintf(f, "%lld,%lld,%lld,%.1f,", r->rss_held - r->rss_base,
-                r->rss_destroy - r->rss_base, r->rss_exit - r->rss_start, r->burst_ms);
+        fprintf(f, "%lld,%lld,%lld,%lld,%.1f,", r->rss_held - r->rss_base,
+                r->rss_destroy - r->rss_base, r->rss_exit - r->rss_start,
+                r->rss_exit_shrink - r->rss_start, r->burst_ms);
     else
-        fprintf(f, ",,,,");
+        fprintf(f, ",,,,,");
     opt_ll(f, r->mp_in_magazines);
     opt_ll(f, r->mp_in_depot);
     opt_ll(f, r->mp_slab_bytes);
@@ -695,7 +712,7 @@ static long long ll_or(const char *s, long long dflt)
 static int parse_csv(char *line, struct result *r)
 {
     char *f[32];
-    if (split_csv(line, f, 32) < 26 || strcmp(f[0], "idle"))
+    if (split_csv(line, f, 32) < 28 || strcmp(f[0], "idle"))
         return -1;
     memset(r, 0, sizeof(*r));
     snprintf(r->mode, sizeof(r->mode), "%s", f[1]);
@@ -715,11 +732,12 @@ static int parse_csv(char *line, struct result *r)
     r->rss_held = ll_or(f[15], 0);
     r->rss_destroy = ll_or(f[16], 0);
     r->rss_exit = ll_or(f[17], 0);
-    r->burst_ms = *f[21] ? atof(f[21]) : 0;
-    r->mp_in_magazines = ll_or(f[22], -1);
-    r->mp_in_depot = ll_or(f[23], -1);
-    r->mp_slab_bytes = ll_or(f[24], -1);
-    snprintf(r->shrink, sizeof(r->shrink), "%s", f[25]);
+    r->rss_exit_shrink = ll_or(f[18], 0);
+    r->burst_ms = *f[23] ? atof(f[23]) : 0;
+    r->mp_in_magazines = ll_or(f[24], -1);
+    r->mp_in_depot = ll_or(f[25], -1);
+    r->mp_slab_bytes = ll_or(f[26], -1);
+    snprintf(r->shrink, sizeof(r->shrink), "%s", f[27]);
     return 0;
 }
 
@@ -732,11 +750,12 @@ static void progress(const struct result *r)
     }
     fprintf(stderr,
             "  idle %-6s %-19s T=%-4u C=%-3u base %7.1f MiB; above it: burst %8.1f, %s %8.1f, "
-            "destroy %7.1f; threads gone: %+.1f MiB vs start (burst %.0f ms)%s%s\n",
+            "destroy %7.1f; threads gone: %+.1f MiB vs start, %+.1f after one more shrink "
+            "(burst %.0f ms)%s%s\n",
             r->mode, r->contender, r->threads, r->caches, r->rss_base / MIB,
             (r->rss_burst - r->rss_base) / MIB, !strcmp(r->mode, "reap") ? "reap  " : "shrink",
             (r->rss_held - r->rss_base) / MIB, (r->rss_destroy - r->rss_base) / MIB,
-            (r->rss_exit - r->rss_start) / MIB, r->burst_ms, strcmp(r->status, "ok") ? " " : "",
+            (r->rss_exit - r->rss_start) / MIB, (r->rss_exit_shrink - r->rss_start) / MIB, r->burst_ms, strcmp(r->status, "ok") ? " " : "",
             strcmp(r->status, "ok") ? r->status : "");
 }
 

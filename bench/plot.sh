@@ -90,7 +90,7 @@ done
 # idle (issue 15): held RSS above the baseline (threads parked, no cache yet)
 # vs threads, one line per contender, one figure per (mode, C).  Columns of
 # idle.csv: 2 mode, 3 contender, 4 threads, 5 caches, 6 burst, 7 size,
-# 10 status, 19 held (bytes).  Values under 0.1 MiB are drawn at 0.1 (log y).
+# 10 status, 20 held (bytes).  Values under 0.1 MiB are drawn at 0.1 (log y).
 if [ -f "$idle" ]; then
     for mode in shrink reap; do
         for c in $(awk -F, -v m="$mode" 'NR > 1 && $1 == "idle" && $2 == m && $10 == "ok" { print $5 }' "$idle" | sort -un); do
@@ -98,7 +98,7 @@ if [ -f "$idle" ]; then
             awk -F, -v m="$mode" -v c="$c" '
                 NR > 1 && $1 == "idle" && $2 == m && $5 == c && $10 == "ok" {
                     if (!($3 in seen)) { seen[$3] = ++k; name[k] = $3 }
-                    mib = $19 / 1048576; if (mib < 0.1) mib = 0.1
+                    mib = $20 / 1048576; if (mib < 0.1) mib = 0.1
                     rows[seen[$3]] = rows[seen[$3]] sprintf("%s %.3f\n", $4, mib)
                     burst = $6; size = $7
                 }
