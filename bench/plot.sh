@@ -4,18 +4,25 @@
 #                               per contender, error bars = min..max of runs
 #   memory_<size>.png/.svg      RSS bytes per live object, and kept after shrink
 #   churn_<size>.png/.svg       peak RSS vs threads
+# and bench/out/idle.csv (the idle workload, issue 15) as
+#   idle_<mode>_c<C>.png/.svg   RSS held with 0 live objects (after the second
+#                               shrink, or after the reap wait) vs threads,
+#                               log-log, one line per contender, one figure
+#                               per cache count C
 # Usage: bench/plot.sh [OUTDIR]   (default bench/out)
 set -euo pipefail
 out=${1:-bench/out}
 csv=$out/results.csv
-[ -f "$csv" ] || { echo "plot: no $csv" >&2; exit 1; }
+idle=$out/idle.csv
+[ -f "$csv" ] || [ -f "$idle" ] || { echo "plot: no $csv nor $idle" >&2; exit 1; }
 command -v gnuplot >/dev/null || { echo "plot: gnuplot missing" >&2; exit 1; }
 dat=$out/data
 mkdir -p "$dat"
+n=0
+[ -f "$csv" ] || csv=/dev/null
 
 # kind numbers follow enum wl_kind in bench.h: 6 churn, 8 memory
 keys=$(awk -F, 'NR > 1 && $8 == 1 && $2 != 8 { print $1 "@" $5 }' "$csv" | sort -u)
-n=0
 for key in $keys; do
     wl=${key%@*}
     sz=${key#*@}
@@ -80,4 +87,55 @@ EOF
     done
     n=$((n + 1))
 done
+# idle (issue 15): held RSS above the baseline (threads parked, no cache yet)
+# vs threads, one line per contender, one figure per (mode, C).  Columns of
+# idle.csv: 2 mode, 3 contender, 4 threads, 5 caches, 6 burst, 7 size,
+# 10 status, 20 held (bytes).  Values under 0.1 MiB are drawn at 0.1 (log y).
+if [ -f "$idle" ]; then
+    for mode in shrink reap; do
+        for c in $(awk -F, -v m="$mode" 'NR > 1 && $1 == "idle" && $2 == m && $10 == "ok" { print $5 }' "$idle" | sort -un); do
+            f=$dat/idle_${mode}_c$c.dat
+            awk -F, -v m="$mode" -v c="$c" '
+                NR > 1 && $1 == "idle" && $2 == m && $5 == c && $10 == "ok" {
+                    if (!($3 in seen)) { seen[$3] = ++k; name[k] = $3 }
+                    mib = $20 / 1048576; if (mib < 0.1) mib = 0.1
+                    rows[seen[$3]] = rows[seen[$3]] sprintf("%s %.3f\n", $4, mib)
+                    burst = $6; size = $7
+                }
+                END {
+                    printf "# burst %s size %s\n", burst, size
+                    for (i = 1; i <= k; i++) printf "\"%s\"\n%s\n\n", name[i], rows[i]
+                }' "$idle" >"$f"
+            blocks=$(grep -c '^"' "$f" || true)
+            [ "$blocks" -gt 0 ] || continue
+            read -r _ _ burst _ size <"$f"
+            if [ "$mode" = shrink ]; then
+                what="after two shrinks a second apart"; lim=64
+            else
+                what="after the reap wait, no shrink"; lim=128
+            fi
+            tgt=
+            if [ "$c" = 32 ] && [ "$burst" = 2000 ] && [ "$size" = 64 ]; then
+                tgt=", $lim with lines dt 2 lc rgb \"red\" title \"issue 15 target at 256 threads x 32 caches ($lim MiB)\""
+            fi
+            for term in png svg; do
+                if [ $term = png ]; then t='pngcairo size 1100,700 font ",10"'; else t='svg size 1100,700 dynamic'; fi
+                gnuplot <<EOF
+set terminal $t
+set output "$out/idle_${mode}_c$c.$term"
+set title "idle: T threads x $c cache(s), each thread a burst of $burst x $size B per cache, all freed, threads idle\nRSS held $what, 0 live objects (malloc peers: one size class for every cache)"
+set xlabel "idle threads"
+set ylabel "MiB resident above the baseline (threads parked, no cache)"
+set logscale x 2
+set logscale y 10
+set termoption noenhanced
+set key inside left top box opaque
+set grid
+plot for [i=0:$((blocks - 1))] "$f" index i using 1:2 with linespoints lw 2 title columnheader(1)$tgt
+EOF
+            done
+            n=$((n + 1))
+        done
+    done
+fi
 echo "plot: $n figures (PNG + SVG) in $out/"

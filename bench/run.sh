@@ -10,6 +10,12 @@
 #                1..64, 5 runs x 100 ms per point (about an hour on 2 cores)
 #   --callgrind  only the instruction counts per alloc and per free
 #
+# Quick and full mode end with the memory workload "idle" (issue 15: T idle
+# threads x C caches, RSS held after shrink / a reap interval / destroy;
+# bench/idle.c), its own CSV and table: bench/out/idle.csv, idle.txt, plots
+# idle_<mode>_c<C>.png.  `--only idle` runs only it, `--no-idle` skips it,
+# `--idle-args "..."` passes options to it (`bazel-bin/bench/idle --help`).
+#
 # It installs what is missing (Debian packages, idempotent; run as root on a
 # fresh machine), builds with Bazel (`--config=opt`), and falls back to a
 # plain clang build if Bazel cannot build the benchmark.
@@ -17,15 +23,45 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=quick
 args=()
+idle_args=()
+want_idle=1
+only=
+prev=
 for a in "$@"; do
+    if [ "$prev" = --idle-args ]; then
+        read -r -a idle_args <<<"$a"
+        prev=
+        continue
+    fi
+    [ "$prev" = --only ] && only=$a
+    prev=$a
     case $a in
         --quick) mode=quick ;;
         --full) mode=full ;;
         --callgrind) mode=callgrind ;;
-        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        --no-idle) want_idle= ;;
+        --idle-args) ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
+# --only P1,P2: the idle workload runs if "idle" starts with one of the
+# prefixes; the thread-scaling benchmark is skipped if every prefix does
+# (it has no workload of that name).
+want_bench=1
+if [ -n "$only" ]; then
+    idle_sel='' other_sel=''
+    IFS=, read -r -a pre <<<"$only"
+    for p in "${pre[@]}"; do
+        if [[ -n "$p" && idle == "$p"* ]]; then
+            idle_sel=1
+        else
+            other_sel=1
+        fi
+    done
+    [ -n "$idle_sel" ] || want_idle=
+    [ -n "$other_sel" ] || want_bench=
+fi
 out=bench/out
 mkdir -p "$out"
 
@@ -46,7 +82,12 @@ fi
 bin=
 log=$out/build.log
 : >"$log"
-if command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench >>"$log" 2>&1; then
+# the plain-clang fallback's flags (also for the idle binary below)
+cf="-std=c11 -Wall -Wextra -D_GNU_SOURCE -O2 -gdwarf-4 -fno-omit-frame-pointer -Iinclude"
+inc=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
+if [ -z "$want_bench" ] && [ "$mode" != callgrind ]; then
+    : # --only idle: no thread-scaling binary needed
+elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench >>"$log" 2>&1; then
     bin=bazel-bin/bench/bench
 elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench_peers_only >>"$log" 2>&1; then
     bin=bazel-bin/bench/bench_peers_only
@@ -55,7 +96,6 @@ else
     echo "run.sh: Bazel build failed (see $log); building with plain clang" >&2
     o=$out/obj
     mkdir -p "$o"
-    cf="-std=c11 -Wall -Wextra -D_GNU_SOURCE -O2 -gdwarf-4 -fno-omit-frame-pointer -Iinclude"
     dp="-march=corei7 -I/usr/include/dpdk -I/usr/include/x86_64-linux-gnu/dpdk -include rte_config.h"
     libs="-Wl,--no-as-needed -lc -ljemalloc -ltcmalloc_minimal -lmimalloc -ltbbmalloc \
         -lrte_mempool_ring -lrte_mempool -lrte_ring -lrte_eal -lrte_kvargs -lrte_telemetry \
@@ -63,10 +103,9 @@ else
     clang $cf -c bench/peers.c -o "$o/peers.o"
     clang $cf $dp -c bench/peer_dpdk.c -o "$o/peer_dpdk.o"
     mp_ok=1
-    inc=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
     for f in src/*/*.c; do
         # shellcheck disable=SC2086
-        clang $cf -fvisibility=hidden $inc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
+        clang $cf -fvisibility=hidden -DMAGPOOL_BUILDING_LIBRARY_ $inc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
     done
     if [ -n "$mp_ok" ] && clang $cf -c bench/peer_magpool.c -o "$o/peer_magpool.o" >>"$log" 2>&1 &&
         clang $cf -c bench/bench.c -o "$o/bench.o" &&
@@ -80,7 +119,39 @@ else
         bin=$o/bench_peers
     fi
 fi
-echo "run.sh: binary $bin" >&2
+[ -z "$bin" ] || echo "run.sh: binary $bin" >&2
+
+# The idle workload's binary (bench/idle.c: magpool, kmem_cache and the
+# malloc peers; no DPDK, TBB or deferred peers), with the same fallbacks.
+idle_bin=
+if [ -n "$want_idle" ] && [ "$mode" != callgrind ]; then
+    if command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:idle >>"$log" 2>&1; then
+        idle_bin=bazel-bin/bench/idle
+    elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:idle_peers_only >>"$log" 2>&1; then
+        idle_bin=bazel-bin/bench/idle_peers_only
+        echo "run.sh: idle: magpool does not build yet (see $log): the peers only" >&2
+    else
+        echo "run.sh: idle: Bazel build failed (see $log); building with plain clang" >&2
+        o=$out/obj
+        mkdir -p "$o"
+        ilibs="-Wl,--no-as-needed -lc -ljemalloc -ltcmalloc_minimal -lmimalloc -lck -lpthread -ldl"
+        mp_ok=1
+        for f in src/*/*.c; do
+            # shellcheck disable=SC2086
+            clang $cf -fvisibility=hidden -DMAGPOOL_BUILDING_LIBRARY_ $inc -c "$f" -o "$o/mp_$(basename "$f" .c).o" >>"$log" 2>&1 || mp_ok=
+        done
+        # shellcheck disable=SC2086
+        if [ -n "$mp_ok" ] && clang $cf -o "$o/idle" bench/idle.c "$o"/mp_*.o $ilibs >>"$log" 2>&1; then
+            idle_bin=$o/idle
+        elif clang $cf -DIDLE_NO_MAGPOOL -o "$o/idle_peers" bench/idle.c $ilibs >>"$log" 2>&1; then
+            idle_bin=$o/idle_peers
+            echo "run.sh: idle: magpool does not build yet: the peers only" >&2
+        else
+            echo "run.sh: idle: cannot build bench/idle.c (see $log): skipped" >&2
+        fi
+    fi
+    [ -z "$idle_bin" ] || echo "run.sh: idle binary $idle_bin" >&2
+fi
 
 # ---- 3. callgrind: instructions per alloc and per free -----------------------
 # The worker runs each contender's kernels (<prefix>_cg_alloc/_cg_free: 16
@@ -147,14 +218,32 @@ if [ "$mode" = callgrind ]; then
     exit 0
 fi
 
-cg_args=()
-if run_callgrind >"$out/callgrind_table.txt" 2>&1; then
-    cg_args=(--cg-csv "$out/callgrind.csv")
-else
-    echo "run.sh: callgrind step failed (see $out/callgrind.log)" >&2
+# ---- 4. run ------------------------------------------------------------------------
+if [ -n "$want_bench" ]; then
+    cg_args=()
+    if run_callgrind >"$out/callgrind_table.txt" 2>&1; then
+        cg_args=(--cg-csv "$out/callgrind.csv")
+    else
+        echo "run.sh: callgrind step failed (see $out/callgrind.log)" >&2
+    fi
+    "$bin" "--$mode" --out "$out" "${cg_args[@]}" "${args[@]}" | tee "$out/run.txt"
+    cat "$out/callgrind_table.txt"
 fi
 
-# ---- 4. run, then plot ---------------------------------------------------------
-"$bin" "--$mode" --out "$out" "${cg_args[@]}" "${args[@]}" | tee "$out/run.txt"
-cat "$out/callgrind_table.txt"
+# ---- 5. the idle memory workload (issue 15) ------------------------------------
+# T idle threads x C caches, RSS with 0 live objects; one process per
+# measurement (quick: T 1,16,64,256 x C 1,32, about 80 s on 2 cores; full:
+# T 1..1024 x C 1,8,32).  Progress and the table go to the terminal (stderr),
+# the rows to idle.csv, the table and the issue-15 targets to idle.txt.
+if [ -n "$idle_bin" ]; then
+    echo
+    echo "== idle (issue 15): $mode mode, one process per measurement =="
+    if "$idle_bin" "--$mode" --table "$out/idle.txt" "${idle_args[@]}" >"$out/idle.csv"; then
+        [ -z "$want_bench" ] || cat "$out/idle.txt" >>"$out/run.txt"
+    else
+        echo "run.sh: the idle workload failed (see above)" >&2
+    fi
+fi
+
+# ---- 6. plot -------------------------------------------------------------------------
 bench/plot.sh "$out"
