@@ -228,6 +228,10 @@ void mp_threads_fork_parent(void);
 void mp_threads_fork_child(void);
 bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags);
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c);
+/* mp_tc_flush with the magazines' objects straight back to the slab layer
+ * (to_slabs: an idle thread's, which the reaper gives back to the system)
+ * instead of to the depot. */
+void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs);
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c);
 struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no state */
 

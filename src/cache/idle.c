@@ -264,7 +264,10 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
                 continue;
             }
             mp_fetch_add_relaxed(&m->c->c_idle_reclaims, 1);
-            mp_tc_flush(m->t, m->c); /* R4; may finalise a zombie c: last use of c */
+            /* R4; may finalise a zombie c: the last use of c.  The reaper's
+             * (quiet owners) go straight to the slabs: reap.c gives the
+             * empty ones back at once. */
+            mp_tc_flush_to(m->t, m->c, quiet_only);
             taken++;
         }
         for (unsigned i = 0; i < n; i++) {

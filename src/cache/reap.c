@@ -326,8 +326,17 @@ static size_t mp_reaper_pass(void)
         }
         seen += n;
     }
-    if (seen > 0 && mp_idle_reclaim_quiet() > 0)
+    if (seen > 0 && mp_idle_reclaim_quiet() > 0) {
+        /* The objects went to the slabs: give the empty ones back now. */
+        for (from = 1; from < MAGPOOL_MAX_CACHES;) {
+            size_t n = mp_cache_pin_some(&from, batch, sizeof batch / sizeof *batch);
+            for (size_t i = 0; i < n; i++) {
+                mp_slab_reap_cache(batch[i]);
+                mp_cache_unpin(batch[i]);
+            }
+        }
         mp_mag_area_release();
+    }
     return seen;
 }
 
@@ -393,8 +402,14 @@ void mp_reaper_fork_unlock(void)
 
 void mp_reaper_fork_child(void)
 {
-    /* No reaper in the child: the next creation or reap tick starts one. */
+    /* No reaper in the child: the next creation or reap tick starts one --
+     * except under ThreadSanitizer or AddressSanitizer, whose runtimes
+     * forbid (TSan's die_after_fork) or may hang (ASan's allocator lock,
+     * held by another parent thread at the fork) a thread created in the
+     * child of a multi-threaded process. */
     mp_store_relaxed(&mp_reaper_running, false);
+    if (mp_san() & (MP_SAN_TSAN | MP_SAN_ASAN))
+        mp_reaper_enabled = 0;
     pthread_mutex_unlock(&mp_reaper_lock);
 }
 

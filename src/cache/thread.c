@@ -163,6 +163,11 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
  * a holder. */
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 {
+    mp_tc_flush_to(t, c, false);
+}
+
+void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
+{
     struct mp_tcache *tc = &t->th_tc[c->c_id];
     if (tc->tc_loaded == NULL)
         return;
@@ -171,9 +176,10 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     struct mp_mag *loaded = tc->tc_loaded, *prev = tc->tc_prev;
     mp_tc_install(tc, NULL, NULL);
     mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
-    mp_mag_put(c, loaded);
+    void (*put)(struct magpool_cache *, struct mp_mag *) = to_slabs ? mp_mag_teardown : mp_mag_put;
+    put(c, loaded);
     if (prev != NULL)
-        mp_mag_put(c, prev);
+        put(c, prev);
 
     pthread_mutex_lock(&mp_registry_lock);
     /* Fold the counters under mp_threads_lock so a stats reader sees them
