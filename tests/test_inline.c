@@ -187,6 +187,34 @@ static void test_debug_cache(void)
     CHECK(check_death(debug_wrong_free_child, NULL, "magpool: inline-verify: double free"));
 }
 
+/* A program whose magpool.h lays the hit out differently: its first miss
+ * stops it with one line (magpool.h, "One definition"), whether it passes
+ * another layout number or predates the number (layout 1's entry points). */
+static void miss_other_layout(void *arg)
+{
+    magpool_cache_t *c = arg;
+    magpool_hit_alloc_miss_(c, MAGPOOL_HIT_LAYOUT_ + 1);
+}
+
+void *magpool_alloc_miss_(magpool_cache_t *c); /* layout 1's, no longer declared */
+static void miss_layout_one(void *arg)
+{
+    magpool_alloc_miss_(arg);
+}
+
+static void test_layout_mismatch(void)
+{
+    struct magpool_config cfg = { .name = "inline-layout", .size = 32 };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    CHECK(check_death(miss_other_layout, c, "inline hit layout mismatch"));
+    CHECK(check_death(miss_layout_one, c, "use layout 1, libmagpool uses 2"));
+    /* the right number is the plain library call */
+    void *o = magpool_hit_alloc_miss_(c, MAGPOOL_HIT_LAYOUT_);
+    CHECK(o != NULL);
+    magpool_hit_free_miss_(c, o, MAGPOOL_HIT_LAYOUT_);
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
 int main(void)
 {
     printf("inline hits: %s\n", MAGPOOL_INLINE_HITS ? "in use" : "not in use (library calls)");
@@ -196,6 +224,7 @@ int main(void)
     test_destroyed();
     test_new_thread();
     test_debug_cache();
+    test_layout_mismatch();
     magpool_synchronize(NULL);
     return check_done();
 }

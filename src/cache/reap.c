@@ -14,9 +14,11 @@
  *    wakes every MP_REAP_MS, ticks every cache, and takes back the
  *    magazines of every thread that made no call at all since its previous
  *    pass (idle.c, mp_idle_reclaim_quiet), so an idle thread's magazines
- *    are back within two intervals.  It is started by the first cache's
- *    creation, exits when the last cache is gone, and is started again in a
- *    fork child by its next creation or slow path.  MAGPOOL_REAPER=0 in
+ *    are back within two intervals.  It is started once a cache exists and
+ *    a second thread has called the library (a single-threaded process
+ *    never gets one), exits when the last cache is gone, and is started
+ *    again in a fork child by its next creation or reap tick (not under
+ *    TSan or ASan).  MAGPOOL_REAPER=0 in
  *    the environment turns it off (then only shrink, magpool_reap and the
  *    slow paths reclaim).
  *  - magpool_cache_shrink gives back everything but live objects and other
@@ -308,7 +310,7 @@ bool mp_pressure_reclaim(struct magpool_cache *c)
 
 static pthread_mutex_t mp_reaper_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf (fork.c) */
 static _Atomic bool mp_reaper_running; /* written under mp_reaper_lock */
-static int mp_reaper_enabled = -1; /* -1: environment not read yet */
+static _Atomic int mp_reaper_enabled = -1; /* -1: environment not read yet; written under mp_reaper_lock */
 
 /* One pass: tick every live cache (pinned, outside any read-side section),
  * then idle threads' magazines.  Returns the caches seen. */
@@ -361,15 +363,24 @@ static void *mp_reaper_main(void *arg)
 void mp_reaper_start(void)
 {
     /* Relaxed: a hint; the decision is made under the lock. */
-    if (mp_load_relaxed(&mp_reaper_running) || mp_reaper_enabled == 0)
+    if (mp_load_relaxed(&mp_reaper_running) || mp_load_relaxed(&mp_reaper_enabled) == 0)
+        return;
+    /* Only once two threads have state: a single-threaded process reaches
+     * all its magazines through its own calls, and stays single-threaded
+     * (fork, and sanitizers' rules for fork children, depend on it).  Read
+     * before mp_reaper_lock, a leaf. */
+    pthread_mutex_lock(&mp_threads_lock);
+    bool threads = mp_threads != NULL && mp_threads->th_next != NULL;
+    pthread_mutex_unlock(&mp_threads_lock);
+    if (!threads)
         return;
     mp_fork_init(); /* fork.c takes mp_reaper_lock in its prepare */
     pthread_mutex_lock(&mp_reaper_lock);
-    if (mp_reaper_enabled < 0) {
+    if (mp_load_relaxed(&mp_reaper_enabled) < 0) {
         const char *env = getenv("MAGPOOL_REAPER");
-        mp_reaper_enabled = env == NULL || strcmp(env, "0") != 0;
+        mp_store_relaxed(&mp_reaper_enabled, env == NULL || strcmp(env, "0") != 0);
     }
-    if (mp_reaper_enabled && !mp_load_relaxed(&mp_reaper_running)) {
+    if (mp_load_relaxed(&mp_reaper_enabled) > 0 && !mp_load_relaxed(&mp_reaper_running)) {
         pthread_attr_t attr;
         pthread_t tid;
         pthread_attr_init(&attr);
@@ -409,7 +420,7 @@ void mp_reaper_fork_child(void)
      * child of a multi-threaded process. */
     mp_store_relaxed(&mp_reaper_running, false);
     if (mp_san() & (MP_SAN_TSAN | MP_SAN_ASAN))
-        mp_reaper_enabled = 0;
+        mp_store_relaxed(&mp_reaper_enabled, 0);
     pthread_mutex_unlock(&mp_reaper_lock);
 }
 

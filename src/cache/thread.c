@@ -111,6 +111,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     t->th_seen_gen = mp_load_acquire(&mp_destroy_gen);
     pthread_mutex_lock(&mp_threads_lock);
     t->th_next = mp_threads;
+    bool second = mp_threads != NULL;
     if (mp_threads)
         mp_threads->th_prevt = t;
     mp_threads = t;
@@ -118,6 +119,8 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     pthread_mutex_unlock(&mp_thread_create_lock);
     mp_self = t;
     magpool_tcs_ = t->th_tc;
+    if (second)
+        mp_reaper_start(); /* reap.c: from the second thread on */
     return t;
 }
 

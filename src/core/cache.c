@@ -62,6 +62,12 @@
  * unused depot magazines back to slabs and empty slabs back to the system.
  * Bulk calls move runs of rounds with one tcache update per run and cross
  * magazine boundaries through the same slow paths.
+ * Other threads' magazines come back without their owners' help when they
+ * are idle: magpool_cache_shrink, magpool_reap, an allocation that finds no
+ * memory, and the reaper thread (for threads quiet through a whole reap
+ * interval) take the loaded/previous magazines of every thread that is not
+ * inside a hit or a slow path, through a membarrier handshake that adds two
+ * plain stores to the hit (idle.c).
  * Deferred frees go to a per-thread batch that, sealed, waits a grace period
  * and then becomes a full depot magazine.  The batch is an empty depot
  * magazine of the cache's size (its tail slots hold the retire node), so
@@ -103,18 +109,15 @@
  *       owner thread (relaxed store; counters by load+store, never RMW) /
  *       stats and mp_cache_live under mp_threads_lock (relaxed loads: at
  *       quiescence exact, otherwise a snapshot).  The inline hits of
- *       magpool.h, compiled into the application, write tc_rounds and
- *       tc_allocs of the calling thread with plain stores: the same single
- *       writer, and the same snapshot for a concurrent reader (a store of
- *       an aligned word is not torn; a count the compiler still holds in a
- *       register is simply not yet stored).  Exactness at quiescence needs
- *       what it always needed: the reader ordered after the writer's last
- *       store (a join, a lock, any release/acquire).  Sanitizer builds do
- *       not use the inline hits, and under an uninstrumented library a TSan
- *       process's caches are checked (below), so every access TSan sees is
- *       atomic or annotated.
+ *       magpool.h, compiled into the application, are the same code as the
+ *       library's (one definition, on the same C11 atomics): the same single
+ *       writer.  Exactness at quiescence needs the reader ordered after the
+ *       writer's last store (a join, a lock, any release/acquire).
+ *   tc_busy     the owner's hits (1 before, release 0 after) / idle.c's
+ *       reclaimer (acquire), the handshake proved at the top of idle.c.
  *   tc_objs, tc_cap, tc_loaded, tc_prev, tc_deferred, magazine contents
- *       owner thread only.
+ *       the owner thread, or a reclaimer holding the owner's gate after the
+ *       handshake (idle.c); tc_cap is also the reclaimer's stop mark.
  *   c_fast_id   create (before the handle is published by the caller) and
  *       destroy (store 0) / every fast path, relaxed: destroy is ordered
  *       after the cache's other uses by the caller (synchronization table),
