@@ -537,16 +537,23 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
     }
     size_t i = 0;
     while (i < n) {
+        /* r is read outside the hit, so the hit may still miss: an
+         * idle-thread reclaim (idle.c) can set cap to 0 (its stop mark) and
+         * take the magazine between this load and the hit, which then
+         * copies nothing.  Its result decides; a miss goes to the slow
+         * path, which waits for the reclaim at the gate. */
         uint32_t r = mp_load_relaxed(&mp_fast_tc(c)->tc_rounds);
         if (r > 0) {
             size_t k = n - i < r ? n - i : r;
-            mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE);
-            if (aflags & MAGPOOL_ZERO)
-                mp_zero_objs(c, objs + i, k);
-            i += k;
-            continue;
+            if (mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE)) {
+                if (aflags & MAGPOOL_ZERO)
+                    mp_zero_objs(c, objs + i, k);
+                i += k;
+                continue;
+            }
         }
-        /* A boundary: the slow path refills (unpoisons and zeroes itself). */
+        /* A boundary (or a stopped magazine): the slow path refills
+         * (unpoisons and zeroes itself). */
         if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
             int err = errno;
             mp_free_bulk_run(c, i, objs, caller); /* all or nothing */
