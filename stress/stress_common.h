@@ -381,6 +381,7 @@ static inline void st_cookie_kill(void *obj)
 static _Atomic uint64_t *st_live_tab;
 static uint64_t st_live_mask;
 static _Atomic long st_live_count; /* currently live (sum of +1/-1) */
+static _Atomic long st_live_dups;  /* objects handed out while still live */
 
 static ST_UNUSED void st_live_init(unsigned log2_entries)
 {
@@ -440,6 +441,7 @@ static ST_UNUSED void st_live_set(const void *obj)
             if ((e & ~1ull) != a)
                 break; /* another key: probe on */
             if (e & 1) {
+                atomic_fetch_add_explicit(&st_live_dups, 1, memory_order_relaxed);
                 st_fail("object %p handed out while still live", obj);
                 return;
             }

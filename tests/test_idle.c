@@ -189,6 +189,38 @@ static void test_zombie_released(void)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
+/* A bulk alloc whose loaded magazine is stopped (cap 0: a reclaim's R1,
+ * idle.c) after the run read its rounds: the run's hit misses, and the run
+ * must take the slow path instead of counting the objects as copied (it used
+ * to return whatever the caller's array held).  The stop is made by hand on
+ * the caller's own state, as a reclaim holding the gate would leave it. */
+static void test_bulk_stopped(void)
+{
+    magpool_cache_t *c = mk("idle-bulk", 64);
+    void *objs[40];
+    CHECK(magpool_alloc_bulk(c, 40, objs, 0) == 40);
+    magpool_free_bulk(c, 40, objs);
+    struct mp_tcache *tc = &mp_self->th_tc[c->c_id];
+    CHECK_MSG(mp_load_relaxed(&tc->tc_rounds) >= 20, "rounds %u", (unsigned)mp_load_relaxed(&tc->tc_rounds));
+    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
+    mp_store_relaxed(&tc->tc_cap, 0);
+    for (size_t n = 1; n <= 20; n += 19) { /* the inline run and the long one */
+        void *got[20];
+        for (size_t i = 0; i < n; i++)
+            got[i] = (void *)&got; /* not an object */
+        CHECK(magpool_alloc_bulk(c, n, got, 0) == n);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += got[i] == (void *)&got || magpool_cache_of(got[i]) != c;
+        CHECK_MSG(bad == 0, "bulk alloc of %zu from a stopped magazine returned %d non-objects", n, bad);
+        if (bad == 0)
+            magpool_free_bulk(c, n, got);
+    }
+    mp_store_relaxed(&tc->tc_cap, cap);
+    CHECK(conserved(c, NULL));
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
 /* An object limit reached while an idle thread holds free objects: the
  * allocation takes them back instead of failing. */
 static void test_limit_pressure(void)
@@ -290,6 +322,7 @@ int main(void)
     setenv("MAGPOOL_REAPER", "0", 1);
     CHECK(mp_idle_reclaim_available());
     scenario(false);
+    test_bulk_stopped();
     test_limit_pressure();
     test_zombie_released();
     return check_done();

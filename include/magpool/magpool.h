@@ -412,6 +412,15 @@ struct magpool_hit_ {
     _Atomic uint16_t lib_prev_rounds_;
     _Atomic uint32_t lib_def_rounds_;
 };
+/* The helpers below are GNU extern inline, like magpool_alloc / magpool_free
+ * further down, not static: an inline definition with external linkage may
+ * not refer to an identifier with internal linkage (C11 6.7.4p3), and gcc
+ * says so at every inline magpool_alloc / magpool_free ("is static but used
+ * in inline function ... which is not static", an error with -Werror).
+ * always_inline: they are never called, so no TU and not the library needs
+ * an external definition (there is none). */
+#define MAGPOOL_HIT_FN_ extern __inline__ __attribute__((gnu_inline, always_inline))
+
 /** First member of a cache (internal; ABI): the index of its state in each
  *  thread's array; 0 (an all-zero state) sends every call to the library. */
 struct magpool_cache_head_ {
@@ -424,7 +433,7 @@ struct magpool_cache_head_ {
 extern __thread void *magpool_tcs_ __attribute__((tls_model("initial-exec")));
 
 /* The calling thread's state for cache c (not NULL). */
-static __inline__ __attribute__((always_inline, unused)) struct magpool_hit_ *magpool_hit_of_(const void *c)
+MAGPOOL_HIT_FN_ struct magpool_hit_ *magpool_hit_of_(const void *c)
 {
     /* Relaxed: the id changes only at create and destroy, which the caller
      * orders against its own calls (synchronization table above). */
@@ -436,12 +445,12 @@ static __inline__ __attribute__((always_inline, unused)) struct magpool_hit_ *ma
  * signal fence only keeps the compiler from moving the hit's loads above
  * the store of 1 (it emits nothing); the release store keeps every access
  * of the hit before the store of 0 (a plain store on x86-64). */
-static __inline__ __attribute__((always_inline, unused)) void magpool_hit_enter_(struct magpool_hit_ *h)
+MAGPOOL_HIT_FN_ void magpool_hit_enter_(struct magpool_hit_ *h)
 {
     atomic_store_explicit(&h->busy, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
 }
-static __inline__ __attribute__((always_inline, unused)) void magpool_hit_leave_(struct magpool_hit_ *h)
+MAGPOOL_HIT_FN_ void magpool_hit_leave_(struct magpool_hit_ *h)
 {
     atomic_store_explicit(&h->busy, 0, memory_order_release);
 }
@@ -449,7 +458,7 @@ static __inline__ __attribute__((always_inline, unused)) void magpool_hit_leave_
 /* The alloc hit: 1 with *objp the top round of h's loaded magazine, or 0
  * (a miss: nothing loaded, empty, or stopped).  Each branch leaves the hit
  * itself, so a caller's test of the result folds into the branch. */
-static __inline__ __attribute__((always_inline, unused)) int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
+MAGPOOL_HIT_FN_ int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
 {
     magpool_hit_enter_(h);
     uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
@@ -469,7 +478,7 @@ static __inline__ __attribute__((always_inline, unused)) int magpool_hit_pop_(st
 /* The free hit: push obj (not NULL) onto h's loaded magazine: 1, or 0 (a
  * miss) if it is full, nothing is loaded or stopped, or obj is the top round
  * (an immediate double free, which the library diagnoses). */
-static __inline__ __attribute__((always_inline, unused)) int magpool_hit_push_(struct magpool_hit_ *h, void *obj)
+MAGPOOL_HIT_FN_ int magpool_hit_push_(struct magpool_hit_ *h, void *obj)
 {
     magpool_hit_enter_(h);
     uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);

@@ -582,7 +582,8 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
             i += k;
             continue;
         }
-        /* A boundary: the slow path refills (unpoisons and zeroes itself). */
+        /* A boundary (or a stopped magazine): the slow path refills
+         * (unpoisons and zeroes itself). */
         if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
             int err = errno;
             mp_free_bulk_run(c, i, objs, caller); /* all or nothing */
