@@ -164,6 +164,15 @@ struct magpool_config {
      *  in_depot (stats.backlog_mags).  0 = default: twice the L2 cache
      *  (sysconf), or 2 MiB.  MAGPOOL_NO_BACKLOG turns it off. */
     size_t backlog;
+    /** Thread budget, in bytes of free objects: what all threads together
+     *  may keep in their magazines of this cache.  The more threads use
+     *  the cache, the smaller each one's new magazines (down the ladder
+     *  described in src/cache/reap.c, not below mag_min), and they grow
+     *  back when fewer do.  The cache's share of the process budget
+     *  (MAGPOOL_PROCESS_BUDGET_MB in the environment, default 64 MiB,
+     *  divided among the live caches) caps it too.  0 = default 4 MiB;
+     *  SIZE_MAX = no budget (the process budget still applies). */
+    size_t thread_budget;
 };
 
 /** Statistics of one cache.  Counters are kept per thread and summed here.

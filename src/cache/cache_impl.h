@@ -109,6 +109,8 @@ struct magpool_cache {
     void *c_priv;                      /* front-end pointer (mp_cache_priv) */
     magpool_domain_t *c_domain;        /* deferred frees and TYPESAFE pages */
     unsigned c_mag_min, c_mag_max;
+    size_t c_thread_budget;            /* bytes (magpool.h, thread_budget) */
+    size_t c_stride;                   /* bytes an object takes in its slab */
 
     /* magazine layer */
     _Atomic unsigned c_mag_size;       /* size of new magazines (relaxed: a hint) */
@@ -136,6 +138,9 @@ struct magpool_cache {
     _Atomic bool c_destroyed;
     bool c_finalized;
     unsigned c_holders;                /* threads with magazines for this cache */
+    _Atomic unsigned c_threads;        /* of them, real threads (not pins): the thread
+                                        * budget's divisor, written under the lock,
+                                        * read relaxed */
     struct magpool_cache *c_znext;     /* zombie list */
     struct mp_retire_node c_free_node; /* frees the struct after a grace period */
     struct mp_retire_node c_slab_node; /* TYPESAFE: slabs go after a grace period */
@@ -280,8 +285,18 @@ bool mp_pressure_reclaim(struct magpool_cache *c);
 void mp_reaper_fork_lock(void);
 void mp_reaper_fork_unlock(void);
 void mp_reaper_fork_child(void); /* also unlocks */
+/* The size of a new magazine of c: the ladder's (c_mag_size), within the
+ * thread budget for one more holder (magazine.c). */
+unsigned mp_mag_size(struct magpool_cache *c);
+/* The largest ladder step <= n, not below lo (reap.c). */
+unsigned mp_mag_step_at_most(size_t n, unsigned lo);
+/* Caches registered (lifecycle.c): the process budget's divisor. */
+extern _Atomic unsigned mp_live_caches;
+
 /* Default largest magazine size (the config's mag_max = 0): the top of the
  * ladder (reap.c), where objects of up to 64 bytes start. */
 #define MP_MAG_MAX_DEFAULT 511u
+/* Default thread budget of a cache (magpool.h, thread_budget). */
+#define MP_THREAD_BUDGET_DEFAULT ((size_t)4 << 20)
 size_t mp_slab_reap_cache(struct magpool_cache *c);
 #endif

@@ -37,6 +37,8 @@ static struct magpool_cache *mp_zombies;
 
 /* ---- registration -------------------------------------------------------- */
 
+_Atomic unsigned mp_live_caches; /* written under mp_registry_lock */
+
 unsigned mp_cache_register(struct magpool_cache *c)
 {
     pthread_mutex_lock(&mp_registry_lock);
@@ -52,6 +54,7 @@ unsigned mp_cache_register(struct magpool_cache *c)
          * readers (acquire loads).  Weakened, a reader could see a
          * half-initialised cache. */
         mp_store_release(&mp_caches[id], c);
+        mp_store_relaxed(&mp_live_caches, mp_load_relaxed(&mp_live_caches) + 1); /* under the lock */
     }
     pthread_mutex_unlock(&mp_registry_lock);
     return id;
@@ -135,6 +138,7 @@ bool mp_cache_maybe_finalize(struct magpool_cache *c)
         }
     }
     mp_store_relaxed(&mp_caches[c->c_id], NULL);
+    mp_store_relaxed(&mp_live_caches, mp_load_relaxed(&mp_live_caches) - 1); /* under the lock */
     /* No thread holds magazines for c (I5): the id can go back now. */
     mp_free_ids[mp_nfree_ids++] = c->c_id;
     return true;

@@ -74,9 +74,33 @@ static void mp_tc_swap(struct mp_tcache *tc)
     mp_tc_install(tc, tc->tc_prev, tc->tc_loaded);
 }
 
-static inline unsigned mp_mag_size(struct magpool_cache *c)
+/* The process budget (magpool.h, thread_budget): bytes, read once. */
+static size_t mp_process_budget(void)
 {
-    return mp_load_relaxed(&c->c_mag_size);
+    static _Atomic size_t cached;
+    size_t b = mp_load_relaxed(&cached);
+    if (b == 0) {
+        const char *env = getenv("MAGPOOL_PROCESS_BUDGET_MB");
+        char *end = NULL;
+        unsigned long long mb = env != NULL ? strtoull(env, &end, 10) : 0;
+        b = (env != NULL && end != env && *end == '\0' && mb > 0 && mb < (1ull << 40)) ? (size_t)mb << 20
+                                                                                    : (size_t)64 << 20;
+        mp_store_relaxed(&cached, b); /* every thread computes the same */
+    }
+    return b;
+}
+
+unsigned mp_mag_size(struct magpool_cache *c)
+{
+    unsigned size = mp_load_relaxed(&c->c_mag_size);
+    /* Relaxed: both counts are hints; a size a little off the budget for a
+     * moment is only that. */
+    size_t caches = mp_load_relaxed(&mp_live_caches);
+    size_t share = mp_process_budget() / (caches ? caches : 1);
+    size_t budget = c->c_thread_budget < share ? c->c_thread_budget : share;
+    size_t holders = (size_t)mp_load_relaxed(&c->c_threads) + 1; /* the caller too */
+    size_t rounds = budget / (2 * holders * c->c_stride);    /* loaded + previous */
+    return rounds < size ? mp_mag_step_at_most(rounds, c->c_mag_min) : size;
 }
 
 static inline bool mp_destroyed(struct magpool_cache *c)

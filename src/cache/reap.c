@@ -107,6 +107,14 @@ unsigned mp_mag_initial(size_t size, unsigned lo, unsigned hi)
     return mp_clamp(start, lo, hi);
 }
 
+unsigned mp_mag_step_at_most(size_t n, unsigned lo)
+{
+    unsigned step = mp_mag_steps[0];
+    for (size_t i = 0; i < MP_NSTEPS && mp_mag_steps[i] <= n; i++)
+        step = mp_mag_steps[i];
+    return step < lo ? lo : step;
+}
+
 /* One step up (dir > 0) or down (dir < 0) the ladder, within the cache's bounds. */
 void mp_mag_resize(struct magpool_cache *c, int dir)
 {

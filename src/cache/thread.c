@@ -141,14 +141,15 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
         return true;
     if (aflags & MAGPOOL_NOWAIT) /* the registry lock may block */
         return false;
-    unsigned cap = mp_load_relaxed(&c->c_mag_size);
-    struct mp_mag *m = mp_mag_alloc(cap);
+    struct mp_mag *m = mp_mag_alloc(mp_mag_size(c));
     if (m == NULL)
         return false;
     pthread_mutex_lock(&mp_registry_lock);
     bool ok = !mp_load_relaxed(&c->c_destroyed);
-    if (ok)
+    if (ok) {
         c->c_holders++;
+        mp_store_relaxed(&c->c_threads, mp_load_relaxed(&c->c_threads) + 1); /* under the lock */
+    }
     pthread_mutex_unlock(&mp_registry_lock);
     if (!ok) {
         mp_mag_retire(m);
@@ -198,6 +199,7 @@ void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
     pthread_mutex_unlock(&mp_threads_lock);
     t->th_held[c->c_id / 64] &= ~((uint64_t)1 << (c->c_id % 64));
     c->c_holders--;
+    mp_store_relaxed(&c->c_threads, mp_load_relaxed(&c->c_threads) - 1); /* under the lock */
     bool fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)

@@ -337,6 +337,7 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
     c->c_domain = cfg->domain ? cfg->domain : mp_domain_default();
     c->c_mag_min = cfg->mag_min ? cfg->mag_min : MAGPOOL_MAG_MIN;
     c->c_mag_max = cfg->mag_max ? cfg->mag_max : MP_MAG_MAX_DEFAULT;
+    c->c_thread_budget = cfg->thread_budget ? cfg->thread_budget : MP_THREAD_BUDGET_DEFAULT;
     atomic_init(&c->c_mag_size, mp_mag_initial(cfg->size, c->c_mag_min, c->c_mag_max));
 
     struct mp_slab_params p = {
@@ -355,7 +356,8 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
         mp_meta_free(c, sizeof *c);
         return NULL;
     }
-    mp_backlog_init(&c->c_depot, cfg, c->c_flags, mp_slab_stride(c->c_slab),
+    c->c_stride = mp_slab_stride(c->c_slab);
+    mp_backlog_init(&c->c_depot, cfg, c->c_flags, c->c_stride,
                     mp_load_relaxed(&c->c_mag_size));
 
     unsigned id = mp_cache_register(c);
