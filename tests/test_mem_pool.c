@@ -207,13 +207,19 @@ static void test_dump(void)
     CHECK(at != NULL);
     if (at != NULL) {
         unsigned long hot, cold, padded, alloc, max, miss, cur, maxstd;
+        unsigned long long tbytes, dbytes, sbytes, reclaims;
         int n = sscanf(at,
                        "-----=-----\npool-name=dump_me\nhot-count=%lu\ncold-count=%lu\n"
                        "padded_sizeof=%lu\nalloc-count=%lu\nmax-alloc=%lu\npool-misses=%lu\n"
-                       "cur-stdalloc=%lu\nmax-stdalloc=%lu\n",
-                       &hot, &cold, &padded, &alloc, &max, &miss, &cur, &maxstd);
-        CHECK(n == 8);
+                       "cur-stdalloc=%lu\nmax-stdalloc=%lu\nthread-bytes=%llu\ndepot-bytes=%llu\n"
+                       "slabs-free-bytes=%llu\nidle-reclaims=%llu\n",
+                       &hot, &cold, &padded, &alloc, &max, &miss, &cur, &maxstd, &tbytes, &dbytes, &sbytes,
+                       &reclaims);
+        CHECK(n == 12);
         CHECK(hot == 2 && alloc == 2 && max == 2 && cur == 0 && maxstd == 0 && padded >= 48);
+        /* the cold objects are somewhere: the bytes add up to cold * padded */
+        CHECK_MSG(tbytes + dbytes + sbytes == cold * padded, "%llu + %llu + %llu != %lu * %lu", tbytes, dbytes,
+                  sbytes, cold, padded);
     }
     mem_put(a);
     mem_put(b);

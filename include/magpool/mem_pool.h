@@ -107,6 +107,12 @@ struct mem_pool_stats {
     unsigned long cur_stdalloc;   /**< objects in use beyond count: in use - count, or 0
                                        (GlusterFS's calloc-fallback objects) */
     unsigned long max_stdalloc;   /**< max_alloc - count, or 0 */
+    /* Where the cold objects are, in bytes (magpool_stats' fields of the same
+     * names), and how many idle threads' magazines were taken back. */
+    uint64_t thread_bytes;        /**< in threads' magazines */
+    uint64_t depot_bytes;         /**< in the shared depot */
+    uint64_t slabs_free_bytes;    /**< free in slabs */
+    uint64_t idle_reclaims;       /**< magpool_stats.idle_reclaims */
 };
 /*
  * max_alloc is a sampled high-water mark: the in-use count is sampled at every
@@ -125,7 +131,9 @@ MAGPOOL_API int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats 
  *    pool-name=<name>
  *    hot-count=...  cold-count=...  padded_sizeof=...  alloc-count=...
  *    max-alloc=...  pool-misses=...  cur-stdalloc=...  max-stdalloc=...
- *  (one key=value per line, a `-----=-----` separator before each pool). */
+ *    thread-bytes=...  depot-bytes=...  slabs-free-bytes=...  idle-reclaims=...
+ *  (one key=value per line, a `-----=-----` separator before each pool; the
+ *  last four are magpool's, after GlusterFS's own keys). */
 MAGPOOL_API void mem_pool_dump(FILE *f);
 
 #ifdef __cplusplus

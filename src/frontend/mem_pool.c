@@ -278,6 +278,10 @@ int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats *out)
         st.slab_allocs >= pool->warm_slab_allocs ? st.slab_allocs - pool->warm_slab_allocs : 0;
     out->cur_stdalloc = in_use > pool->count ? in_use - pool->count : 0;
     out->max_stdalloc = max > pool->count ? max - pool->count : 0;
+    out->thread_bytes = st.threads_bytes;
+    out->depot_bytes = st.depot_bytes;
+    out->slabs_free_bytes = st.slabs_free_bytes;
+    out->idle_reclaims = st.idle_reclaims;
     return 0;
 }
 
@@ -301,10 +305,16 @@ void mem_pool_dump(FILE *f)
                 "max-alloc=%lu\n"
                 "pool-misses=%llu\n"
                 "cur-stdalloc=%lu\n"
-                "max-stdalloc=%lu\n",
+                "max-stdalloc=%lu\n"
+                "thread-bytes=%llu\n"
+                "depot-bytes=%llu\n"
+                "slabs-free-bytes=%llu\n"
+                "idle-reclaims=%llu\n",
                 s.name, s.hot_count, s.cold_count, s.padded_sizeof,
                 (unsigned long long)s.alloc_count, s.max_alloc,
-                (unsigned long long)s.pool_misses, s.cur_stdalloc, s.max_stdalloc);
+                (unsigned long long)s.pool_misses, s.cur_stdalloc, s.max_stdalloc,
+                (unsigned long long)s.thread_bytes, (unsigned long long)s.depot_bytes,
+                (unsigned long long)s.slabs_free_bytes, (unsigned long long)s.idle_reclaims);
     }
     pthread_mutex_unlock(&registry_lock);
     fflush(f);
