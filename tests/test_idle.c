@@ -192,23 +192,58 @@ static void test_zombie_released(void)
 /* A bulk alloc whose loaded magazine is stopped (cap 0: a reclaim's R1,
  * idle.c) after the run read its rounds: the run's hit misses, and the run
  * must take the slow path instead of counting the objects as copied (it used
- * to return whatever the caller's array held).  The stop is made by hand on
- * the caller's own state, as a reclaim holding the gate would leave it. */
+ * to return whatever the caller's array held).  A second thread plays the
+ * reclaimer exactly: it holds the owner's gate, stores cap 0, and later puts
+ * the cap back (R4 for an owner found busy) and lets the gate go; the
+ * owner's slow path waits at the gate meanwhile, as it would. */
+struct fake_reclaim {
+    struct mp_thread *owner;
+    struct mp_tcache *tc;
+    uint32_t cap;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopped;
+};
+
+static void *fake_reclaimer(void *arg)
+{
+    struct fake_reclaim *r = arg;
+    pthread_mutex_lock(&r->owner->th_gate);
+    r->cap = mp_load_relaxed(&r->tc->tc_cap);
+    mp_store_relaxed(&r->tc->tc_cap, 0);
+    pthread_mutex_lock(&r->mu);
+    r->stopped = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    usleep(20000); /* the owner runs into the stopped magazine meanwhile */
+    mp_store_relaxed(&r->tc->tc_cap, r->cap);
+    pthread_mutex_unlock(&r->owner->th_gate);
+    return NULL;
+}
+
 static void test_bulk_stopped(void)
 {
     magpool_cache_t *c = mk("idle-bulk", 64);
     void *objs[40];
     CHECK(magpool_alloc_bulk(c, 40, objs, 0) == 40);
     magpool_free_bulk(c, 40, objs);
-    struct mp_tcache *tc = &mp_self->th_tc[c->c_id];
-    CHECK_MSG(mp_load_relaxed(&tc->tc_rounds) >= 20, "rounds %u", (unsigned)mp_load_relaxed(&tc->tc_rounds));
-    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
-    mp_store_relaxed(&tc->tc_cap, 0);
+    struct fake_reclaim r = { .owner = mp_self, .tc = &mp_self->th_tc[c->c_id] };
+    CHECK_MSG(mp_load_relaxed(&r.tc->tc_rounds) >= 20, "rounds %u", (unsigned)mp_load_relaxed(&r.tc->tc_rounds));
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
     for (size_t n = 1; n <= 20; n += 19) { /* the inline run and the long one */
+        r.stopped = false;
+        pthread_t th;
+        pthread_create(&th, NULL, fake_reclaimer, &r);
+        pthread_mutex_lock(&r.mu);
+        while (!r.stopped)
+            pthread_cond_wait(&r.cv, &r.mu);
+        pthread_mutex_unlock(&r.mu);
         void *got[20];
         for (size_t i = 0; i < n; i++)
             got[i] = (void *)&got; /* not an object */
         CHECK(magpool_alloc_bulk(c, n, got, 0) == n);
+        pthread_join(th, NULL);
         int bad = 0;
         for (size_t i = 0; i < n; i++)
             bad += got[i] == (void *)&got || magpool_cache_of(got[i]) != c;
@@ -216,7 +251,6 @@ static void test_bulk_stopped(void)
         if (bad == 0)
             magpool_free_bulk(c, n, got);
     }
-    mp_store_relaxed(&tc->tc_cap, cap);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
