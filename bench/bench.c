@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "rss.h"
 #include "bench_aux.h"
 
 /* ---- configuration ------------------------------------------------------ */
@@ -74,14 +75,7 @@ uint64_t bench_now_ns(void)
 
 size_t bench_rss_bytes(void)
 {
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = 0;
-    fclose(f);
-    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+    return bench_statm_rss();
 }
 
 void bench_wait_go(struct tctx *t)

@@ -76,6 +76,8 @@
 #include <magpool/magpool.h>
 #endif
 
+#include "rss.h"
+
 #define MIB (1024.0 * 1024.0)
 #define MAX_LIST 32
 
@@ -108,14 +110,7 @@ static struct {
 /* ---- RSS ----------------------------------------------------------------- */
 static long long rss_statm(void)
 {
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = 0;
-    fclose(f);
-    return (long long)rss * sysconf(_SC_PAGESIZE);
+    return (long long)bench_statm_rss();
 }
 
 /* Read with plain read(2) into a stack buffer: no malloc (stdio would

@@ -154,6 +154,19 @@ static void scenario(bool degraded)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
+/* Destroyed caches still registered (kept by a holder). */
+static int count_zombies(void)
+{
+    int zombies = 0;
+    pthread_mutex_lock(&mp_registry_lock);
+    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
+        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
+        zombies += c != NULL && mp_load_relaxed(&c->c_destroyed);
+    }
+    pthread_mutex_unlock(&mp_registry_lock);
+    return zombies;
+}
+
 /* An idle thread holding magazines of a destroyed cache keeps it a zombie;
  * a reap takes them and the zombie is finalised. */
 static void test_zombie_released(void)
@@ -166,22 +179,10 @@ static void test_zombie_released(void)
     await_parked(1);
     long live = magpool_cache_destroy(caches[0]); /* the worker still holds magazines */
     CHECK(live == 0);
-    int zombies = 0;
-    pthread_mutex_lock(&mp_registry_lock);
-    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
-        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
-        zombies += c != NULL && mp_load_relaxed(&c->c_destroyed);
-    }
-    pthread_mutex_unlock(&mp_registry_lock);
+    int zombies = count_zombies();
     CHECK_MSG(zombies == 1, "%d zombies before reap", zombies);
     magpool_reap();
-    zombies = 0;
-    pthread_mutex_lock(&mp_registry_lock);
-    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
-        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
-        zombies += c != NULL && mp_load_relaxed(&c->c_destroyed);
-    }
-    pthread_mutex_unlock(&mp_registry_lock);
+    zombies = count_zombies();
     CHECK_MSG(zombies == 0, "%d zombies after reap", zombies);
     /* the worker must not touch the destroyed cache again: end it here */
     pthread_cancel(th);
