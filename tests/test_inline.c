@@ -196,7 +196,6 @@ static void miss_other_layout(void *arg)
     magpool_hit_alloc_miss_(c, MAGPOOL_HIT_LAYOUT_ + 1);
 }
 
-void *magpool_alloc_miss_(magpool_cache_t *c); /* layout 1's, no longer declared */
 static void miss_layout_one(void *arg)
 {
     magpool_alloc_miss_(arg);

@@ -400,6 +400,11 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  *  library call, after checking the caller's layout number. */
 MAGPOOL_API void *magpool_hit_alloc_miss_(magpool_cache_t *c, unsigned layout);
 MAGPOOL_API void magpool_hit_free_miss_(magpool_cache_t *c, void *obj, unsigned layout);
+/** The continuations of layout 1, before the layout number (internal; ABI):
+ *  a program built against that magpool.h calls them; they report the
+ *  mismatch and abort. */
+MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c);
+MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
 
 #if defined(__GNUC__) && !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
     !defined(__STDC_NO_ATOMICS__)

@@ -72,8 +72,13 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
 void mp_check_slow_exit(struct magpool_cache *c)
 {
     struct mp_thread *t = mp_thread_self();
-    if (t != NULL)
+    if (t != NULL) {
+        /* Under the gate (it nests): a reclaim of this thread's magazines
+         * (idle.c) holds it while the state is in between. */
+        mp_gate_enter(t);
         check_tcache(c, t);
+        mp_gate_leave(t);
+    }
     static _Thread_local unsigned exits;
     if ((++exits & 63u) == 0) {
         if (mp_slab_validate(c->c_slab) != 0)

@@ -341,8 +341,6 @@ MAGPOOL_API void *magpool_hit_alloc_miss_(magpool_cache_t *c, unsigned layout)
 
 /* The continuations of layout 1's inline hits (before the layout number):
  * only a program built against that older magpool.h calls them. */
-MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c);
-MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
 MAGPOOL_API void *magpool_alloc_miss_(magpool_cache_t *c)
 {
     mp_hit_layout_mismatch(c, 1);
