@@ -32,6 +32,7 @@
 #include "cache_impl.h"
 #include "fork.h"
 #include "meta.h"
+#include "page.h"
 
 /* Every hit on it misses (cap 0); hits write only its busy bytes. */
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES];
@@ -84,7 +85,10 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         tc = mp_spare_tcs[--mp_nspare_tcs];
     pthread_mutex_unlock(&mp_threads_lock);
     if (tc == NULL) {
-        tc = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        /* fault injection reaches the per-thread arrays too (page.h) */
+        tc = mp_fault_now() ? MAP_FAILED
+                            : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                                   -1, 0);
         if (tc == MAP_FAILED) {
             pthread_mutex_unlock(&mp_thread_create_lock);
             pthread_mutex_destroy(&t->th_gate);
