@@ -6,8 +6,9 @@
  *  - mp_idle_reclaim(c) gives back, for every other live thread that is not
  *    inside a slow path (its gate is free) and not inside a hit on c at the
  *    moment of the handshake below, everything that thread holds for c:
- *    loaded and previous magazines (to the depot, objects counted), its
- *    deferred batch (sealed), its holder status.  The owner finds its state
+ *    loaded and previous magazines (to the depot, objects counted; the
+ *    reaper's pass, mp_idle_reclaim_quiet, sends their objects to the slabs
+ *    instead), its deferred batch (sealed), its holder status.  The owner finds its state
  *    empty at its next call and loads a new magazine, exactly as after
  *    magpool_thread_flush.  c == NULL: every cache each thread holds.
  *  - The magazine hit gains no lock, no read-modify-write and no fence: two
@@ -35,8 +36,8 @@
  *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
  * then for each:
  *     R3 load busy             (acquire)
- *     R4 busy == 0: take everything (mp_tc_flush); busy == 1: store the old
- *        cap back, leave the rest.
+ *     R4 busy == 0: take everything (mp_tc_flush_to); busy == 1: store the
+ *        old cap back, leave the rest.
  * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
  * misses.  membarrier returns only after every thread of the process that
  * was running executed a full barrier (and a thread not running passes one
