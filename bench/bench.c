@@ -839,6 +839,8 @@ static void plan(void)
         size_t sz = sizes[s];
         FOR_T(T_ALL) run_point("pair", WL_PAIR, 0, 0, sz, *tp);
         FOR_T(T_ALL) run_point("batch1000-lifo", WL_BATCH, 1000, 0, sz, *tp);
+        FOR_T(T_ALL) run_point("pair-opaque", WL_PAIR, 1, 0, sz, *tp);
+        FOR_T(T_ALL) run_point("batch1000-opaque", WL_BATCH, 1000, BATCH_OPAQUE, sz, *tp);
         if (full) {
             static const unsigned B[] = { 32, 1000, 100000 };
             for (unsigned b = 0; b < 3; b++)

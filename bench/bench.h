@@ -21,9 +21,16 @@
 #include <stdint.h>
 
 /* Workload identifiers (bench.c names them). */
+/* An opaque barrier: the compiler must assume any memory changed, so it can
+ * keep no allocator state in registers from one call to the next, as real
+ * code between an alloc and its free forces (issue: "what users get"). */
+#define BENCH_OPAQUE() __asm__ volatile("" ::: "memory")
+#define BATCH_FIFO 1u   /* free in allocation order */
+#define BATCH_OPAQUE 2u /* BENCH_OPAQUE after each alloc and each free (LIFO) */
+
 enum wl_kind {
-    WL_PAIR,     /* alloc, touch, free */
-    WL_BATCH,    /* B allocs then B frees; p1 = B, p2 = 0 LIFO / 1 FIFO */
+    WL_PAIR,     /* alloc, touch, free; p1 = 1: BENCH_OPAQUE after each alloc and free */
+    WL_BATCH,    /* B allocs then B frees; p1 = B, p2 = BATCH_* bits (0: LIFO) */
     WL_BULK,     /* keep p1 objects, moved in bulks of p2 */
     WL_SPSC,     /* producer/consumer pairs over SPSC rings */
     WL_XMALLOC,  /* producers fill batches of 4096, consumers free them */

@@ -82,6 +82,7 @@ static inline void BT(put_bulk)(struct tctx *t, void **v, unsigned n)
 static void BT(pair)(struct tctx *t)
 {
     struct tctx tl = *t;
+    const unsigned opaque = t->r->p1; /* BENCH_OPAQUE after each alloc and free */
     for (unsigned i = 0; i < 4 * BENCH_CHUNK; i++) { /* warm-up */
         void *p = BT(get)(&tl, "pair");
         BT_TOUCH(p, i);
@@ -89,28 +90,48 @@ static void BT(pair)(struct tctx *t)
     }
     bench_wait_go(t);
     uint64_t n = 0;
-    do {
-        for (unsigned i = 0; i < BENCH_CHUNK; i++) {
-            void *p = BT(get)(&tl, "pair");
-            BT_TOUCH(p, n + i);
-            BT_FREE(&tl, p);
-        }
-        n += BENCH_CHUNK;
-    } while (!bench_stopped(t, n));
+    if (opaque)
+        do {
+            for (unsigned i = 0; i < BENCH_CHUNK; i++) {
+                void *p = BT(get)(&tl, "pair");
+                BENCH_OPAQUE();
+                BT_TOUCH(p, n + i);
+                BT_FREE(&tl, p);
+                BENCH_OPAQUE();
+            }
+            n += BENCH_CHUNK;
+        } while (!bench_stopped(t, n));
+    else
+        do {
+            for (unsigned i = 0; i < BENCH_CHUNK; i++) {
+                void *p = BT(get)(&tl, "pair");
+                BT_TOUCH(p, n + i);
+                BT_FREE(&tl, p);
+            }
+            n += BENCH_CHUNK;
+        } while (!bench_stopped(t, n));
     t->ops = n;
 }
 
 /* ---- batch: B allocs, then B frees (p2: 0 LIFO, 1 FIFO) ----------------- */
-static void BT(batch_round)(struct tctx *t, void **v, unsigned b, unsigned fifo)
+static void BT(batch_round)(struct tctx *t, void **v, unsigned b, unsigned mode)
 {
     struct tctx tl = *t; /* see BT(pair) */
+    const unsigned fifo = mode & BATCH_FIFO, opaque = mode & BATCH_OPAQUE;
     for (unsigned i = 0; i < b; i++) {
         v[i] = BT(get)(&tl, "batch");
+        if (opaque)
+            BENCH_OPAQUE();
         BT_TOUCH(v[i], i);
     }
     if (fifo) {
         for (unsigned i = 0; i < b; i++)
             BT_FREE(&tl, v[i]);
+    } else if (opaque) {
+        for (unsigned i = b; i-- > 0;) {
+            BT_FREE(&tl, v[i]);
+            BENCH_OPAQUE();
+        }
     } else {
         for (unsigned i = b; i-- > 0;)
             BT_FREE(&tl, v[i]);
@@ -119,17 +140,17 @@ static void BT(batch_round)(struct tctx *t, void **v, unsigned b, unsigned fifo)
 
 static void BT(batch)(struct tctx *t)
 {
-    unsigned b = t->r->p1, fifo = t->r->p2;
+    unsigned b = t->r->p1, mode = t->r->p2;
     void **v = malloc(sizeof(void *) * b);
     if (!v)
         abort();
-    BT(batch_round)(t, v, b, fifo); /* warm-up */
+    BT(batch_round)(t, v, b, mode); /* warm-up */
     bench_wait_go(t);
     uint64_t n = 0;
     do {
         uint64_t goal = n + BENCH_CHUNK;
         while (n < goal) {
-            BT(batch_round)(t, v, b, fifo);
+            BT(batch_round)(t, v, b, mode);
             n += b;
         }
     } while (!bench_stopped(t, n));
