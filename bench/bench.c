@@ -50,7 +50,8 @@ static struct {
     const char *out_dir;
     const char *cg_csv;    /* callgrind results to fold into "targets" */
     const char *only_wl;   /* run only workloads whose label starts so */
-} cfg = { MODE_QUICK, 5, 30, "bench/out", NULL, NULL };
+    const char *only_ct;   /* run only contenders whose name starts so */
+} cfg = { MODE_QUICK, 5, 30, "bench/out", NULL, NULL, NULL };
 
 static const struct contender *all_ct[] = {
     &ct_floor, &ct_glibc, &ct_jemalloc, &ct_tcmalloc, &ct_mimalloc, &ct_tbb,
@@ -322,18 +323,25 @@ static int too_big(enum wl_kind k, unsigned thr, unsigned p1, unsigned p2, size_
 }
 
 
-/* --only: a comma-separated list of workload-label prefixes. */
-static bool wl_selected(const char *label)
+/* Whether name starts with one of a comma-separated list of prefixes (a
+ * NULL list selects everything). */
+static bool prefix_listed(const char *list, const char *name)
 {
-    if (cfg.only_wl == NULL)
+    if (list == NULL)
         return true;
-    for (const char *p = cfg.only_wl; *p;) {
+    for (const char *p = list; *p;) {
         size_t n = strcspn(p, ",");
-        if (n > 0 && strncmp(label, p, n) == 0)
+        if (n > 0 && strncmp(name, p, n) == 0)
             return true;
         p += n + (p[n] == ',');
     }
     return false;
+}
+
+/* --only: workload labels; --contenders: contender names. */
+static bool wl_selected(const char *label)
+{
+    return prefix_listed(cfg.only_wl, label);
 }
 static void run_point(const char *label, enum wl_kind kind, unsigned p1, unsigned p2, size_t size,
                       unsigned thr)
@@ -347,7 +355,7 @@ static void run_point(const char *label, enum wl_kind kind, unsigned p1, unsigne
         return;
     }
     for (unsigned i = 0; i < NCT; i++)
-        if (wl_applies(all_ct[i], kind) && ct_usable(all_ct[i]))
+        if (wl_applies(all_ct[i], kind) && ct_usable(all_ct[i]) && prefix_listed(cfg.only_ct, all_ct[i]->name))
             cts[n++] = all_ct[i];
     double v[NCT][16];
     int bad[NCT] = { 0 };
@@ -904,7 +912,8 @@ static int malloc_is_glibc(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench [--quick|--full|--cg-worker] [--reps N] [--ms N] [--out DIR]\n"
-                    "             [--only WORKLOAD-PREFIX] [--cg-csv FILE] [--check-malloc]\n");
+                    "             [--only WORKLOAD-PREFIX,...] [--contenders NAME-PREFIX,...]\n"
+                    "             [--cg-csv FILE] [--check-malloc]\n");
     exit(2);
 }
 
@@ -931,6 +940,8 @@ int main(int argc, char **argv)
             cfg.cg_csv = argv[++i];
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             cfg.only_wl = argv[++i];
+        } else if (!strcmp(argv[i], "--contenders") && i + 1 < argc) {
+            cfg.only_ct = argv[++i];
         } else {
             usage();
         }
