@@ -93,6 +93,9 @@ struct magpool_cache {
     /* fast path (read by every alloc/free) */
     struct magpool_cache_head_ c_head; /* fast_id: id, or 0 for debug / checked / destroyed
                                         * caches (magpool.h's hit indexes with it) */
+    _Atomic uint32_t c_fe_tag;         /* a front end's mark (mp_fast_fe_tag), on the fast
+                                        * id's line: mem_put's owner test costs no load
+                                        * of its own */
     unsigned c_id;                     /* 1 .. MAGPOOL_MAX_CACHES-1, fixed */
     size_t c_size;                     /* object size asked for */
 

@@ -90,6 +90,21 @@ static inline __attribute__((always_inline)) void *mp_fast_alloc_flags(struct ma
     return mp_fast_alloc_zf(c, (aflags & MAGPOOL_ZERO) != 0, mp_alloc_slow, aflags, caller);
 }
 
+/* A front end's tag on c (0 unless it set one with mp_fast_set_fe_tag):
+ * what a validating free with no cache argument (mem_put) tests, on the
+ * line the hit reads anyway.  Relaxed: set at creation, before the handle
+ * is published, and at destroy, which the caller orders after every use
+ * (magpool.h's synchronization table). */
+static inline __attribute__((always_inline)) uint32_t mp_fast_fe_tag(const struct magpool_cache *c)
+{
+    return mp_load_relaxed(&c->c_fe_tag);
+}
+
+static inline void mp_fast_set_fe_tag(struct magpool_cache *c, uint32_t tag)
+{
+    mp_store_relaxed(&c->c_fe_tag, tag);
+}
+
 /* The front-end private pointer of c (mp_cache_priv, inline; for the
  * front ends' validating frees).  Immutable after create. */
 static inline __attribute__((always_inline)) void *mp_fast_priv(const struct magpool_cache *c)

@@ -41,6 +41,9 @@
 
 #define MEM_POOL_MAGIC 0x6d706f6fu      /* "mpoo" */
 #define MEM_POOL_DEAD_MAGIC 0x64656164u /* "dead": destroyed, objects still out */
+/* The same marks as the pool's cache's front-end tag (mp_fast_fe_tag). */
+#define MP_TAG_MEM_POOL MEM_POOL_MAGIC
+#define MP_TAG_MEM_POOL_DEAD MEM_POOL_DEAD_MAGIC
 
 struct mem_pool {
     uint32_t magic;              /* MEM_POOL_MAGIC, or MEM_POOL_DEAD_MAGIC after destroy
@@ -151,6 +154,7 @@ struct mem_pool *mem_pool_new_fn(unsigned long sizeof_type, unsigned long count,
         errno = e;
         return NULL;
     }
+    mp_fast_set_fe_tag(p->cache, MP_TAG_MEM_POOL);
     if (warm_up(p->cache, count) != 0) {
         int e = errno;
         magpool_cache_destroy(p->cache);
@@ -216,14 +220,40 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     }
 }
 
+/* The cache of the pool this thread last put to.  mem_put starts its hit on
+ * it while the owner lookup (page map, slab descriptor, owner: three
+ * dependent loads) is still in flight, and uses it only once the lookup
+ * agrees; without it the hit waited for the whole chain (a mem_get/mem_put
+ * pair took twice as long as kmem_cache_alloc/free, whose cache is an
+ * argument).  Only ever compared with a looked-up owner before use, so a
+ * stale one (its pool destroyed and gone) is never dereferenced. */
+static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec")));
+
+/* mem_put when the owner is not the remembered cache: validate the tag,
+ * remember it, free. */
+static __attribute__((noinline)) void put_new_owner(magpool_cache_t *c, void *ptr, const void *caller)
+{
+    if (c == NULL || mp_fast_fe_tag(c) != MP_TAG_MEM_POOL)
+        return put_slow(ptr, caller);
+    mp_put_memo = c;
+    mp_fast_free(c, ptr, caller);
+}
+
 MP_HOT_ENTRY void mem_put(void *ptr)
 {
     const void *caller = __builtin_return_address(0);
+    magpool_cache_t *memo = mp_put_memo;
     magpool_cache_t *c = mp_slab_owner_inline(ptr);
-    const struct mem_pool *p = c != NULL ? mp_fast_priv(c) : NULL;
-    if (__builtin_expect(p == NULL || p->magic != MEM_POOL_MAGIC, 0))
+    if (__builtin_expect(c != memo || c == NULL, 0))
+        return put_new_owner(c, ptr, caller);
+    /* From here on, use memo (known early), not c: the compiler must not
+     * make the hit wait for the lookup it was just compared with. */
+    __asm__("" : "+r"(memo));
+    /* The pool's tag on its cache, next to the fast id the hit reads (a
+     * destroyed pool's is MP_TAG_MEM_POOL_DEAD: put_slow). */
+    if (__builtin_expect(mp_fast_fe_tag(memo) != MP_TAG_MEM_POOL, 0))
         return put_slow(ptr, caller);
-    mp_fast_free(c, ptr, caller);
+    mp_fast_free(memo, ptr, caller);
 }
 
 void mem_pool_destroy(struct mem_pool *pool)
@@ -241,6 +271,7 @@ void mem_pool_destroy(struct mem_pool *pool)
     }
     mp_store_relaxed(&pool->zombie_left, live);
     pool->magic = MEM_POOL_DEAD_MAGIC; /* later puts: put_to_dead_pool */
+    mp_fast_set_fe_tag(pool->cache, MP_TAG_MEM_POOL_DEAD);
 }
 
 static void sample_max(struct mem_pool *p, unsigned long in_use)
