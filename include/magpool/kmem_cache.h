@@ -14,9 +14,12 @@
  *    are never poisoned (SLAB_POISON / MAGPOOL_DEBUG=poison are ignored for
  *    them, as Linux does), since poisoning would destroy that state.
  *  - gfp: an allocation may block (take a lock, call mmap) only when gfp has
- *    __GFP_DIRECT_RECLAIM (GFP_KERNEL has it; GFP_ATOMIC, GFP_NOWAIT and 0 do
- *    not): non-blocking allocations are served from magazines, depot or
- *    partial slabs, else NULL (errno EAGAIN).  __GFP_NOFAIL never returns
+ *    __GFP_DIRECT_RECLAIM (GFP_KERNEL) or __GFP_HIGH (GFP_ATOMIC: Linux
+ *    serves it from its atomic reserves so that it succeeds while memory
+ *    exists; here it may take the library's short locks and map memory, and
+ *    never waits for a grace period or for another thread's free).
+ *    GFP_NOWAIT and 0 never block: served from magazines, depot or partial
+ *    slabs, else NULL (errno EAGAIN).  __GFP_NOFAIL never returns
  *    NULL (and implies it may block; see MAGPOOL_NOFAIL for what it waits
  *    for), except for a kmalloc size larger than the arena (see kmalloc).  __GFP_ZERO zeroes the object.
  *  - SLAB_TYPESAFE_BY_RCU: object memory stays type-stable, not returned to
@@ -96,7 +99,7 @@ typedef unsigned int slab_flags_t;
 #define __GFP_NOFAIL          0x8000u  /**< never return NULL, except for an impossible size (see kmalloc) */
 #define __GFP_RECLAIM         (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
 
-#define GFP_ATOMIC   (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)           /**< never blocks */
+#define GFP_ATOMIC   (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)           /**< never sleeps; succeeds while memory exists (see gfp above) */
 #define GFP_NOWAIT   (__GFP_KSWAPD_RECLAIM)                        /**< never blocks */
 #define GFP_KERNEL   (__GFP_RECLAIM | __GFP_IO | __GFP_FS)         /**< may block */
 

@@ -47,8 +47,13 @@ static inline unsigned mp_gfp_to_aflags(gfp_t gfp)
         a |= MAGPOOL_ZERO;
     if (gfp & __GFP_NOFAIL)
         a |= MAGPOOL_NOFAIL; /* may block, whatever else gfp says */
-    else if (!(gfp & __GFP_DIRECT_RECLAIM))
+    else if (!(gfp & (__GFP_DIRECT_RECLAIM | __GFP_HIGH)))
         a |= MAGPOOL_NOWAIT; /* Linux: no direct reclaim = may not block */
+    /* __GFP_HIGH (GFP_ATOMIC): Linux serves it from the atomic reserves, so
+     * it succeeds while memory exists.  User space has no reclaim to wait
+     * for and no interrupt context: such a call may take the library's
+     * short locks and map memory (its reserve), never waits for a grace
+     * period or for another thread's free (kmem_cache.h). */
     return a;
 }
 
