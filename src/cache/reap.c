@@ -393,7 +393,7 @@ void mp_reaper_start(void)
         pthread_t tid;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 64u << 10);
+        pthread_attr_setstacksize(&attr, 256u << 10); /* sanitizers' frames are large */
         /* Every signal blocked in the reaper (it inherits this mask), so
          * none of the application's is delivered to it. */
         sigset_t all, old;
