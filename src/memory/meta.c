@@ -3,24 +3,32 @@
  * meta.h).
  *
  * DESIGN.  Blocks of up to META_SMALL_MAX bytes are rounded up to a power of
- * two (64 B .. 2 KiB: six classes) and carved from 64 KiB chunks mapped with
- * mmap; a freed block goes on its class's free list (the link lives in the
- * block) and is reused by the next request of its class.  Chunks are never
- * unmapped: metadata of this size is a few structs per cache and thread, so
- * what stays after every cache is destroyed is a few chunks (a documented
- * constant, not a function of the load).  Larger blocks (slab free stacks of
- * slabs with thousands of objects, stats walks) are mapped and unmapped
- * whole.  Every mapping is an LSan root region: structures here point to
- * application memory (a cache's ctor argument, say), and LeakSanitizer does
- * not scan private mappings otherwise.
+ * two (64 B .. 2 KiB: six classes), each class a block pool (struct
+ * mp_pool, below): 64 KiB chunks mapped with mmap, aligned to their size,
+ * each holding blocks of one class, with its own free list and count of
+ * blocks out.  A chunk whose blocks all came back is unmapped (one empty
+ * chunk per pool is kept against thrashing), so what stays after every
+ * cache is destroyed is at most one chunk per class in use.  Larger blocks
+ * (slab free stacks of slabs with thousands of objects, stats walks) are
+ * mapped and unmapped whole.  Every mapping is an LSan root region:
+ * structures here point to application memory (a cache's ctor argument,
+ * say), and LeakSanitizer does not scan private mappings otherwise.
  *
- * INVARIANTS.
- *   (M1) a small block is on at most one free list, and only while free;
- *   (M2) mapped == META_CHUNK * chunks + sum of live large blocks' mappings.
+ * The same pool serves the slab layer's descriptors (slab.c) as a
+ * type-stable pool: an empty chunk there is not unmapped but emptied with
+ * madvise(MADV_DONTNEED), so a lock-free reader that still holds a pointer
+ * into it reads zeros (which every lookup rejects), never a fault.
  *
- * LOCKING.  One mutex, a leaf: nothing else is locked while it is held, and
- * nothing is called with it held but mmap for a new chunk (rare: once per
- * 64 KiB of small metadata).
+ * INVARIANTS (per pool, under its lock).
+ *   (M1) a free block is on exactly its chunk's free list;
+ *   (M2) a chunk is on the partial list iff it has a free block and blocks
+ *        out; on the empty list iff it has no block out (at most one kept
+ *        mapped, beyond which: unmapped, or for a type-stable pool
+ *        madvised and kept on the released list); else on no list (full);
+ *   (M3) mapped == META_CHUNK * mapped chunks + live large blocks' bytes.
+ *
+ * LOCKING.  One mutex per pool, a leaf: nothing else is locked while it is
+ * held but mmap/munmap/madvise of a chunk.
  */
 #include "meta.h"
 
@@ -38,21 +46,183 @@
 #define META_SMALL_SHIFT 11                     /* 2 KiB */
 #define META_SMALL_MAX ((size_t)1 << META_SMALL_SHIFT)
 #define META_CLASSES (META_SMALL_SHIFT - META_MIN_SHIFT + 1)
-#define META_CHUNK ((size_t)64 << 10)
+#define META_CHUNK MP_POOL_CHUNK
 #define META_PAGE ((size_t)4096)
 
-struct meta_free {
-    struct meta_free *next;
+static _Atomic uint64_t meta_mapped; /* (M3); relaxed: statistics only */
+
+/* ---- block pools ---------------------------------------------------------- */
+
+/* A free block's link: the pointer at the pool's link_off. */
+static void **free_link(const struct mp_pool *p, void *b)
+{
+    return (void **)(void *)((char *)b + p->link_off);
+}
+
+/* At the start of every chunk (chunks are META_CHUNK-aligned, so a block's
+ * chunk is its address rounded down). */
+struct mp_pool_chunk {
+    struct mp_pool_chunk *next, *prev; /* partial / empty / released list */
+    void *free;                        /* (M1), linked through free_link */
+    uint32_t out;                      /* blocks handed out */
+    uint32_t uncarved;                 /* blocks never handed out, from `first` on */
+    char *first;                       /* next never-used block */
+    uint8_t where;                     /* CH_* */
 };
+enum { CH_FULL, CH_PARTIAL, CH_EMPTY, CH_RELEASED };
 
-static struct {
-    pthread_mutex_t lock;
-    struct meta_free *free[META_CLASSES]; /* (M1) */
-    char *bump;                           /* carving point in the newest chunk */
-    size_t bump_left;
-} meta = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static size_t pool_first_offset(const struct mp_pool *p)
+{
+    size_t a = p->block >= 64 ? p->block : 64;
+    if (a > 4096)
+        a = 4096;
+    return (sizeof(struct mp_pool_chunk) + a - 1) / a * a;
+}
 
-static _Atomic uint64_t meta_mapped; /* (M2); relaxed: statistics only */
+static struct mp_pool_chunk **pool_list(struct mp_pool *p, uint8_t where)
+{
+    return where == CH_PARTIAL ? &p->partial : where == CH_EMPTY ? &p->empty : &p->released;
+}
+
+static void chunk_unlink(struct mp_pool *p, struct mp_pool_chunk *c)
+{
+    if (c->where == CH_FULL)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *pool_list(p, c->where) = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    if (c->where == CH_EMPTY)
+        p->nempty--;
+    c->where = CH_FULL;
+}
+
+static void chunk_link(struct mp_pool *p, struct mp_pool_chunk *c, uint8_t where)
+{
+    c->where = where;
+    if (where == CH_FULL)
+        return;
+    struct mp_pool_chunk **head = pool_list(p, where);
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+    if (where == CH_EMPTY)
+        p->nempty++;
+}
+
+/* Start (or restart, after a release) a chunk's carving: every block is
+ * uncarved, none is out. */
+static void chunk_reset(struct mp_pool *p, struct mp_pool_chunk *c)
+{
+    size_t first = pool_first_offset(p);
+    c->free = NULL;
+    c->out = 0;
+    c->first = (char *)c + first;
+    c->uncarved = (uint32_t)((META_CHUNK - first) / p->block);
+}
+
+static struct mp_pool_chunk *chunk_map(struct mp_pool *p)
+{
+    /* Twice the size, trimmed to an aligned chunk. */
+    char *raw = mmap(NULL, 2 * META_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t at = ((uintptr_t)raw + META_CHUNK - 1) & ~(uintptr_t)(META_CHUNK - 1);
+    if (at > (uintptr_t)raw)
+        munmap(raw, at - (uintptr_t)raw);
+    if ((uintptr_t)raw + 2 * META_CHUNK > at + META_CHUNK)
+        munmap((char *)at + META_CHUNK, (uintptr_t)raw + 2 * META_CHUNK - (at + META_CHUNK));
+    struct mp_pool_chunk *c = (struct mp_pool_chunk *)at;
+    mp_lsan_root(c, META_CHUNK);
+    mp_fetch_add_relaxed(&meta_mapped, META_CHUNK);
+    chunk_reset(p, c);
+    return c;
+}
+
+void *mp_pool_get(struct mp_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    struct mp_pool_chunk *c = p->partial;
+    if (c == NULL && (c = p->empty) == NULL) {
+        if ((c = p->released) != NULL) {
+            chunk_unlink(p, c);
+            chunk_reset(p, c); /* its pages read zero since the madvise */
+        } else if ((c = chunk_map(p)) == NULL) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        chunk_link(p, c, CH_EMPTY);
+    }
+    void *b;
+    if (c->free != NULL) {
+        b = c->free;
+        c->free = *free_link(p, b);
+    } else {
+        b = c->first;
+        c->first += p->block;
+        c->uncarved--;
+    }
+    c->out++;
+    chunk_unlink(p, c);
+    chunk_link(p, c, c->free == NULL && c->uncarved == 0 ? CH_FULL : CH_PARTIAL);
+    pthread_mutex_unlock(&p->lock);
+    return b;
+}
+
+void mp_pool_put(struct mp_pool *p, void *b)
+{
+    struct mp_pool_chunk *c = (struct mp_pool_chunk *)((uintptr_t)b & ~(uintptr_t)(META_CHUNK - 1));
+    struct mp_pool_chunk *drop = NULL;
+    pthread_mutex_lock(&p->lock);
+    *free_link(p, b) = c->free;
+    c->free = b;
+    c->out--;
+    chunk_unlink(p, c);
+    if (c->out > 0) {
+        chunk_link(p, c, CH_PARTIAL);
+    } else if (p->nempty == 0) {
+        chunk_link(p, c, CH_EMPTY); /* kept mapped against thrashing */
+    } else if (p->type_stable) {
+        /* Its pages go back; the mapping stays, and reads see zeros. */
+        madvise(c, META_CHUNK, MADV_DONTNEED);
+        chunk_reset(p, c);
+        chunk_link(p, c, CH_RELEASED);
+    } else {
+        drop = c;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (drop != NULL) {
+        mp_lsan_unroot(drop, META_CHUNK);
+        munmap(drop, META_CHUNK);
+        mp_fetch_sub_relaxed(&meta_mapped, META_CHUNK);
+    }
+}
+
+void mp_pool_fork_lock(struct mp_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+}
+
+void mp_pool_fork_unlock(struct mp_pool *p)
+{
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- metadata blocks -------------------------------------------------------- */
+
+static struct mp_pool meta_pools[META_CLASSES] = {
+#define META_POOL(k) MP_POOL_INIT((size_t)1 << (META_MIN_SHIFT + (k)), 0, false)
+    META_POOL(0), META_POOL(1), META_POOL(2), META_POOL(3), META_POOL(4), META_POOL(5),
+#undef META_POOL
+};
+_Static_assert(META_CLASSES == 6, "one initialiser per class");
 
 static unsigned class_of(size_t size)
 {
@@ -86,33 +256,9 @@ void *mp_meta_alloc_critical(size_t size)
         return map_block((size + META_PAGE - 1) & ~(META_PAGE - 1)); /* fresh: zero */
     }
     unsigned k = class_of(size);
-    size_t bytes = (size_t)1 << (META_MIN_SHIFT + k);
-    pthread_mutex_lock(&meta.lock);
-    struct meta_free *b = meta.free[k];
-    if (b != NULL) {
-        meta.free[k] = b->next;
-    } else {
-        /* A block of 2^k bytes starts at a multiple of 2^k (chunks are page
-         * aligned), so it is aligned to its size.  The padding to that, and
-         * the tail of a chunk too small for the request, are never carved:
-         * bounded by the chunk, and chunks are few. */
-        size_t pad = (size_t)(-(uintptr_t)meta.bump & (bytes - 1));
-        if (meta.bump == NULL || meta.bump_left < pad + bytes) {
-            char *chunk = map_block(META_CHUNK);
-            if (chunk == NULL) {
-                pthread_mutex_unlock(&meta.lock);
-                return NULL;
-            }
-            meta.bump = chunk;
-            meta.bump_left = META_CHUNK;
-            pad = 0;
-        }
-        b = (struct meta_free *)(void *)(meta.bump + pad);
-        meta.bump += pad + bytes;
-        meta.bump_left -= pad + bytes;
-    }
-    pthread_mutex_unlock(&meta.lock);
-    memset(b, 0, bytes);
+    void *b = mp_pool_get(&meta_pools[k]);
+    if (b != NULL)
+        memset(b, 0, meta_pools[k].block);
     return b;
 }
 
@@ -129,12 +275,7 @@ void mp_meta_free(void *p, size_t size)
         mp_fetch_sub_relaxed(&meta_mapped, len);
         return;
     }
-    unsigned k = class_of(size);
-    struct meta_free *b = p;
-    pthread_mutex_lock(&meta.lock);
-    b->next = meta.free[k];
-    meta.free[k] = b;
-    pthread_mutex_unlock(&meta.lock);
+    mp_pool_put(&meta_pools[class_of(size)], p);
 }
 
 void *mp_meta_grow(void *p, size_t old_size, size_t new_size)
@@ -163,10 +304,12 @@ uint64_t mp_meta_mapped_bytes(void)
 
 void mp_meta_fork_lock(void)
 {
-    pthread_mutex_lock(&meta.lock);
+    for (unsigned k = 0; k < META_CLASSES; k++)
+        mp_pool_fork_lock(&meta_pools[k]);
 }
 
 void mp_meta_fork_unlock(void)
 {
-    pthread_mutex_unlock(&meta.lock);
+    for (unsigned k = META_CLASSES; k-- > 0;)
+        mp_pool_fork_unlock(&meta_pools[k]);
 }

@@ -129,58 +129,23 @@ struct mp_slab_cache {
     uint64_t magic;
 };
 
-/* ---- descriptor pool (type-stable, never freed) --------------------------- */
+/* ---- descriptor pool (type-stable) -------------------------------------- */
 
-/* Chunks are whole pages from mmap: type-stable memory that is never given
- * back must not sit among memory that is (meta.c's chunks hold the slabs'
- * free stacks, freed at teardown). */
-#define POOL_CHUNK_BYTES ((size_t)64 << 10)
-#define POOL_CHUNK ((POOL_CHUNK_BYTES - sizeof(void *)) / sizeof(struct mp_slab))
-struct pool_chunk {
-    struct pool_chunk *next;
-    struct mp_slab d[POOL_CHUNK];
-};
-_Static_assert(sizeof(struct pool_chunk) <= POOL_CHUNK_BYTES, "a chunk fits its mapping");
-
-static struct {
-    pthread_mutex_t lock;
-    struct mp_slab *free;
-    struct pool_chunk *chunks;     /* all chunks, kept so they stay reachable */
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+/* A type-stable block pool (meta.h): a descriptor's memory stays readable
+ * for ever, so a lock-free lookup through a stale page owner word never
+ * faults; chunks whose descriptors are all free are madvised (they read as
+ * zeros, which no lookup accepts).  A free descriptor's link is its `next`,
+ * not its lookup fields. */
+static struct mp_pool desc_pool = MP_POOL_INIT(sizeof(struct mp_slab), offsetof(struct mp_slab, next), true);
 
 static struct mp_slab *desc_get(void)
 {
-    pthread_mutex_lock(&pool.lock);
-    if (pool.free == NULL) {
-        struct pool_chunk *c = mmap(NULL, POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (c == MAP_FAILED) {
-            pthread_mutex_unlock(&pool.lock);
-            return NULL;
-        }
-        /* Descriptors point at application memory only through a ctor/dtor
-         * argument, but LeakSanitizer must see every word the library keeps
-         * (sanitize.h). */
-        mp_lsan_root(c, POOL_CHUNK_BYTES);
-        c->next = pool.chunks;
-        pool.chunks = c;
-        for (size_t i = 0; i < POOL_CHUNK; i++) {
-            c->d[i].next = pool.free;
-            pool.free = &c->d[i];
-        }
-    }
-    struct mp_slab *s = pool.free;
-    pool.free = s->next;
-    pthread_mutex_unlock(&pool.lock);
-    return s;
+    return mp_pool_get(&desc_pool);
 }
 
 static void desc_put(struct mp_slab *s)
 {
-    pthread_mutex_lock(&pool.lock);
-    s->next = pool.free;
-    pool.free = s;
-    pthread_mutex_unlock(&pool.lock);
+    mp_pool_put(&desc_pool, s);
 }
 
 /* ---- geometry ------------------------------------------------------------- */
@@ -705,10 +670,10 @@ void mp_slab_fork_unlock(struct mp_slab_cache *sc)
 
 void mp_slab_pool_fork_lock(void)
 {
-    pthread_mutex_lock(&pool.lock);
+    mp_pool_fork_lock(&desc_pool);
 }
 
 void mp_slab_pool_fork_unlock(void)
 {
-    pthread_mutex_unlock(&pool.lock);
+    mp_pool_fork_unlock(&desc_pool);
 }
