@@ -169,6 +169,22 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
 /* t lets go of c: its deferred batch is sealed, its magazines are put
  * (magazine.c, MAGAZINE VERBS), its counters are folded, and it stops being
  * a holder. */
+/* t holds no cache any more (t's gate held): its tcache array is all zero
+ * (I3), so give its pages back; the mapping stays (MAP_NORESERVE), and the
+ * pages come back zero-filled when t holds a cache again.  A hit of t on a
+ * cache it does not hold may store its busy byte meanwhile: on a page
+ * dropped at that moment the store is lost, and the byte reads 0, as it
+ * would a moment later anyway. */
+static void mp_tcs_release_if_idle(struct mp_thread *t)
+{
+    for (unsigned w = 0; w < MP_HELD_WORDS; w++)
+        if (t->th_held[w] != 0)
+            return;
+    size_t bytes = sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1);
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    madvise(t->th_tc, bytes, MADV_DONTNEED);
+}
+
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 {
     mp_tc_flush_to(t, c, false);
@@ -208,6 +224,7 @@ void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)
         mp_cache_release(c);
+    mp_tcs_release_if_idle(t);
 }
 
 /* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */
@@ -410,7 +427,9 @@ static void mp_thread_exit(void *arg)
     /* Unlinked: no stats reader can reach the array any more.  Every held
      * cache was flushed above, leaving its entry zero; zero the used range
      * anyway so a parked array is all-zero whatever a path left behind. */
-    memset(t->th_tc, 0, sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1));
+    size_t used = (sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1) + 4095) & ~(size_t)4095;
+    if (madvise(t->th_tc, used, MADV_DONTNEED) != 0) /* zero, and no resident page */
+        memset(t->th_tc, 0, used);
     bool parked = false;
     pthread_mutex_lock(&mp_threads_lock);
     if (mp_nspare_tcs < MP_SPARE_TCS) {
