@@ -6,26 +6,29 @@
  * two (64 B .. 2 KiB: six classes), each class a block pool (struct
  * mp_pool, below): 64 KiB chunks mapped with mmap, aligned to their size,
  * each holding blocks of one class, with its own free list and count of
- * blocks out.  A chunk whose blocks all came back is unmapped (one empty
- * chunk per pool is kept against thrashing), so what stays after every
- * cache is destroyed is at most one chunk per class in use.  Larger blocks
+ * blocks out.  A chunk whose blocks all came back is emptied with
+ * madvise(MADV_DONTNEED) (one empty chunk per pool is kept as it is,
+ * against thrashing), so what stays resident after every cache is destroyed
+ * is at most one chunk per class in use.  Chunks are never unmapped: every
+ * metadata block stays readable for ever (zeros once released), so a lookup
+ * racing a misuse (a free of an object whose cache is being finalised, say)
+ * reads stale or zero memory, never faults.  Larger blocks
  * (slab free stacks of slabs with thousands of objects, stats walks) are
  * mapped and unmapped whole.  Every mapping is an LSan root region:
  * structures here point to application memory (a cache's ctor argument,
  * say), and LeakSanitizer does not scan private mappings otherwise.
  *
- * The same pool serves the slab layer's descriptors (slab.c) as a
- * type-stable pool: an empty chunk there is not unmapped but emptied with
- * madvise(MADV_DONTNEED), so a lock-free reader that still holds a pointer
- * into it reads zeros (which every lookup rejects), never a fault.
+ * The same pool serves the slab layer's descriptors (slab.c), whose
+ * lock-free lookups rely on that: a released descriptor reads as zeros,
+ * which every lookup rejects.
  *
  * INVARIANTS (per pool, under its lock).
  *   (M1) a free block is on exactly its chunk's free list;
  *   (M2) a chunk is on the partial list iff it has a free block and blocks
- *        out; on the empty list iff it has no block out (at most one kept
- *        mapped, beyond which: unmapped, or for a type-stable pool
- *        madvised and kept on the released list); else on no list (full);
- *   (M3) mapped == META_CHUNK * mapped chunks + live large blocks' bytes.
+ *        out; on the empty list iff it has no block out and its pages are
+ *        kept (at most one); on the released list iff it has no block out
+ *        and was madvised; else on no list (full);
+ *   (M3) resident == META_CHUNK * chunks not released + live large blocks.
  *
  * LOCKING.  One mutex per pool, a leaf: nothing else is locked while it is
  * held but mmap/munmap/madvise of a chunk.
@@ -49,7 +52,7 @@
 #define META_CHUNK MP_POOL_CHUNK
 #define META_PAGE ((size_t)4096)
 
-static _Atomic uint64_t meta_mapped; /* (M3); relaxed: statistics only */
+static _Atomic uint64_t meta_resident; /* (M3); relaxed: statistics only */
 
 /* ---- block pools ---------------------------------------------------------- */
 
@@ -141,7 +144,7 @@ static struct mp_pool_chunk *chunk_map(struct mp_pool *p)
         munmap((char *)at + META_CHUNK, (uintptr_t)raw + 2 * META_CHUNK - (at + META_CHUNK));
     struct mp_pool_chunk *c = (struct mp_pool_chunk *)at;
     mp_lsan_root(c, META_CHUNK);
-    mp_fetch_add_relaxed(&meta_mapped, META_CHUNK);
+    mp_fetch_add_relaxed(&meta_resident, META_CHUNK);
     chunk_reset(p, c);
     return c;
 }
@@ -154,6 +157,7 @@ void *mp_pool_get(struct mp_pool *p)
         if ((c = p->released) != NULL) {
             chunk_unlink(p, c);
             chunk_reset(p, c); /* its pages read zero since the madvise */
+            mp_fetch_add_relaxed(&meta_resident, META_CHUNK);
         } else if ((c = chunk_map(p)) == NULL) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
@@ -179,7 +183,6 @@ void *mp_pool_get(struct mp_pool *p)
 void mp_pool_put(struct mp_pool *p, void *b)
 {
     struct mp_pool_chunk *c = (struct mp_pool_chunk *)((uintptr_t)b & ~(uintptr_t)(META_CHUNK - 1));
-    struct mp_pool_chunk *drop = NULL;
     pthread_mutex_lock(&p->lock);
     *free_link(p, b) = c->free;
     c->free = b;
@@ -189,20 +192,14 @@ void mp_pool_put(struct mp_pool *p, void *b)
         chunk_link(p, c, CH_PARTIAL);
     } else if (p->nempty == 0) {
         chunk_link(p, c, CH_EMPTY); /* kept mapped against thrashing */
-    } else if (p->type_stable) {
+    } else {
         /* Its pages go back; the mapping stays, and reads see zeros. */
         madvise(c, META_CHUNK, MADV_DONTNEED);
         chunk_reset(p, c);
         chunk_link(p, c, CH_RELEASED);
-    } else {
-        drop = c;
+        mp_fetch_sub_relaxed(&meta_resident, META_CHUNK);
     }
     pthread_mutex_unlock(&p->lock);
-    if (drop != NULL) {
-        mp_lsan_unroot(drop, META_CHUNK);
-        munmap(drop, META_CHUNK);
-        mp_fetch_sub_relaxed(&meta_mapped, META_CHUNK);
-    }
 }
 
 void mp_pool_fork_lock(struct mp_pool *p)
@@ -218,7 +215,7 @@ void mp_pool_fork_unlock(struct mp_pool *p)
 /* ---- metadata blocks -------------------------------------------------------- */
 
 static struct mp_pool meta_pools[META_CLASSES] = {
-#define META_POOL(k) MP_POOL_INIT((size_t)1 << (META_MIN_SHIFT + (k)), 0, false)
+#define META_POOL(k) MP_POOL_INIT((size_t)1 << (META_MIN_SHIFT + (k)), 0)
     META_POOL(0), META_POOL(1), META_POOL(2), META_POOL(3), META_POOL(4), META_POOL(5),
 #undef META_POOL
 };
@@ -240,7 +237,7 @@ static void *map_block(size_t len)
         return NULL;
     }
     mp_lsan_root(p, len);
-    mp_fetch_add_relaxed(&meta_mapped, len);
+    mp_fetch_add_relaxed(&meta_resident, len);
     return p;
 }
 
@@ -272,7 +269,7 @@ void mp_meta_free(void *p, size_t size)
         size_t len = (size + META_PAGE - 1) & ~(META_PAGE - 1);
         mp_lsan_unroot(p, len);
         munmap(p, len);
-        mp_fetch_sub_relaxed(&meta_mapped, len);
+        mp_fetch_sub_relaxed(&meta_resident, len);
         return;
     }
     mp_pool_put(&meta_pools[class_of(size)], p);
@@ -297,9 +294,9 @@ void *mp_meta_alloc(size_t size)
     return mp_meta_alloc_critical(size);
 }
 
-uint64_t mp_meta_mapped_bytes(void)
+uint64_t mp_meta_resident_bytes(void)
 {
-    return mp_load_relaxed(&meta_mapped);
+    return mp_load_relaxed(&meta_resident);
 }
 
 void mp_meta_fork_lock(void)

@@ -29,33 +29,32 @@ void mp_meta_free(void *p, size_t size);
  * on failure NULL + ENOMEM and p is untouched.  (Growing arrays.) */
 void *mp_meta_grow(void *p, size_t old_size, size_t new_size);
 
-/* Bytes mapped for metadata (small-block chunks + large blocks live). */
-uint64_t mp_meta_mapped_bytes(void);
+/* Bytes of metadata memory resident or about to be (small-block chunks not
+ * released + large blocks live). */
+uint64_t mp_meta_resident_bytes(void);
 /* fork.c: hold / release the leaf locks around fork. */
 void mp_meta_fork_lock(void);
 void mp_meta_fork_unlock(void);
 
 /* A pool of fixed-size blocks in 64 KiB chunks (meta.c, DESIGN): the small
  * metadata classes, and the slab layer's descriptors.  A chunk whose blocks
- * all came back goes back to the system (one empty chunk kept); in a
- * type_stable pool it is madvised, never unmapped, so a block pointer stays
- * readable for ever (zeros once released).  block: 16 .. 4096 bytes, a
+ * all came back gives its pages back (madvise; one empty chunk kept), and is
+ * never unmapped, so a block pointer stays readable for ever (zeros once
+ * released).  block: 16 .. 4096 bytes, a
  * multiple of 8; blocks are aligned to min(block, 64) at least.  Not
- * zeroed.  A free block's free-list link is the pointer at link_off (a
- * type-stable pool's users pick a field lock-free readers do not trust).  Thread-safe; one leaf lock per pool. */
+ * zeroed.  A free block's free-list link is the pointer at link_off (users
+ * whose blocks lock-free readers may see pick a field those do not trust).  Thread-safe; one leaf lock per pool. */
 #define MP_POOL_CHUNK ((size_t)64 << 10)
 struct mp_pool_chunk;
 struct mp_pool {
     pthread_mutex_t lock;
     size_t block;
     size_t link_off; /* where a free block keeps its free-list link */
-    bool type_stable;
     unsigned nempty;
     struct mp_pool_chunk *partial, *empty, *released;
 };
-#define MP_POOL_INIT(block_, link_off_, type_stable_)                                              \
-    { .lock = PTHREAD_MUTEX_INITIALIZER, .block = (block_), .link_off = (link_off_),                 \
-      .type_stable = (type_stable_) }
+#define MP_POOL_INIT(block_, link_off_) \
+    { .lock = PTHREAD_MUTEX_INITIALIZER, .block = (block_), .link_off = (link_off_) }
 void *mp_pool_get(struct mp_pool *p); /* NULL + ENOMEM */
 void mp_pool_put(struct mp_pool *p, void *b);
 void mp_pool_fork_lock(struct mp_pool *p);

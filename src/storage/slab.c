@@ -131,12 +131,12 @@ struct mp_slab_cache {
 
 /* ---- descriptor pool (type-stable) -------------------------------------- */
 
-/* A type-stable block pool (meta.h): a descriptor's memory stays readable
+/* A block pool (meta.h), type-stable: a descriptor's memory stays readable
  * for ever, so a lock-free lookup through a stale page owner word never
  * faults; chunks whose descriptors are all free are madvised (they read as
  * zeros, which no lookup accepts).  A free descriptor's link is its `next`,
  * not its lookup fields. */
-static struct mp_pool desc_pool = MP_POOL_INIT(sizeof(struct mp_slab), offsetof(struct mp_slab, next), true);
+static struct mp_pool desc_pool = MP_POOL_INIT(sizeof(struct mp_slab), offsetof(struct mp_slab, next));
 
 static struct mp_slab *desc_get(void)
 {
