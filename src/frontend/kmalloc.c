@@ -4,7 +4,7 @@
  * What this layer guarantees
  *  - Sizes 1..8192 are served by thirteen kmem caches "kmalloc-<n>" (8, 16,
  *    32, 64, 96, 128, 192, 256, 512, 1k, 2k, 4k, 8k), all created together on
- *    first use (pthread_once).  Power-of-two classes ask the core for
+ *    first use (under a lock, fork-safe: classes_ensure).  Power-of-two classes ask the core for
  *    align = size (capped at 4096, the core's largest alignment); 96 and 192
  *    for 16.  Class lookup: a table for <= 192 bytes, a bit scan above.
  *  - Larger sizes are large blocks (mp_large_alloc, slab.h): page aligned, and aligned
@@ -48,8 +48,16 @@ static struct kmem_cache *classes[NCLASSES];
  * kmalloc pairs with it: a reader that sees a cache sees it initialised.
  * Weakened, kmalloc could pop from a cache whose fields it cannot see yet. */
 static _Atomic(magpool_cache_t *) class_cache[NCLASSES];
-static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 static bool classes_ok;
+/* The classes are made once, by the first kmalloc, under classes_lock; then
+ * classes_state is CLASSES_DONE (release, with classes[] and classes_ok).
+ * Not pthread_once: a fork while another thread runs the initialisation
+ * would leave the child's once-control "in progress" for ever, and the
+ * child's first kmalloc would hang (stress/fork found it).  The child
+ * handler below starts over instead. */
+enum { CLASSES_NONE, CLASSES_BUILDING, CLASSES_DONE };
+static pthread_mutex_t classes_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int classes_state;
 
 
 
@@ -74,6 +82,42 @@ static void classes_init(void)
              * acquire load in kmalloc_inline (class_cache above).  Weakened,
              * kmalloc could pop from a cache whose fields it cannot see. */
             mp_store_release(&class_cache[i], classes[i]->c);
+}
+
+static void classes_ensure(void)
+{
+    /* Acquire: pairs with the release store of CLASSES_DONE, so classes[]
+     * and classes_ok are visible.  Weakened, a thread could see DONE and
+     * read a NULL class. */
+    if (mp_load_acquire(&classes_state) == CLASSES_DONE)
+        return;
+    pthread_mutex_lock(&classes_lock);
+    if (mp_load_relaxed(&classes_state) != CLASSES_DONE) {
+        mp_store_relaxed(&classes_state, CLASSES_BUILDING);
+        classes_init();
+        /* Release: publishes classes[] and classes_ok (see above). */
+        mp_store_release(&classes_state, CLASSES_DONE);
+    }
+    pthread_mutex_unlock(&classes_lock);
+}
+
+/* In a fork child: if another thread of the parent was making the classes,
+ * start over (the caches it had made stay, unused: a few kilobytes), with a
+ * fresh lock, since that thread does not exist here.  Registered at load,
+ * so no once-control is involved. */
+static void classes_fork_child(void)
+{
+    if (mp_load_relaxed(&classes_state) != CLASSES_DONE) {
+        pthread_mutex_init(&classes_lock, NULL);
+        classes_ok = false;
+        mp_store_relaxed(&classes_state, CLASSES_NONE);
+    }
+}
+
+__attribute__((constructor)) static void classes_fork_register(void)
+{
+    if (pthread_atfork(NULL, NULL, classes_fork_child) != 0)
+        fprintf(stderr, "magpool: kmalloc: pthread_atfork failed at %p\n", (void *)&classes_lock);
 }
 
 static inline unsigned size_to_class(size_t size)
@@ -126,7 +170,7 @@ static __attribute__((noinline, cold)) void *kmalloc_slow(size_t size, gfp_t gfp
         return ZERO_SIZE_PTR;
     if (size > KMALLOC_MAX_CACHE_SIZE)
         return kmalloc_large(size, gfp);
-    pthread_once(&classes_once, classes_init);
+    classes_ensure();
     if (!classes_ok) {
         errno = ENOMEM;
         return NULL;
