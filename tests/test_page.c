@@ -114,6 +114,52 @@ static void test_merge(void)
     free(p);
 }
 
+/* mp_page_trim gives back wholly free regions and only those: a region with
+ * one page in use stays (its page keeps its owner); the others go, the
+ * buddy invariants hold, and allocation commits regions again. */
+static void test_trim(void)
+{
+    void *keep = mp_pages_alloc(0, 0);
+    CHECK(keep != NULL);
+    static int owner_tag;
+    mp_page_set_owner(keep, 1, &owner_tag);
+    void *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = mp_pages_alloc(MP_MAX_ORDER, 0);
+        CHECK(r[i] != NULL);
+        memset(r[i], 1, MP_PAGE_SIZE);
+        mp_page_set_owner(r[i], REGION_PAGES, &owner_tag);
+    }
+    for (int i = 0; i < 3; i++)
+        mp_pages_free(r[i], MP_MAX_ORDER);
+    struct mp_page_stats before = stats();
+    size_t n = mp_page_trim();
+    struct mp_page_stats after = stats();
+    CHECK_MSG(n >= 3 && n == before.regions_committed - 1, "trimmed %zu of %llu regions", n,
+              (unsigned long long)before.regions_committed);
+    CHECK(after.regions_committed == 1); /* the one holding `keep` */
+    CHECK(after.pages_in_use == 1);
+    CHECK(after.pages_free == REGION_PAGES - 1);
+    CHECK(mp_page_validate() == 0);
+    CHECK(mp_page_owner(keep) == &owner_tag);
+    for (int i = 0; i < 3; i++)
+        CHECK(mp_page_owner(r[i]) == NULL && mp_span_pages(r[i]) == 0);
+    CHECK(mp_page_trim() == 0); /* nothing more to give */
+    /* allocation commits fresh regions; their records start clean */
+    for (int i = 0; i < 3; i++) {
+        r[i] = mp_pages_alloc(MP_MAX_ORDER, 0);
+        CHECK(r[i] != NULL);
+    }
+    CHECK(stats().regions_committed == 4);
+    CHECK(mp_page_validate() == 0);
+    for (int i = 0; i < 3; i++)
+        mp_pages_free(r[i], MP_MAX_ORDER);
+    mp_pages_free(keep, 0);
+    CHECK(mp_page_trim() == 4);
+    CHECK(stats().regions_committed == 0 && stats().pages_free == 0);
+    CHECK(mp_page_validate() == 0);
+}
+
 static int a_static;
 
 static void test_owner(void)
@@ -462,6 +508,7 @@ int main(int argc, char **argv)
     test_owner();
     test_spans();
     test_rss();
+    test_trim();
     test_nowait();
     test_faults();
     test_threads();

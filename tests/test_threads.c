@@ -177,8 +177,10 @@ static void test_destroy_with_holders(void)
     pthread_barrier_wait(&g_bar);
     for (int i = 0; i < 4; i++) /* main frees their live objects */
         magpool_free(g_dc, g_keep[i]);
-    CHECK(magpool_cache_destroy(g_dc) == 0);   /* nothing live, but held */
-    CHECK(magpool_cache_of(g_keep[1]) == g_dc); /* still a zombie */
+    /* Nothing live, but held by idle threads: with membarrier the destroy
+     * takes their magazines itself (test_idle), without it the cache stays a
+     * zombie until they exit; either way it is gone after the exits. */
+    CHECK(magpool_cache_destroy(g_dc) == 0);
     pthread_barrier_wait(&g_bar);
     pthread_barrier_wait(&g_bar);
     for (int i = 0; i < 4; i++)

@@ -322,7 +322,16 @@ MAGPOOL_API void magpool_reap(void);
  *  aid, not a promise: while the destroyed cache's memory has not been
  *  reused such calls fail with EINVAL (a second destroy: -1 + EINVAL), but
  *  once its live objects are back and a grace period has passed, a new cache
- *  may be created at the same address and c would then name it. */
+ *  may be created at the same address and c would then name it.
+ *
+ *  Memory: the magazines other threads hold for c come back at once from
+ *  threads that are idle (a membarrier handshake; without membarrier, at
+ *  each thread's next allocation or free of any cache, or its exit), and
+ *  c's pages go back to the system.  When the last cache is destroyed the
+ *  library also gives back what it kept for reuse (free magazine slots,
+ *  metadata chunks, page-map slices): what stays is a constant per thread
+ *  that ever used a cache (its record, about 1 KiB, until it exits), the
+ *  reaper thread's stack, and under 256 KiB besides. */
 MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c);
 
 /** Snapshot c's statistics.  0, or -1 + EINVAL. */

@@ -282,6 +282,10 @@ void mp_nofail_wait(void);
 /* Start the reaper thread if it should run and does not (cache creation);
  * fork.c's child handler forgets the parent's. */
 void mp_reaper_start(void);
+/* What the library keeps resident that no cache uses: the magazine area's
+ * free slots, the metadata pools' kept chunks, wholly free page regions with
+ * their page-map slices (magpool_reap; the last cache's destroy). */
+void mp_release_unused(void);
 /* An allocation of c failed with ENOMEM: take back other threads'
  * magazines of c (rate-limited); true if something came back. */
 bool mp_pressure_reclaim(struct magpool_cache *c);

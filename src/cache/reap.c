@@ -248,6 +248,14 @@ static void mp_mag_area_release(void)
     mp_mag_area_trim();
 }
 
+void mp_release_unused(void)
+{
+    mp_mag_area_release(); /* polls the default domain first: callbacks free metadata */
+    mp_slab_pool_trim();
+    mp_meta_trim();
+    mp_page_trim();
+}
+
 /* magpool_cache_shrink but for other threads' magazines. */
 static void mp_cache_shrink(struct magpool_cache *c)
 {
@@ -299,6 +307,7 @@ MAGPOOL_API void magpool_reap(void)
             mp_cache_unpin(batch[i]);
         }
     }
+    mp_release_unused();
 }
 
 /* An allocation of c found no memory: take back other threads' magazines of

@@ -393,6 +393,11 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
         errno = EINVAL;
         return -1;
     }
+    /* Other threads' magazines of c: an idle holder's come back now
+     * (idle.c), a busy one's at its next slow path (it sees the destroy
+     * generation).  Without membarrier, that slow path is the only way. */
+    if (mp_idle_reclaim_available())
+        mp_idle_reclaim(c);
     struct mp_thread *t = mp_thread_get(false); /* its gate: magazines in transit (fork.c) */
     if (t != NULL) {
         mp_gate_enter(t);
@@ -404,6 +409,11 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
         mp_gate_leave(t);
 
     long live = mp_cache_destroy_done(c);
+    /* The last cache gone: what the library kept for caches goes too, but
+     * for the per-thread constants (issue 15, "nothing stays after
+     * destroy"; magpool.h, magpool_cache_destroy). */
+    if (mp_load_relaxed(&mp_live_caches) == 0)
+        mp_release_unused();
     return live;
 }
 

@@ -8,8 +8,9 @@
  * each holding blocks of one class, with its own free list and count of
  * blocks out.  A chunk whose blocks all came back is emptied with
  * madvise(MADV_DONTNEED) (one empty chunk per pool is kept as it is,
- * against thrashing), so what stays resident after every cache is destroyed
- * is at most one chunk per class in use.  Chunks are never unmapped: every
+ * against thrashing, until mp_pool_trim: magpool_reap and the last cache's
+ * destroy), so what stays resident after every cache is destroyed is the
+ * blocks still in use (thread records, say) and their chunks.  Chunks are never unmapped: every
  * metadata block stays readable for ever (zeros once released), so a lookup
  * racing a misuse (a free of an object whose cache is being finalised, say)
  * reads stale or zero memory, never faults.  Larger blocks
@@ -149,6 +150,16 @@ static struct mp_pool_chunk *chunk_map(struct mp_pool *p)
     return c;
 }
 
+/* Empty chunk c (on no list) gives its pages back; the mapping stays, and
+ * reads see zeros.  Under p->lock. */
+static void chunk_release(struct mp_pool *p, struct mp_pool_chunk *c)
+{
+    madvise(c, META_CHUNK, MADV_DONTNEED);
+    chunk_reset(p, c);
+    chunk_link(p, c, CH_RELEASED);
+    mp_fetch_sub_relaxed(&meta_resident, META_CHUNK);
+}
+
 void *mp_pool_get(struct mp_pool *p)
 {
     pthread_mutex_lock(&p->lock);
@@ -193,11 +204,18 @@ void mp_pool_put(struct mp_pool *p, void *b)
     } else if (p->nempty == 0) {
         chunk_link(p, c, CH_EMPTY); /* kept mapped against thrashing */
     } else {
-        /* Its pages go back; the mapping stays, and reads see zeros. */
-        madvise(c, META_CHUNK, MADV_DONTNEED);
-        chunk_reset(p, c);
-        chunk_link(p, c, CH_RELEASED);
-        mp_fetch_sub_relaxed(&meta_resident, META_CHUNK);
+        chunk_release(p, c);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+void mp_pool_trim(struct mp_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    struct mp_pool_chunk *c = p->empty;
+    if (c != NULL) {
+        chunk_unlink(p, c);
+        chunk_release(p, c);
     }
     pthread_mutex_unlock(&p->lock);
 }
@@ -309,4 +327,10 @@ void mp_meta_fork_unlock(void)
 {
     for (unsigned k = META_CLASSES; k-- > 0;)
         mp_pool_fork_unlock(&meta_pools[k]);
+}
+
+void mp_meta_trim(void)
+{
+    for (unsigned k = 0; k < META_CLASSES; k++)
+        mp_pool_trim(&meta_pools[k]);
 }

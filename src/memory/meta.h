@@ -32,6 +32,8 @@ void *mp_meta_grow(void *p, size_t old_size, size_t new_size);
 /* Bytes of metadata memory resident or about to be (small-block chunks not
  * released + large blocks live). */
 uint64_t mp_meta_resident_bytes(void);
+/* mp_pool_trim of every metadata class. */
+void mp_meta_trim(void);
 /* fork.c: hold / release the leaf locks around fork. */
 void mp_meta_fork_lock(void);
 void mp_meta_fork_unlock(void);
@@ -57,6 +59,9 @@ struct mp_pool {
     { .lock = PTHREAD_MUTEX_INITIALIZER, .block = (block_), .link_off = (link_off_) }
 void *mp_pool_get(struct mp_pool *p); /* NULL + ENOMEM */
 void mp_pool_put(struct mp_pool *p, void *b);
+/* Give back the pages of the empty chunk kept against thrashing, if any
+ * (magpool_reap, the last cache gone: reap.c). */
+void mp_pool_trim(struct mp_pool *p);
 void mp_pool_fork_lock(struct mp_pool *p);
 void mp_pool_fork_unlock(struct mp_pool *p);
 

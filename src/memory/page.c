@@ -25,8 +25,10 @@
  *     R_BUDDY committed read-write, its 1024 pages belong to the buddy system;
  *     R_SPAN  committed read-write as part of a span of > 1024 pages.
  * A region enters the buddy system the first time the free lists run dry and
- * stays there: its free pages hold no memory (they were madvise'd), so giving
- * the mapping back would buy nothing but a later mmap.  Spans of more than one
+ * stays there while anything runs: its free pages hold no memory (they were
+ * madvise'd), so giving the mapping back would buy nothing but a later mmap.
+ * Only mp_page_trim (an explicit reap, the last cache gone) takes wholly free
+ * regions out again, for the sake of their page-map and pinfo[] slices.  Spans of more than one
  * region take the first run of enough R_FREE regions (first fit over rstate[],
  * which is a few KiB even for 64 GiB) and give it back with
  * mmap(PROT_NONE, MAP_FIXED | MAP_NORESERVE) when freed.
@@ -604,6 +606,64 @@ void mp_span_free(void *p)
     g_page.regions_committed -= n;
     g_page.pages_in_use -= (uint64_t)n * REGION_PAGES;
     pthread_mutex_unlock(&g_page.lock);
+}
+
+/* ---- trim ------------------------------------------------------------------ */
+
+/* Give back the regions that lie wholly free (one order-MP_MAX_ORDER block
+ * in the free lists) with their share of the page map and of pinfo[]: 8 and
+ * 16 KiB per 4 MiB region, which otherwise stay resident for every region the
+ * process ever committed.  Regions in use are left alone.  Each region found
+ * leaves the free lists and goes R_BUSY under the lock, so no allocation
+ * reaches its memory or pinfo records while the lock is dropped for the
+ * system calls; mp_page_owner and mp_span_pages read its map and span words
+ * lock-free meanwhile and see zeros, which is what a free page holds anyway.
+ * Then it is R_FREE: a later commit maps over it (MAP_FIXED) and starts its
+ * records afresh.  Called by magpool_reap and when the last cache goes
+ * (reap.c), never on a hot path: the next use of the region costs an mmap. */
+#define TRIM_BATCH 64u
+size_t mp_page_trim(void)
+{
+    if (mp_load_acquire(&mp_pmap.size) == 0) /* pairs with page_init_slow's release */
+        return 0;
+    size_t trimmed = 0;
+    uint32_t from = 0;
+    for (;;) {
+        uint32_t batch[TRIM_BATCH], n = 0;
+        pthread_mutex_lock(&g_page.lock);
+        for (; from < g_page.nregions && n < TRIM_BATCH; from++) {
+            uint32_t i = from * REGION_PAGES;
+            const struct pinfo *pi = &g_page.pinfo[i];
+            if (g_page.rstate[from] != R_BUDDY || !(pi->flags & PI_FREE) || pi->order != MP_MAX_ORDER)
+                continue;
+            list_unlink(i, MP_MAX_ORDER);
+            g_page.rstate[from] = R_BUSY;
+            g_page.regions_committed--;
+            batch[n++] = from;
+        }
+        pthread_mutex_unlock(&g_page.lock);
+        if (n == 0)
+            break;
+        const size_t map_slice = REGION_PAGES * sizeof *mp_pmap.map;
+        const size_t info_slice = REGION_PAGES * sizeof *g_page.pinfo;
+        _Static_assert((REGION_PAGES * sizeof(void *)) % MP_PAGE_SIZE == 0, "a region's map slice is whole pages");
+        _Static_assert((REGION_PAGES * sizeof(struct pinfo)) % MP_PAGE_SIZE == 0, "a region's pinfo slice is whole pages");
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t r = batch[j];
+            /* A failed decommit leaves the region mapped but unused: R_FREE
+             * is still right (see R_FREE above). */
+            if (sys_mem(SYS_DECOMMIT, page_addr(r * REGION_PAGES), REGION_SIZE) != 0)
+                mp_fetch_add_relaxed(&g_madvise_failed, 1);
+            (void)madvise((char *)mp_pmap.map + (size_t)r * map_slice, map_slice, MADV_DONTNEED);
+            (void)madvise((char *)g_page.pinfo + (size_t)r * info_slice, info_slice, MADV_DONTNEED);
+        }
+        pthread_mutex_lock(&g_page.lock);
+        for (uint32_t j = 0; j < n; j++)
+            g_page.rstate[batch[j]] = R_FREE;
+        pthread_mutex_unlock(&g_page.lock);
+        trimmed += n;
+    }
+    return trimmed;
 }
 
 /* ---- page map ------------------------------------------------------------- */

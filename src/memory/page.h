@@ -39,6 +39,10 @@ int mp_page_init(void);
 void *mp_pages_alloc(unsigned order, unsigned aflags);
 void mp_pages_free(void *p, unsigned order);
 
+/* Give wholly free regions back to the system with their page-map and
+ * page-record slices (page.c, "trim").  Returns the regions given back. */
+size_t mp_page_trim(void);
+
 /* Any number of pages (npages >= 1), page aligned; served from the buddy
  * allocator when it fits a block, else whole regions.  Freed by mp_span_free
  * with the start address alone; mp_span_pages tells its size in pages.

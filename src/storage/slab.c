@@ -668,6 +668,11 @@ void mp_slab_fork_unlock(struct mp_slab_cache *sc)
     pthread_mutex_unlock(&sc->lock);
 }
 
+void mp_slab_pool_trim(void)
+{
+    mp_pool_trim(&desc_pool);
+}
+
 void mp_slab_pool_fork_lock(void)
 {
     mp_pool_fork_lock(&desc_pool);

@@ -118,6 +118,8 @@ void *mp_slab_locate(const void *p, void **obj);
  * (a leaf), around fork. */
 void mp_slab_fork_lock(struct mp_slab_cache *sc);
 void mp_slab_fork_unlock(struct mp_slab_cache *sc);
+/* Give back the descriptor pool's kept empty chunk (mp_pool_trim). */
+void mp_slab_pool_trim(void);
 void mp_slab_pool_fork_lock(void);
 void mp_slab_pool_fork_unlock(void);
 
