@@ -331,6 +331,51 @@ static void test_reaper(void)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
+/* The stats' idle share, where it matters (no membarrier: the reaper can
+ * only tell, not take): parked threads' magazines become threads_idle_bytes
+ * after two reaper passes; one slow path each makes them active again. */
+static void test_idle_bytes_degraded(void)
+{
+    phase = parked = 0;
+    for (int i = 0; i < 3; i++)
+        caches[i] = mk("idle-bytes", 64 << i);
+    other = mk("idle-bytes-other", 32);
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    await_parked(NTHREADS);
+    struct magpool_stats st;
+    CHECK(held(caches[0], &st) >= NTHREADS * 100u);
+    for (int ms = 0; ms < 10000 && st.threads_idle_bytes < st.threads_bytes; ms += 10) {
+        usleep(10000);
+        held(caches[0], &st);
+    }
+    CHECK_MSG(st.threads_bytes > 0 && st.threads_idle_bytes == st.threads_bytes,
+              "parked threads: %llu bytes held, %llu of them idle", (unsigned long long)st.threads_bytes,
+              (unsigned long long)st.threads_idle_bytes);
+    parked = 0;
+    set_phase(1); /* a slow path each, on `other`: active again */
+    await_parked(NTHREADS);
+    held(caches[0], &st);
+    CHECK_MSG(st.threads_bytes > 0 && st.threads_idle_bytes < st.threads_bytes,
+              "woken threads: %llu bytes held, %llu of them idle", (unsigned long long)st.threads_bytes,
+              (unsigned long long)st.threads_idle_bytes);
+    set_phase(2);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        CHECK(conserved(caches[i], NULL));
+        CHECK(magpool_cache_destroy(caches[i]) == 0);
+    }
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
+static void degraded_reaper(void)
+{
+    setenv("MAGPOOL_MEMBARRIER", "0", 1);
+    test_idle_bytes_degraded();
+}
+
 /* Without membarrier the destroy cannot reach an idle holder: the cache is
  * a zombie until the holder's next slow path or its exit. */
 static void test_zombie_degraded(void)
@@ -381,6 +426,7 @@ int main(void)
      * theirs to count. */
     in_child(degraded, "degraded-mode");
     in_child(test_reaper, "reaper");
+    in_child(degraded_reaper, "degraded-reaper");
     setenv("MAGPOOL_REAPER", "0", 1);
     CHECK(mp_idle_reclaim_available());
     scenario(false);

@@ -305,15 +305,22 @@ static void test_slabinfo(void)
     CHECK(strncmp(buf, "slabinfo - version: 2.1\n# name", 30) == 0);
     CHECK(strstr(buf, "<active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
                       "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> "
-                      "<sharedavail>") != NULL);
+                      "<sharedavail> : magpool <thread_bytes> <thread_idle_bytes> <depot_bytes> "
+                      "<slabs_free_bytes> <idle_reclaims>") != NULL);
     char *row = strstr(buf, "\nslabinfo_test ");
     CHECK(row != NULL);
     if (row != NULL) {
         char name[64];
         unsigned long act, num, osz, ops, pps, lim, bat, shf, as, ns, sha;
-        int k = sscanf(row + 1, "%63s %lu %lu %lu %lu %lu : tunables %lu %lu %lu : slabdata %lu %lu %lu",
-                       name, &act, &num, &osz, &ops, &pps, &lim, &bat, &shf, &as, &ns, &sha);
-        CHECK(k == 12);
+        unsigned long long tb, tib, db, sfb, irc;
+        int k = sscanf(row + 1,
+                       "%63s %lu %lu %lu %lu %lu : tunables %lu %lu %lu : slabdata %lu %lu %lu"
+                       " : magpool %llu %llu %llu %llu %llu",
+                       name, &act, &num, &osz, &ops, &pps, &lim, &bat, &shf, &as, &ns, &sha, &tb, &tib, &db,
+                       &sfb, &irc);
+        CHECK(k == 17);
+        CHECK(tib <= tb);
+
         CHECK(act >= 10 && num >= act && osz == 200 && ops >= 1 && pps >= 1 && ns >= 1 && as >= 1);
         CHECK(ops * 200 <= pps * 4096);
     }

@@ -207,15 +207,16 @@ static void test_dump(void)
     CHECK(at != NULL);
     if (at != NULL) {
         unsigned long hot, cold, padded, alloc, max, miss, cur, maxstd;
-        unsigned long long tbytes, dbytes, sbytes, reclaims;
+        unsigned long long tbytes, tidle, dbytes, sbytes, reclaims;
         int n = sscanf(at,
                        "-----=-----\npool-name=dump_me\nhot-count=%lu\ncold-count=%lu\n"
                        "padded_sizeof=%lu\nalloc-count=%lu\nmax-alloc=%lu\npool-misses=%lu\n"
-                       "cur-stdalloc=%lu\nmax-stdalloc=%lu\nthread-bytes=%llu\ndepot-bytes=%llu\n"
-                       "slabs-free-bytes=%llu\nidle-reclaims=%llu\n",
-                       &hot, &cold, &padded, &alloc, &max, &miss, &cur, &maxstd, &tbytes, &dbytes, &sbytes,
-                       &reclaims);
-        CHECK(n == 12);
+                       "cur-stdalloc=%lu\nmax-stdalloc=%lu\nthread-bytes=%llu\nthread-idle-bytes=%llu\n"
+                       "depot-bytes=%llu\nslabs-free-bytes=%llu\nidle-reclaims=%llu\n",
+                       &hot, &cold, &padded, &alloc, &max, &miss, &cur, &maxstd, &tbytes, &tidle, &dbytes,
+                       &sbytes, &reclaims);
+        CHECK(n == 13);
+        CHECK(tidle <= tbytes);
         CHECK(hot == 2 && alloc == 2 && max == 2 && cur == 0 && maxstd == 0 && padded >= 48);
         /* the cold objects are somewhere: the bytes add up to cold * padded */
         CHECK_MSG(tbytes + dbytes + sbytes == cold * padded, "%llu + %llu + %llu != %lu * %lu", tbytes, dbytes,

@@ -71,6 +71,7 @@
 #define MAGPOOL_MAGPOOL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -211,6 +212,11 @@ struct magpool_stats {
     /* Memory held for later allocations, by place (objects * stride;
      * magazine arrays not counted). */
     uint64_t threads_bytes;    /**< in threads' magazines (in_magazines) */
+    uint64_t threads_idle_bytes; /**< of threads_bytes: in the magazines of threads
+                                  *   that made no allocation or free at all
+                                  *   between the reaper's last two passes (100 ms
+                                  *   apart; 0 with the reaper off).  The reaper
+                                  *   takes them back at its next pass. */
     uint64_t depot_bytes;      /**< in the depot (in_depot) */
     uint64_t slabs_free_bytes; /**< free in slabs (in_slabs) */
     /* Other threads' magazines taken back by magpool_cache_shrink,
@@ -338,6 +344,12 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c);
 
 /** Snapshot c's statistics.  0, or -1 + EINVAL. */
 MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st);
+
+/** Write every live cache's statistics to f (NULL = stdout) as one JSON
+ *  object, {"caches": [{"name": ..., <every struct magpool_stats field by
+ *  its name>: number, ...}, ...]}, and a newline.  Names are escaped as
+ *  JSON strings.  0, or -1 + errno from the stream. */
+MAGPOOL_API int magpool_stats_dump_json(FILE *f);
 
 /** Return the calling thread's magazines (all caches) to the depots. */
 MAGPOOL_API void magpool_thread_flush(void);

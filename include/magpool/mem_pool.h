@@ -110,6 +110,7 @@ struct mem_pool_stats {
     /* Where the cold objects are, in bytes (magpool_stats' fields of the same
      * names), and how many idle threads' magazines were taken back. */
     uint64_t thread_bytes;        /**< in threads' magazines */
+    uint64_t thread_idle_bytes;   /**< of thread_bytes: in idle threads' (magpool_stats.threads_idle_bytes) */
     uint64_t depot_bytes;         /**< in the shared depot */
     uint64_t slabs_free_bytes;    /**< free in slabs */
     uint64_t idle_reclaims;       /**< magpool_stats.idle_reclaims */

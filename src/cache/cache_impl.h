@@ -83,6 +83,8 @@ struct mp_thread {
                                         * pass (idle.c), under this gate */
     bool th_orphan;                    /* in a fork child: a thread of the parent, which does
                                         * not exist here (its state is left alone: thread.c) */
+    _Atomic bool th_idle;              /* the reaper's last pass found it quiet (idle.c);
+                                        * relaxed: statistics read it (threads_idle_bytes) */
     _Atomic bool th_flush_asked;       /* a reclaim without membarrier asked this thread to
                                         * give back every magazine at its next slow path
                                         * (idle.c) */
@@ -214,6 +216,7 @@ struct mp_thread *mp_thread_get(bool nowait);   /* NULL: no state and nowait / E
 /* Every live thread's counts for c, summed (caller holds mp_threads_lock). */
 struct mp_thread_sums {
     uint64_t allocs, frees, in_mags, deferred;
+    uint64_t in_mags_idle; /* of in_mags: in threads th_idle marks */
 };
 void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s);
 /* fn(t, c, arg) for every cache t holds (t's own thread, or fork's child

@@ -196,6 +196,7 @@ static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache 
             uint64_t sig = mp_idle_signature(t);
             bool quiet = sig == t->th_idle_sig;
             t->th_idle_sig = sig;
+            mp_store_relaxed(&t->th_idle, quiet);
             if (!quiet || need == 0) {
                 pthread_mutex_unlock(&t->th_gate);
                 continue;
@@ -288,7 +289,20 @@ size_t mp_idle_reclaim(struct magpool_cache *only)
 
 size_t mp_idle_reclaim_quiet(void)
 {
-    if (!mp_membarrier_ready())
-        return 0; /* asking every owner each pass would flush busy threads too */
+    if (!mp_membarrier_ready()) {
+        /* Asking every owner each pass would flush busy threads too: only
+         * tell which threads are idle (th_idle, the stats'
+         * threads_idle_bytes: what stays stranded in this mode). */
+        struct mp_thread *locked[MP_IDLE_BATCH];
+        unsigned skip = 0;
+        bool more = true;
+        while (more) {
+            unsigned n = mp_idle_lock_batch(mp_self, NULL, true, MAGPOOL_MAX_CACHES * (size_t)MP_IDLE_BATCH,
+                                            locked, &skip, &more);
+            for (unsigned i = 0; i < n; i++)
+                pthread_mutex_unlock(&locked[i]->th_gate);
+        }
+        return 0;
+    }
     return mp_idle_reclaim_some(NULL, true);
 }

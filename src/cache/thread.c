@@ -276,6 +276,10 @@ void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c)
         mp_store_relaxed(&t->th_flush_asked, false);
         mp_thread_each_held(t, false);
     }
+    /* Active again: what it holds from now on is not idle (the stats'
+     * threads_idle_bytes).  Relaxed: statistics only. */
+    if (__builtin_expect(mp_load_relaxed(&t->th_idle), 0))
+        mp_store_relaxed(&t->th_idle, false);
     uint32_t slow = mp_load_relaxed(&t->th_slow) + 1;
     mp_store_relaxed(&t->th_slow, slow); /* single writer */
     if ((slow & 15u) == 0) {
@@ -310,6 +314,8 @@ void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s)
         s->allocs += allocs;
         s->frees += allocs - mp_load_relaxed(&tc->tc_net) + rounds; /* cache_impl.h */
         s->in_mags += rounds;
+        if (mp_load_relaxed(&t->th_idle))
+            s->in_mags_idle += rounds;
         s->deferred += mp_load_relaxed(&tc->tc_def_rounds);
     }
 }

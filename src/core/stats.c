@@ -13,6 +13,7 @@
  *    once, relaxed), never a crash.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,7 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     pthread_mutex_unlock(&mp_threads_lock);
     st->in_use = st->allocs - st->frees;
     st->in_magazines = s.in_mags;
+    st->threads_idle_bytes = s.in_mags_idle * mp_slab_stride(c->c_slab);
     st->deferred = s.deferred + mp_load_relaxed(&c->c_deferred_sealed);
 
     struct mp_depot *d = &c->c_depot;
@@ -71,5 +73,65 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->idle_reclaims = mp_load_relaxed(&c->c_idle_reclaims);
     st->idle_busy = mp_load_relaxed(&c->c_idle_busy);
     st->idle_asked = mp_load_relaxed(&c->c_idle_asked);
+    return 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* Every numeric field of struct magpool_stats, once: the dump writes them
+ * in this order under their own names. */
+#define MP_STATS_FIELDS(X)                                                                       \
+    X(object_size) X(stride) X(align) X(constructed) X(in_use) X(in_magazines) X(in_depot)       \
+    X(in_slabs) X(deferred) X(slabs) X(slabs_empty) X(pages) X(bytes) X(allocs) X(frees)         \
+    X(depot_allocs) X(depot_frees) X(depot_contention) X(depot_full_mags) X(depot_empty_mags)    \
+    X(slab_allocs) X(mag_size) X(mag_resizes) X(reaps) X(alloc_failures) X(max_objects)          \
+    X(backlog_mags) X(backlog_slots) X(threads_bytes) X(threads_idle_bytes) X(depot_bytes)       \
+    X(slabs_free_bytes) X(idle_reclaims) X(idle_busy) X(idle_asked)
+
+static void mp_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+struct mp_json_walk {
+    FILE *f;
+    unsigned n;
+};
+
+static int mp_json_cache(magpool_cache_t *c, void *arg)
+{
+    struct mp_json_walk *w = arg;
+    struct magpool_stats st;
+    if (magpool_cache_stats(c, &st) != 0)
+        return 0;
+    fputs(w->n++ ? ",\n  {\"name\": " : "\n  {\"name\": ", w->f);
+    mp_json_string(w->f, st.name);
+#define X(field) fprintf(w->f, ", \"" #field "\": %" PRIu64, (uint64_t)st.field);
+    MP_STATS_FIELDS(X)
+#undef X
+    fputc('}', w->f);
+    return 0;
+}
+
+MAGPOOL_API int magpool_stats_dump_json(FILE *f)
+{
+    if (f == NULL)
+        f = stdout;
+    struct mp_json_walk w = { .f = f };
+    fputs("{\"caches\": [", f);
+    magpool_cache_foreach(mp_json_cache, &w);
+    fputs(w.n ? "\n]}\n" : "]}\n", f);
+    if (fflush(f) != 0 || ferror(f))
+        return -1;
     return 0;
 }

@@ -334,10 +334,18 @@ static int slabinfo_row(magpool_cache_t *c, void *arg)
     unsigned long active = st.constructed > st.in_slabs ? (unsigned long)(st.constructed - st.in_slabs) : 0;
     if (num_objs < st.constructed)
         num_objs = (unsigned long)st.constructed;
-    fprintf(f, "%-17s %6lu %6lu %6lu %4lu %4lu : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu\n",
+    /* After Linux's own fields, a section of magpool's (as CONFIG_DEBUG_SLAB
+     * appends ": globalstat" and ": cpustat"; parsers such as slabtop read
+     * the leading fields): where the free memory is, in bytes, and the idle
+     * threads' magazines taken back. */
+    fprintf(f,
+            "%-17s %6lu %6lu %6lu %4lu %4lu : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu"
+            " : magpool %llu %llu %llu %llu %llu\n",
             st.name, active, num_objs, (unsigned long)st.object_size, per_slab, pages_per_slab,
             st.mag_size, st.mag_size, 0u, (unsigned long)(st.slabs - st.slabs_empty),
-            (unsigned long)st.slabs, (unsigned long)st.in_depot);
+            (unsigned long)st.slabs, (unsigned long)st.in_depot, (unsigned long long)st.threads_bytes,
+            (unsigned long long)st.threads_idle_bytes, (unsigned long long)st.depot_bytes,
+            (unsigned long long)st.slabs_free_bytes, (unsigned long long)st.idle_reclaims);
     return 0;
 }
 
@@ -348,7 +356,8 @@ void kmem_cache_dump_slabinfo(FILE *f)
     fprintf(f, "slabinfo - version: 2.1\n");
     fprintf(f, "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
                " : tunables <limit> <batchcount> <sharedfactor>"
-               " : slabdata <active_slabs> <num_slabs> <sharedavail>\n");
+               " : slabdata <active_slabs> <num_slabs> <sharedavail>"
+               " : magpool <thread_bytes> <thread_idle_bytes> <depot_bytes> <slabs_free_bytes> <idle_reclaims>\n");
     magpool_cache_foreach(slabinfo_row, f);
     fflush(f);
 }

@@ -310,6 +310,7 @@ int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats *out)
     out->cur_stdalloc = in_use > pool->count ? in_use - pool->count : 0;
     out->max_stdalloc = max > pool->count ? max - pool->count : 0;
     out->thread_bytes = st.threads_bytes;
+    out->thread_idle_bytes = st.threads_idle_bytes;
     out->depot_bytes = st.depot_bytes;
     out->slabs_free_bytes = st.slabs_free_bytes;
     out->idle_reclaims = st.idle_reclaims;
@@ -338,13 +339,15 @@ void mem_pool_dump(FILE *f)
                 "cur-stdalloc=%lu\n"
                 "max-stdalloc=%lu\n"
                 "thread-bytes=%llu\n"
+                "thread-idle-bytes=%llu\n"
                 "depot-bytes=%llu\n"
                 "slabs-free-bytes=%llu\n"
                 "idle-reclaims=%llu\n",
                 s.name, s.hot_count, s.cold_count, s.padded_sizeof,
                 (unsigned long long)s.alloc_count, s.max_alloc,
                 (unsigned long long)s.pool_misses, s.cur_stdalloc, s.max_stdalloc,
-                (unsigned long long)s.thread_bytes, (unsigned long long)s.depot_bytes,
+                (unsigned long long)s.thread_bytes, (unsigned long long)s.thread_idle_bytes,
+                (unsigned long long)s.depot_bytes,
                 (unsigned long long)s.slabs_free_bytes, (unsigned long long)s.idle_reclaims);
     }
     pthread_mutex_unlock(&registry_lock);
