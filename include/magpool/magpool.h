@@ -498,10 +498,11 @@ MAGPOOL_HIT_FN_ void magpool_hit_leave_(struct magpool_hit_ *h)
 MAGPOOL_HIT_FN_ int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
 {
     magpool_hit_enter_(h);
-    uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
+    /* 64-bit: n - 1 then indexes objs as it is (no zero extension). */
+    uint64_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
     /* n - 1 < cap: n != 0 and a magazine is loaded and not stopped */
     if (__builtin_expect(n - 1u < atomic_load_explicit(&h->cap, memory_order_relaxed), 1)) {
-        atomic_store_explicit(&h->rounds, n - 1u, memory_order_relaxed);
+        atomic_store_explicit(&h->rounds, (uint32_t)(n - 1u), memory_order_relaxed);
         atomic_store_explicit(&h->allocs, atomic_load_explicit(&h->allocs, memory_order_relaxed) + 1u,
                               memory_order_relaxed);
         *objp = atomic_load_explicit(&h->objs, memory_order_relaxed)[n - 1u];
