@@ -173,6 +173,50 @@ static void d_user(void *a)
     magpool_free(c, y);
     magpool_free(c, x);
 }
+/* The callers MAGPOOL_STORE_USER records are the application's: the
+ * return addresses of magpool_alloc / magpool_free, however their misses
+ * reach the slow path (a tail jump: magazine.c, MP_MUSTTAIL).  The child
+ * prints the two functions' addresses; the report names its callers. */
+static __attribute__((noinline)) void *user_alloc(magpool_cache_t *c)
+{
+    void *p = magpool_alloc(c);
+    __asm__ volatile("" ::: "memory"); /* no tail call: the return address is in here */
+    return p;
+}
+static __attribute__((noinline)) void user_free(magpool_cache_t *c, void *p)
+{
+    magpool_free(c, p);
+    __asm__ volatile("" ::: "memory");
+}
+static void d_user_callers(void *a)
+{
+    (void)a;
+    fprintf(stderr, "user_alloc=%p user_free=%p\n", (void *)user_alloc, (void *)user_free);
+    magpool_cache_t *c = mk("callers", 40, MAGPOOL_STORE_USER);
+    void *x = user_alloc(c), *y = user_alloc(c);
+    user_free(c, x);
+    user_free(c, y);
+    user_free(c, x);
+}
+static void test_user_callers(void)
+{
+    char buf[4096];
+    int st = check_run_child(d_user_callers, NULL, buf, sizeof buf);
+    CHECK(WIFSIGNALED(st));
+    void *fa = NULL, *ff = NULL, *ca = NULL, *cf = NULL;
+    const char *at = strstr(buf, "user_alloc=");
+    CHECK(at != NULL && sscanf(at, "user_alloc=%p user_free=%p", &fa, &ff) == 2);
+    at = strstr(buf, "[last alloc: thread ");
+    CHECK_MSG(at != NULL, "[%s]", buf);
+    if (at != NULL) {
+        unsigned long long t1, t2;
+        CHECK(sscanf(at, "[last alloc: thread %llu caller %p; last free: thread %llu caller %p]", &t1, &ca, &t2, &cf) ==
+              4);
+    }
+    CHECK_MSG((char *)ca > (char *)fa && (char *)ca < (char *)fa + 64, "alloc caller %p, user_alloc %p", ca, fa);
+    CHECK_MSG((char *)cf > (char *)ff && (char *)cf < (char *)ff + 64, "free caller %p, user_free %p", cf, ff);
+}
+
 static void d_wrong(void *a)
 {
     (void)a;
@@ -347,6 +391,7 @@ static void test_checks(void)
     CHECK(check_death(d_user, NULL, "double free"));
     CHECK(check_death(d_user, NULL, "last free: thread"));
     CHECK(check_death(d_wrong, NULL, "wrong cache"));
+    test_user_callers();
     CHECK(check_death(d_slab_checks, NULL, "magpool: kchk: double free"));
     CHECK(check_death(d_corrupt_state, NULL, "magpool: corrupt: corrupted object at 0x"));
 }

@@ -41,6 +41,17 @@ void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, cons
  * 1-thread alloc+free pair 15-25% (bench pair, A/B of identical code). */
 #define MP_HOT_ENTRY __attribute__((aligned(64)))
 
+/* A public entry's miss entered by a guaranteed tail jump (clang's
+ * musttail, at every optimisation level): the miss function's
+ * __builtin_return_address(0) is then the entry's caller, so the hit need
+ * not load it (one instruction of magpool_alloc's and magpool_free's).
+ * Without musttail (gcc 12) the entries pass the caller as before. */
+#if defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(musttail)
+#define MP_MUSTTAIL __attribute__((musttail))
+#endif
+#endif
+
 static inline __attribute__((always_inline)) struct mp_tcache *mp_fast_tc(struct magpool_cache *c)
 {
     return (struct mp_tcache *)magpool_hit_of_(c);

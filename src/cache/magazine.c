@@ -325,9 +325,24 @@ static inline __attribute__((always_inline)) void *mp_alloc_entry(magpool_cache_
     return mp_fast_alloc(c, caller);
 }
 
+#ifdef MP_MUSTTAIL
+/* Entered only by magpool_alloc's tail jump (MP_MUSTTAIL). */
+static MP_COLD __attribute__((noinline)) void *mp_alloc_miss_tail(magpool_cache_t *c)
+{
+    return mp_alloc_slow(c, 0, __builtin_return_address(0));
+}
+#endif
+
 MP_HOT_ENTRY MAGPOOL_API void *magpool_alloc(magpool_cache_t *c)
 {
+#ifdef MP_MUSTTAIL
+    void *obj;
+    if (__builtin_expect(c != NULL && magpool_hit_pop_(magpool_hit_of_(c), &obj), 1))
+        return obj;
+    MP_MUSTTAIL return mp_alloc_miss_tail(c); /* a NULL c too: EINVAL there */
+#else
     return mp_alloc_entry(c, __builtin_return_address(0));
+#endif
 }
 
 /* magpool.h's inline magpool_alloc after it missed or had no cache: the
@@ -532,9 +547,25 @@ static inline __attribute__((always_inline)) void mp_free_entry(magpool_cache_t 
     mp_fast_free(c, obj, caller);
 }
 
+#ifdef MP_MUSTTAIL
+/* Entered only by magpool_free's tail jump (MP_MUSTTAIL). */
+static MP_COLD __attribute__((noinline)) void mp_free_miss_tail(magpool_cache_t *c, void *obj)
+{
+    mp_free_slow(c, obj, __builtin_return_address(0));
+}
+#endif
+
 MP_HOT_ENTRY MAGPOOL_API void magpool_free(magpool_cache_t *c, void *obj)
 {
+#ifdef MP_MUSTTAIL
+    if (__builtin_expect(obj == NULL, 0))
+        return;
+    if (__builtin_expect(c != NULL && magpool_hit_push_(magpool_hit_of_(c), obj), 1))
+        return;
+    MP_MUSTTAIL return mp_free_miss_tail(c, obj); /* a NULL c too: reported there */
+#else
     mp_free_entry(c, obj, __builtin_return_address(0));
+#endif
 }
 
 /* magpool.h's inline magpool_free after it missed: as magpool_hit_alloc_miss_. */
