@@ -5,6 +5,8 @@
 #include "magpool/magpool.h" /* before report.h: MP_DEBUG_FLAGS names its flags */
 #include "report.h"
 
+#include "atomics.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +16,24 @@
 
 /* ---- environment -------------------------------------------------------- */
 
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static unsigned env_flags;
-static bool under_memcheck;
+/* The environment is parsed at the first call that needs it (a program may
+ * setenv before its first cache), without pthread_once: a fork while another
+ * thread ran the once-routine would leave the child's once-control in
+ * progress for ever.  Parsing twice is harmless (the same answer); the
+ * thread whose compare-and-swap publishes the answer prints the warnings.
+ * env_state: 0 = not parsed; else ENV_PARSED | flags | ENV_MEMCHECK. */
+#define ENV_PARSED 0x80000000u
+#define ENV_MEMCHECK 0x20000000u
+_Static_assert(((MP_DEBUG_FLAGS | MP_DEBUG_CHECK | MAGPOOL_DEBUG_CONTINUE) & (ENV_PARSED | ENV_MEMCHECK)) == 0,
+               "the state's own bits are free");
+static _Atomic unsigned env_state;
 
-static void env_parse(void)
+/* MAGPOOL_DEBUG's flags; unknown options are reported if `warn`. */
+static unsigned env_debug_flags(bool warn)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    under_memcheck = pre != NULL && strstr(pre, "vgpreload_memcheck") != NULL;
     const char *s = getenv("MAGPOOL_DEBUG");
     if (s == NULL)
-        return;
+        return 0;
     unsigned f = 0;
     while (*s != '\0') {
         size_t n = strcspn(s, ",");
@@ -42,25 +51,41 @@ static void env_parse(void)
             f |= MP_DEBUG_CHECK;
         else if (n == 3 && strncmp(s, "all", n) == 0)
             f |= MP_DEBUG_FLAGS;
-        else if (n > 0)
+        else if (n > 0 && warn)
             fprintf(stderr, "magpool: MAGPOOL_DEBUG: unknown option '%.*s' ignored\n", (int)n, s);
         s += n;
         if (*s == ',')
             s++;
     }
-    env_flags = f;
+    return f;
+}
+
+static unsigned env_get(void)
+{
+    /* Relaxed, here and in the CAS: the answer is the word itself; nothing
+     * else is published with it. */
+    unsigned st = mp_load_relaxed(&env_state);
+    if (__builtin_expect(st != 0, 1))
+        return st;
+    const char *pre = getenv("LD_PRELOAD");
+    unsigned mine = ENV_PARSED | env_debug_flags(false) |
+                    (pre != NULL && strstr(pre, "vgpreload_memcheck") != NULL ? ENV_MEMCHECK : 0);
+    unsigned expected = 0;
+    if (mp_cas_strong_relaxed(&env_state, &expected, mine)) { /* the winner warns */
+        (void)env_debug_flags(true);
+        return mine;
+    }
+    return expected;
 }
 
 unsigned mp_debug_env_flags(void)
 {
-    pthread_once(&env_once, env_parse);
-    return env_flags;
+    return env_get() & ~(ENV_PARSED | ENV_MEMCHECK);
 }
 
 bool mp_under_memcheck(void)
 {
-    pthread_once(&env_once, env_parse);
-    return under_memcheck;
+    return (env_get() & ENV_MEMCHECK) != 0;
 }
 
 /* ---- trailer layout -------------------------------------------------------- */

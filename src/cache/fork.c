@@ -108,15 +108,20 @@ static void child(void)
     mp_reclaim_fork_child();
 }
 
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void fork_register(void)
+/* Registered when the library is loaded, before any thread can use it:
+ * registered lazily (pthread_once, as it once was), a fork while another
+ * thread was registering left the child's once-control "in progress" for
+ * ever, and the child's first cache hung (kmalloc's classes had the same
+ * bug: kmalloc.c).  Priority 101: before mem_pool's (102), whose prepare
+ * handler must run first (pthread_atfork runs them in reverse order). */
+__attribute__((constructor(101))) static void fork_register(void)
 {
     if (pthread_atfork(prepare, parent, child) != 0)
         fprintf(stderr, "magpool: fork: pthread_atfork failed at %p\n", (void *)prepare);
 }
 
+/* Nothing to do at run time: the reference keeps this object, and so its
+ * constructor, in every static link that creates a cache. */
 void mp_fork_init(void)
 {
-    pthread_once(&fork_once, fork_register);
 }

@@ -1,8 +1,9 @@
 /*
  * Fork safety (owner: src/cache/fork.c).  CONTRACT.
  *
- * mp_fork_init (idempotent; called before the first thread state exists)
- * registers pthread_atfork handlers.  Before fork they take every lock of
+ * pthread_atfork handlers are registered when the library is loaded (a
+ * constructor; mp_fork_init, called before the first thread state exists,
+ * only keeps fork.c in static links).  Before fork they take every lock of
  * the library in its order and every thread's slow-path gate, so no lock is
  * held and no magazine is in transit in another thread at the fork; after
  * it, the parent releases them all; the child releases them and forgets the

@@ -56,7 +56,9 @@ static unsigned mp_nspare_tcs;
 static pthread_mutex_t mp_thread_create_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_key_t mp_thread_key;
-static pthread_once_t mp_thread_once = PTHREAD_ONCE_INIT;
+static bool mp_thread_key_made; /* under mp_thread_create_lock, which fork's
+                                 * prepare handler holds: no fork can find the
+                                 * key half made (pthread_once could be) */
 
 static void mp_thread_exit(void *arg);
 static void mp_thread_key_init(void)
@@ -98,7 +100,10 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         }
     }
     t->th_tc = tc;
-    pthread_once(&mp_thread_once, mp_thread_key_init);
+    if (!mp_thread_key_made) {
+        mp_thread_key_init();
+        mp_thread_key_made = true;
+    }
     if (pthread_setspecific(mp_thread_key, t) != 0) {
         munmap(tc, bytes);
         pthread_mutex_unlock(&mp_thread_create_lock);

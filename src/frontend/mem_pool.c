@@ -76,9 +76,9 @@ static void registry_fork_unlock(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-static pthread_once_t registry_fork_once = PTHREAD_ONCE_INIT;
-
-static void registry_fork_register(void)
+/* At load, after the core's (fork.c: constructor 101), never lazily: a fork
+ * during a lazy registration left the child's once-control in progress. */
+__attribute__((constructor(102))) static void registry_fork_register(void)
 {
     if (pthread_atfork(registry_fork_lock, registry_fork_unlock, registry_fork_unlock) != 0)
         fprintf(stderr, "magpool: mem_pool: pthread_atfork failed at %p\n", (void *)&registry_lock);
@@ -86,7 +86,6 @@ static void registry_fork_register(void)
 
 static void registry_add(struct mem_pool *p)
 {
-    pthread_once(&registry_fork_once, registry_fork_register);
     pthread_mutex_lock(&registry_lock);
     p->next = registry;
     if (registry != NULL)

@@ -170,8 +170,7 @@ static struct magpool_domain g_default = {
     .kind = DOM_CK,
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
-static ck_epoch_t g_epoch;                     /* initialised under g_once */
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static ck_epoch_t g_epoch;                     /* initialised at load (global_init) */
 static pthread_key_t g_exit_key;               /* safety net: thread exit */
 
 /* Per-thread state of the default domain.  Zero = no record yet. */
@@ -190,7 +189,10 @@ static void key_exit(void *unused)
     mp_reclaim_thread_exit();
 }
 
-static void global_init(void)
+/* At load, not lazily under pthread_once: a fork while another thread ran
+ * the once-routine would leave the child's once-control in progress for
+ * ever (its first read-side section would hang). */
+__attribute__((constructor)) static void global_init(void)
 {
     ck_epoch_init(&g_epoch);
     if (pthread_key_create(&g_exit_key, key_exit) != 0)
@@ -199,7 +201,6 @@ static void global_init(void)
 
 __attribute__((noinline, cold)) static ck_epoch_record_t *record_slow(void)
 {
-    pthread_once(&g_once, global_init);
     ck_epoch_record_t *rec = ck_epoch_recycle(&g_epoch, NULL);
     if (rec != NULL) {
         mp_tsan_acquire(rec);  /* pairs with the release before unregister (R10) */
