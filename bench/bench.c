@@ -148,6 +148,9 @@ static void *aux_create(struct run *r)
 
 /* spsc check totals: objects checked, rings that failed the check. */
 static uint64_t spsc_checked, spsc_failed;
+/* ctor check totals: objects used, uses that found an object not in
+ * constructed state (bench_obj_use). */
+static uint64_t ctor_checked, ctor_failed;
 
 static void aux_destroy(struct run *r)
 {
@@ -175,6 +178,13 @@ static void aux_destroy(struct run *r)
             spsc_failed += rings[i].produced != rings[i].consumed || rings[i].misordered;
         }
     }
+    if (r->kind == WL_CTOR) {
+        uint64_t bad = atomic_load_explicit(&r->bad, memory_order_relaxed);
+        if (bad)
+            fprintf(stderr, "bench: %s: ctor: %llu objects not in constructed state\n",
+                    r->ct->name, (unsigned long long)bad);
+        ctor_failed += bad;
+    }
     if (r->kind == WL_DEFERRED && r->aux) {
         struct defer_shared *d = r->aux;
         if (atomic_load(&d->bad))
@@ -198,6 +208,7 @@ static size_t max_live_of(enum wl_kind k, unsigned thr, unsigned p1, unsigned p2
     case WL_CHURN: return (size_t)thr * p1;
     case WL_DEFERRED: return DEFER_SLOTS + (size_t)thr * 4096;
     case WL_MEMORY: return p1;
+    case WL_CTOR: return (size_t)thr * (p1 ? p1 : 1);
     default: return 0;
     }
 }
@@ -244,6 +255,8 @@ static double run_once(const struct contender *ct, enum wl_kind kind, unsigned p
     for (unsigned i = 0; i < thr; i++) {
         pthread_join(th[i], NULL);
         ops += t[i].ops;
+        if (kind == WL_CTOR)
+            ctor_checked += t[i].ops;
         if (t[i].t_end > t1)
             t1 = t[i].t_end;
     }
@@ -673,17 +686,24 @@ static __attribute__((unused)) const struct result *find(const char *wl, size_t 
     return NULL;
 }
 
-/* Fastest of glibc, jemalloc, tcmalloc, mimalloc at a point (issue 3's set). */
-static __attribute__((unused)) double best_malloc(const char *wl, size_t size, unsigned thr, const char **who)
+/* Fastest contender with a cap of `caps` at a point. */
+static __attribute__((unused)) double best_of(const char *wl, size_t size, unsigned thr,
+                                              unsigned caps, const char **who)
 {
     double best = 0;
     for (size_t i = 0; i < nres; i++)
         if (!strcmp(res[i].wl, wl) && res[i].size == size && res[i].threads == thr && res[i].ok &&
-            (res[i].ct->caps & CT_PEER) && res[i].med > best) {
+            (res[i].ct->caps & caps) && res[i].med > best) {
             best = res[i].med;
             *who = res[i].ct->name;
         }
     return best;
+}
+
+/* Fastest of glibc, jemalloc, tcmalloc, mimalloc at a point (issue 3's set). */
+static __attribute__((unused)) double best_malloc(const char *wl, size_t size, unsigned thr, const char **who)
+{
+    return best_of(wl, size, thr, CT_PEER, who);
 }
 
 static __attribute__((unused)) void target(FILE *f, const char *what, int known, int pass, const char *fmt, double a,
@@ -758,6 +778,36 @@ static void print_targets(FILE *f)
            "%.1f instr/call (amortised over 1000, loop included: %.1f)", ifr, bfr);
     if (ia < 0)
         fprintf(f, "        (callgrind: run ./bench/run.sh --callgrind, or quick mode with valgrind)\n");
+
+    /* Issue 16: constructed objects.  The magpool contenders construct once
+     * (the cache's ctor); every malloc constructs after each malloc and
+     * destroys before each free.  "Best malloc" here: the fastest of glibc,
+     * jemalloc, tcmalloc, mimalloc and tbbmalloc (CT_MALLOC). */
+    fprintf(f, "\n== targets (issue 16), constructed %zu B objects: magpool >= 3x the best "
+               "malloc ==\n", sizeof(struct bench_obj));
+    const char *cwl[] = { "ctor-pair", "ctor-batch100" };
+    const unsigned cthr[] = { 1, 64 };
+    const struct contender *cmp[] = { &ct_magpool_call, &ct_kmem };
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < 2; q++) {
+            const size_t osz = sizeof(struct bench_obj);
+            const struct result *c = find(cwl[k], osz, cthr[q], m);
+            double bc = best_of(cwl[k], osz, cthr[q], CT_MALLOC, &who);
+            char what[80];
+            snprintf(what, sizeof(what), "%s T=%u: magpool >= 3x best malloc", cwl[k], cthr[q]);
+            target(f, what, c && bc > 0, c && c->med >= 3 * bc,
+                   "speedup %.2fx (magpool %.2f Mops/s)", c && bc > 0 ? c->med / bc : 0,
+                   c ? c->med : 0);
+            fprintf(f, "        (best malloc: %s %.2f Mops/s;", bc > 0 ? who : "-", bc);
+            for (int j = 0; j < 2; j++) {
+                const struct result *o = find(cwl[k], osz, cthr[q], cmp[j]);
+                if (o && bc > 0)
+                    fprintf(f, " %s %.2fx", cmp[j]->name, o->med / bc);
+                else
+                    fprintf(f, " %s n/a", cmp[j]->name);
+            }
+            fprintf(f, ")\n");
+        }
 #else
     fprintf(f, "\n== targets (issue 3): n/a, built without magpool ==\n");
 #endif
@@ -886,6 +936,13 @@ static void plan(void)
             FOR_T(TQ) run_point("deferred", WL_DEFERRED, 0, 0, sz, *tp);
         }
     }
+
+    /* Constructed objects (issue 16): one size, the struct's own. */
+    {
+        static const unsigned TC[] = { 1, 2, 4, 8, 16, 32, 64 };
+        FOR_T(TC) run_point("ctor-pair", WL_CTOR, 1, 0, sizeof(struct bench_obj), *tp);
+        FOR_T(TC) run_point("ctor-batch100", WL_CTOR, 100, 0, sizeof(struct bench_obj), *tp);
+    }
 #undef FOR_T
 }
 
@@ -980,5 +1037,8 @@ int main(int argc, char **argv)
     if (spsc_checked || spsc_failed)
         printf("spsc check: %llu objects handed over and freed once, in order; %llu rings failed\n",
                (unsigned long long)spsc_checked, (unsigned long long)spsc_failed);
-    return spsc_failed ? 1 : 0;
+    if (ctor_checked || ctor_failed)
+        printf("ctor check: %llu objects used; %llu were not in constructed state\n",
+               (unsigned long long)ctor_checked, (unsigned long long)ctor_failed);
+    return spsc_failed || ctor_failed ? 1 : 0;
 }

@@ -38,6 +38,8 @@ enum wl_kind {
     WL_CHURN,    /* generations of threads exiting with objects live */
     WL_DEFERRED, /* readers in sections, writers retire with deferred free */
     WL_MEMORY,   /* RSS per live object at 1M, RSS after free + shrink */
+    WL_CTOR,     /* constructed objects (struct bench_obj, bench_aux.h): p1 = B,
+                    B allocs (each used), then B frees in reverse; 1 = a pair */
     WL_NKINDS
 };
 
@@ -57,6 +59,7 @@ struct run {
     atomic_uint ready;    /* threads warmed up and waiting */
     atomic_int go;        /* released by the driver */
     uint64_t fixed_ops;   /* >0: each thread does this many ops, no timer */
+    atomic_uint_fast64_t bad; /* WL_CTOR: objects not in constructed state */
 };
 
 /* Per-thread state passed to workload loops. */
@@ -95,6 +98,8 @@ struct wl_set {
 #define CT_MAGPOOL   0x10u /* a magpool row */
 #define CT_FLOOR     0x20u /* the floor */
 #define CT_PEER      0x40u /* a general-purpose allocator (issue 3 peer set) */
+#define CT_MALLOC    0x80u /* a malloc (issue 16's set: glibc, jemalloc, tcmalloc,
+                              mimalloc, tbbmalloc) */
 
 struct contender {
     const char *name;

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #define BENCH_CHUNK 256u       /* ops between checks of the stop flag */
 #define SPSC_CAP 1024u         /* slots per producer/consumer ring */
@@ -102,5 +103,90 @@ struct defer_shared {
 };
 
 #define DEFER_COOKIE 0x6d61677030303031ULL
+
+/*
+ * The ctor workload (issue 16): the objects object caches exist for
+ * (Bonwick 1994) -- a struct whose construction is real work.  Constructed
+ * state: magic set, the mutex and the condition variable initialised,
+ * refcount 0, the list head pointing at itself, the 256-byte buffer all zero.
+ *
+ * A contender with a constructor facility keeps objects in that state
+ * (magpool_config.ctor/dtor, kmem_cache_create's ctor, rte_mempool's obj_init,
+ * the floor's thread stack): its alloc returns a constructed object and the
+ * object is freed constructed.  Every other contender (the mallocs, mem_pool,
+ * gluster-classic, mutex-list) runs bench_obj_ctor after each alloc and
+ * bench_obj_dtor before each free, as its users must.  The use between is
+ * the same for all (bench_obj_use): it checks the constructed state, changes
+ * fields under the mutex and restores them before unlocking, so the object
+ * leaves the use constructed (the buffer need not be cleared again).
+ */
+#define BENCH_OBJ_MAGIC 0x6f626a6374307231ULL
+#define BENCH_OBJ_BUF 256u
+
+struct bench_obj_link {
+    struct bench_obj_link *next, *prev;
+};
+
+struct bench_obj {
+    uint64_t magic;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct bench_obj_link list;  /* empty: points at itself */
+    uint32_t refcount;
+    uint32_t flags;
+    uint64_t seq;                /* last user's stamp (not part of the invariant) */
+    unsigned char buf[BENCH_OBJ_BUF];
+};
+_Static_assert(sizeof(struct bench_obj) == 384, "the ctor workload's object is 384 bytes");
+
+/* The constructor (magpool_config.ctor's signature).  Hand-initialising
+ * contenders call this very function after each alloc. */
+static inline void bench_obj_ctor(void *obj, void *arg)
+{
+    struct bench_obj *o = obj;
+    (void)arg;
+    o->magic = BENCH_OBJ_MAGIC;
+    pthread_mutex_init(&o->lock, NULL);
+    pthread_cond_init(&o->cond, NULL);
+    o->list.next = o->list.prev = &o->list;
+    o->refcount = 0;
+    o->flags = 0;
+    o->seq = 0;
+    memset(o->buf, 0, sizeof(o->buf));
+}
+
+/* The destructor (magpool_config.dtor's signature). */
+static inline void bench_obj_dtor(void *obj, void *arg)
+{
+    struct bench_obj *o = obj;
+    (void)arg;
+    pthread_cond_destroy(&o->cond);
+    pthread_mutex_destroy(&o->lock);
+}
+
+/* The use, identical for every contender: under the mutex, check the
+ * constructed state (a failure counts in *bad), take a reference, stamp seq,
+ * flags and the first buffer word; then, past an opaque barrier (the stores
+ * must happen), read the stamp back, drop the reference and clear what was
+ * changed.  Returns the stamp read back (for the checksum). */
+static inline uint64_t bench_obj_use(struct bench_obj *o, uint64_t v, uint64_t *bad)
+{
+    uint64_t w;
+    pthread_mutex_lock(&o->lock);
+    memcpy(&w, o->buf, sizeof(w));
+    *bad += (o->magic != BENCH_OBJ_MAGIC) | (o->refcount != 0) | (o->flags != 0) |
+            (o->list.next != &o->list) | (o->list.prev != &o->list) | (w != 0);
+    o->refcount++;
+    o->flags = 1;
+    o->seq = v;
+    memcpy(o->buf, &v, sizeof(v));
+    __asm__ volatile("" ::: "memory"); /* BENCH_OPAQUE (bench.h) */
+    memcpy(&w, o->buf, sizeof(w));
+    memset(o->buf, 0, sizeof(w));
+    o->flags = 0;
+    o->refcount--;
+    pthread_mutex_unlock(&o->lock);
+    return w;
+}
 
 #endif /* BENCH_AUX_H */

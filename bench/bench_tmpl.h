@@ -8,6 +8,12 @@
  *   CT_HAS_BULK:     CT_alloc_bulk(t, v, n) -> 0 on success, CT_free_bulk(t, v, n)
  *   CT_HAS_DEFERRED: CT_read_enter(t), CT_read_leave(t), CT_retire(t, p),
  *                    CT_sync(t)  (all retired objects reusable afterwards)
+ *   CT_HAS_CTOR:     in the ctor workload (WL_CTOR) the contender's pool
+ *                    constructs its objects (its setup gave it bench_obj_ctor
+ *                    and, where it has one, bench_obj_dtor): CT_alloc returns
+ *                    a constructed object and CT_free takes one back.
+ *                    Without it, the loop constructs after each alloc and
+ *                    destroys before each free.
  * Every loop below then calls those directly, so the compiler inlines what
  * the contender's header inlines and calls what it exports: the loop is the
  * same code for everyone, the only difference is the allocator.
@@ -546,6 +552,73 @@ static void BT(deferred)(struct tctx *t)
 #define BT_DEFERRED NULL
 #endif
 
+/* ---- ctor: constructed objects (issue 16; struct bench_obj, bench_aux.h) --
+ * p1 = B: B objects allocated (each used once), then freed in reverse
+ * order; B = 1 is a pair.  An opaque barrier after each alloc (and its
+ * construction) and after each free, as in pair-opaque, so no compiler can
+ * drop or merge any of the construction's stores or carry the allocator's
+ * state across the use. */
+static inline struct bench_obj *BT(ctor_get)(struct tctx *t)
+{
+    struct bench_obj *o = BT(get)(t, "ctor");
+#ifndef CT_HAS_CTOR
+    bench_obj_ctor(o, NULL);
+#endif
+    BENCH_OPAQUE();
+    return o;
+}
+
+static inline void BT(ctor_put)(struct tctx *t, struct bench_obj *o)
+{
+#ifndef CT_HAS_CTOR
+    bench_obj_dtor(o, NULL);
+#endif
+    BT_FREE(t, o);
+    BENCH_OPAQUE();
+}
+
+static void BT(ctor_round)(struct tctx *t, struct bench_obj **v, unsigned b, uint64_t n,
+                           uint64_t *sum, uint64_t *bad)
+{
+    struct tctx tl = *t; /* see BT(pair) */
+    if (b == 1) {
+        struct bench_obj *o = BT(ctor_get)(&tl);
+        *sum += bench_obj_use(o, n, bad);
+        BT(ctor_put)(&tl, o);
+        return;
+    }
+    for (unsigned i = 0; i < b; i++) {
+        v[i] = BT(ctor_get)(&tl);
+        *sum += bench_obj_use(v[i], n + i, bad);
+    }
+    for (unsigned i = b; i-- > 0;)
+        BT(ctor_put)(&tl, v[i]);
+}
+
+static void BT(ctor)(struct tctx *t)
+{
+    unsigned b = t->r->p1 ? t->r->p1 : 1;
+    struct bench_obj **v = malloc(sizeof(*v) * b);
+    uint64_t sum = 0, bad = 0, n = 0;
+    if (!v)
+        abort();
+    for (unsigned i = 0; i < 4 * BENCH_CHUNK; i += b) /* warm-up */
+        BT(ctor_round)(t, v, b, i + 1, &sum, &bad);
+    bench_wait_go(t);
+    do {
+        uint64_t goal = n + BENCH_CHUNK;
+        while (n < goal) {
+            BT(ctor_round)(t, v, b, n + 1, &sum, &bad);
+            n += b;
+        }
+    } while (!bench_stopped(t, n));
+    t->ops = n;
+    t->checksum += sum;
+    if (bad)
+        atomic_fetch_add_explicit(&t->r->bad, bad, memory_order_relaxed);
+    free(v);
+}
+
 /* ---- callgrind kernels: n allocs into v, n frees from v ------------------ */
 static __attribute__((noinline, used)) void BT(cg_alloc)(struct tctx *t, void **v, unsigned n)
 {
@@ -581,6 +654,7 @@ static const struct wl_set BT(wl) = {
         [WL_XMALLOC] = BT(xmalloc),
         [WL_LARSON] = BT(larson),
         [WL_DEFERRED] = BT_DEFERRED,
+        [WL_CTOR] = BT(ctor),
     },
     .cg_alloc = BT(cg_alloc),
     .cg_free = BT(cg_free),
@@ -605,4 +679,5 @@ static const struct wl_set BT(wl) = {
 #undef BT_CAT2
 #undef CT_HAS_BULK
 #undef CT_HAS_DEFERRED
+#undef CT_HAS_CTOR
 #undef CT

@@ -18,6 +18,7 @@
 #include <rte_mempool.h>
 
 #include "bench.h"
+#include "bench_aux.h"
 
 #define DPDK_CACHE 512u
 
@@ -51,6 +52,23 @@ static int dpdk_available(void)
     return bench_eal_up();
 }
 
+/* The ctor workload (issue 16): rte_mempool_create's obj_init constructs
+ * every object once, when the pool is populated; teardown destroys them with
+ * rte_mempool_obj_iter before rte_mempool_free. */
+static void dpdk_obj_init(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+{
+    (void)mp;
+    (void)idx;
+    bench_obj_ctor(obj, arg);
+}
+
+static void dpdk_obj_fini(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+{
+    (void)mp;
+    (void)idx;
+    bench_obj_dtor(obj, arg);
+}
+
 static int dpdk_setup(struct run *r)
 {
     static unsigned seq;
@@ -58,7 +76,9 @@ static int dpdk_setup(struct run *r)
     size_t n = r->max_live + (size_t)(r->threads + 2) * DPDK_CACHE * 2 + 4096;
     snprintf(name, sizeof(name), "bench%u", seq++);
     struct rte_mempool *mp = rte_mempool_create(name, (unsigned)n, (unsigned)r->size, DPDK_CACHE, 0,
-                                                NULL, NULL, NULL, NULL, SOCKET_ID_ANY, 0);
+                                                NULL, NULL,
+                                                r->kind == WL_CTOR ? dpdk_obj_init : NULL, NULL,
+                                                SOCKET_ID_ANY, 0);
     if (!mp) {
         fprintf(stderr, "bench: dpdk: rte_mempool_create(%zu x %zu): %s\n", n, r->size,
                 rte_strerror(rte_errno));
@@ -70,6 +90,8 @@ static int dpdk_setup(struct run *r)
 
 static void dpdk_teardown(struct run *r)
 {
+    if (r->kind == WL_CTOR)
+        rte_mempool_obj_iter(r->pool, dpdk_obj_fini, NULL);
     rte_mempool_free(r->pool);
     r->pool = NULL;
 }
@@ -115,11 +137,13 @@ static inline void dpdk_free_bulk(struct tctx *t, void **v, unsigned n)
 
 #define CT dpdk
 #define CT_HAS_BULK 1
+#define CT_HAS_CTOR 1
 #include "bench_tmpl.h"
 const struct contender ct_dpdk = {
     .name = "dpdk-mempool",
     .how = "rte_mempool_create(n = live set + lcores*1024, cache 512, ring_mp_mc); "
-           "rte_mempool_get/put (bulk: _get_bulk/_put_bulk); threads rte_thread_register'ed",
+           "rte_mempool_get/put (bulk: _get_bulk/_put_bulk); threads rte_thread_register'ed; "
+           "ctor: obj_init, rte_mempool_obj_iter(dtor) before free",
     .caps = CT_FIXED | CT_BULK | CT_NEEDS_EAL,
     .setup = dpdk_setup,
     .teardown = dpdk_teardown,

@@ -14,11 +14,16 @@
 #include <magpool/mem_pool.h>
 
 #include "bench.h"
+#include "bench_aux.h"
 
 /* ===== core API ============================================================ */
 int magpool_bench_setup(struct run *r)
 {
     struct magpool_config cfg = { .name = "bench", .size = r->size };
+    if (r->kind == WL_CTOR) { /* the cache constructs (issue 16) */
+        cfg.ctor = bench_obj_ctor;
+        cfg.dtor = bench_obj_dtor;
+    }
     r->pool = magpool_cache_create(&cfg);
     return r->pool ? 0 : -1;
 }
@@ -88,11 +93,13 @@ static inline void magpool_core_sync(struct tctx *t)
 #define CT magpool_core
 #define CT_HAS_BULK 1
 #define CT_HAS_DEFERRED 1
+#define CT_HAS_CTOR 1
 #include "bench_tmpl.h"
 const struct contender ct_magpool = {
     .name = "magpool",
     .how = "magpool_alloc(c) / magpool_free(c,p); bulk: magpool_alloc_bulk/free_bulk; "
-           "deferred: magpool_read_enter/leave + magpool_free_deferred; shrink: magpool_cache_shrink",
+           "deferred: magpool_read_enter/leave + magpool_free_deferred; shrink: magpool_cache_shrink; "
+           "ctor: magpool_config.ctor/dtor",
     .caps = CT_MAGPOOL | CT_BULK | CT_DEFERRED,
     .setup = magpool_bench_setup,
     .teardown = magpool_bench_teardown,
@@ -139,7 +146,8 @@ static inline void mempool_free(struct tctx *t, void *p)
 #include "bench_tmpl.h"
 const struct contender ct_mempool = {
     .name = "magpool-mem_pool",
-    .how = "mem_pool_new_fn(size, live set, ..) ; mem_get(pool) / mem_put(p); shrink: magpool_reap",
+    .how = "mem_pool_new_fn(size, live set, ..) ; mem_get(pool) / mem_put(p); shrink: magpool_reap; "
+           "ctor: by hand (mem_pool has no constructor)",
     .caps = CT_MAGPOOL,
     .setup = mempool_setup,
     .teardown = mempool_teardown,
@@ -148,9 +156,18 @@ const struct contender ct_mempool = {
 };
 
 /* ===== Linux front end ===================================================== */
+/* kmem_cache_create takes a constructor and, as in Linux, no destructor:
+ * the objects' mutex and condition variable are never destroyed (on glibc
+ * both destroys only check that nothing waits, nothing is released). */
+static void kmem_obj_ctor(void *obj)
+{
+    bench_obj_ctor(obj, NULL);
+}
+
 static int kmem_setup(struct run *r)
 {
-    r->pool = kmem_cache_create("bench", (unsigned)r->size, 0, 0, NULL);
+    r->pool = kmem_cache_create("bench", (unsigned)r->size, 0, 0,
+                                r->kind == WL_CTOR ? kmem_obj_ctor : NULL);
     return r->pool ? 0 : -1;
 }
 
@@ -188,11 +205,13 @@ static inline void kmem_free_bulk(struct tctx *t, void **v, unsigned n)
 
 #define CT kmem
 #define CT_HAS_BULK 1
+#define CT_HAS_CTOR 1
 #include "bench_tmpl.h"
 const struct contender ct_kmem = {
     .name = "magpool-kmem_cache",
     .how = "kmem_cache_create(..,size,0,0,NULL); kmem_cache_alloc(s,GFP_KERNEL) / kmem_cache_free(s,p); "
-           "bulk: kmem_cache_alloc_bulk/free_bulk; shrink: kmem_cache_shrink",
+           "bulk: kmem_cache_alloc_bulk/free_bulk; shrink: kmem_cache_shrink; ctor: kmem_cache_create's "
+           "ctor (no dtor in this API)",
     .caps = CT_MAGPOOL | CT_BULK,
     .setup = kmem_setup,
     .teardown = kmem_teardown,

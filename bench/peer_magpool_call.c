@@ -25,10 +25,12 @@ static inline void magpool_call_free(struct tctx *t, void *p)
 }
 
 #define CT magpool_call
+#define CT_HAS_CTOR 1 /* magpool_bench_setup gives the cache the ctor/dtor */
 #include "bench_tmpl.h"
 const struct contender ct_magpool_call = {
     .name = "magpool-call",
-    .how = "magpool_alloc(c) / magpool_free(c,p) called in the library (not inlined)",
+    .how = "magpool_alloc(c) / magpool_free(c,p) called in the library (not inlined); "
+           "ctor: magpool_config.ctor/dtor",
     .caps = CT_MAGPOOL,
     .setup = magpool_bench_setup,
     .teardown = magpool_bench_teardown,

@@ -24,20 +24,26 @@
 #include <urcu/urcu-memb.h>
 
 #include "bench.h"
+#include "bench_aux.h"
 
 /* ===== the floor: an inline thread-local array stack ====================== */
 /* Objects come from glibc the first time; afterwards alloc pops and free
- * pushes a per-thread array.  No pool can do less work than this. */
+ * pushes a per-thread array.  No pool can do less work than this.  In the
+ * ctor workload the stack keeps constructed objects: an object is
+ * constructed when it comes from glibc and destroyed when it goes back. */
 static __thread void **fl_v;
 static __thread unsigned fl_n, fl_cap;
 #define FLOOR_MAX_CAP (1u << 17)
 
-static __attribute__((noinline)) void *floor_slow_alloc(size_t size)
+static __attribute__((noinline)) void *floor_slow_alloc(const struct tctx *t)
 {
-    return malloc(size);
+    void *p = malloc(t->size);
+    if (p && t->r->kind == WL_CTOR)
+        bench_obj_ctor(p, NULL);
+    return p;
 }
 
-static __attribute__((noinline)) void floor_slow_free(void *p)
+static __attribute__((noinline)) void floor_slow_free(const struct tctx *t, void *p)
 {
     if (fl_cap < FLOOR_MAX_CAP) {
         unsigned cap = fl_cap ? fl_cap * 2 : 256;
@@ -49,6 +55,8 @@ static __attribute__((noinline)) void floor_slow_free(void *p)
             return;
         }
     }
+    if (t->r->kind == WL_CTOR)
+        bench_obj_dtor(p, NULL);
     free(p);
 }
 
@@ -56,23 +64,26 @@ static inline void *floor_alloc(struct tctx *t)
 {
     if (__builtin_expect(fl_n != 0, 1))
         return fl_v[--fl_n];
-    return floor_slow_alloc(t->size);
+    return floor_slow_alloc(t);
 }
 
 static inline void floor_free(struct tctx *t, void *p)
 {
-    (void)t;
     if (__builtin_expect(fl_n < fl_cap, 1))
         fl_v[fl_n++] = p;
     else
-        floor_slow_free(p);
+        floor_slow_free(t, p);
 }
 
 static void floor_leave(struct tctx *t)
 {
-    (void)t;
-    while (fl_n)
-        free(fl_v[--fl_n]);
+    int ctor = t->r->kind == WL_CTOR;
+    while (fl_n) {
+        void *p = fl_v[--fl_n];
+        if (ctor)
+            bench_obj_dtor(p, NULL);
+        free(p);
+    }
     free(fl_v);
     fl_v = NULL;
     fl_cap = 0;
@@ -96,10 +107,12 @@ static void nop_teardown(struct run *r)
 }
 
 #define CT floor
+#define CT_HAS_CTOR 1
 #include "bench_tmpl.h"
 const struct contender ct_floor = {
     .name = "floor",
-    .how = "inline __thread array stack (pop/push), glibc malloc when empty",
+    .how = "inline __thread array stack (pop/push), glibc malloc when empty; ctor: the stack keeps "
+           "constructed objects",
     .caps = CT_FLOOR,
     .setup = nop_setup,
     .teardown = nop_teardown,
@@ -125,7 +138,7 @@ static inline void glibc_free(struct tctx *t, void *p)
 const struct contender ct_glibc = {
     .name = "glibc",
     .how = "malloc(size) / free(p); shrink: malloc_trim(0)",
-    .caps = CT_PEER,
+    .caps = CT_PEER | CT_MALLOC,
     .setup = nop_setup,
     .teardown = nop_teardown,
     .shrink = glibc_trim,
@@ -171,7 +184,7 @@ static void jemalloc_shrink(struct run *r)
 const struct contender ct_jemalloc = {
     .name = "jemalloc",
     .how = "jemalloc's malloc(size) (dlsym'd from libjemalloc) / sdallocx(p,size,0); shrink: arena.<all>.purge",
-    .caps = CT_PEER,
+    .caps = CT_PEER | CT_MALLOC,
     .setup = jemalloc_setup,
     .teardown = nop_teardown,
     .shrink = jemalloc_shrink,
@@ -200,7 +213,7 @@ static void tcmalloc_shrink(struct run *r)
 const struct contender ct_tcmalloc = {
     .name = "tcmalloc",
     .how = "tc_malloc(size) / tc_free_sized(p,size); shrink: ReleaseFreeMemory",
-    .caps = CT_PEER,
+    .caps = CT_PEER | CT_MALLOC,
     .setup = nop_setup,
     .teardown = nop_teardown,
     .shrink = tcmalloc_shrink,
@@ -232,7 +245,7 @@ static void mimalloc_shrink(struct run *r)
 const struct contender ct_mimalloc = {
     .name = "mimalloc",
     .how = "mi_malloc_small(size) (mi_malloc > 1 KiB) / mi_free(p); shrink: mi_collect(true)",
-    .caps = CT_PEER,
+    .caps = CT_PEER | CT_MALLOC,
     .setup = nop_setup,
     .teardown = nop_teardown,
     .shrink = mimalloc_shrink,
@@ -262,7 +275,7 @@ static void tbb_shrink(struct run *r)
 const struct contender ct_tbb = {
     .name = "tbbmalloc",
     .how = "scalable_malloc(size) / scalable_free(p); shrink: TBBMALLOC_CLEAN_ALL_BUFFERS",
-    .caps = 0,
+    .caps = CT_MALLOC,
     .setup = nop_setup,
     .teardown = nop_teardown,
     .shrink = tbb_shrink,
