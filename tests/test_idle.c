@@ -167,18 +167,26 @@ static int count_zombies(void)
     return zombies;
 }
 
+/* One cache `name` (in all three slots) and `other`; one worker bursts in it
+ * and parks, holding magazines of it. */
+static pthread_t start_one_holder(const char *name, const char *other_name)
+{
+    phase = parked = 0;
+    caches[0] = caches[1] = caches[2] = mk(name, 64);
+    other = mk(other_name, 32);
+    pthread_t th;
+    pthread_create(&th, NULL, worker, NULL);
+    await_parked(1);
+    return th;
+}
+
 /* An idle thread holding magazines of a cache being destroyed: the destroy
  * takes them itself (the handshake), so the cache is finalised at once, not
  * left a zombie until that thread's next slow path or exit.  Without
  * membarrier (the child test below) the zombie stays until then. */
 static void test_zombie_released(void)
 {
-    phase = parked = 0;
-    caches[0] = caches[1] = caches[2] = mk("idle-zombie", 64);
-    other = mk("idle-other2", 32);
-    pthread_t th;
-    pthread_create(&th, NULL, worker, NULL);
-    await_parked(1);
+    pthread_t th = start_one_holder("idle-zombie", "idle-other2");
     struct magpool_stats st;
     CHECK(magpool_cache_stats(caches[0], &st) == 0);
     CHECK_MSG(st.in_magazines > 0, "the worker holds %llu rounds", (unsigned long long)st.in_magazines);
@@ -294,19 +302,39 @@ static void test_limit_pressure(void)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
+/* Three caches of 64, 128 and 256 bytes named `name` and `other`; NTHREADS
+ * workers burst in them and park (phase 0). */
+static void start_parked(const char *name, const char *other_name, pthread_t *th)
+{
+    phase = parked = 0;
+    for (int i = 0; i < 3; i++)
+        caches[i] = mk(name, 64 << i);
+    other = mk(other_name, 32);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    await_parked(NTHREADS);
+}
+
+/* Phase 2 (their last bursts), join them, check and destroy the caches. */
+static void finish_parked(pthread_t *th)
+{
+    set_phase(2);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        CHECK(conserved(caches[i], NULL));
+        CHECK(magpool_cache_destroy(caches[i]) == 0);
+    }
+    CHECK(magpool_cache_destroy(other) == 0);
+}
+
 /* With the reaper on (the default) and no shrink at all, idle threads'
  * magazines come back on their own: polled for up to 10 s (a loaded
  * machine), expected within a few reap intervals (100 ms). */
 static void test_reaper(void)
 {
-    phase = parked = 0;
-    for (int i = 0; i < 3; i++)
-        caches[i] = mk("reaper", 64 << i);
-    other = mk("reaper-other", 32);
     pthread_t th[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_create(&th[i], NULL, worker, NULL);
-    await_parked(NTHREADS);
+    start_parked("reaper", "reaper-other", th);
     struct magpool_stats st;
     uint64_t left = 0;
     for (int ms = 0; ms < 10000; ms += 10) {
@@ -321,14 +349,7 @@ static void test_reaper(void)
     parked = 0;
     set_phase(1);
     await_parked(NTHREADS);
-    set_phase(2);
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_join(th[i], NULL);
-    for (int i = 0; i < 3; i++) {
-        CHECK(conserved(caches[i], NULL));
-        CHECK(magpool_cache_destroy(caches[i]) == 0);
-    }
-    CHECK(magpool_cache_destroy(other) == 0);
+    finish_parked(th);
 }
 
 /* The stats' idle share, where it matters (no membarrier: the reaper can
@@ -336,14 +357,8 @@ static void test_reaper(void)
  * after two reaper passes; one slow path each makes them active again. */
 static void test_idle_bytes_degraded(void)
 {
-    phase = parked = 0;
-    for (int i = 0; i < 3; i++)
-        caches[i] = mk("idle-bytes", 64 << i);
-    other = mk("idle-bytes-other", 32);
     pthread_t th[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_create(&th[i], NULL, worker, NULL);
-    await_parked(NTHREADS);
+    start_parked("idle-bytes", "idle-bytes-other", th);
     struct magpool_stats st;
     CHECK(held(caches[0], &st) >= NTHREADS * 100u);
     for (int ms = 0; ms < 10000 && st.threads_idle_bytes < st.threads_bytes; ms += 10) {
@@ -360,14 +375,7 @@ static void test_idle_bytes_degraded(void)
     CHECK_MSG(st.threads_bytes > 0 && st.threads_idle_bytes < st.threads_bytes,
               "woken threads: %llu bytes held, %llu of them idle", (unsigned long long)st.threads_bytes,
               (unsigned long long)st.threads_idle_bytes);
-    set_phase(2);
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_join(th[i], NULL);
-    for (int i = 0; i < 3; i++) {
-        CHECK(conserved(caches[i], NULL));
-        CHECK(magpool_cache_destroy(caches[i]) == 0);
-    }
-    CHECK(magpool_cache_destroy(other) == 0);
+    finish_parked(th);
 }
 
 static void degraded_reaper(void)
@@ -380,12 +388,7 @@ static void degraded_reaper(void)
  * a zombie until the holder's next slow path or its exit. */
 static void test_zombie_degraded(void)
 {
-    phase = parked = 0;
-    caches[0] = caches[1] = caches[2] = mk("idle-zombie-degraded", 64);
-    other = mk("idle-other3", 32);
-    pthread_t th;
-    pthread_create(&th, NULL, worker, NULL);
-    await_parked(1);
+    pthread_t th = start_one_holder("idle-zombie-degraded", "idle-other3");
     CHECK(magpool_cache_destroy(caches[0]) == 0);
     int zombies = count_zombies();
     CHECK_MSG(zombies == 1, "%d zombies after destroy, degraded", zombies);
