@@ -8,12 +8,15 @@
  *
  *   kvclient probe --port P [--host H] [--conns 4] [--seconds 10] [--warmup-ms 1000]
  *                  [--keys 200] [--min 100] [--max 1000] [--set-ratio 0.1] [--seed 1]
- *       C connections, each its own thread, closed loop (one request in
- *       flight, as each memcaslap connection): first sets its own K keys,
- *       then until the deadline sends `get` (90 %) or `set` (10 %) of one
- *       of them, values of MIN..MAX bytes (uniform), and records each
- *       request's latency (send to last reply byte, CLOCK_MONOTONIC) in a
- *       1 us histogram up to 100 ms (+ overflow, exact max).  Prints one line:
+ *                  [--rate 1000]
+ *       C connections, each its own thread with one request in flight: first
+ *       sets its own K keys, then until the deadline sends `get` (90 %) or
+ *       `set` (10 %) of one of them, values of MIN..MAX bytes (uniform),
+ *       RATE requests per second per connection (gaps uniform in 0.5-1.5 x
+ *       1/RATE, so the probe samples the server at random moments and adds
+ *       little load; --rate 0: back to back), and records each request's
+ *       latency (send to last reply byte, CLOCK_MONOTONIC) in a 1 us
+ *       histogram up to 100 ms (+ overflow, exact max).  Prints one line:
  *       probe ops=N seconds=S ops_per_s=R mean_us= p50_us= p90_us= p99_us=
  *             p999_us= max_us= misses= errors=
  *
@@ -57,6 +60,7 @@ static int g_warmup_ms = 1000;
 static int g_keys = 200;
 static int g_vmin = 100, g_vmax = 1000;
 static double g_set_ratio = 0.1;
+static double g_rate = 1000; /* probe: requests per second per connection; 0: closed loop */
 static unsigned g_seed = 1;
 static long g_items = 1000000;
 static int g_size = 100;
@@ -233,6 +237,7 @@ static void *probe_main(void *arg)
     }
     for (int i = 0; i < g_vmax; i++)
         val[i] = (char)('a' + i % 26);
+    uint64_t mean_gap = g_rate > 0 ? (uint64_t)(1e9 / g_rate) : 0, next = 0;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: store every key once (untimed); pass 1: the timed loop */
         long i = 0;
@@ -244,6 +249,18 @@ static void *probe_main(void *arg)
                 k = (int)i++;
                 set = 1;
             } else {
+                if (mean_gap > 0) {
+                    /* paced: gaps uniform in [0.5, 1.5] x the mean; a slot
+                     * missed (a slow reply) is skipped, not caught up */
+                    uint64_t t = now_ns();
+                    if (next == 0 || next < t)
+                        next = t;
+                    next += mean_gap / 2 + rng_next(&rng) % (mean_gap + 1);
+                    struct timespec ts = {.tv_sec = (time_t)(next / 1000000000u),
+                                          .tv_nsec = (long)(next % 1000000000u)};
+                    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                        ;
+                }
                 if (now_s() >= g_deadline)
                     break;
                 uint64_t r = rng_next(&rng);
@@ -510,6 +527,7 @@ int main(int argc, char **argv)
         OPT("--min", g_vmin = atoi(v));
         OPT("--max", g_vmax = atoi(v));
         OPT("--set-ratio", g_set_ratio = atof(v));
+        OPT("--rate", g_rate = atof(v));
         OPT("--seed", g_seed = (unsigned)strtoul(v, NULL, 10));
         OPT("--items", g_items = atol(v));
         OPT("--size", g_size = atoi(v));
@@ -524,7 +542,7 @@ int main(int argc, char **argv)
         return usage();
     }
     if (g_port <= 0 || g_port > 65535 || g_conns < 1 || g_conns > 256 || g_keys < 1 || g_vmin < 1 ||
-        g_vmax < g_vmin || g_vmax > (1 << 20) || g_seconds <= 0 || g_seconds > 3600 || g_batch < 1 ||
+        g_vmax < g_vmin || g_vmax > (1 << 20) || g_seconds <= 0 || g_seconds > 3600 || g_batch < 1 || g_rate < 0 || g_rate > 1e6 ||
         g_size < 1 || g_size > (1 << 20) || g_items < 0 || g_max_seconds <= 0 || strlen(g_prefix) > 40)
         return usage();
     if (strcmp(mode, "probe") == 0)

@@ -12,7 +12,8 @@ Per point (contender, server threads T, repetition): a fresh server
 (`-p PORT -l 127.0.0.1 -t T -m MB`), memcaslap (`-T 2 -c 64`, get:set 9:1,
 keys of 32 B, values of 100-1,000 B uniform, `-t S`) for ops/s and the mean
 latency of its connections, and at the same time bench/kvclient's probe
-(4 more connections, the same mix) for the latency percentiles; the
+(4 more connections, the same mix, 1,000 requests/s each, paced, at nice
+-10) for the latency percentiles; the
 server's CPU time and `stats` around the run; then SIGTERM.  The
 contenders take turns inside each (T, repetition), the order rotated by
 one per repetition, and the table shows medians over repetitions.
@@ -51,7 +52,8 @@ ALL = ["kvcache-magpool", "kvcache-glibc", "kvcache-jemalloc", "kvcache-tcmalloc
 MALLOC_BUILDS = ["kvcache-glibc", "kvcache-jemalloc", "kvcache-tcmalloc", "kvcache-mimalloc"]
 
 FIELDS = [
-    "kind", "contender", "threads", "rep", "seconds", "client_threads", "conns", "probe_conns", "status",
+    "kind", "contender", "threads", "rep", "seconds", "client_threads", "conns", "probe_conns", "probe_rate",
+    "status",
     # load (memcaslap)
     "ops_s", "mean_us", "mc_p99_le_us", "mc_max_us", "mc_get_misses",
     # load (kvclient probe)
@@ -245,7 +247,8 @@ def write_cfg(path):
 
 def load_point(args, name, threads, rep, cfg, logdir):
     row = {"kind": "load", "contender": name, "threads": threads, "rep": rep, "seconds": args.seconds,
-           "client_threads": args.client_threads, "conns": args.conns, "probe_conns": args.probe_conns}
+           "client_threads": args.client_threads, "conns": args.conns, "probe_conns": args.probe_conns,
+           "probe_rate": args.probe_rate}
     srv = Server(args, name, threads, logdir)
     try:
         st = srv.wait_ready()
@@ -266,7 +269,7 @@ def load_point(args, name, threads, rep, cfg, logdir):
         try:
             prc, pout, perr = kvclient(args, "probe", "--port", srv.port, "--conns", args.probe_conns,
                                        "--seconds", max(1.0, args.seconds - 1), "--warmup-ms", warm,
-                                       "--seed", rep + 1, timeout=args.seconds + 60, nice=args.probe_nice)
+                                       "--seed", rep + 1, "--rate", args.probe_rate, timeout=args.seconds + 60, nice=args.probe_nice)
         except subprocess.TimeoutExpired:
             prc, pout, perr = 1, "", "timeout"
         try:
@@ -398,7 +401,10 @@ def report(rows, out, meta):
     L.append(f"load: memcaslap -T {load[0]['client_threads'] if load else '-'} -c {load[0]['conns'] if load else '-'} "
              f"(get:set 9:1, keys 32 B, values 100-1,000 B uniform), {sec_txt} s per point"
              f"{' (SHORT run: < 20 s per point, the full setting is 20 s)' if short else ''}, "
-             f"{reps} repetition(s), median; + kvclient probe, {load[0]['probe_conns'] if load else '-'} connections")
+             f"{reps} repetition(s), median;")
+    if load:
+        L.append(f"+ kvclient probe: {load[0]['probe_conns']} connections x {fnum(load[0].get('probe_rate')) or 0:g} "
+                 f"requests/s (paced), the same mix, for the latency percentiles")
     L.append("127.0.0.1; client and server share the machine's 2 cores (the client takes about half the CPU)")
     L.append("")
     L.append("columns: ops/s = memcaslap's TPS (its connections only); mean = memcaslap's average latency;")
@@ -573,6 +579,8 @@ def main():
     ap.add_argument("--conns", type=int, default=64, help="memcaslap connections (-c, 64)")
     ap.add_argument("--client-threads", type=int, default=2, help="memcaslap threads (-T, 2)")
     ap.add_argument("--probe-conns", type=int, default=4, help="kvclient probe connections (4)")
+    ap.add_argument("--probe-rate", type=float, default=1000,
+                    help="probe requests per second per connection, paced (1000; 0: back to back)")
     ap.add_argument("--probe-nice", type=int, default=-10,
                     help="nice increment of the probe (-10: its wake-ups do not wait behind memcaslap; 0: none)")
     ap.add_argument("--memory-mb", type=int, default=1024, help="-m for every server (1024)")
