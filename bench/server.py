@@ -61,7 +61,7 @@ FIELDS = [
     # load (the server)
     "server_ops", "server_cpu_s", "cpu_us_per_op", "rss_after_load_kib",
     # memory
-    "items", "rss_start_kib", "rss_fill_kib", "bytes_per_item", "added_bytes_per_item",
+    "items", "item_size", "rss_start_kib", "rss_fill_kib", "bytes_per_item", "added_bytes_per_item",
     "rss_flush_kib", "rss_idle_kib", "idle_s", "items_after_flush",
     "shutdown",
 ]
@@ -318,7 +318,8 @@ def load_point(args, name, threads, rep, cfg, logdir):
 
 
 def memory_point(args, name, threads, logdir):
-    row = {"kind": "memory", "contender": name, "threads": threads, "rep": 0, "idle_s": args.idle}
+    row = {"kind": "memory", "contender": name, "threads": threads, "rep": 0, "idle_s": args.idle,
+           "item_size": args.item_size}
     srv = Server(args, name, threads, logdir)
     try:
         st = srv.wait_ready()
@@ -430,7 +431,7 @@ def report(rows, out, meta):
         mt = sorted({int(r["threads"]) for r in mem})
         it = sorted({r.get("items") for r in mem if r.get("items")})
         idle = sorted({r.get("idle_s") for r in mem})
-        L.append(f"memory: fill with {meta_items(mem)} items of 100 B (kvclient fill, pipelined), -t {','.join(map(str, mt))}; "
+        L.append(f"memory: fill with {meta_items(mem)} items of {item_size(mem)} B (kvclient fill, pipelined), -t {','.join(map(str, mt))}; "
                  f"then flush_all and {','.join(map(str, idle))} s idle")
         hdr = (f"{'contender':<18} {'T':>2} {'items':>9} {'RSS start':>9} {'RSS full':>9} {'B/item':>7} "
                f"{'added B/item':>12} {'RSS flush':>9} {'RSS idle':>9}  (MiB)")
@@ -470,7 +471,7 @@ def report(rows, out, meta):
     x = fnum(memd.get(mp, {}).get("bytes_per_item"))
     y = fnum(memd.get("memcached", {}).get("bytes_per_item"))
     ok = None if x is None or y is None else x <= y
-    L.append(f"  {verdict(ok)}  RSS per 100-byte item <= memcached's: {fmt(x, 1)} vs {fmt(y, 1)} B")
+    L.append(f"  {verdict(ok)}  RSS per {item_size(mem)}-byte item <= memcached's: {fmt(x, 1)} vs {fmt(y, 1)} B")
     for t in threads:
         x = agg.get((mp, t), {}).get("ops_s")
         best = max(((agg[(n, t)]["ops_s"], n) for n in MALLOC_BUILDS if (n, t) in agg and agg[(n, t)]["ops_s"]),
@@ -490,6 +491,11 @@ def report(rows, out, meta):
 def meta_items(mem):
     v = sorted({r.get("items") for r in mem if r.get("items")})
     return ",".join(f"{int(fnum(x)):,}" for x in v) if v else "-"
+
+
+def item_size(mem):
+    v = sorted({str(r.get("item_size") or 100) for r in mem})
+    return ",".join(v) if v else "100"
 
 
 def plot(out, names, threads, agg, mem):
@@ -525,7 +531,7 @@ set xtics rotate by -20
 set ylabel "{ylabel}"
 set yrange [0:*]
 set grid y
-set key top right
+set key below
 set termoption noenhanced
 plot {cols}
 """
@@ -542,12 +548,12 @@ plot {cols}
             t = 'pngcairo size 1000,600 font ",10"' if term == "png" else "svg size 1000,600 dynamic"
             script = f"""set terminal {t}
 set output "{out}/server_rss.{term}"
-set title "server (issue 17): RSS per stored 100-byte item (bars), RSS after flush_all + idle wait (points)"
+set title "server (issue 17): RSS per stored {item_size(okmem)}-byte item (bars), RSS after flush_all + idle wait (points)"
 set style data histogram
 set style fill solid 0.6
 set boxwidth 0.8
 set xtics rotate by -20
-set ylabel "RSS bytes per item ({meta_items(okmem)} items of 100 B)"
+set ylabel "RSS bytes per item ({meta_items(okmem)} items of {item_size(okmem)} B)"
 set y2label "MiB after flush_all + idle"
 set y2tics
 set ytics nomirror
@@ -555,6 +561,7 @@ set yrange [0:*]
 set y2range [0:*]
 set xrange [-0.6:{len(okmem) - 0.4}]
 set grid y
+set key below
 set termoption noenhanced
 plot "{f}" using 2:xtic(1) title "bytes per item", "" using 0:3 axes x1y2 with points pt 7 ps 1.5 title "MiB after flush + idle"
 """
@@ -637,7 +644,7 @@ def main():
     rows = []
     try:
         with open(csvpath, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
             w.writeheader()
 
             def emit(row):
