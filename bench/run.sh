@@ -84,7 +84,7 @@ if [ -n "$only" ]; then
 fi
 [ -z "$no_server" ] || want_server=
 if [ "$mode" = server ]; then
-    want_bench= want_idle=
+    want_bench='' want_idle=''
 fi
 out=bench/out
 mkdir -p "$out"
