@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # The README's main command: the thread-scaling benchmark (issue 6).
 #
-#   ./bench/run.sh [--quick|--full|--callgrind] [bench options...]
+#   ./bench/run.sh [--quick|--full|--callgrind|--server] [bench options...]
 #
 #   --quick      (default) every contender, 64 B objects, the workload set of
 #                quick mode (a few minutes on 2 cores), plus the callgrind
 #                instruction counts; table, CSV and plots in bench/out/
 #   --full       sizes 16/64/256/2048, every workload and parameter, threads
-#                1..64, 5 runs x 100 ms per point (about an hour on 2 cores)
+#                1..64, 5 runs x 100 ms per point (about an hour on 2 cores),
+#                then the server benchmark (below)
 #   --callgrind  only the instruction counts per alloc and per free
+#   --server     only the server benchmark (issue 17, bench/server.py): kvcache
+#                on magpool, its malloc build under glibc/jemalloc/tcmalloc/
+#                mimalloc (LD_PRELOAD) and memcached, under memcaslap at -t 2
+#                and 8, 20 s x 3 per point, + RSS per item; about 17 minutes.
+#                bench/out/server.csv, server.txt, server_*.png.  Not in quick
+#                mode (it needs 5+ minutes even when shortened).
+#                --server-seconds N, --server-reps N: shorter runs to try it;
+#                --server-args "...": more options for bench/server.py
+#                (`python3 bench/server.py --help`); --no-server: not in --full
 #
 # Quick and full mode end with the memory workload "idle" (issue 15: T idle
 # threads x C caches, RSS held after shrink / a reap interval / destroy;
@@ -25,42 +35,56 @@ mode=quick
 args=()
 idle_args=()
 want_idle=1
+want_server=
+no_server=
+server_args=()
 only=
 prev=
 for a in "$@"; do
-    if [ "$prev" = --idle-args ]; then
-        read -r -a idle_args <<<"$a"
-        prev=
-        continue
-    fi
+    case $prev in
+        --idle-args) read -r -a idle_args <<<"$a"; prev=; continue ;;
+        --server-args) read -r -a more <<<"$a"; server_args+=("${more[@]}"); prev=; continue ;;
+        --server-seconds) server_args+=(--seconds "$a"); prev=; continue ;;
+        --server-reps) server_args+=(--reps "$a"); prev=; continue ;;
+    esac
     [ "$prev" = --only ] && only=$a
     prev=$a
     case $a in
         --quick) mode=quick ;;
-        --full) mode=full ;;
+        --full) mode=full want_server=1 ;;
         --callgrind) mode=callgrind ;;
+        --server) mode=server want_server=1 ;;
+        --no-server) no_server=1 ;;
         --no-idle) want_idle= ;;
-        --idle-args) ;;
-        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+        --idle-args | --server-args | --server-seconds | --server-reps) ;;
+        -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
 # --only P1,P2: the idle workload runs if "idle" starts with one of the
-# prefixes; the thread-scaling benchmark is skipped if every prefix does
-# (it has no workload of that name).
+# prefixes, the server benchmark (--full) if "server" does; the
+# thread-scaling benchmark is skipped if every prefix is one of those (it
+# has no workload of that name).
 want_bench=1
 if [ -n "$only" ]; then
-    idle_sel='' other_sel=''
+    idle_sel='' server_sel='' other_sel=''
     IFS=, read -r -a pre <<<"$only"
     for p in "${pre[@]}"; do
         if [[ -n "$p" && idle == "$p"* ]]; then
             idle_sel=1
+        elif [[ -n "$p" && server == "$p"* ]]; then
+            server_sel=1
         else
             other_sel=1
         fi
     done
     [ -n "$idle_sel" ] || want_idle=
+    if [ -n "$server_sel" ]; then want_server=1; else [ "$mode" = server ] || want_server=; fi
     [ -n "$other_sel" ] || want_bench=
+fi
+[ -z "$no_server" ] || want_server=
+if [ "$mode" = server ]; then
+    want_bench='' want_idle=''
 fi
 out=bench/out
 mkdir -p "$out"
@@ -86,7 +110,7 @@ log=$out/build.log
 cf="-std=c11 -Wall -Wextra -D_GNU_SOURCE -O2 -gdwarf-4 -fno-omit-frame-pointer -Iinclude"
 inc=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
 if [ -z "$want_bench" ] && [ "$mode" != callgrind ]; then
-    : # --only idle: no thread-scaling binary needed
+    : # --only idle, --server: no thread-scaling binary needed
 elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench >>"$log" 2>&1; then
     bin=bazel-bin/bench/bench
 elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench_peers_only >>"$log" 2>&1; then
@@ -246,4 +270,28 @@ if [ -n "$idle_bin" ]; then
 fi
 
 # ---- 6. plot -------------------------------------------------------------------------
-bench/plot.sh "$out"
+if [ -n "$want_bench" ] || [ -n "$idle_bin" ]; then
+    bench/plot.sh "$out"
+fi
+
+# ---- 7. the server benchmark (issue 17) -------------------------------------------
+# kvcache (magpool), kvcache_malloc under glibc/jemalloc/tcmalloc/mimalloc
+# (LD_PRELOAD), memcached; memcaslap for the load, bench/kvclient.c for the
+# latency percentiles, the fill and `stats`.  All on 127.0.0.1, every run
+# bounded, every server stopped (bench/server.py).  The servers are copied
+# out of bazel-bin so that a rebuild during the run cannot swap them.
+if [ -n "$want_server" ]; then
+    echo
+    echo "== server (issue 17): kvcache, its malloc builds and memcached under memcaslap =="
+    o=$out/obj
+    mkdir -p "$o"
+    if ! bazel build --config=opt //examples/kvcache:kvcache //examples/kvcache:kvcache_malloc >>"$log" 2>&1; then
+        echo "run.sh: server: cannot build //examples/kvcache (see $log): skipped" >&2
+        exit 1
+    fi
+    cp -f bazel-bin/examples/kvcache/kvcache bazel-bin/examples/kvcache/kvcache_malloc "$o/"
+    ${CC:-clang} -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$o/kvclient" bench/kvclient.c -lpthread
+    python3 bench/server.py --out "$out" --kvcache "$o/kvcache" --kvcache-malloc "$o/kvcache_malloc" \
+        --kvclient "$o/kvclient" "${server_args[@]}"
+    [ "$mode" = server ] || cat "$out/server.txt" >>"$out/run.txt"
+fi
