@@ -35,11 +35,13 @@
  *    ladder").
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cache_impl.h"
 #include "fork.h"
@@ -418,9 +420,37 @@ void mp_reaper_start(void)
     pthread_mutex_unlock(&mp_reaper_lock);
 }
 
+/* Threads in this process (/proc/self/stat, field 20), 0 if unknown.  No
+ * allocation: it runs in fork's prepare handler. */
+static unsigned mp_process_threads(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL)
+        return 0;
+    /* field 3 (state) follows ") "; num_threads is field 20 */
+    for (int field = 2; field < 20 && p != NULL; field++)
+        p = strchr(p + 1, ' ');
+    return p != NULL ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+}
+
+/* Set by fork's prepare handler under a sanitizer: the parent had other
+ * threads at the fork (see mp_reaper_fork_child). */
+static bool mp_reaper_fork_multi;
+
 void mp_reaper_fork_lock(void)
 {
     pthread_mutex_lock(&mp_reaper_lock);
+    if (mp_san() & (MP_SAN_TSAN | MP_SAN_ASAN))
+        mp_reaper_fork_multi = mp_process_threads() != 1;
 }
 
 void mp_reaper_fork_unlock(void)
@@ -434,9 +464,11 @@ void mp_reaper_fork_child(void)
      * except under ThreadSanitizer or AddressSanitizer, whose runtimes
      * forbid (TSan's die_after_fork) or may hang (ASan's allocator lock,
      * held by another parent thread at the fork) a thread created in the
-     * child of a multi-threaded process. */
+     * child of a multi-threaded process.  The child of a single-threaded
+     * parent may start one (the handlers are registered at load now, so
+     * they run at every fork, not only after the parent's first cache). */
     mp_store_relaxed(&mp_reaper_running, false);
-    if (mp_san() & (MP_SAN_TSAN | MP_SAN_ASAN))
+    if ((mp_san() & (MP_SAN_TSAN | MP_SAN_ASAN)) && mp_reaper_fork_multi)
         mp_store_relaxed(&mp_reaper_enabled, 0);
     pthread_mutex_unlock(&mp_reaper_lock);
 }
