@@ -526,8 +526,17 @@ static bool value_to_u64(const struct item *it, uint64_t *out)
     return i < it->nbytes && safe_strtoull(v, out);
 }
 
+/* memcached's do_add_delta rewrites the item in place (its length kept,
+ * the number space-padded, a new CAS) when the number fits and nobody else
+ * holds the item (refcount 2: the index's and its own), and otherwise
+ * links a new item of the number's exact length.  The other holders are
+ * connections still sending the item; the requesting connection's own
+ * earlier replies never count, since memcached writes a get's reply out
+ * before it reads the next command.  We always publish a new item (G3),
+ * with the length memcached's rule gives. */
 enum delta_result item_delta(const char *key, size_t nkey, bool incr, uint64_t delta,
-                             char buf[24])
+                             char buf[24], uint32_t (*own_refs)(void *arg, const struct item *it),
+                             void *arg)
 {
     unsigned long hv = hash_key(key, nkey);
     for (;;) {
@@ -547,8 +556,12 @@ enum delta_result item_delta(const char *key, size_t nkey, bool incr, uint64_t d
         else
             value = delta > value ? 0 : value - delta;
         int res = snprintf(buf, 24, "%llu", (unsigned long long)value);
-        /* memcached rewrites in place, space-padded, when the number fits */
-        size_t nbytes = (size_t)res + 2 <= old->nbytes ? old->nbytes : (size_t)res + 2;
+        /* holders besides the index; if old has left it (0 references),
+         * publish_replace fails below and we start over */
+        int64_t others = (int64_t)atomic_load_explicit(&old->refcount, memory_order_acquire) - 1 -
+                         own_refs(arg, old);
+        bool in_place = (size_t)res + 2 <= old->nbytes && others == 0;
+        size_t nbytes = in_place ? old->nbytes : (size_t)res + 2;
         struct item *nw = item_with_value(old, nbytes);
         if (nw == NULL)
             return DELTA_EOM;

@@ -196,6 +196,23 @@ static void test_delta(void)
     CHECK_MSG(strcmp(out, "STORED\r\n13\r\nVALUE w 0 4\r\n13  \r\nEND\r\n") == 0, "got %.80s", out);
     expect(c, "set w 0 0 6\r\n\t 7 ab\r\nincr w 1\r\nget w\r\n",
            "STORED\r\n8\r\nVALUE w 0 6\r\n8     \r\nEND\r\n");
+    /* In place (length kept) only when no other connection holds the item:
+     * while a reply of it is still queued on connection a, the incr makes
+     * an item of the number's exact length ... */
+    struct conn *a = kvt_conn();
+    expect(c, "set n 0 0 5\r\n100  \r\n", "STORED\r\n");
+    urcu_memb_read_lock();
+    conn_feed(a, "get n\r\n", 7);
+    urcu_memb_read_unlock();
+    expect(c, "incr n 1\r\nget n\r\n", "101\r\nVALUE n 0 3\r\n101\r\nEND\r\n");
+    kvt_request(a, "", 0, out, sizeof out);
+    CHECK_MSG(strcmp(out, "VALUE n 0 5\r\n100  \r\nEND\r\n") == 0, "got %.80s", out);
+    conn_free(a);
+    /* ... but the requesting connection's own queued replies do not count
+     * (memcached writes a get's reply before reading the next command) */
+    expect(c, "set n 0 0 5\r\n100  \r\nget n n\r\nincr n 1\r\nget n\r\n",
+           "STORED\r\nVALUE n 0 5\r\n100  \r\nVALUE n 0 5\r\n100  \r\nEND\r\n101\r\n"
+           "VALUE n 0 5\r\n101  \r\nEND\r\n");
     conn_free(c);
 }
 
