@@ -186,6 +186,16 @@ void conn_out_item_value(struct conn *c, struct item *it)
     c->out_bytes += it->nbytes;
 }
 
+uint32_t conn_item_refs(void *arg, const struct item *it)
+{
+    const struct conn *c = arg;
+    uint32_t n = 0;
+    for (const struct seg_block *b = c->oq_head; b; b = b->next)
+        for (uint32_t i = b->head; i < b->n; i++)
+            n += b->seg[i].owner_item == it;
+    return n;
+}
+
 /* Drop n bytes from the front of the queue. */
 static void out_advance(struct conn *c, size_t n)
 {

@@ -101,6 +101,8 @@ uint32_t conn_drive(struct conn *c, bool *more);
 void conn_out(struct conn *c, const char *p, size_t len);
 void out_string(struct conn *c, const char *s); /* + "\r\n"; honours noreply */
 void conn_out_item_value(struct conn *c, struct item *it); /* takes the reference */
+/* References to it held by c's output queue (replies not yet written). */
+uint32_t conn_item_refs(void *c, const struct item *it);
 /* Move pending output to f(arg, bytes, len) and drop it (in-memory conns). */
 void conn_drain_output(struct conn *c, void (*f)(void *arg, const char *p, size_t len), void *arg);
 

@@ -36,9 +36,10 @@
  */
 #include "items.h"
 
+#include "proto_text.h"
 #include "slabs.h"
 
-#include <errno.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -505,8 +506,37 @@ bool item_touch(const char *key, size_t nkey, rel_time_t exptime)
     return true;
 }
 
+/* The number incr/decr reads from a value: memcached's safe_strtoull on
+ * ITEM_data, which is not NUL-terminated but ends in "\r\n".  strtoull
+ * skips leading whitespace, "\r\n" included, so on a value of nothing but
+ * whitespace memcached reads on past the value into whatever the slab
+ * chunk held before (a fresh chunk is zeroed: "non-numeric"; a reused one
+ * can yield a stale number).  We stop at the value's end and answer what a
+ * fresh chunk gives; any other value has a non-space byte before its '\r',
+ * where strtoull stops, so it is parsed in place exactly as memcached does
+ * (trailing text after a space, a NUL after the digits, leading zeros). */
+static bool value_to_u64(const struct item *it, uint64_t *out)
+{
+    const char *v = ITEM_value(it);
+    size_t i = 0;
+    if (it->nbytes <= 2) /* memcached: no delta on an empty value */
+        return false;
+    while (i < it->nbytes && isspace((unsigned char)v[i]))
+        i++;
+    return i < it->nbytes && safe_strtoull(v, out);
+}
+
+/* memcached's do_add_delta rewrites the item in place (its length kept,
+ * the number space-padded, a new CAS) when the number fits and nobody else
+ * holds the item (refcount 2: the index's and its own), and otherwise
+ * links a new item of the number's exact length.  The other holders are
+ * connections still sending the item; the requesting connection's own
+ * earlier replies never count, since memcached writes a get's reply out
+ * before it reads the next command.  We always publish a new item (G3),
+ * with the length memcached's rule gives. */
 enum delta_result item_delta(const char *key, size_t nkey, bool incr, uint64_t delta,
-                             char buf[24])
+                             char buf[24], uint32_t (*own_refs)(void *arg, const struct item *it),
+                             void *arg)
 {
     unsigned long hv = hash_key(key, nkey);
     for (;;) {
@@ -518,25 +548,20 @@ enum delta_result item_delta(const char *key, size_t nkey, bool incr, uint64_t d
             unlink_dead(old);
             return DELTA_NOT_FOUND;
         }
-        if (old->nbytes <= 2)
-            return DELTA_NON_NUMERIC;
-        /* memcached's safe_strtoull on the value; it ends in "\r\n", where
-         * strtoull stops */
-        const char *v = ITEM_value(old);
-        char *end;
-        errno = 0;
-        unsigned long long value = strtoull(v, &end, 10);
-        if (errno == ERANGE || end == v || !(*end == ' ' || (*end >= '\t' && *end <= '\r')))
-            return DELTA_NON_NUMERIC;
-        if ((long long)value < 0 && memchr(v, '-', (size_t)(end - v)) != NULL)
+        uint64_t value;
+        if (!value_to_u64(old, &value))
             return DELTA_NON_NUMERIC;
         if (incr)
             value += delta;
         else
             value = delta > value ? 0 : value - delta;
-        int res = snprintf(buf, 24, "%llu", value);
-        /* memcached rewrites in place, space-padded, when the number fits */
-        size_t nbytes = (size_t)res + 2 <= old->nbytes ? old->nbytes : (size_t)res + 2;
+        int res = snprintf(buf, 24, "%llu", (unsigned long long)value);
+        /* holders besides the index; if old has left it (0 references),
+         * publish_replace fails below and we start over */
+        int64_t others = (int64_t)atomic_load_explicit(&old->refcount, memory_order_acquire) - 1 -
+                         own_refs(arg, old);
+        bool in_place = (size_t)res + 2 <= old->nbytes && others == 0;
+        size_t nbytes = in_place ? old->nbytes : (size_t)res + 2;
         struct item *nw = item_with_value(old, nbytes);
         if (nw == NULL)
             return DELTA_EOM;

@@ -74,9 +74,12 @@ struct item *item_get(const char *key, size_t nkey, bool touch, rel_time_t expti
 enum store_result item_store(struct item *it, enum store_cmd cmd, uint64_t req_cas);
 bool item_delete(const char *key, size_t nkey);
 bool item_touch(const char *key, size_t nkey, rel_time_t exptime);
-/* incr/decr; on DELTA_OK buf holds the new value (NUL-terminated). */
+/* incr/decr; on DELTA_OK buf holds the new value (NUL-terminated).
+ * own_refs(arg, it): the references the caller itself holds on it (its
+ * connection's replies not yet written); see item_delta. */
 enum delta_result item_delta(const char *key, size_t nkey, bool incr, uint64_t delta,
-                             char buf[24]);
+                             char buf[24], uint32_t (*own_refs)(void *arg, const struct item *it),
+                             void *arg);
 /* flush_all [delay]: memcached's oldest_live/oldest_cas rule. */
 void items_flush(int32_t delay);
 /* Unlink expired and flushed items (crawler); returns how many. */

@@ -7,6 +7,7 @@
  */
 #include "conn.h"
 #include "items.h"
+#include "pool.h"
 #include "proto_text.h"
 #include "slabs.h"
 #include "test_settings.h"
@@ -166,6 +167,55 @@ static void test_commands(void)
     conn_free(c);
 }
 
+/* incr/decr against memcached 1.6's do_add_delta (see item_delta). */
+static void test_delta(void)
+{
+    struct conn *c = kvt_conn();
+    char req[200];
+    /* A value of nothing but whitespace: memcached's strtoull runs past
+     * it into the slab chunk; we answer what a zeroed chunk gives.  Free
+     * objects of the class are first left holding digits just past where
+     * the value will end, so reading on would find a number. */
+    for (int i = 0; i < 300; i++) {
+        snprintf(req, sizeof req, "set d%d 0 0 19 noreply\r\n1234567890123456789\r\n", i);
+        kvt_request(c, req, strlen(req), NULL, 0);
+    }
+    for (int i = 0; i < 300; i++) {
+        snprintf(req, sizeof req, "delete d%d noreply\r\n", i);
+        kvt_request(c, req, strlen(req), NULL, 0);
+    }
+    kv_pool_quiesce();
+    expect(c, "set w 0 0 1\r\n \r\nincr w 1\r\n",
+           "STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    expect(c, "set w 0 0 3\r\n \t \r\ndecr w 1\r\n",
+           "STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    /* memcached's safe_strtoull: leading whitespace, then digits ending at
+     * whitespace or a NUL; what follows does not matter */
+    static const char nul[] = "set w 0 0 4\r\n12\0x\r\nincr w 1\r\nget w\r\n";
+    kvt_request(c, nul, sizeof nul - 1, out, sizeof out);
+    CHECK_MSG(strcmp(out, "STORED\r\n13\r\nVALUE w 0 4\r\n13  \r\nEND\r\n") == 0, "got %.80s", out);
+    expect(c, "set w 0 0 6\r\n\t 7 ab\r\nincr w 1\r\nget w\r\n",
+           "STORED\r\n8\r\nVALUE w 0 6\r\n8     \r\nEND\r\n");
+    /* In place (length kept) only when no other connection holds the item:
+     * while a reply of it is still queued on connection a, the incr makes
+     * an item of the number's exact length ... */
+    struct conn *a = kvt_conn();
+    expect(c, "set n 0 0 5\r\n100  \r\n", "STORED\r\n");
+    urcu_memb_read_lock();
+    conn_feed(a, "get n\r\n", 7);
+    urcu_memb_read_unlock();
+    expect(c, "incr n 1\r\nget n\r\n", "101\r\nVALUE n 0 3\r\n101\r\nEND\r\n");
+    kvt_request(a, "", 0, out, sizeof out);
+    CHECK_MSG(strcmp(out, "VALUE n 0 5\r\n100  \r\nEND\r\n") == 0, "got %.80s", out);
+    conn_free(a);
+    /* ... but the requesting connection's own queued replies do not count
+     * (memcached writes a get's reply before reading the next command) */
+    expect(c, "set n 0 0 5\r\n100  \r\nget n n\r\nincr n 1\r\nget n\r\n",
+           "STORED\r\nVALUE n 0 5\r\n100  \r\nVALUE n 0 5\r\n100  \r\nEND\r\n101\r\n"
+           "VALUE n 0 5\r\n101  \r\nEND\r\n");
+    conn_free(c);
+}
+
 static void test_eviction(void)
 {
     /* 1 MiB budget, 100 KiB values: stores keep succeeding, memory stays bounded */
@@ -198,6 +248,7 @@ int main(void)
     test_tokenizer();
     test_numbers();
     test_commands();
+    test_delta();
     test_eviction();
     long live = kvt_teardown();
     CHECK_MSG(live == 0, "%ld objects still live at teardown", live);

@@ -349,7 +349,7 @@ static void process_arithmetic(struct conn *c, struct token *tokens, size_t ntok
         out_string(c, "CLIENT_ERROR invalid numeric delta argument");
         return;
     }
-    switch (item_delta(tokens[1].value, tokens[1].length, incr, delta, buf)) {
+    switch (item_delta(tokens[1].value, tokens[1].length, incr, delta, buf, conn_item_refs, c)) {
     case DELTA_OK:
         if (incr)
             STAT_INC(c->stats, incr_hits);
