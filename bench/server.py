@@ -245,16 +245,27 @@ def write_cfg(path):
         f.write("key\n32 32 1\nvalue\n100 1000 1\ncmd\n0 0.1\n1 0.9\n")
 
 
-def load_point(args, name, threads, rep, cfg, logdir):
-    row = {"kind": "load", "contender": name, "threads": threads, "rep": rep, "seconds": args.seconds,
-           "client_threads": args.client_threads, "conns": args.conns, "probe_conns": args.probe_conns,
-           "probe_rate": args.probe_rate}
+def with_server(args, name, threads, logdir, row, measure):
+    """Start a fresh server, run measure(srv) once it answers (its row), and
+    stop it whatever happens; a server that never became ready leaves its
+    status in row."""
     srv = Server(args, name, threads, logdir)
     try:
         st = srv.wait_ready()
         if st != "ok":
             row["status"] = st
             return row
+        return measure(srv)
+    finally:
+        row["shutdown"] = srv.stop()
+
+
+def load_point(args, name, threads, rep, cfg, logdir):
+    row = {"kind": "load", "contender": name, "threads": threads, "rep": rep, "seconds": args.seconds,
+           "client_threads": args.client_threads, "conns": args.conns, "probe_conns": args.probe_conns,
+           "probe_rate": args.probe_rate}
+
+    def measure(srv):
         s0 = server_stats(args, srv.port)
         c0 = cpu_s(srv.pid)
         mc_out = os.path.join(logdir, f"memcaslap-{name}-t{threads}-r{rep}.txt")
@@ -313,19 +324,15 @@ def load_point(args, name, threads, rep, cfg, logdir):
                 row["cpu_us_per_op"] = round((c1 - c0) * 1e6 / ops, 2)
         row["status"] = "ok" if not status else "+".join(status)
         return row
-    finally:
-        row["shutdown"] = srv.stop()
+
+    return with_server(args, name, threads, logdir, row, measure)
 
 
 def memory_point(args, name, threads, logdir):
     row = {"kind": "memory", "contender": name, "threads": threads, "rep": 0, "idle_s": args.idle,
            "item_size": args.item_size}
-    srv = Server(args, name, threads, logdir)
-    try:
-        st = srv.wait_ready()
-        if st != "ok":
-            row["status"] = st
-            return row
+
+    def measure(srv):
         time.sleep(0.5)
         row["rss_start_kib"] = rss0 = rss_kib(srv.pid)
         try:
@@ -349,8 +356,8 @@ def memory_point(args, name, threads, logdir):
         row["items_after_flush"] = server_stats(args, srv.port).get("curr_items")
         row["status"] = "ok" if frc == 0 and items == args.items else f"fill_rc{frc}_items{items}"
         return row
-    finally:
-        row["shutdown"] = srv.stop()
+
+    return with_server(args, name, threads, logdir, row, measure)
 
 
 # ---- report ----------------------------------------------------------------------
