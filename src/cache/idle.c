@@ -196,6 +196,8 @@ static unsigned mp_idle_lock_batch(struct mp_thread *self, struct magpool_cache 
             uint64_t sig = mp_idle_signature(t);
             bool quiet = sig == t->th_idle_sig;
             t->th_idle_sig = sig;
+            /* Relaxed: statistics only (threads_idle_bytes); no data is
+             * handed over with it, and the owner's slow path clears it. */
             mp_store_relaxed(&t->th_idle, quiet);
             if (!quiet || need == 0) {
                 pthread_mutex_unlock(&t->th_gate);
@@ -297,6 +299,7 @@ size_t mp_idle_reclaim_quiet(void)
         unsigned skip = 0;
         bool more = true;
         while (more) {
+            /* Room for every mark of a batch: no mark is made here. */
             unsigned n = mp_idle_lock_batch(mp_self, NULL, true, MAGPOOL_MAX_CACHES * (size_t)MP_IDLE_BATCH,
                                             locked, &skip, &more);
             for (unsigned i = 0; i < n; i++)

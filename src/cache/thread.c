@@ -171,9 +171,13 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
     return true;
 }
 
-/* t lets go of c: its deferred batch is sealed, its magazines are put
- * (magazine.c, MAGAZINE VERBS), its counters are folded, and it stops being
- * a holder. */
+/* The pages of t's tcache array it ever used (ids 0 .. th_max_id). */
+static size_t mp_tcs_used_bytes(const struct mp_thread *t)
+{
+    size_t bytes = sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1);
+    return (bytes + MP_PAGE_SIZE - 1) & ~(MP_PAGE_SIZE - 1);
+}
+
 /* t holds no cache any more (t's gate held): its tcache array is all zero
  * (I3), so give its pages back; the mapping stays (MAP_NORESERVE), and the
  * pages come back zero-filled when t holds a cache again.  A hit of t on a
@@ -185,11 +189,12 @@ static void mp_tcs_release_if_idle(struct mp_thread *t)
     for (unsigned w = 0; w < MP_HELD_WORDS; w++)
         if (t->th_held[w] != 0)
             return;
-    size_t bytes = sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1);
-    bytes = (bytes + 4095) & ~(size_t)4095;
-    madvise(t->th_tc, bytes, MADV_DONTNEED);
+    madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED);
 }
 
+/* t lets go of c: its deferred batch is sealed, its magazines are put
+ * (magazine.c, MAGAZINE VERBS), its counters are folded, and it stops being
+ * a holder. */
 void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 {
     mp_tc_flush_to(t, c, false);
@@ -438,7 +443,7 @@ static void mp_thread_exit(void *arg)
     /* Unlinked: no stats reader can reach the array any more.  Every held
      * cache was flushed above, leaving its entry zero; zero the used range
      * anyway so a parked array is all-zero whatever a path left behind. */
-    size_t used = (sizeof(struct mp_tcache) * ((size_t)t->th_max_id + 1) + 4095) & ~(size_t)4095;
+    size_t used = mp_tcs_used_bytes(t);
     if (madvise(t->th_tc, used, MADV_DONTNEED) != 0) /* zero, and no resident page */
         memset(t->th_tc, 0, used);
     bool parked = false;

@@ -55,7 +55,7 @@ static bool classes_ok;
  * would leave the child's once-control "in progress" for ever, and the
  * child's first kmalloc would hang (stress/fork found it).  The child
  * handler below starts over instead. */
-enum { CLASSES_NONE, CLASSES_BUILDING, CLASSES_DONE };
+enum { CLASSES_NONE, CLASSES_DONE };
 static pthread_mutex_t classes_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int classes_state;
 
@@ -93,7 +93,6 @@ static void classes_ensure(void)
         return;
     pthread_mutex_lock(&classes_lock);
     if (mp_load_relaxed(&classes_state) != CLASSES_DONE) {
-        mp_store_relaxed(&classes_state, CLASSES_BUILDING);
         classes_init();
         /* Release: publishes classes[] and classes_ok (see above). */
         mp_store_release(&classes_state, CLASSES_DONE);
