@@ -232,6 +232,14 @@ long mp_cache_live(magpool_cache_t *c);
 void mp_gate_enter(struct mp_thread *t);
 bool mp_gate_try_enter(struct mp_thread *t);
 void mp_gate_leave(struct mp_thread *t);
+/* The calling thread's gate around work that moves magazines or objects
+ * outside its own slow paths (a reap tick, shrink, destroy; the reaper
+ * thread's too): its state is made if it has none.  NULL only if no state
+ * can be made (ENOMEM): the work then runs ungated, and a fork at that
+ * moment may lose what is in transit in the child, never in the parent.
+ * mp_gate_leave_self(NULL) does nothing. */
+struct mp_thread *mp_gate_enter_self(void);
+void mp_gate_leave_self(struct mp_thread *t);
 /* fork.c's helpers: every thread's gate (and thread creation) held, or
  * released; in the child, states of threads that do not exist there. */
 void mp_threads_fork_prepare(void);

@@ -223,10 +223,17 @@ void mp_reap_tick(struct magpool_cache *c)
     if (!mp_cas_strong_relaxed(&c->c_last_reap_ms, &last, now))
         return;
     mp_reaper_start(); /* after a fork, or if its creation failed */
+    /* Magazines are in transit below (popped, then torn down): under the
+     * caller's gate (fork.c).  A slow path already holds it (it nests); the
+     * reaper thread takes its own, so a fork cannot fall between the pop
+     * and the teardown and leave the child short of the magazine's objects
+     * (stress/fork: conservation). */
+    struct mp_thread *t = mp_gate_enter_self();
     uint64_t unused_full, unused_empty;
     mp_depot_backlog_tick(&c->c_depot); /* a stopped flow's backlog joins the working set */
     mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
     mp_depot_trim(c, unused_full, unused_empty);
+    mp_gate_leave_self(t);
     uint64_t cont = mp_load_relaxed(&c->c_depot.contention);
     uint64_t seen = mp_load_relaxed(&c->c_last_contention);
     mp_store_relaxed(&c->c_last_contention, cont);
@@ -261,22 +268,16 @@ void mp_release_unused(void)
 /* magpool_cache_shrink but for other threads' magazines. */
 static void mp_cache_shrink(struct magpool_cache *c)
 {
-    /* Magazines are in transit below: under the caller's gate (fork.c).  A
-     * thread that cannot get state (ENOMEM) shrinks ungated: a fork at that
-     * moment may lose the magazine in transit in the child, never in the
-     * parent. */
-    struct mp_thread *t = mp_thread_get(false);
-    if (t != NULL) {
-        mp_gate_enter(t);
+    /* Magazines are in transit below: under the caller's gate (fork.c). */
+    struct mp_thread *t = mp_gate_enter_self();
+    if (t != NULL)
         mp_tc_flush(t, c); /* also seals the caller's deferred batch */
-    }
     mp_domain_poll(c->c_domain);
     mp_depot_drain(c);
     mp_slab_reap_cache(c);
     mp_mag_resize(c, -1);
     mp_mag_area_release();
-    if (t != NULL)
-        mp_gate_leave(t);
+    mp_gate_leave_self(t);
 }
 
 MAGPOOL_API int magpool_cache_shrink(magpool_cache_t *c)

@@ -369,6 +369,20 @@ void mp_gate_leave(struct mp_thread *t)
         pthread_mutex_unlock(&t->th_gate);
 }
 
+struct mp_thread *mp_gate_enter_self(void)
+{
+    struct mp_thread *t = mp_thread_get(false);
+    if (t != NULL)
+        mp_gate_enter(t);
+    return t;
+}
+
+void mp_gate_leave_self(struct mp_thread *t)
+{
+    if (t != NULL)
+        mp_gate_leave(t);
+}
+
 /* Hold every thread's gate, so no thread is between taking a magazine or an
  * object from one place and putting it in another when the process forks.
  * A gate's owner may be waiting for mp_threads_lock (flush folds under it),

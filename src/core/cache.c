@@ -398,15 +398,12 @@ MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c)
      * generation).  Without membarrier, that slow path is the only way. */
     if (mp_idle_reclaim_available())
         mp_idle_reclaim(c);
-    struct mp_thread *t = mp_thread_get(false); /* its gate: magazines in transit (fork.c) */
-    if (t != NULL) {
-        mp_gate_enter(t);
+    struct mp_thread *t = mp_gate_enter_self(); /* magazines in transit (fork.c) */
+    if (t != NULL)
         mp_tc_flush(t, c);
-    }
     mp_depot_drain(c);
     mp_slab_reap_cache(c);
-    if (t != NULL)
-        mp_gate_leave(t);
+    mp_gate_leave_self(t);
 
     long live = mp_cache_destroy_done(c);
     /* The last cache gone: what the library kept for caches goes too, but
