@@ -42,13 +42,19 @@ struct mp_tcache {
                                       * stats readers, tc_def_rounds, objects in tc_deferred */
     struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
     struct mp_mag *tc_prev;          /* previous magazine (prev->mag_rounds authoritative) */
-    _Atomic uint64_t tc_net;         /* objects that entered this thread's loaded/prev
-                                      * magazines from outside (depot, slab) minus those
-                                      * that left them (depot, slab, deferred batch),
-                                      * mod 2^64.  Slow paths only.  Since every free
-                                      * adds a round and every alloc removes one,
-                                      *   frees = allocs - net + rounds + prev_rounds,
-                                      * so the free fast path counts nothing.  Both are
+    _Atomic uint64_t tc_net;         /* objects that entered this thread's holdings
+                                      * (loaded and prev magazines, deferred batch) from
+                                      * outside (depot, slab) minus those that left them
+                                      * (depot, slab, sealed batches), mod 2^64.  Slow
+                                      * paths only.  Since every free adds a round or a
+                                      * batch slot and every alloc removes a round,
+                                      *   frees = allocs - net + rounds + prev_rounds
+                                      *           + def_rounds,
+                                      * so no free hit counts anything but the round it
+                                      * adds: each hit changes the conservation terms
+                                      * with one store (rounds, or def_rounds), and a
+                                      * snapshot -- a fork child's of a thread inside a
+                                      * hit included -- never sees half a hit.  Both are
                                       * folded into the cache when the thread stops
                                       * holding it. */
     struct mp_mag *tc_deferred;      /* deferred-free batch being filled */

@@ -776,11 +776,13 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
     uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
     tc->tc_deferred = NULL;
     if (n > 0) {
-        /* magpool_free's default check, for deferred frees too; a dropped
-         * round gives back the free the deferred path counted. */
+        /* magpool_free's default check, for deferred frees too.  The kept
+         * rounds leave the thread's holdings for the sealed count; a
+         * dropped round leaves them uncounted, which takes back the free
+         * its append counted (cache_impl.h, tc_net). */
         m->mag_rounds = n;
         uint32_t kept = mp_mag_check_rounds(c, m);
-        mp_tc_flow(tc, (int64_t)(n - kept));
+        mp_tc_flow(tc, -(int64_t)kept);
         n = kept;
     }
     if (n > 0) {
@@ -839,8 +841,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
                  * grace period ends (mp_deferred_ready poisons). */
                 uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
                 m->mag_objs[n] = obj;
-                mp_store_relaxed(&tc->tc_def_rounds, n + 1);
-                mp_tc_flow(tc, -1); /* a free into the deferred batch */
+                mp_store_relaxed(&tc->tc_def_rounds, n + 1); /* counted by tc_def_rounds alone */
                 if (n + 1 >= m->mag_batch_cap)
                     mp_deferred_seal(c, tc);
                 mp_gate_leave(t);
@@ -898,8 +899,11 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
                 /* Not poisoned for ASan: readers may use it until the grace
                  * period ends (mp_deferred_ready poisons). */
                 m->mag_objs[n] = obj;
+                /* The hit's one counted store: the free and the round in
+                 * the batch at once (cache_impl.h, tc_net), so no snapshot
+                 * -- not even a fork child's of a thread inside this hit --
+                 * sees one without the other. */
                 mp_store_relaxed(&tc->tc_def_rounds, n + 1);
-                mp_tc_flow(tc, -1); /* a free into the deferred batch */
                 hit = true;
             }
         }

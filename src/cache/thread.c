@@ -321,12 +321,13 @@ void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s)
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         uint64_t allocs = mp_load_relaxed(&tc->tc_allocs);
         uint64_t rounds = mp_load_relaxed(&tc->tc_rounds) + mp_load_relaxed(&tc->tc_prev_rounds);
+        uint64_t def = mp_load_relaxed(&tc->tc_def_rounds);
         s->allocs += allocs;
-        s->frees += allocs - mp_load_relaxed(&tc->tc_net) + rounds; /* cache_impl.h */
+        s->frees += allocs - mp_load_relaxed(&tc->tc_net) + rounds + def; /* cache_impl.h */
         s->in_mags += rounds;
         if (mp_load_relaxed(&t->th_idle))
             s->in_mags_idle += rounds;
-        s->deferred += mp_load_relaxed(&tc->tc_def_rounds);
+        s->deferred += def;
     }
 }
 

@@ -87,9 +87,10 @@
  *   (I1) in_slabs + in_magazines + in_depot + deferred + in_use == constructed
  *   (I2) in_use == allocs - frees, where allocs and frees are summed over
  *        the holders' tcaches plus the cache's folded totals; a tcache counts
- *        allocs and net = objects into its loaded/prev magazines from
- *        outside - objects out, so frees = allocs - net + rounds + prev_rounds
- *        and the free fast path counts nothing.
+ *        allocs and net = objects into its holdings (loaded/prev magazines,
+ *        deferred batch) from outside - objects out, so frees = allocs - net
+ *        + rounds + prev_rounds + def_rounds and no free hit counts anything
+ *        (each hit moves the terms of I1 with one store: cache_impl.h, tc_net).
  *   (I3) tcache[id] of a thread is all zero  <=>  the thread is not a holder
  *        of cache id  (holder <=> tc_loaded != NULL); tcache[0] is always
  *        zero, so a fast id of 0 always misses.
