@@ -70,9 +70,10 @@ int main(void)
     burst(4000);
     burst(4000);
     struct mp_tcache *tc = &mp_self->th_tc[c->c_id];
-    CHECK_MSG(mp_load_relaxed(&tc->tc_cap) == 511 && tc->tc_prev != NULL && tc->tc_prev->mag_cap == 511,
+    struct mp_mag *loaded = mp_tc_loaded(tc);
+    CHECK_MSG(loaded != NULL && loaded->mag_cap == 511 && tc->tc_prev != NULL && tc->tc_prev->mag_cap == 511,
               "a lone thread's magazines hold %u and %u rounds: they did not grow back to 511",
-              (unsigned)mp_load_relaxed(&tc->tc_cap), tc->tc_prev ? tc->tc_prev->mag_cap : 0);
+              loaded ? loaded->mag_cap : 0, tc->tc_prev ? tc->tc_prev->mag_cap : 0);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 

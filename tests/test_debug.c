@@ -68,12 +68,12 @@ static magpool_cache_t *mk(const char *name, size_t size, unsigned flags)
     return magpool_cache_create(&cfg);
 }
 
-/* The path a cache's calls take, as magpool.h's inline hits see it: the id in
- * the public cache head indexes the thread's magazines; 0 sends every call to
- * the library's checked (debug) path. */
+/* The path a cache's calls take, as magpool.h's inline hits see it: the
+ * offset in the public cache head locates the thread's magazines; 0 sends
+ * every call to the library's checked (debug) path. */
 static unsigned fast_id(magpool_cache_t *c)
 {
-    return atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_id, memory_order_relaxed);
+    return atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_off, memory_order_relaxed);
 }
 
 /* 1 if this process runs under Valgrind's memcheck tool, 0 if not, -1 if

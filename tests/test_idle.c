@@ -203,17 +203,17 @@ static void test_zombie_released(void)
     CHECK(magpool_cache_destroy(other) == 0);
 }
 
-/* A bulk alloc whose loaded magazine is stopped (cap 0: a reclaim's R1,
+/* A bulk alloc whose loaded magazine is stopped (bounds swapped: a reclaim's R1,
  * idle.c) after the run read its rounds: the run's hit misses, and the run
  * must take the slow path instead of counting the objects as copied (it used
  * to return whatever the caller's array held).  A second thread plays the
- * reclaimer exactly: it holds the owner's gate, stores cap 0, and later puts
- * the cap back (R4 for an owner found busy) and lets the gate go; the
+ * reclaimer exactly: it holds the owner's gate, swaps the bounds, and later
+ * puts them back (R4 for an owner found busy) and lets the gate go; the
  * owner's slow path waits at the gate meanwhile, as it would. */
 struct fake_reclaim {
     struct mp_thread *owner;
     struct mp_tcache *tc;
-    uint32_t cap;
+    void **low, **high;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopped;
@@ -223,14 +223,17 @@ static void *fake_reclaimer(void *arg)
 {
     struct fake_reclaim *r = arg;
     pthread_mutex_lock(&r->owner->th_gate);
-    r->cap = mp_load_relaxed(&r->tc->tc_cap);
-    mp_store_relaxed(&r->tc->tc_cap, 0);
+    r->low = mp_load_relaxed(&r->tc->tc_low);
+    r->high = mp_load_relaxed(&r->tc->tc_high);
+    mp_store_relaxed(&r->tc->tc_high, r->low);
+    mp_store_relaxed(&r->tc->tc_low, r->high);
     pthread_mutex_lock(&r->mu);
     r->stopped = true;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     usleep(20000); /* the owner runs into the stopped magazine meanwhile */
-    mp_store_relaxed(&r->tc->tc_cap, r->cap);
+    mp_store_relaxed(&r->tc->tc_low, r->low);
+    mp_store_relaxed(&r->tc->tc_high, r->high);
     pthread_mutex_unlock(&r->owner->th_gate);
     return NULL;
 }
@@ -242,7 +245,7 @@ static void test_bulk_stopped(void)
     CHECK(magpool_alloc_bulk(c, 40, objs, 0) == 40);
     magpool_free_bulk(c, 40, objs);
     struct fake_reclaim r = { .owner = mp_self, .tc = &mp_self->th_tc[c->c_id] };
-    CHECK_MSG(mp_load_relaxed(&r.tc->tc_rounds) >= 20, "rounds %u", (unsigned)mp_load_relaxed(&r.tc->tc_rounds));
+    CHECK_MSG(mp_tc_rounds(r.tc) >= 20, "rounds %u", (unsigned)mp_tc_rounds(r.tc));
     pthread_mutex_init(&r.mu, NULL);
     pthread_cond_init(&r.cv, NULL);
     for (size_t n = 1; n <= 20; n += 19) { /* the inline run and the long one */

@@ -394,7 +394,9 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  * finds another one prints
  *   `magpool: this program's inline hits use layout N, libmagpool uses M: rebuild it against the installed magpool.h`
  * and aborts, at the first miss of the first call (every thread's first
- * call misses).  A change of layout also changes the soname.  Define
+ * call misses).  Every change of layout bumps the number (layout 3: top
+ * and bounds as pointers, the cache head's byte offset), so a program
+ * built against an older magpool.h stops instead of corrupting.  Define
  * MAGPOOL_NO_INLINE before including this header to always call the
  * library (no layout dependence at all).
  *
@@ -408,16 +410,17 @@ MAGPOOL_API void magpool_fault_inject(unsigned ppm);
  * The busy byte: a hit stores 1 to it before reading anything and releases
  * 0 after its last access, with no fence and no read-modify-write.  It lets
  * the library take the magazines of a thread that is alive but idle (a
- * shrink or reap, issue "bounded memory"): the reclaimer sets cap to 0,
- * runs membarrier(2), and finds the owner either outside any hit (busy 0:
- * its next hit reads cap 0 and misses) or inside one (busy 1: it leaves
- * that cache alone).  The proof is at the top of src/cache/idle.c.
+ * shrink or reap, issue "bounded memory"): the reclaimer swaps the bounds
+ * low and high, runs membarrier(2), and finds the owner either outside any
+ * hit (busy 0: its next hit reads the swapped bounds and misses) or inside
+ * one (busy 1: it swaps them back and leaves that cache alone).  The proof
+ * is at the top of src/cache/idle.c.
  * Calling magpool from a signal handler that interrupted a magpool call on
  * the same cache is not supported (it never was: the two hits would share
- * one round count). */
+ * one top). */
 
 /** Layout number of the hit's shared fields (internal; ABI). */
-#define MAGPOOL_HIT_LAYOUT_ 2u
+#define MAGPOOL_HIT_LAYOUT_ 3u
 
 /** Out-of-line continuations of the inline hits (internal; ABI): the whole
  *  library call, after checking the caller's layout number. */
@@ -436,12 +439,17 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj);
 #define MAGPOOL_HIT_DEFINED_ 1
 
 /** The fields a hit touches: the head of a thread's 64-byte state for one
- *  cache (internal; ABI).  Written by the owner thread only, except cap,
- *  which an idle-thread reclaim sets to 0 (src/cache/idle.c). */
+ *  cache (internal; ABI).  The loaded magazine's rounds are the slots
+ *  [base, top), base[-1] is always NULL; an alloc hits while top > low, a
+ *  free while top < high.  Loaded: low = base, high = base + capacity.
+ *  Nothing loaded: all three NULL.  Stopped by an idle-thread reclaim
+ *  (src/cache/idle.c): low and high swapped, so both hits miss whatever top
+ *  is.  In every state the smaller of low and high is base.  Written by
+ *  the owner thread only, except low and high, which the reclaim swaps. */
 struct magpool_hit_ {
-    _Atomic uint32_t rounds; /* objects in the loaded magazine */
-    _Atomic uint32_t cap;    /* its capacity; 0: nothing loaded, or stopped */
-    void **_Atomic objs;     /* its rounds; objs[-1] is always NULL */
+    void **_Atomic top;      /* the loaded magazine's next free slot */
+    void **_Atomic low;      /* an alloc hits while top > low */
+    void **_Atomic high;     /* a free hits while top < high */
     _Atomic uint64_t allocs; /* allocations by this thread */
     _Atomic uint8_t busy;    /* 1 while the owner is inside a hit */
     uint8_t pad_;
@@ -458,10 +466,11 @@ struct magpool_hit_ {
  * an external definition (there is none). */
 #define MAGPOOL_HIT_FN_ extern __inline__ __attribute__((gnu_inline, always_inline))
 
-/** First member of a cache (internal; ABI): the index of its state in each
- *  thread's array; 0 (an all-zero state) sends every call to the library. */
+/** First member of a cache (internal; ABI): the byte offset of its state
+ *  in each thread's array (its index times MAGPOOL_HIT_STRIDE_); 0 (an
+ *  all-zero state) sends every call to the library. */
 struct magpool_cache_head_ {
-    _Atomic uint32_t fast_id;
+    _Atomic uint32_t fast_off;
 };
 /** Bytes between two caches' states in a thread's array (internal; ABI). */
 #define MAGPOOL_HIT_STRIDE_ 64u
@@ -472,10 +481,11 @@ extern __thread void *magpool_tcs_ __attribute__((tls_model("initial-exec")));
 /* The calling thread's state for cache c (not NULL). */
 MAGPOOL_HIT_FN_ struct magpool_hit_ *magpool_hit_of_(const void *c)
 {
-    /* Relaxed: the id changes only at create and destroy, which the caller
-     * orders against its own calls (synchronization table above). */
-    uint32_t id = atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_id, memory_order_relaxed);
-    return (struct magpool_hit_ *)((char *)magpool_tcs_ + (size_t)id * MAGPOOL_HIT_STRIDE_);
+    /* Relaxed: the offset changes only at create and destroy, which the
+     * caller orders against its own calls (synchronization table above).
+     * A byte offset, not an index: no multiply on the hit. */
+    uint32_t off = atomic_load_explicit(&((const struct magpool_cache_head_ *)c)->fast_off, memory_order_relaxed);
+    return (struct magpool_hit_ *)((char *)magpool_tcs_ + off);
 }
 
 /* Enter and leave a hit on h (the busy byte; src/cache/idle.c).  The
@@ -498,14 +508,16 @@ MAGPOOL_HIT_FN_ void magpool_hit_leave_(struct magpool_hit_ *h)
 MAGPOOL_HIT_FN_ int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
 {
     magpool_hit_enter_(h);
-    /* 64-bit: n - 1 then indexes objs as it is (no zero extension). */
-    uint64_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
-    /* n - 1 < cap: n != 0 and a magazine is loaded and not stopped */
-    if (__builtin_expect(n - 1u < atomic_load_explicit(&h->cap, memory_order_relaxed), 1)) {
-        atomic_store_explicit(&h->rounds, (uint32_t)(n - 1u), memory_order_relaxed);
+    void **top = atomic_load_explicit(&h->top, memory_order_relaxed);
+    /* top > low: a round is loaded and the state is not stopped (uintptr_t:
+     * NULL and the swapped bounds compare as numbers) */
+    if (__builtin_expect((__UINTPTR_TYPE__)top > (__UINTPTR_TYPE__)atomic_load_explicit(&h->low, memory_order_relaxed),
+                         1)) {
+        top--;
+        atomic_store_explicit(&h->top, top, memory_order_relaxed);
         atomic_store_explicit(&h->allocs, atomic_load_explicit(&h->allocs, memory_order_relaxed) + 1u,
                               memory_order_relaxed);
-        *objp = atomic_load_explicit(&h->objs, memory_order_relaxed)[n - 1u];
+        *objp = *top;
         magpool_hit_leave_(h);
         return 1;
     }
@@ -519,12 +531,13 @@ MAGPOOL_HIT_FN_ int magpool_hit_pop_(struct magpool_hit_ *h, void **objp)
 MAGPOOL_HIT_FN_ int magpool_hit_push_(struct magpool_hit_ *h, void *obj)
 {
     magpool_hit_enter_(h);
-    uint32_t n = atomic_load_explicit(&h->rounds, memory_order_relaxed);
-    if (__builtin_expect(n < atomic_load_explicit(&h->cap, memory_order_relaxed), 1)) {
-        void **objs = atomic_load_explicit(&h->objs, memory_order_relaxed);
-        if (__builtin_expect(objs[(long)n - 1] != obj, 1)) { /* n == 0 reads the NULL guard */
-            objs[n] = obj;
-            atomic_store_explicit(&h->rounds, n + 1u, memory_order_relaxed);
+    void **top = atomic_load_explicit(&h->top, memory_order_relaxed);
+    /* top < high: room, and the state is loaded and not stopped */
+    if (__builtin_expect((__UINTPTR_TYPE__)top < (__UINTPTR_TYPE__)atomic_load_explicit(&h->high, memory_order_relaxed),
+                         1)) {
+        if (__builtin_expect(top[-1] != obj, 1)) { /* an empty magazine's top[-1] is its NULL guard */
+            *top = obj;
+            atomic_store_explicit(&h->top, top + 1, memory_order_relaxed);
             magpool_hit_leave_(h);
             return 1;
         }

@@ -29,18 +29,23 @@
 #define mp_tc_flow(tc, delta) mp_owner_add_relaxed_u64(&(tc)->tc_net, (uint64_t)(int64_t)(delta))
 
 /* ---- per-thread, per-cache magazine state: one cache line ---------------- *
- * Written only by its owner thread.  Stats readers (under mp_threads_lock)
- * read rounds, prev_rounds, def_rounds, allocs and frees with relaxed loads.
- * A thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
- * so both fast paths miss (rounds == 0, rounds == cap == 0). */
+ * Written only by its owner thread (and by an idle-thread reclaim holding
+ * its gate: idle.c).  Stats readers (under mp_threads_lock) read top, the
+ * bounds, prev_rounds, def_rounds, allocs and net with relaxed loads.  A
+ * thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
+ * so both hits miss (top == low == high == NULL). */
 struct mp_tcache {
-    struct magpool_hit_ tc_hit;      /* what a hit touches (magpool.h): rounds of the loaded
-                                      * magazine (authoritative while loaded), its cap (0 when
-                                      * nothing is loaded), objs (objs[-1] is the magazine's
-                                      * NULL guard), allocs by this thread, busy; and two of
+    struct magpool_hit_ tc_hit;      /* what a hit touches (magpool.h): top, the next free
+                                      * slot of the loaded magazine (authoritative while
+                                      * loaded: rounds = top - base), the bounds low and
+                                      * high (base and base + cap, swapped while stopped,
+                                      * NULL when nothing is loaded; the smaller is always
+                                      * base), allocs by this thread, busy; and two of
                                       * ours: tc_prev_rounds, mirror of prev->mag_rounds for
-                                      * stats readers, tc_def_rounds, objects in tc_deferred */
-    struct mp_mag *tc_loaded;        /* non-NULL <=> this thread is a holder of the cache */
+                                      * stats readers, tc_def_rounds, objects in tc_deferred.
+                                      * The loaded magazine is the one whose mag_objs is
+                                      * base (mp_tc_loaded): non-NULL <=> this thread is a
+                                      * holder of the cache */
     struct mp_mag *tc_prev;          /* previous magazine (prev->mag_rounds authoritative) */
     _Atomic uint64_t tc_net;         /* objects that entered this thread's holdings
                                       * (loaded and prev magazines, deferred batch) from
@@ -63,12 +68,56 @@ _Static_assert(sizeof(struct mp_tcache) == MAGPOOL_HIT_STRIDE_, "struct mp_tcach
 _Static_assert(offsetof(struct mp_tcache, tc_hit) == 0, "the hit's fields head the state (magpool.h)");
 _Static_assert(MAGPOOL_MAG_MAX <= UINT16_MAX, "a magazine's rounds fit tc_prev_rounds");
 /* Shorthands for the hit's fields (magpool.h's struct magpool_hit_). */
-#define tc_rounds tc_hit.rounds
-#define tc_cap tc_hit.cap
-#define tc_objs tc_hit.objs
+#define tc_top tc_hit.top
+#define tc_low tc_hit.low
+#define tc_high tc_hit.high
 #define tc_allocs tc_hit.allocs
 #define tc_prev_rounds tc_hit.lib_prev_rounds_
 #define tc_def_rounds tc_hit.lib_def_rounds_
+
+/* ---- the loaded magazine through the hit's fields ------------------------ *
+ * Relaxed loads throughout: the owner reads its own stores; a stats reader
+ * (under mp_threads_lock, racing the owner) gets a snapshot, exact at
+ * quiescence, clamped to a magazine's size otherwise; a reclaimer holds the
+ * owner's gate (idle.c), so only a hit can race it.  Addresses compare as
+ * uintptr_t: NULL and the swapped bounds are numbers here, not pointers
+ * into one array. */
+
+/* The slot base of the loaded magazine (mag_objs), or NULL: the smaller
+ * bound in every state (magpool.h). */
+static inline void **mp_tc_base(const struct mp_tcache *tc)
+{
+    void **lo = mp_load_relaxed(&tc->tc_low), **hi = mp_load_relaxed(&tc->tc_high);
+    return (uintptr_t)lo < (uintptr_t)hi ? lo : hi;
+}
+
+/* The loaded magazine (NULL: the thread does not hold the cache). */
+static inline struct mp_mag *mp_tc_loaded(const struct mp_tcache *tc)
+{
+    void **base = mp_tc_base(tc);
+    return base != NULL ? (struct mp_mag *)(void *)((char *)base - offsetof(struct mp_mag, mag_objs)) : NULL;
+}
+
+/* Rounds in the loaded magazine (0 if none). */
+static inline uint32_t mp_tc_rounds(const struct mp_tcache *tc)
+{
+    uintptr_t base = (uintptr_t)mp_tc_base(tc), top = (uintptr_t)mp_load_relaxed(&tc->tc_top);
+    uintptr_t n = (top - base) / sizeof(void *);
+    return base != 0 && top >= base && n <= MAGPOOL_MAG_MAX ? (uint32_t)n : 0;
+}
+
+/* Whether a magazine is loaded and not stopped (idle.c). */
+static inline bool mp_tc_running(const struct mp_tcache *tc)
+{
+    return (uintptr_t)mp_load_relaxed(&tc->tc_low) < (uintptr_t)mp_load_relaxed(&tc->tc_high);
+}
+
+/* Owner (or a reclaimer holding its gate): rounds of the loaded magazine
+ * become n (<= its cap). */
+static inline void mp_tc_set_rounds(struct mp_tcache *tc, uint32_t n)
+{
+    mp_store_relaxed(&tc->tc_top, mp_tc_base(tc) + n);
+}
 
 #define MP_HELD_WORDS (MAGPOOL_MAX_CACHES / 64)
 
@@ -99,8 +148,9 @@ struct mp_thread {
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
 struct magpool_cache {
     /* fast path (read by every alloc/free) */
-    struct magpool_cache_head_ c_head; /* fast_id: id, or 0 for debug / checked / destroyed
-                                        * caches (magpool.h's hit indexes with it) */
+    struct magpool_cache_head_ c_head; /* fast_off: id * MAGPOOL_HIT_STRIDE_, or 0 for debug /
+                                        * checked / destroyed caches (magpool.h's hit adds it
+                                        * to the thread's array) */
     _Atomic uint32_t c_fe_tag;         /* a front end's mark (mp_fast_fe_tag), on the fast
                                         * id's line: mem_put's owner test costs no load
                                         * of its own */
@@ -158,7 +208,7 @@ struct magpool_cache {
 };
 
 _Static_assert(offsetof(struct magpool_cache, c_head) == 0, "the public cache head is the first member");
-#define c_fast_id c_head.fast_id
+#define c_fast_off c_head.fast_off
 
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */
 extern pthread_mutex_t mp_registry_lock;

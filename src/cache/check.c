@@ -41,19 +41,20 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
         broken(c, &t->th_tc[0], "(I3: tcache[0] is not all zero)");
     struct mp_tcache *tc = &t->th_tc[c->c_id];
     bool held = (t->th_held[c->c_id / 64] >> (c->c_id % 64)) & 1;
-    if (held != (tc->tc_loaded != NULL))
+    if (held != (mp_tc_loaded(tc) != NULL))
         broken(c, tc, "(I3: held bit and loaded magazine disagree)");
     if (!held) {
         if (memcmp(tc, &zero, sizeof zero) != 0)
             broken(c, tc, "(I3: a non-holder's tcache is not all zero)");
         return;
     }
-    struct mp_mag *m = tc->tc_loaded;
-    uint32_t rounds = mp_load_relaxed(&tc->tc_rounds);
-    if (mp_load_relaxed(&tc->tc_objs) != m->mag_objs || mp_load_relaxed(&tc->tc_cap) != m->mag_cap)
-        broken(c, m, "(I6: the tcache does not mirror its loaded magazine)");
-    if (m->mag_cap < 1 || m->mag_cap > MAGPOOL_MAG_MAX || rounds > m->mag_cap)
-        broken(c, m, "(I6: rounds or cap out of range)");
+    struct mp_mag *m = mp_tc_loaded(tc);
+    void **top = mp_load_relaxed(&tc->tc_top);
+    if (mp_load_relaxed(&tc->tc_low) != m->mag_objs || mp_load_relaxed(&tc->tc_high) != m->mag_objs + m->mag_cap)
+        broken(c, m, "(I6: the tcache's bounds are not its loaded magazine's)");
+    if (m->mag_cap < 1 || m->mag_cap > MAGPOOL_MAG_MAX || top < m->mag_objs || top > m->mag_objs + m->mag_cap)
+        broken(c, m, "(I6: top or cap out of range)");
+    uint32_t rounds = (uint32_t)(top - m->mag_objs);
     if (m->mag_guard != NULL) /* mag_objs[-1], which the free hit reads */
         broken(c, m, "(I6: the loaded magazine's NULL guard is overwritten)");
     for (uint32_t i = 0; i < rounds; i++)

@@ -123,13 +123,23 @@ static inline __attribute__((always_inline)) void *mp_fast_priv(const struct mag
     return c->c_priv;
 }
 
-/* Add obj as round n (< tc_cap) of the loaded magazine, on a slow path (the
- * owner's gate held, so no reclaim runs: idle.c).  (A checked cache's
- * objects are poisoned by the slow path before they get here: mp_san_rest.) */
-static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *tc, uint32_t n, void *obj)
+/* Add obj as the top round of the loaded magazine (not full), on a slow
+ * path (the owner's gate held, so no reclaim runs: idle.c).  (A checked
+ * cache's objects are poisoned by the slow path before they get here:
+ * mp_san_rest.) */
+static inline __attribute__((always_inline)) void mp_tc_push(struct mp_tcache *tc, void *obj)
 {
-    mp_load_relaxed(&tc->tc_objs)[n] = obj;
-    mp_store_relaxed(&tc->tc_rounds, n + 1); /* counted by tc_net, see cache_impl.h */
+    void **top = mp_load_relaxed(&tc->tc_top);
+    *top = obj;
+    mp_store_relaxed(&tc->tc_top, top + 1); /* counted by tc_net, see cache_impl.h */
+}
+
+/* Take the top round of the loaded magazine (not empty), on a slow path. */
+static inline __attribute__((always_inline)) void *mp_tc_pop(struct mp_tcache *tc)
+{
+    void **top = mp_load_relaxed(&tc->tc_top) - 1;
+    mp_store_relaxed(&tc->tc_top, top);
+    return *top;
 }
 
 /* Push onto the loaded magazine; a miss (full, nothing loaded, or obj equal
@@ -191,13 +201,15 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
     struct mp_tcache *tc = mp_fast_tc(c);
     bool hit = false;
     magpool_hit_enter_(&tc->tc_hit);
-    uint32_t r = mp_load_relaxed(&tc->tc_rounds);
-    /* r <= cap: a magazine is loaded and not stopped (cap 0: idle.c) */
-    if (__builtin_expect(n <= r && r <= mp_load_relaxed(&tc->tc_cap), 1)) {
-        r -= (uint32_t)n;
-        mp_store_relaxed(&tc->tc_rounds, r);
+    uintptr_t top = (uintptr_t)mp_load_relaxed(&tc->tc_top);
+    /* top >= low + n (n > 0; no wrap: addresses and n are small): n rounds
+     * are loaded and the state is not stopped (stopped, low is above every
+     * top: idle.c; nothing loaded, low == top == 0) */
+    if (__builtin_expect(top >= (uintptr_t)mp_load_relaxed(&tc->tc_low) + n * sizeof(void *), 1)) {
+        void **from = (void **)top - n;
+        mp_store_relaxed(&tc->tc_top, from);
         mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
-        mp_copy_ptrs(objs, mp_load_relaxed(&tc->tc_objs) + r, n, small);
+        mp_copy_ptrs(objs, from, n, small);
         hit = true;
     }
     magpool_hit_leave_(&tc->tc_hit);
@@ -242,16 +254,15 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     struct mp_tcache *tc = mp_fast_tc(c);
     bool hit = false;
     magpool_hit_enter_(&tc->tc_hit);
-    uint32_t r = mp_load_relaxed(&tc->tc_rounds);
-    /* n more fit: cap 0 when nothing is loaded or stopped (idle.c), and a
-     * stopped cap may be below r */
-    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
-    if (__builtin_expect(r <= cap && n <= cap - r, 1)) {
-        void **dst = mp_load_relaxed(&tc->tc_objs) + r;
+    uintptr_t top = (uintptr_t)mp_load_relaxed(&tc->tc_top), high = (uintptr_t)mp_load_relaxed(&tc->tc_high);
+    /* n more fit: top < high (loaded, not stopped: stopped, high is below
+     * every top, idle.c) and n slots up to high */
+    if (__builtin_expect(top < high && n <= (high - top) / sizeof(void *), 1)) {
+        void **dst = (void **)top;
         /* dst[-1]: the top round, or the magazine's NULL guard. */
         if (__builtin_expect(!mp_run_bad(objs, n, dst[-1], small), 1)) {
             mp_copy_ptrs(dst, objs, n, small);
-            mp_store_relaxed(&tc->tc_rounds, r + (uint32_t)n); /* counted by tc_net, see cache_impl.h */
+            mp_store_relaxed(&tc->tc_top, dst + n); /* counted by tc_net, see cache_impl.h */
             hit = true;
         }
     }

@@ -27,25 +27,27 @@
  * THE HANDSHAKE (liburcu-memb's asymmetric Dekker, one flag per cache line).
  * The owner O's hit on cache c, in program order (magpool.h):
  *     H1 store busy = 1        (relaxed, then a compiler-only signal fence)
- *     H2 load cap, rounds, objs, ...; maybe store rounds, a slot, allocs
+ *     H2 load top and one bound (low or high), ...; maybe store top, a
+ *        slot, allocs
  *     H3 store busy = 0        (release)
  * The reclaimer R, holding O's gate (so O is in no slow path, and every
  * other field of O's state is R's to change), for each cache O holds:
- *     R1 store cap = 0         (relaxed)
+ *     R1 swap the bounds: high = base, then low = base + cap (relaxed);
+ *        now no top satisfies an alloc's top > low or a free's top < high
  * then, once for all of them:
  *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
  * then for each:
  *     R3 load busy             (acquire)
  *     R4 busy == 0: take everything (mp_tc_flush_to); busy == 1: store the
- *        old cap back, leave the rest.
+ *        old bounds back, leave the rest.
  * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
  * misses.  membarrier returns only after every thread of the process that
  * was running executed a full barrier (and a thread not running passes one
  * in the scheduler before it runs again): call F_O the point in O's
  * instruction stream where that barrier falls, and take any hit of O.
  *  (a) Its H2 loads come after F_O: they are ordered after R1 (R1 precedes
- *      R2's own barrier, which precedes F_O), so the hit reads cap 0 and
- *      misses: it changes nothing but busy.
+ *      R2's own barrier, which precedes F_O), so the hit reads a swapped
+ *      bound and misses, whatever top it read: it changes nothing but busy.
  *  (b) Its H1 comes before F_O: H1 is visible to R3 (F_O makes it visible
  *      before membarrier returns), so R3 reads 1, or the 0 of that hit's own
  *      H3 or of a later hit; a release H3 read by the acquire R3 makes
@@ -54,10 +56,11 @@
  *      compiler from hoisting H2 above H1; the CPU may execute H2 before H1
  *      becomes visible, which is why the case split is on the loads): case
  *      (a).
- * So R3 reading 0 means every hit that read a non-zero cap finished and is
- * visible (b), and every other one misses (a).  R3 reading 1 means a hit may
- * be in flight (or O was preempted inside one): R stores the old cap back
- * and O's hit goes on as if nothing happened (R changed nothing it reads).
+ * So R3 reading 0 means every hit that read an unswapped bound finished and
+ * is visible (b), and every other one misses (a).  R3 reading 1 means a hit
+ * may be in flight (or O was preempted inside one): R stores the old bounds
+ * back and O's hit goes on as if nothing happened (at worst it read a
+ * swapped bound and missed; its slow path waits for O's gate).
  * This is the argument of liburcu's memb flavour, where the reader's store
  * of its nesting count is H1 and synchronize_rcu's membarrier is R2; C11
  * has no membarrier, so the step "R2 puts a seq_cst fence into every other
@@ -110,11 +113,11 @@ bool mp_idle_reclaim_available(void)
     return mp_membarrier_ready();
 }
 
-/* One (thread, cache) pair marked in R1, with the cap to put back. */
+/* One (thread, cache) pair marked in R1, with the bounds to put back. */
 struct mp_idle_mark {
     struct mp_thread *t;
     struct magpool_cache *c;
-    uint32_t saved_cap;
+    void **low, **high;
 };
 
 struct mp_idle_pass {
@@ -131,12 +134,17 @@ static void mp_idle_mark_one(struct mp_thread *t, struct magpool_cache *c, void 
     if (p->only != NULL && c != p->only)
         return;
     struct mp_tcache *tc = &t->th_tc[c->c_id];
-    if (tc->tc_loaded == NULL)
-        return;
-    uint32_t cap = mp_load_relaxed(&tc->tc_cap);
-    /* R1.  Relaxed: R2 orders it (see the top of this file). */
-    mp_store_relaxed(&tc->tc_cap, 0);
-    p->marks[p->nmarks++] = (struct mp_idle_mark){ .t = t, .c = c, .saved_cap = cap };
+    /* Only hits run beside us (we hold t's gate), and they never write the
+     * bounds: these are the loaded magazine's, low < high. */
+    void **low = mp_load_relaxed(&tc->tc_low), **high = mp_load_relaxed(&tc->tc_high);
+    if (low == NULL)
+        return; /* not a holder */
+    /* R1: swap the bounds.  Relaxed: R2 orders both stores (see the top of
+     * this file).  high first, so a stats reader's smaller bound is the
+     * base at every step (mp_tc_base). */
+    mp_store_relaxed(&tc->tc_high, low);
+    mp_store_relaxed(&tc->tc_low, high);
+    p->marks[p->nmarks++] = (struct mp_idle_mark){ .t = t, .c = c, .low = low, .high = high };
 }
 
 /* Caches t holds (t's gate held: th_held is its owner's, written under it). */
@@ -160,7 +168,7 @@ static uint64_t mp_idle_signature(const struct mp_thread *t)
         while (bits) {
             const struct mp_tcache *tc = &t->th_tc[w * 64 + (unsigned)__builtin_ctzll(bits)];
             bits &= bits - 1;
-            sig += (mp_load_relaxed(&tc->tc_allocs) << 20) + mp_load_relaxed(&tc->tc_rounds) +
+            sig += (mp_load_relaxed(&tc->tc_allocs) << 20) + mp_tc_rounds(tc) +
                    ((uint64_t)mp_load_relaxed(&tc->tc_def_rounds) << 10);
         }
     }
@@ -263,7 +271,10 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
              * a magazine without the round a hit had just pushed, or with
              * one it had just popped. */
             if (!fenced || mp_load_acquire(&tc->tc_hit.busy) != 0) {
-                mp_store_relaxed(&tc->tc_cap, m->saved_cap); /* R4: left as it was */
+                /* R4: left as it was (low first: the base stays the
+                 * smaller bound throughout) */
+                mp_store_relaxed(&tc->tc_low, m->low);
+                mp_store_relaxed(&tc->tc_high, m->high);
                 mp_fetch_add_relaxed(&m->c->c_idle_busy, 1);
                 continue;
             }

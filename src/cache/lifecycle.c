@@ -49,7 +49,7 @@ unsigned mp_cache_register(struct magpool_cache *c)
         id = mp_next_id++;
     if (id != 0) {
         c->c_id = id;
-        atomic_init(&c->c_fast_id, c->c_debug || c->c_checked ? 0 : id);
+        atomic_init(&c->c_fast_off, c->c_debug || c->c_checked ? 0 : id * MAGPOOL_HIT_STRIDE_);
         /* Release: publishes the initialised struct to foreach / flush
          * readers (acquire loads).  Weakened, a reader could see a
          * half-initialised cache. */
@@ -81,8 +81,8 @@ bool mp_cache_mark_destroyed(struct magpool_cache *c)
     if (!was) {
         mp_store_relaxed(&c->c_destroyed, true);
         /* Relaxed: the caller orders destroy after its own uses of c; other
-         * threads' stale fast id is covered by (I5), see the statement. */
-        mp_store_relaxed(&c->c_fast_id, 0);
+         * threads' stale fast offset is covered by (I5), see the statement. */
+        mp_store_relaxed(&c->c_fast_off, 0);
         /* Release: pairs with the acquire load in mp_thread_housekeeping; a
          * thread that sees the new generation sees c_destroyed.  Weakened,
          * it might skip flushing and keep the zombie alive until it exits. */

@@ -53,25 +53,28 @@
 
 void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev)
 {
-    tc->tc_loaded = loaded;
     tc->tc_prev = prev;
-    mp_store_relaxed(&tc->tc_objs, loaded ? loaded->mag_objs : NULL);
-    mp_store_relaxed(&tc->tc_cap, loaded ? loaded->mag_cap : 0);
-    mp_store_relaxed(&tc->tc_rounds, loaded ? loaded->mag_rounds : 0);
+    void **base = loaded != NULL ? loaded->mag_objs : NULL;
+    /* The bounds first: a stats reader that meets them mixed with the old
+     * top gets a clamped count (mp_tc_rounds), never a fault. */
+    mp_store_relaxed(&tc->tc_low, base);
+    mp_store_relaxed(&tc->tc_high, loaded != NULL ? base + loaded->mag_cap : NULL);
+    mp_store_relaxed(&tc->tc_top, loaded != NULL ? base + loaded->mag_rounds : NULL);
     mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->mag_rounds : 0));
 }
 
 /* Write the loaded magazine's round count back before it is unloaded. */
 void mp_tc_save(struct mp_tcache *tc)
 {
-    if (tc->tc_loaded != NULL)
-        tc->tc_loaded->mag_rounds = mp_load_relaxed(&tc->tc_rounds);
+    struct mp_mag *m = mp_tc_loaded(tc);
+    if (m != NULL)
+        m->mag_rounds = mp_tc_rounds(tc);
 }
 
 static void mp_tc_swap(struct mp_tcache *tc)
 {
     mp_tc_save(tc);
-    mp_tc_install(tc, tc->tc_prev, tc->tc_loaded);
+    mp_tc_install(tc, tc->tc_prev, mp_tc_loaded(tc));
 }
 
 /* The process budget (magpool.h, thread_budget): bytes, read once. */
@@ -169,14 +172,14 @@ static void mp_tc_exchange_full(struct magpool_cache *c, struct mp_tcache *tc, s
     mp_tc_flow(tc, full->mag_rounds);
     if (tc->tc_prev != NULL)
         mp_mag_put_empty(c, tc->tc_prev);
-    mp_tc_install(tc, full, tc->tc_loaded);
+    mp_tc_install(tc, full, mp_tc_loaded(tc));
 }
 
 /* Fill the (empty) loaded magazine from the slab layer; false + errno if
  * the slab layer has nothing (object limit, ENOMEM, NOWAIT). */
 static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
 {
-    struct mp_mag *m = tc->tc_loaded;
+    struct mp_mag *m = mp_tc_loaded(tc);
     unsigned want = mp_mag_size(c);
     if (m->mag_cap != want && !(aflags & MAGPOOL_NOWAIT)) {
         struct mp_mag *nm = mp_mag_alloc(want);
@@ -194,11 +197,11 @@ static bool mp_tc_fill_from_slab(struct magpool_cache *c, struct mp_tcache *tc, 
     }
     mp_san_rest(c, m->mag_objs, got);
     mp_tc_flow(tc, got);
-    mp_store_relaxed(&tc->tc_rounds, (uint32_t)got);
+    mp_tc_set_rounds(tc, (uint32_t)got);
     return true;
 }
 
-/* tc_rounds == 0 and the thread holds c: get a full magazine loaded. */
+/* No round loaded and the thread holds c: get a full magazine loaded. */
 static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, unsigned aflags)
 {
     struct mp_mag *full;
@@ -217,9 +220,7 @@ static void *mp_tc_refill_pop(struct magpool_cache *c, struct mp_tcache *tc, uns
         }
         mp_tc_exchange_full(c, tc, full);
     }
-    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-    mp_store_relaxed(&tc->tc_rounds, n - 1);
-    return mp_load_relaxed(&tc->tc_objs)[n - 1];
+    return mp_tc_pop(tc);
 }
 
 static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
@@ -239,15 +240,8 @@ static void *mp_alloc_try(struct magpool_cache *c, unsigned aflags)
             mp_thread_housekeeping(t, c);
         }
         struct mp_tcache *tc = &t->th_tc[c->c_id];
-        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, aflags)) {
-            void *obj;
-            uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-            if (n > 0) {
-                mp_store_relaxed(&tc->tc_rounds, n - 1);
-                obj = mp_load_relaxed(&tc->tc_objs)[n - 1];
-            } else {
-                obj = mp_tc_refill_pop(c, tc, aflags);
-            }
+        if (mp_tc_loaded(tc) != NULL || mp_tc_hold(t, c, aflags)) {
+            void *obj = mp_tc_rounds(tc) > 0 ? mp_tc_pop(tc) : mp_tc_refill_pop(c, tc, aflags);
             if (obj != NULL)
                 mp_owner_add_relaxed_u64(&tc->tc_allocs, 1);
             int err = errno;
@@ -441,7 +435,7 @@ uint32_t mp_mag_check_rounds(struct magpool_cache *c, struct mp_mag *m)
     return m->mag_rounds;
 }
 
-/* tc_rounds == tc_cap: make room for one more round. */
+/* The loaded magazine is full: make room for one more round. */
 static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
 {
     if (tc->tc_prev != NULL && tc->tc_prev->mag_rounds == 0) {
@@ -456,7 +450,7 @@ static bool mp_tc_make_room(struct magpool_cache *c, struct mp_tcache *tc)
         mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, tc->tc_prev));
         mp_depot_push_freed(&c->c_depot, tc->tc_prev);
     }
-    mp_tc_install(tc, e, tc->tc_loaded);
+    mp_tc_install(tc, e, mp_tc_loaded(tc));
     return true;
 }
 
@@ -472,15 +466,14 @@ static bool mp_free_held(struct magpool_cache *c, struct mp_thread *t, void *obj
     }
     mp_thread_housekeeping(t, c);
     struct mp_tcache *tc = &t->th_tc[c->c_id];
-    if (tc->tc_loaded == NULL && !mp_tc_hold(t, c, 0))
+    if (mp_tc_loaded(tc) == NULL && !mp_tc_hold(t, c, 0))
         return false;
-    uint32_t n = mp_load_relaxed(&tc->tc_rounds);
-    if (mp_load_relaxed(&tc->tc_objs)[(long)n - 1] == obj) { /* n == 0 reads the NULL guard */
+    if (mp_load_relaxed(&tc->tc_top)[-1] == obj) { /* an empty magazine's top[-1] is its NULL guard */
         mp_double_free(c, obj);
         return true;
     }
-    if (n < mp_load_relaxed(&tc->tc_cap) || mp_tc_make_room(c, tc)) {
-        mp_tc_push(tc, mp_load_relaxed(&tc->tc_rounds), obj);
+    if (mp_tc_rounds(tc) < mp_tc_loaded(tc)->mag_cap || mp_tc_make_room(c, tc)) {
+        mp_tc_push(tc, obj);
         return true;
     }
     mp_slab_free(c->c_slab, &obj, 1);
@@ -610,7 +603,7 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
         errno = EINVAL;
         return 0;
     }
-    if (mp_load_relaxed(&c->c_fast_id) == 0) {
+    if (mp_load_relaxed(&c->c_fast_off) == 0) {
         /* A debug, checked or destroyed cache: object by object through the
          * slow path, filled from the back, so the run keeps magazine order as
          * a hit's copy does (objs[n - 1] is the top round). */
@@ -627,7 +620,7 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
     while (i < n) {
         /* A hint: the hit decides (a reclaim may have stopped the state
          * since: idle.c), and a miss takes the slow path below. */
-        uint32_t r = mp_load_relaxed(&mp_fast_tc(c)->tc_rounds);
+        uint32_t r = mp_tc_rounds(mp_fast_tc(c));
         size_t k = n - i < r ? n - i : r;
         if (k > 0 && mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE)) {
             if (aflags & MAGPOOL_ZERO)
@@ -799,11 +792,11 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
  * (deferred or not).  The same two cheap checks as magpool_free's
  * (mag_objs[-1] is each magazine's NULL guard, so n == 0 reads it); every
  * double free is caught with MAGPOOL_VERIFY (debug.c).  tc is a holder's
- * (tc_objs set). */
+ * (top set). */
 static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
 {
     return (m != NULL && m->mag_objs[(long)n - 1] == obj) ||
-           mp_load_relaxed(&tc->tc_objs)[(long)mp_load_relaxed(&tc->tc_rounds) - 1] == obj;
+           mp_load_relaxed(&tc->tc_top)[-1] == obj;
 }
 
 /* Everything but an append to a batch with room: the first deferred free
@@ -828,7 +821,7 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
     if (t != NULL && !mp_destroyed(c)) {
         mp_gate_enter(t);
         struct mp_tcache *tc = &t->th_tc[c->c_id];
-        if (tc->tc_loaded != NULL || mp_tc_hold(t, c, 0)) {
+        if (mp_tc_loaded(tc) != NULL || mp_tc_hold(t, c, 0)) {
             if (mp_deferred_repeat(tc, tc->tc_deferred, mp_load_relaxed(&tc->tc_def_rounds), obj)) {
                 mp_double_free(c, obj);
                 return;
@@ -888,11 +881,12 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
     if (__builtin_expect(c != NULL && obj != NULL, 1)) {
         struct mp_tcache *tc = mp_fast_tc(c);
         bool hit = false;
-        /* A hit like magpool_free's (the busy byte, idle.c): cap 0 (nothing
-         * loaded, or stopped by a reclaim) is tested before the batch
-         * pointer, which only the owner or a reclaim holding its gate write. */
+        /* A hit like magpool_free's (the busy byte, idle.c): the bounds
+         * (nothing loaded, or stopped by a reclaim) are tested before the
+         * batch pointer, which only the owner or a reclaim holding its gate
+         * write. */
         magpool_hit_enter_(&tc->tc_hit);
-        struct mp_mag *m = mp_load_relaxed(&tc->tc_cap) != 0 ? tc->tc_deferred : NULL;
+        struct mp_mag *m = mp_tc_running(tc) ? tc->tc_deferred : NULL;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
             if (__builtin_expect(n + 1 < m->mag_batch_cap && !mp_deferred_repeat(tc, m, n, obj), 1)) {

@@ -34,7 +34,7 @@
 #include "meta.h"
 #include "page.h"
 
-/* Every hit on it misses (cap 0); hits write only its busy bytes. */
+/* Every hit on it misses (all bounds NULL); hits write only its busy bytes. */
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES];
 __thread void *magpool_tcs_ __attribute__((tls_model("initial-exec"), visibility("default"))) = mp_empty_tcs;
 /* Not static: GNU ld (gcc -O0, shared library) resolved the initial-exec
@@ -146,7 +146,7 @@ struct mp_thread *mp_thread_get(bool nowait)
 bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
 {
     struct mp_tcache *tc = &t->th_tc[c->c_id];
-    if (tc->tc_loaded != NULL)
+    if (mp_tc_loaded(tc) != NULL)
         return true;
     if (aflags & MAGPOOL_NOWAIT) /* the registry lock may block */
         return false;
@@ -203,11 +203,11 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
 void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
 {
     struct mp_tcache *tc = &t->th_tc[c->c_id];
-    if (tc->tc_loaded == NULL)
+    if (mp_tc_loaded(tc) == NULL)
         return;
     mp_deferred_seal(c, tc);
     mp_tc_save(tc);
-    struct mp_mag *loaded = tc->tc_loaded, *prev = tc->tc_prev;
+    struct mp_mag *loaded = mp_tc_loaded(tc), *prev = tc->tc_prev;
     mp_tc_install(tc, NULL, NULL);
     mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
     void (*put)(struct magpool_cache *, struct mp_mag *) = to_slabs ? mp_mag_teardown : mp_mag_put;
@@ -320,7 +320,7 @@ void mp_thread_sums(struct magpool_cache *c, struct mp_thread_sums *s)
     for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next) {
         struct mp_tcache *tc = &t->th_tc[c->c_id];
         uint64_t allocs = mp_load_relaxed(&tc->tc_allocs);
-        uint64_t rounds = mp_load_relaxed(&tc->tc_rounds) + mp_load_relaxed(&tc->tc_prev_rounds);
+        uint64_t rounds = mp_tc_rounds(tc) + mp_load_relaxed(&tc->tc_prev_rounds);
         uint64_t def = mp_load_relaxed(&tc->tc_def_rounds);
         s->allocs += allocs;
         s->frees += allocs - mp_load_relaxed(&tc->tc_net) + rounds + def; /* cache_impl.h */

@@ -92,7 +92,7 @@
  *        + rounds + prev_rounds + def_rounds and no free hit counts anything
  *        (each hit moves the terms of I1 with one store: cache_impl.h, tc_net).
  *   (I3) tcache[id] of a thread is all zero  <=>  the thread is not a holder
- *        of cache id  (holder <=> tc_loaded != NULL); tcache[0] is always
+ *        of cache id  (holder <=> a loaded magazine, mp_tc_loaded != NULL); tcache[0] is always
  *        zero, so a fast id of 0 always misses.
  *   (I4) c_holders == number of threads that are holders of c.
  *   (I5) a cache is finalised (id freed, struct retired) only when destroyed
@@ -106,7 +106,7 @@
  *        or in transit in exactly one thread's slow path.
  *
  * SHARED FIELDS (who writes / who reads / ordering)
- *   tc_rounds, tc_prev_rounds, tc_def_rounds, tc_allocs, tc_net
+ *   tc_top, tc_prev_rounds, tc_def_rounds, tc_allocs, tc_net
  *       owner thread (relaxed store; counters by load+store, never RMW) /
  *       stats and mp_cache_live under mp_threads_lock (relaxed loads: at
  *       quiescence exact, otherwise a snapshot).  The inline hits of
@@ -116,10 +116,10 @@
  *       writer's last store (a join, a lock, any release/acquire).
  *   tc_busy     the owner's hits (1 before, release 0 after) / idle.c's
  *       reclaimer (acquire), the handshake proved at the top of idle.c.
- *   tc_objs, tc_cap, tc_loaded, tc_prev, tc_deferred, magazine contents
+ *   tc_low, tc_high (so the loaded magazine), tc_prev, tc_deferred, magazine contents
  *       the owner thread, or a reclaimer holding the owner's gate after the
- *       handshake (idle.c); tc_cap is also the reclaimer's stop mark.
- *   c_fast_id   create (before the handle is published by the caller) and
+ *       handshake (idle.c); swapped, the bounds are the reclaimer's stop mark.
+ *   c_fast_off  create (before the handle is published by the caller) and
  *       destroy (store 0) / every fast path, relaxed: destroy is ordered
  *       after the cache's other uses by the caller (synchronization table),
  *       and a stale non-zero value can only be seen by a thread holding

@@ -26,13 +26,13 @@ struct mp_mag {
     uint32_t mag_cap;          /* rounds it can hold, 1 .. MAGPOOL_MAG_MAX */
     uint32_t mag_rounds;       /* the magazine's own count of the rounds it holds; stale
                                 * while it is a thread's loaded magazine (the count is
-                                * tc_rounds, written back on unload) or unsealed deferred
+                                * its tcache's top, written back on unload) or unsealed deferred
                                 * batch (tc_def_rounds, written at the seal) */
     uint32_t mag_batch_cap;    /* set while it is a deferred-free batch (magazine.c): the
                                 * objects it takes before it is sealed (cap less its
                                 * tail); 0 when new */
     void *mag_guard;           /* always NULL: mag_objs[-1], so the free fast path can read
-                                * tc_objs[n - 1] for n = 0 */
+                                * top[-1] of an empty magazine */
     void *mag_objs[];          /* mag_cap slots */
 };
 
