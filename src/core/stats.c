@@ -59,7 +59,7 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->slabs = ss.slabs;
     st->slabs_empty = ss.slabs_empty;
     st->pages = ss.pages;
-    st->bytes = ss.pages * 4096u;
+    st->bytes = ss.pages * MP_PAGE_SIZE;
     st->slab_allocs = ss.slab_allocs;
 
     st->mag_size = mp_load_relaxed(&c->c_mag_size);

@@ -51,7 +51,6 @@
 #define META_SMALL_MAX ((size_t)1 << META_SMALL_SHIFT)
 #define META_CLASSES (META_SMALL_SHIFT - META_MIN_SHIFT + 1)
 #define META_CHUNK MP_POOL_CHUNK
-#define META_PAGE ((size_t)4096)
 
 static _Atomic uint64_t meta_resident; /* (M3); relaxed: statistics only */
 
@@ -78,8 +77,8 @@ enum { CH_FULL, CH_PARTIAL, CH_EMPTY, CH_RELEASED };
 static size_t pool_first_offset(const struct mp_pool *p)
 {
     size_t a = p->block >= 64 ? p->block : 64;
-    if (a > 4096)
-        a = 4096;
+    if (a > MP_PAGE_SIZE)
+        a = MP_PAGE_SIZE;
     return (sizeof(struct mp_pool_chunk) + a - 1) / a * a;
 }
 
@@ -264,11 +263,11 @@ void *mp_meta_alloc_critical(size_t size)
     if (size == 0)
         size = 1;
     if (size > META_SMALL_MAX) {
-        if (size > SIZE_MAX - META_PAGE) {
+        if (size > SIZE_MAX - MP_PAGE_SIZE) {
             errno = ENOMEM;
             return NULL;
         }
-        return map_block((size + META_PAGE - 1) & ~(META_PAGE - 1)); /* fresh: zero */
+        return map_block((size + MP_PAGE_SIZE - 1) & ~(MP_PAGE_SIZE - 1)); /* fresh: zero */
     }
     unsigned k = class_of(size);
     void *b = mp_pool_get(&meta_pools[k]);
@@ -284,7 +283,7 @@ void mp_meta_free(void *p, size_t size)
     if (size == 0)
         size = 1;
     if (size > META_SMALL_MAX) {
-        size_t len = (size + META_PAGE - 1) & ~(META_PAGE - 1);
+        size_t len = (size + MP_PAGE_SIZE - 1) & ~(MP_PAGE_SIZE - 1);
         mp_lsan_unroot(p, len);
         munmap(p, len);
         mp_fetch_sub_relaxed(&meta_resident, len);
