@@ -333,6 +333,8 @@ size_t mp_idle_reclaim(struct magpool_cache *c);
 /* The reaper's pass: mp_idle_reclaim(NULL) for the threads that made no
  * alloc, free or slow path since the previous pass. */
 size_t mp_idle_reclaim_quiet(void);
+/* The calling thread lets go of the marks buffer its quiet passes keep. */
+void mp_idle_release(void);
 /* Whether mp_idle_reclaim can take magazines itself (membarrier works). */
 bool mp_idle_reclaim_available(void);
 

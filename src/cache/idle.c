@@ -120,6 +120,10 @@ struct mp_idle_mark {
     void **low, **high;
 };
 
+/* The reaper thread's marks, kept from one pass to the next (quiet passes
+ * only; freed by mp_idle_release when the reaper exits). */
+static __thread struct mp_idle_mark *mp_idle_kept;
+
 struct mp_idle_pass {
     struct magpool_cache *only;
     struct mp_idle_mark *marks;
@@ -248,15 +252,27 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
     /* Room for one batch's marks: a thread may hold every cache. */
     size_t room = only != NULL ? MP_IDLE_BATCH : MAGPOOL_MAX_CACHES;
     size_t marks_bytes = sizeof(struct mp_idle_mark) * room;
-    struct mp_idle_mark *marks = mp_meta_alloc(marks_bytes);
-    if (marks == NULL)
-        return 0; /* nothing taken: a later reclaim tries again */
+    struct mp_idle_mark *marks = NULL;
     struct mp_thread *self = mp_self, *locked[MP_IDLE_BATCH];
     size_t taken = 0;
     unsigned skip = 0;
     bool more = true;
     while (more) {
         unsigned n = mp_idle_lock_batch(self, only, quiet_only, room, locked, &skip, &more);
+        if (n > 0 && marks == NULL) {
+            /* Only once a thread is locked: the reaper's pass usually finds
+             * none, and allocating 128 KiB per pass meant an mmap and a
+             * munmap (a TLB shootdown of every running thread) ten times
+             * a second.  The reaper keeps its buffer (mp_idle_release). */
+            marks = quiet_only ? mp_idle_kept : NULL;
+            if (marks == NULL && (marks = mp_meta_alloc(marks_bytes)) == NULL) {
+                for (unsigned i = 0; i < n; i++)
+                    pthread_mutex_unlock(&locked[i]->th_gate);
+                break; /* nothing more taken: a later reclaim tries again */
+            }
+            if (quiet_only)
+                mp_idle_kept = marks;
+        }
         struct mp_idle_pass p = { .only = only, .marks = marks };
         for (unsigned i = 0; i < n; i++)
             mp_thread_for_each_held(locked[i], mp_idle_mark_one, &p);
@@ -291,8 +307,17 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
             pthread_mutex_unlock(&locked[i]->th_gate);
         }
     }
-    mp_meta_free(marks, marks_bytes);
+    if (marks != NULL && marks != mp_idle_kept)
+        mp_meta_free(marks, marks_bytes);
     return taken;
+}
+
+void mp_idle_release(void)
+{
+    if (mp_idle_kept != NULL) {
+        mp_meta_free(mp_idle_kept, sizeof(struct mp_idle_mark) * MAGPOOL_MAX_CACHES);
+        mp_idle_kept = NULL;
+    }
 }
 
 size_t mp_idle_reclaim(struct magpool_cache *only)

@@ -373,6 +373,7 @@ static void *mp_reaper_main(void *arg)
             /* No cache left: exit; a creation starts a new reaper. */
             mp_store_relaxed(&mp_reaper_running, false);
             pthread_mutex_unlock(&mp_reaper_lock);
+            mp_idle_release();
             magpool_thread_flush();
             return NULL;
         }
