@@ -1030,7 +1030,13 @@ static void test_backlog_flow(void)
     CHECK_MSG(st.constructed <= built + (uint64_t)(slots + 2) * mag,
               "constructed %llu -> %llu with %u backlog magazines of %u",
               (unsigned long long)built, (unsigned long long)st.constructed, slots, mag);
-    CHECK(st.constructed > built); /* the held-back objects were not reused */
+    /* The held-back objects were not reused -- unless two reap ticks fell
+     * inside the loop (a slow machine: 100 ms with no full push releases a
+     * stopped flow's backlog, reap.c), which the backlog's count shows. */
+    CHECK_MSG(st.constructed > built || st.backlog_mags < slots,
+              "constructed %llu -> %llu with the backlog still holding %llu magazines",
+              (unsigned long long)built, (unsigned long long)st.constructed,
+              (unsigned long long)st.backlog_mags);
     /* Every object in use is distinct. */
     struct pset now;
     pset_init(&now, n);

@@ -38,8 +38,10 @@
  *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
  * then for each:
  *     R3 load busy             (acquire)
- *     R4 busy == 0: take everything (mp_tc_flush_to); busy == 1: store the
- *        old bounds back, leave the rest.
+ *     R4 busy == 0: take everything (mp_tc_flush_to, whose install of an
+ *        empty state keeps every hit missing at each of its stores:
+ *        magazine.c, mp_tc_install); busy == 1: store the old bounds back,
+ *        leave the rest.
  * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
  * misses.  membarrier returns only after every thread of the process that
  * was running executed a full barrier (and a thread not running passes one

@@ -55,11 +55,18 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
 {
     tc->tc_prev = prev;
     void **base = loaded != NULL ? loaded->mag_objs : NULL;
-    /* The bounds first: a stats reader that meets them mixed with the old
-     * top gets a clamped count (mp_tc_rounds), never a fault. */
-    mp_store_relaxed(&tc->tc_low, base);
+    /* ORDER: high, top, low.  A reclaimer's flush (idle.c) installs nothing
+     * into a stopped state (low = base + cap, high = base) while the owner
+     * may still run hits, which must miss at every step: high = NULL first
+     * (no free hits: top < NULL), then top = NULL (no alloc hits: NULL >
+     * base + cap is false), then low.  Storing low = NULL first would let
+     * an alloc hit (top > NULL) take a round of the magazine being flushed
+     * (TSan caught it: stress/reclaim).  The owner's own installs run under
+     * its gate, with no hit of its own beside them.  A stats reader that
+     * meets a mix gets a clamped count (mp_tc_rounds), never a fault. */
     mp_store_relaxed(&tc->tc_high, loaded != NULL ? base + loaded->mag_cap : NULL);
     mp_store_relaxed(&tc->tc_top, loaded != NULL ? base + loaded->mag_rounds : NULL);
+    mp_store_relaxed(&tc->tc_low, base);
     mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->mag_rounds : 0));
 }
 
