@@ -336,10 +336,10 @@ MAGPOOL_API void magpool_reap(void);
  *  c's pages go back to the system.  When the last cache is destroyed the
  *  library also gives back what it kept for reuse (free magazine slots,
  *  metadata chunks, page-map slices): what stays is a constant per live
- *  thread that ever used a cache (its record and what is left of its cache
- *  array, about 3 KiB measured, until it exits) and about 100 KiB besides
- *  (the reaper thread's stack; bench/idle.c measures it: 76 KiB with one
- *  thread, 0.84 MiB with 256, 2026-12-03). */
+ *  thread that ever used a cache (its record and epoch record, packed in
+ *  chunks of their own, about 2 KiB measured, until it exits) and about
+ *  60 KiB besides (bench/idle.c measures it: 56 KiB with one thread,
+ *  0.54 MiB with 256, 2026-12-04). */
 MAGPOOL_API long magpool_cache_destroy(magpool_cache_t *c);
 
 /** Snapshot c's statistics.  0, or -1 + EINVAL. */

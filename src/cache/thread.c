@@ -75,7 +75,7 @@ struct mp_thread *mp_thread_self(void)
 static MP_COLD struct mp_thread *mp_thread_create(void)
 {
     size_t bytes = sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES;
-    struct mp_thread *t = mp_meta_alloc(sizeof *t);
+    struct mp_thread *t = mp_meta_alloc_lasting(sizeof *t);
     if (t == NULL)
         return NULL;
     mp_fork_init();
@@ -94,7 +94,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         if (tc == MAP_FAILED) {
             pthread_mutex_unlock(&mp_thread_create_lock);
             pthread_mutex_destroy(&t->th_gate);
-            mp_meta_free(t, sizeof *t);
+            mp_meta_free_lasting(t, sizeof *t);
             errno = ENOMEM;
             return NULL;
         }
@@ -108,7 +108,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
         munmap(tc, bytes);
         pthread_mutex_unlock(&mp_thread_create_lock);
         pthread_mutex_destroy(&t->th_gate);
-        mp_meta_free(t, sizeof *t);
+        mp_meta_free_lasting(t, sizeof *t);
         errno = ENOMEM;
         return NULL;
     }
@@ -470,5 +470,5 @@ static void mp_thread_exit(void *arg)
     pthread_mutex_unlock(&mp_threads_lock);
     if (!parked)
         munmap(t->th_tc, sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
-    mp_meta_free(t, sizeof *t);
+    mp_meta_free_lasting(t, sizeof *t);
 }

@@ -25,6 +25,13 @@ void *mp_meta_alloc(size_t size);
  * clean way to fail (a thread's epoch record, reclaim.c). */
 void *mp_meta_alloc_critical(size_t size);
 void mp_meta_free(void *p, size_t size);
+/* The same for blocks that outlive caches (a thread's record, its epoch
+ * record): kept in chunks of their own, so that they pack together instead
+ * of each pinning a page of a chunk that short-lived blocks left.  A block
+ * goes back with the free of the kind it came from. */
+void *mp_meta_alloc_lasting(size_t size);
+void *mp_meta_alloc_lasting_critical(size_t size);
+void mp_meta_free_lasting(void *p, size_t size);
 /* A block of new_size holding the first old_size bytes of p, which is freed;
  * on failure NULL + ENOMEM and p is untouched.  (Growing arrays.) */
 void *mp_meta_grow(void *p, size_t old_size, size_t new_size);
@@ -53,7 +60,11 @@ struct mp_pool {
     size_t block;
     size_t link_off; /* where a free block keeps its free-list link */
     unsigned nempty;
-    struct mp_pool_chunk *partial, *empty, *released;
+    struct mp_pool_chunk *partial, *empty;
+    /* Released chunks, by address: a stack apart from the chunks, whose
+     * every page, header included, went back (meta.c, chunk_release). */
+    struct mp_pool_chunk **released;
+    size_t nreleased, released_cap;
 };
 #define MP_POOL_INIT(block_, link_off_) \
     { .lock = PTHREAD_MUTEX_INITIALIZER, .block = (block_), .link_off = (link_off_) }

@@ -205,7 +205,7 @@ __attribute__((noinline, cold)) static ck_epoch_record_t *record_slow(void)
     if (rec != NULL) {
         mp_tsan_acquire(rec);  /* pairs with the release before unregister (R10) */
     } else {
-        rec = mp_meta_alloc_critical(sizeof *rec); /* zeroed, 64-byte aligned; never freed (recycled) */
+        rec = mp_meta_alloc_lasting_critical(sizeof *rec); /* zeroed, 64-byte aligned; never freed (recycled) */
         if (rec == NULL) {
             /* Cannot even enter a section safely: nothing sane to return. */
             fprintf(stderr, "magpool: reclaim: out of memory for epoch record at %p\n",
