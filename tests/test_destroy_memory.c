@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cache_impl.h"
 #include "meta.h"
@@ -18,6 +19,76 @@
 
 #define NCACHES 32
 #define BURST 20000
+
+/* Resident pages of the 64 KiB chunk at c (mincore). */
+static unsigned chunk_resident_pages(const void *c)
+{
+    unsigned char vec[MP_POOL_CHUNK / 4096];
+    if (mincore((void *)c, MP_POOL_CHUNK, vec) != 0)
+        return ~0u;
+    unsigned n = 0;
+    for (size_t i = 0; i < sizeof vec; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* A block pool's released chunks keep no page at all: not even the header's
+ * (it used to be rewritten after the madvise, one page per chunk). */
+static void test_released_chunks_hold_nothing(void)
+{
+    static struct mp_pool pool = MP_POOL_INIT(1024, 0);
+    enum { PER_CHUNK = MP_POOL_CHUNK / 1024, N = 16 * PER_CHUNK };
+    void **b = malloc(N * sizeof *b);
+    for (int i = 0; i < N; i++)
+        CHECK((b[i] = mp_pool_get(&pool)) != NULL);
+    for (int i = 0; i < N; i++)
+        mp_pool_put(&pool, b[i]);
+    unsigned chunks = 0, resident = 0;
+    for (int i = 0; i < N; i += PER_CHUNK / 2) {
+        const void *c = (const void *)((uintptr_t)b[i] & ~(uintptr_t)(MP_POOL_CHUNK - 1));
+        if (i > 0 && c == (const void *)((uintptr_t)b[i - PER_CHUNK / 2] & ~(uintptr_t)(MP_POOL_CHUNK - 1)))
+            continue;
+        chunks++;
+        unsigned r = chunk_resident_pages(c);
+        CHECK(r != ~0u);
+        resident += r;
+    }
+    /* one empty chunk is kept whole against thrashing (16 pages) */
+    CHECK_MSG(chunks >= 15 && resident <= MP_POOL_CHUNK / 4096, "%u chunks released, %u pages still resident",
+              chunks, resident);
+    mp_pool_trim(&pool);
+    free(b);
+}
+
+/* Blocks that live as long as threads come from chunks of their own: after
+ * a burst of short-lived blocks of the same size interleaved with them is
+ * freed, the lasting ones sit in as few chunks as they fill. */
+static void test_lasting_blocks_pack(void)
+{
+    enum { N = 256, BLOCK = 1024 };
+    void **keep = malloc(N * sizeof *keep), **tmp = malloc(64 * N * sizeof *tmp);
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < 64; k++)
+            CHECK((tmp[i * 64 + k] = mp_meta_alloc(BLOCK)) != NULL);
+        CHECK((keep[i] = mp_meta_alloc_lasting(BLOCK)) != NULL);
+    }
+    for (int i = 0; i < 64 * N; i++)
+        mp_meta_free(tmp[i], BLOCK);
+    unsigned distinct = 0;
+    for (int i = 0; i < N; i++) {
+        uintptr_t c = (uintptr_t)keep[i] & ~(uintptr_t)(MP_POOL_CHUNK - 1);
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++)
+            seen = ((uintptr_t)keep[j] & ~(uintptr_t)(MP_POOL_CHUNK - 1)) == c;
+        distinct += !seen;
+    }
+    /* 63 blocks of 1 KiB per chunk (the header takes the first): 5 chunks */
+    CHECK_MSG(distinct <= (N * BLOCK) / (MP_POOL_CHUNK - BLOCK) + 1, "%d lasting blocks in %u chunks", N, distinct);
+    for (int i = 0; i < N; i++)
+        mp_meta_free_lasting(keep[i], BLOCK);
+    free(keep);
+    free(tmp);
+}
 
 int main(void)
 {
@@ -73,5 +144,7 @@ int main(void)
                   "RSS %zu KiB before the caches, %zu KiB after destroying them, %zu after a reap",
                   rss0 >> 10, rss_destroy >> 10, rss1 >> 10);
     free(o);
+    test_released_chunks_hold_nothing();
+    test_lasting_blocks_pack();
     return check_done();
 }
