@@ -33,7 +33,9 @@
  * its gate: idle.c).  Stats readers (under mp_threads_lock) read top, the
  * bounds, prev_rounds, def_rounds, allocs and net with relaxed loads.  A
  * thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
- * so both hits miss (top == low == high == NULL). */
+ * so both hits miss (top == low == high == NULL) -- but for low after a
+ * reclaim's take whose R5 could not finish (idle.c): low is then above
+ * every top the state can have, and both hits miss just as well. */
 struct mp_tcache {
     struct magpool_hit_ tc_hit;      /* what a hit touches (magpool.h): top, the next free
                                       * slot of the loaded magazine (authoritative while
@@ -143,6 +145,9 @@ struct mp_thread {
     _Atomic bool th_flush_asked;       /* a reclaim without membarrier asked this thread to
                                         * give back every magazine at its next slow path
                                         * (idle.c) */
+    bool th_take_unfinished;           /* a reclaim's R5 left a taken state's low (idle.c):
+                                        * only a flush with no hit of this thread in flight
+                                        * may give its array's pages back; under this gate */
 };
 
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
@@ -307,11 +312,22 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c);
  * (to_slabs: an idle thread's, which the reaper gives back to the system)
  * instead of to the depot. */
 void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs);
+/* mp_tc_flush_to by a reclaimer holding t's gate while t may be inside a
+ * hit (idle.c, R4): everything is taken, but the state is left taken (top
+ * and high NULL, low still the stop mark's, so a hit that read the old top
+ * misses whenever it reads low) and t's array pages stay.
+ * mp_tc_take_finish (R5) clears low once no such hit can be in flight. */
+void mp_tc_take(struct mp_thread *t, struct magpool_cache *c, bool to_slabs);
+void mp_tc_take_finish(struct mp_tcache *tc);
+/* t holds no cache: give its array's pages back (t's gate held, and no hit
+ * of t in flight that could still read a taken state's low). */
+void mp_tcs_release_if_idle(struct mp_thread *t);
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c);
 struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no state */
 
 /* magazine.c */
 void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *prev);
+void mp_tc_install_taken(struct mp_tcache *tc);
 void mp_tc_save(struct mp_tcache *tc);
 void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc);
 /* A magazine leaves the calling thread: to the depot, retired, or (zombie)

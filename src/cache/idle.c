@@ -38,10 +38,15 @@
  *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
  * then for each:
  *     R3 load busy             (acquire)
- *     R4 busy == 0: take everything (mp_tc_flush_to, whose install of an
- *        empty state keeps every hit missing at each of its stores:
- *        magazine.c, mp_tc_install); busy == 1: store the old bounds back,
- *        leave the rest.
+ *     R4 busy == 0: take everything (mp_tc_take), leaving the state
+ *        taken: high = NULL, then top = NULL, low still base + cap
+ *        (magazine.c, mp_tc_install_taken); busy == 1: store the old
+ *        bounds back, leave the rest.
+ * then, if R4 took anything, once for all of them:
+ *     R5 membarrier again; for each taken state, wait (bounded) until busy
+ *        reads 0 (acquire), then low = NULL; a thread whose taken states
+ *        all got there and that holds nothing gives its array's pages back
+ *        (mp_idle_finish).
  * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
  * misses.  membarrier returns only after every thread of the process that
  * was running executed a full barrier (and a thread not running passes one
@@ -59,7 +64,26 @@
  *      becomes visible, which is why the case split is on the loads): case
  *      (a).
  * So R3 reading 0 means every hit that read an unswapped bound finished and
- * is visible (b), and every other one misses (a).  R3 reading 1 means a hit
+ * is visible (b), and every other one misses (a).
+ * Why R4 leaves low, and R5.  A hit of (a) may still be running while R4
+ * rewrites the state: it read top, and may read low at any time after
+ * (preempted between the two loads).  The alloc hit tests top > low, so a
+ * top read before R4 (the old magazine's) and a low read after a store of
+ * NULL would hit, taking a round R4 is giving back: an object handed out
+ * twice (stress/reclaim under gcc saw it once in a fresh root).  Every
+ * other mix misses: with low = base + cap no top of the magazine passes;
+ * free hits test top < high, and high = NULL comes first.  So low must stay
+ * until no hit that read the old top can be in flight, which is R5's claim,
+ * by the argument of (a)-(c) with R4's store of top = NULL in R1's place: a
+ * hit whose top load follows F_O' (the barrier R5's membarrier puts in O's
+ * stream) reads NULL or a later top, and NULL > low never holds; one whose
+ * load precedes F_O' has its H1 visible, so busy reads 1 until its H3,
+ * whose release the acquire that reads 0 receives (its load of low then
+ * happened before R5's store).  Madvising the array's pages stores zeros
+ * too: only a thread with no taken state left unfinished gives them back
+ * there (th_take_unfinished; its own flushes, with no hit of its own in
+ * flight, clear it).  The owner reinstalls over a taken state at its next
+ * slow path, as over an empty one.  R3 reading 1 means a hit
  * may be in flight (or O was preempted inside one): R stores the old bounds
  * back and O's hit goes on as if nothing happened (at worst it read a
  * swapped bound and missed; its slow path waits for O's gate).
@@ -77,6 +101,7 @@
  * registry -> threads, the library's order.
  */
 #include <linux/membarrier.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -120,6 +145,7 @@ struct mp_idle_mark {
     struct mp_thread *t;
     struct magpool_cache *c;
     void **low, **high;
+    struct mp_tcache *tc; /* R4 took it (c may be gone since: a zombie's last holder) */
 };
 
 /* The reaper thread's marks, kept from one pass to the next (quiet passes
@@ -179,6 +205,48 @@ static uint64_t mp_idle_signature(const struct mp_thread *t)
         }
     }
     return sig;
+}
+
+/* R5's wait: true once the owner is seen outside any hit on tc.  Acquire:
+ * pairs with the release H3 of the hit that was in flight, so its load of
+ * low happens before our store of NULL.  Bounded: an owner stopped inside a
+ * hit (a debugger, say) keeps its taken state. */
+static bool mp_idle_wait_quiet(const struct mp_tcache *tc)
+{
+    for (unsigned i = 0; i < 4096; i++) {
+        if (mp_load_acquire(&tc->tc_hit.busy) == 0)
+            return true;
+        if (i >= 64)
+            sched_yield(); /* the owner may need this CPU to finish its hit */
+    }
+    return false;
+}
+
+/* R5 for the states R4 took (marks of one thread are adjacent). */
+static void mp_idle_finish(struct mp_idle_mark *marks, size_t n)
+{
+    size_t ntaken = 0;
+    for (size_t i = 0; i < n; i++)
+        ntaken += marks[i].tc != NULL;
+    /* Cannot fail once registered; if it did, the taken states stay. */
+    if (ntaken == 0 || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        return;
+    for (size_t i = 0, j; i < n; i = j) {
+        struct mp_thread *t = marks[i].t;
+        bool all = true;
+        for (j = i; j < n && marks[j].t == t; j++) {
+            if (marks[j].tc == NULL)
+                continue; /* busy at R3: still a holder, bounds restored */
+            if (mp_idle_wait_quiet(marks[j].tc))
+                mp_tc_take_finish(marks[j].tc);
+            else
+                all = false;
+        }
+        if (!all)
+            t->th_take_unfinished = true;
+        if (!t->th_take_unfinished)
+            mp_tcs_release_if_idle(t);
+    }
 }
 
 /* Take the gates of up to MP_IDLE_BATCH threads other than self, from the
@@ -300,9 +368,11 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
             /* R4; may finalise a zombie c: the last use of c.  The reaper's
              * (quiet owners) go straight to the slabs: reap.c gives the
              * empty ones back at once. */
-            mp_tc_flush_to(m->t, m->c, quiet_only);
+            mp_tc_take(m->t, m->c, quiet_only);
+            m->tc = tc;
             taken++;
         }
+        mp_idle_finish(marks, p.nmarks);
         for (unsigned i = 0; i < n; i++) {
             /* what the flushes changed is not activity */
             locked[i]->th_idle_sig = mp_idle_signature(locked[i]);

@@ -55,19 +55,31 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
 {
     tc->tc_prev = prev;
     void **base = loaded != NULL ? loaded->mag_objs : NULL;
-    /* ORDER: high, top, low.  A reclaimer's flush (idle.c) installs nothing
-     * into a stopped state (low = base + cap, high = base) while the owner
-     * may still run hits, which must miss at every step: high = NULL first
-     * (no free hits: top < NULL), then top = NULL (no alloc hits: NULL >
-     * base + cap is false), then low.  Storing low = NULL first would let
-     * an alloc hit (top > NULL) take a round of the magazine being flushed
-     * (TSan caught it: stress/reclaim).  The owner's own installs run under
-     * its gate, with no hit of its own beside them.  A stats reader that
+    /* ORDER: high, top, low.  Every caller is the owner under its gate, or
+     * a flush of a thread that does not run: no hit beside it.  (A
+     * reclaimer, with hits beside it, installs nothing with
+     * mp_tc_install_taken and clears low only at R5: idle.c.)  The order
+     * keeps the smaller bound the base at each step, so a stats reader that
      * meets a mix gets a clamped count (mp_tc_rounds), never a fault. */
     mp_store_relaxed(&tc->tc_high, loaded != NULL ? base + loaded->mag_cap : NULL);
     mp_store_relaxed(&tc->tc_top, loaded != NULL ? base + loaded->mag_rounds : NULL);
     mp_store_relaxed(&tc->tc_low, base);
     mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->mag_rounds : 0));
+}
+
+/* A reclaimer's install of nothing (idle.c, R4): as mp_tc_install(tc, NULL,
+ * NULL) but for low, which keeps the stop mark's base + cap until R5
+ * (mp_tc_take_finish).  An alloc hit of the owner reads top, then low: one
+ * that read the old top before the store of NULL may read low at any time
+ * after (preempted between the two loads), and only a low that is still
+ * above every top of the old magazine makes it miss.  Free hits: high =
+ * NULL first, as in mp_tc_install. */
+void mp_tc_install_taken(struct mp_tcache *tc)
+{
+    tc->tc_prev = NULL;
+    mp_store_relaxed(&tc->tc_high, NULL);
+    mp_store_relaxed(&tc->tc_top, NULL);
+    mp_store_relaxed(&tc->tc_prev_rounds, 0);
 }
 
 /* Write the loaded magazine's round count back before it is unloaded. */

@@ -184,7 +184,7 @@ static size_t mp_tcs_used_bytes(const struct mp_thread *t)
  * cache it does not hold may store its busy byte meanwhile: on a page
  * dropped at that moment the store is lost, and the byte reads 0, as it
  * would a moment later anyway. */
-static void mp_tcs_release_if_idle(struct mp_thread *t)
+void mp_tcs_release_if_idle(struct mp_thread *t)
 {
     for (unsigned w = 0; w < MP_HELD_WORDS; w++)
         if (t->th_held[w] != 0)
@@ -200,7 +200,8 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c)
     mp_tc_flush_to(t, c, false);
 }
 
-void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
+/* mp_tc_flush_to, or mp_tc_take (take: t may be inside a hit). */
+static void mp_tc_flush_impl(struct mp_thread *t, struct magpool_cache *c, bool to_slabs, bool take)
 {
     struct mp_tcache *tc = &t->th_tc[c->c_id];
     if (mp_tc_loaded(tc) == NULL)
@@ -208,7 +209,10 @@ void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
     mp_deferred_seal(c, tc);
     mp_tc_save(tc);
     struct mp_mag *loaded = mp_tc_loaded(tc), *prev = tc->tc_prev;
-    mp_tc_install(tc, NULL, NULL);
+    if (take)
+        mp_tc_install_taken(tc);
+    else
+        mp_tc_install(tc, NULL, NULL);
     mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
     void (*put)(struct magpool_cache *, struct mp_mag *) = to_slabs ? mp_mag_teardown : mp_mag_put;
     put(c, loaded);
@@ -234,7 +238,27 @@ void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)
         mp_cache_release(c);
-    mp_tcs_release_if_idle(t);
+    if (!take) {
+        /* no hit of t in flight here (t's own flush, or a thread that does
+         * not run): a taken state's low may go with the pages */
+        t->th_take_unfinished = false;
+        mp_tcs_release_if_idle(t);
+    }
+}
+
+void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
+{
+    mp_tc_flush_impl(t, c, to_slabs, false);
+}
+
+void mp_tc_take(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
+{
+    mp_tc_flush_impl(t, c, to_slabs, true);
+}
+
+void mp_tc_take_finish(struct mp_tcache *tc)
+{
+    mp_store_relaxed(&tc->tc_low, NULL);
 }
 
 /* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */
