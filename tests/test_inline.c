@@ -206,7 +206,7 @@ static void test_layout_mismatch(void)
     struct magpool_config cfg = { .name = "inline-layout", .size = 32 };
     magpool_cache_t *c = magpool_cache_create(&cfg);
     CHECK(check_death(miss_other_layout, c, "inline hit layout mismatch"));
-    CHECK(check_death(miss_layout_one, c, "use layout 1, libmagpool uses 3"));
+    CHECK(check_death(miss_layout_one, c, "use layout 1, libmagpool uses 4"));
     /* the right number is the plain library call */
     void *o = magpool_hit_alloc_miss_(c, MAGPOOL_HIT_LAYOUT_);
     CHECK(o != NULL);

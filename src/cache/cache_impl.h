@@ -33,16 +33,19 @@
  * its gate: idle.c).  Stats readers (under mp_threads_lock) read top, the
  * bounds, prev_rounds, def_rounds, allocs and net with relaxed loads.  A
  * thread that is not a holder of cache id (see cache.c) has tc[id] all zero,
- * so both hits miss (top == low == high == NULL) -- but for low after a
- * reclaim's take whose R5 could not finish (idle.c): low is then above
- * every top the state can have, and both hits miss just as well. */
+ * so both hits miss (top == low == high == NULL) -- but for a state an
+ * idle-thread reclaim took (idle.c): high NULL, low above every top of the
+ * magazine it took and top that magazine's, so both hits miss just as
+ * well, until the owner's next install there or the cache's finalisation
+ * (mp_tcs_clear_taken) zeroes it (th_taken counts them). */
 struct mp_tcache {
     struct magpool_hit_ tc_hit;      /* what a hit touches (magpool.h): top, the next free
                                       * slot of the loaded magazine (authoritative while
                                       * loaded: rounds = top - base), the bounds low and
                                       * high (base and base + cap, swapped while stopped,
                                       * NULL when nothing is loaded; the smaller is always
-                                      * base), allocs by this thread, busy; and two of
+                                      * base), allocs by this thread; bit 0 of top is the
+                                      * owner's in-hit mark (magpool.h); and two of
                                       * ours: tc_prev_rounds, mirror of prev->mag_rounds for
                                       * stats readers, tc_def_rounds, objects in tc_deferred.
                                       * The loaded magazine is the one whose mag_objs is
@@ -100,10 +103,17 @@ static inline struct mp_mag *mp_tc_loaded(const struct mp_tcache *tc)
     return base != NULL ? (struct mp_mag *)(void *)((char *)base - offsetof(struct mp_mag, mag_objs)) : NULL;
 }
 
+/* top without the owner's in-hit mark (magpool.h): what another thread
+ * reads (the owner itself never sees the mark). */
+static inline void **mp_tc_top(const struct mp_tcache *tc)
+{
+    return (void **)((uintptr_t)mp_load_relaxed(&tc->tc_top) & ~(uintptr_t)1);
+}
+
 /* Rounds in the loaded magazine (0 if none). */
 static inline uint32_t mp_tc_rounds(const struct mp_tcache *tc)
 {
-    uintptr_t base = (uintptr_t)mp_tc_base(tc), top = (uintptr_t)mp_load_relaxed(&tc->tc_top);
+    uintptr_t base = (uintptr_t)mp_tc_base(tc), top = (uintptr_t)mp_tc_top(tc);
     uintptr_t n = (top - base) / sizeof(void *);
     return base != 0 && top >= base && n <= MAGPOOL_MAG_MAX ? (uint32_t)n : 0;
 }
@@ -142,12 +152,11 @@ struct mp_thread {
                                         * not exist here (its state is left alone: thread.c) */
     _Atomic bool th_idle;              /* the reaper's last pass found it quiet (idle.c);
                                         * relaxed: statistics read it (threads_idle_bytes) */
+    uint32_t th_taken;                 /* states a reclaim took (idle.c) that nothing zeroed
+                                        * since; under this gate */
     _Atomic bool th_flush_asked;       /* a reclaim without membarrier asked this thread to
                                         * give back every magazine at its next slow path
                                         * (idle.c) */
-    bool th_take_unfinished;           /* a reclaim's R5 left a taken state's low (idle.c):
-                                        * only a flush with no hit of this thread in flight
-                                        * may give its array's pages back; under this gate */
 };
 
 /* ---- the cache: grouped by layer, as kmem_impl.h does -------------------- */
@@ -312,16 +321,22 @@ void mp_tc_flush(struct mp_thread *t, struct magpool_cache *c);
  * (to_slabs: an idle thread's, which the reaper gives back to the system)
  * instead of to the depot. */
 void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs);
-/* mp_tc_flush_to by a reclaimer holding t's gate while t may be inside a
- * hit (idle.c, R4): everything is taken, but the state is left taken (top
- * and high NULL, low still the stop mark's, so a hit that read the old top
- * misses whenever it reads low) and t's array pages stay.
- * mp_tc_take_finish (R5) clears low once no such hit can be in flight. */
+/* mp_tc_flush_to by a reclaimer holding t's gate while t may run hits on
+ * the state (idle.c, R4): everything is taken, but the state is left taken
+ * (magazine.c, mp_tc_install_taken: top untouched, every hit misses) and
+ * t's array pages stay. */
 void mp_tc_take(struct mp_thread *t, struct magpool_cache *c, bool to_slabs);
-void mp_tc_take_finish(struct mp_tcache *tc);
-/* t holds no cache: give its array's pages back (t's gate held, and no hit
- * of t in flight that could still read a taken state's low). */
+/* t holds no cache: give its array's pages back (t's gate held, and t is
+ * the caller or runs no hit). */
 void mp_tcs_release_if_idle(struct mp_thread *t);
+/* The same by a holder of t's gate while t may run hits (idle.c): only if t
+ * holds nothing and no state of t is taken (all zero). */
+void mp_tcs_release_if_clear(struct mp_thread *t);
+/* Cache id is being finalised (no thread holds it, and no hit on it is
+ * legal any more): zero every thread's state taken there (idle.c), and give
+ * back the array pages of threads that hold nothing and, with that, have
+ * only zero states left (mp_threads_lock not held). */
+void mp_tcs_clear_taken(unsigned id);
 void mp_thread_housekeeping(struct mp_thread *t, struct magpool_cache *c);
 struct mp_thread *mp_thread_self(void);         /* NULL if the thread has no state */
 

@@ -44,10 +44,11 @@ static void check_tcache(struct magpool_cache *c, struct mp_thread *t)
     if (held != (mp_tc_loaded(tc) != NULL))
         broken(c, tc, "(I3: held bit and loaded magazine disagree)");
     if (!held) {
-        /* all zero, but for a taken state's low (idle.c, R5 unfinished) */
+        /* all zero, but for a taken state's low and top (idle.c) */
         struct mp_tcache copy;
         memcpy(&copy, tc, sizeof copy);
         mp_store_relaxed(&copy.tc_low, NULL);
+        mp_store_relaxed(&copy.tc_top, NULL);
         if (memcmp(&copy, &zero, sizeof zero) != 0)
             broken(c, tc, "(I3: a non-holder's tcache is not all zero)");
         return;

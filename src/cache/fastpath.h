@@ -11,12 +11,12 @@
  * one cache.
  *
  * A hit touches only the calling thread's tcache line for the cache: no lock,
- * no atomic read-modify-write, no fence, no "initialised?" branch (a thread
- * with no state, a debug cache and a destroyed cache all index the all-zero
- * tcache[0] and miss).  Its relaxed atomics compile to plain moves; they are
+ * no atomic read-modify-write, no fence, no "initialised?" branch (a debug
+ * cache and a destroyed cache index the all-zero tcache[0], and a thread
+ * with no state the shared array of thread.c, and miss).  Its relaxed atomics compile to plain moves; they are
  * atomic because statistics readers and the idle-thread reclaim (idle.c)
  * read them from other threads.  The bulk hits below bracket their runs
- * with the same busy byte (magpool_hit_enter_ / _leave_).
+ * with the same in-hit mark (magpool_hit_enter_ / _leave_).
  */
 #ifndef MP_FASTPATH_H
 #define MP_FASTPATH_H
@@ -199,21 +199,20 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
                                                                     bool small)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
-    bool hit = false;
-    magpool_hit_enter_(&tc->tc_hit);
-    uintptr_t top = (uintptr_t)mp_load_relaxed(&tc->tc_top);
+    uintptr_t top = (uintptr_t)magpool_hit_enter_(&tc->tc_hit);
     /* top >= low + n (n > 0; no wrap: addresses and n are small): n rounds
      * are loaded and the state is not stopped (stopped, low is above every
-     * top: idle.c; nothing loaded, low == top == 0) */
+     * top: idle.c; nothing loaded, low == top == 0; the shared state of a
+     * thread with none, low == 2^62 > top: thread.c) */
     if (__builtin_expect(top >= (uintptr_t)mp_load_relaxed(&tc->tc_low) + n * sizeof(void *), 1)) {
         void **from = (void **)top - n;
-        mp_store_relaxed(&tc->tc_top, from);
         mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
         mp_copy_ptrs(objs, from, n, small);
-        hit = true;
+        magpool_hit_leave_(&tc->tc_hit, from);
+        return true;
     }
-    magpool_hit_leave_(&tc->tc_hit);
-    return hit;
+    magpool_hit_leave_(&tc->tc_hit, (void **)top);
+    return false;
 }
 
 /* Whether a run of n > 0 objects holds a NULL or an object equal to the one
@@ -253,8 +252,7 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
 {
     struct mp_tcache *tc = mp_fast_tc(c);
     bool hit = false;
-    magpool_hit_enter_(&tc->tc_hit);
-    uintptr_t top = (uintptr_t)mp_load_relaxed(&tc->tc_top), high = (uintptr_t)mp_load_relaxed(&tc->tc_high);
+    uintptr_t top = (uintptr_t)magpool_hit_enter_(&tc->tc_hit), high = (uintptr_t)mp_load_relaxed(&tc->tc_high);
     /* n more fit: top < high (loaded, not stopped: stopped, high is below
      * every top, idle.c) and n slots up to high */
     if (__builtin_expect(top < high && n <= (high - top) / sizeof(void *), 1)) {
@@ -262,11 +260,11 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
         /* dst[-1]: the top round, or the magazine's NULL guard. */
         if (__builtin_expect(!mp_run_bad(objs, n, dst[-1], small), 1)) {
             mp_copy_ptrs(dst, objs, n, small);
-            mp_store_relaxed(&tc->tc_top, dst + n); /* counted by tc_net, see cache_impl.h */
+            top = (uintptr_t)(dst + n); /* counted by tc_net, see cache_impl.h */
             hit = true;
         }
     }
-    magpool_hit_leave_(&tc->tc_hit);
+    magpool_hit_leave_(&tc->tc_hit, (void **)top);
     return hit;
 }
 

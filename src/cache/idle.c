@@ -11,82 +11,84 @@
  *    instead), its deferred batch (sealed), its holder status.  The owner finds its state
  *    empty at its next call and loads a new magazine, exactly as after
  *    magpool_thread_flush.  c == NULL: every cache each thread holds.
- *  - The magazine hit gains no lock, no read-modify-write and no fence: two
- *    stores of the busy byte (magpool.h) and a cap that doubles as the stop
+ *  - The magazine hit gains no lock, no read-modify-write and no fence: its
+ *    in-hit mark is one store (top with bit 0 set, magpool.h) whose end is
+ *    the hit's own commit store of top, and the cap doubles as the stop
  *    mark.  All the cost is the reclaimer's: one membarrier(2) per batch of
  *    threads.
  *  - A thread inside a hit or a slow path is skipped (counted as busy) and
  *    left exactly as it was; nothing is ever half taken.  In a fork child,
  *    the parent's other threads are never touched (thread.c: their state
  *    may be mid-hit).
+ *  - The reclaimer never writes top, so no hit, whatever it read, meets a
+ *    top the reclaimer made.  A taken state keeps its old top and its stop
+ *    mark's low (every hit misses) until the owner installs over it at its
+ *    next slow path, or the cache's finalisation zeroes it
+ *    (mp_tcs_clear_taken); a thread's array pages go back only once every
+ *    state in them is zero (mp_tcs_release_if_clear).
  *  - Without membarrier (kernel without it, or seccomp, or
  *    MAGPOOL_MEMBARRIER=0), the reclaim degrades: each thread is asked, and
  *    gives back its magazines of every cache at its next slow path
  *    (counted as asked); an idle thread keeps them until then.
  *
- * THE HANDSHAKE (liburcu-memb's asymmetric Dekker, one flag per cache line).
+ * THE HANDSHAKE (liburcu-memb's asymmetric Dekker, the flag in top itself).
  * The owner O's hit on cache c, in program order (magpool.h):
- *     H1 store busy = 1        (relaxed, then a compiler-only signal fence)
- *     H2 load top and one bound (low or high), ...; maybe store top, a
- *        slot, allocs
- *     H3 store busy = 0        (release)
+ *     H0 load top (t: bit 0 clear, only O writes its top)
+ *     H1 store top = t | 1     (relaxed, then a compiler-only signal fence)
+ *     H2 load one bound (low or high), ...; maybe store a slot, allocs
+ *     H3 store top = t - 1, t + 1 or t   (release: commit and unmark)
  * The reclaimer R, holding O's gate (so O is in no slow path, and every
  * other field of O's state is R's to change), for each cache O holds:
  *     R1 swap the bounds: high = base, then low = base + cap (relaxed);
- *        now no top satisfies an alloc's top > low or a free's top < high
+ *        now no top of the loaded magazine satisfies an alloc's top > low
+ *        or a free's top < high
  * then, once for all of them:
  *     R2 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
  * then for each:
- *     R3 load busy             (acquire)
- *     R4 busy == 0: take everything (mp_tc_take), leaving the state
- *        taken: high = NULL, then top = NULL, low still base + cap
- *        (magazine.c, mp_tc_install_taken); busy == 1: store the old
+ *     R3 load top              (acquire)
+ *     R4 bit 0 clear: take everything (mp_tc_take), leaving the state
+ *        taken: high = NULL (no longer a holder), low and top as they are
+ *        (magazine.c, mp_tc_install_taken); bit 0 set: store the old
  *        bounds back, leave the rest.
- * then, if R4 took anything, once for all of them:
- *     R5 membarrier again; for each taken state, wait (bounded) until busy
- *        reads 0 (acquire), then low = NULL; a thread whose taken states
- *        all got there and that holds nothing gives its array's pages back
- *        (mp_idle_finish).
- * Claim: when R3 reads 0, no hit of O on c is in flight and every later one
- * misses.  membarrier returns only after every thread of the process that
- * was running executed a full barrier (and a thread not running passes one
- * in the scheduler before it runs again): call F_O the point in O's
- * instruction stream where that barrier falls, and take any hit of O.
- *  (a) Its H2 loads come after F_O: they are ordered after R1 (R1 precedes
+ * Claim: when R3 reads bit 0 clear, no hit of O on c that read an unswapped
+ * bound is in flight, every access of those that ran is visible, and every
+ * later hit misses.  membarrier returns only after every thread of the
+ * process that was running executed a full barrier (and a thread not
+ * running passes one in the scheduler before it runs again): call F_O the
+ * point in O's instruction stream where that barrier falls, and take any
+ * hit of O.
+ *  (a) Its H2 load comes after F_O: it is ordered after R1 (R1 precedes
  *      R2's own barrier, which precedes F_O), so the hit reads a swapped
- *      bound and misses, whatever top it read: it changes nothing but busy.
+ *      bound (or R4's high = NULL) and misses, whatever top it read: its
+ *      H3 stores the t it loaded, so top keeps its value.
  *  (b) Its H1 comes before F_O: H1 is visible to R3 (F_O makes it visible
- *      before membarrier returns), so R3 reads 1, or the 0 of that hit's own
- *      H3 or of a later hit; a release H3 read by the acquire R3 makes
- *      every access of that hit happen before R4.
+ *      before membarrier returns), so R3 reads it (bit 0 set), or a later
+ *      store of top: that hit's own H3 or a later hit's H1/H3.  A value
+ *      with bit 0 clear is an H3 (release), read by the acquire R3, so
+ *      every access of the hit that stored it, and of every hit before it,
+ *      happens before R4.
  *  (c) H1 after F_O implies H2 after F_O (the signal fence keeps the
  *      compiler from hoisting H2 above H1; the CPU may execute H2 before H1
  *      becomes visible, which is why the case split is on the loads): case
  *      (a).
- * So R3 reading 0 means every hit that read an unswapped bound finished and
- * is visible (b), and every other one misses (a).
- * Why R4 leaves low, and R5.  A hit of (a) may still be running while R4
- * rewrites the state: it read top, and may read low at any time after
- * (preempted between the two loads).  The alloc hit tests top > low, so a
- * top read before R4 (the old magazine's) and a low read after a store of
- * NULL would hit, taking a round R4 is giving back: an object handed out
- * twice (stress/reclaim under gcc saw it once in a fresh root).  Every
- * other mix misses: with low = base + cap no top of the magazine passes;
- * free hits test top < high, and high = NULL comes first.  So low must stay
- * until no hit that read the old top can be in flight, which is R5's claim,
- * by the argument of (a)-(c) with R4's store of top = NULL in R1's place: a
- * hit whose top load follows F_O' (the barrier R5's membarrier puts in O's
- * stream) reads NULL or a later top, and NULL > low never holds; one whose
- * load precedes F_O' has its H1 visible, so busy reads 1 until its H3,
- * whose release the acquire that reads 0 receives (its load of low then
- * happened before R5's store).  Madvising the array's pages stores zeros
- * too: only a thread with no taken state left unfinished gives them back
- * there (th_take_unfinished; its own flushes, with no hit of its own in
- * flight, clear it).  The owner reinstalls over a taken state at its next
- * slow path, as over an empty one.  R3 reading 1 means a hit
- * may be in flight (or O was preempted inside one): R stores the old bounds
- * back and O's hit goes on as if nothing happened (at worst it read a
- * swapped bound and missed; its slow path waits for O's gate).
+ * So R3 reading bit 0 clear means every hit that read an unswapped bound
+ * finished and is visible (b), and every other one misses (a), before and
+ * after R4: R4 writes only bounds, and only to values no top of the old
+ * magazine passes (low stays base + cap; high goes from base to NULL).
+ * The top R4 reads may meanwhile carry the mark of a missing hit (a): it
+ * masks bit 0 (mp_tc_top); the value under it is the one R3 saw.  R3
+ * reading bit 0 set means a hit may be in flight (or O was preempted inside
+ * one): R stores the old bounds back and O's hit goes on as if nothing
+ * happened (at worst it read a swapped bound and missed; its slow path
+ * waits for O's gate).
+ * Why R never writes top, nor zeroes a taken state while O runs (the
+ * design before layout 4 did, and stress/reclaim caught it): an alloc hit
+ * loads top (H0) and low (H2) at two moments; a top of the old magazine read
+ * before a store and a low of 0 read after it passes top > low, and takes a
+ * round R gave back (an object handed out twice).  So low stays the stop
+ * mark's until no hit on c can run at all (the cache finalised: no call on
+ * it is legal) or O itself installs, and madvising an array, which stores
+ * zeros, waits until every state in it is zero already.
  * This is the argument of liburcu's memb flavour, where the reader's store
  * of its nesting count is H1 and synchronize_rcu's membarrier is R2; C11
  * has no membarrier, so the step "R2 puts a seq_cst fence into every other
@@ -101,7 +103,6 @@
  * registry -> threads, the library's order.
  */
 #include <linux/membarrier.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -145,7 +146,6 @@ struct mp_idle_mark {
     struct mp_thread *t;
     struct magpool_cache *c;
     void **low, **high;
-    struct mp_tcache *tc; /* R4 took it (c may be gone since: a zombie's last holder) */
 };
 
 /* The reaper thread's marks, kept from one pass to the next (quiet passes
@@ -205,48 +205,6 @@ static uint64_t mp_idle_signature(const struct mp_thread *t)
         }
     }
     return sig;
-}
-
-/* R5's wait: true once the owner is seen outside any hit on tc.  Acquire:
- * pairs with the release H3 of the hit that was in flight, so its load of
- * low happens before our store of NULL.  Bounded: an owner stopped inside a
- * hit (a debugger, say) keeps its taken state. */
-static bool mp_idle_wait_quiet(const struct mp_tcache *tc)
-{
-    for (unsigned i = 0; i < 4096; i++) {
-        if (mp_load_acquire(&tc->tc_hit.busy) == 0)
-            return true;
-        if (i >= 64)
-            sched_yield(); /* the owner may need this CPU to finish its hit */
-    }
-    return false;
-}
-
-/* R5 for the states R4 took (marks of one thread are adjacent). */
-static void mp_idle_finish(struct mp_idle_mark *marks, size_t n)
-{
-    size_t ntaken = 0;
-    for (size_t i = 0; i < n; i++)
-        ntaken += marks[i].tc != NULL;
-    /* Cannot fail once registered; if it did, the taken states stay. */
-    if (ntaken == 0 || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-        return;
-    for (size_t i = 0, j; i < n; i = j) {
-        struct mp_thread *t = marks[i].t;
-        bool all = true;
-        for (j = i; j < n && marks[j].t == t; j++) {
-            if (marks[j].tc == NULL)
-                continue; /* busy at R3: still a holder, bounds restored */
-            if (mp_idle_wait_quiet(marks[j].tc))
-                mp_tc_take_finish(marks[j].tc);
-            else
-                all = false;
-        }
-        if (!all)
-            t->th_take_unfinished = true;
-        if (!t->th_take_unfinished)
-            mp_tcs_release_if_idle(t);
-    }
 }
 
 /* Take the gates of up to MP_IDLE_BATCH threads other than self, from the
@@ -356,7 +314,7 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
              * before mp_tc_flush reads them.  Weakened, R could give back
              * a magazine without the round a hit had just pushed, or with
              * one it had just popped. */
-            if (!fenced || mp_load_acquire(&tc->tc_hit.busy) != 0) {
+            if (!fenced || ((uintptr_t)mp_load_acquire(&tc->tc_top) & 1u) != 0) {
                 /* R4: left as it was (low first: the base stays the
                  * smaller bound throughout) */
                 mp_store_relaxed(&tc->tc_low, m->low);
@@ -369,11 +327,12 @@ static size_t mp_idle_reclaim_some(struct magpool_cache *only, bool quiet_only)
              * (quiet owners) go straight to the slabs: reap.c gives the
              * empty ones back at once. */
             mp_tc_take(m->t, m->c, quiet_only);
-            m->tc = tc;
             taken++;
         }
-        mp_idle_finish(marks, p.nmarks);
         for (unsigned i = 0; i < n; i++) {
+            /* a thread left with nothing but zero states (its taken ones
+             * zeroed by a finalisation inside R4) */
+            mp_tcs_release_if_clear(locked[i]);
             /* what the flushes changed is not activity */
             locked[i]->th_idle_sig = mp_idle_signature(locked[i]);
             pthread_mutex_unlock(&locked[i]->th_gate);

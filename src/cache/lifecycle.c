@@ -139,7 +139,10 @@ bool mp_cache_maybe_finalize(struct magpool_cache *c)
     }
     mp_store_relaxed(&mp_caches[c->c_id], NULL);
     mp_store_relaxed(&mp_live_caches, mp_load_relaxed(&mp_live_caches) - 1); /* under the lock */
-    /* No thread holds magazines for c (I5): the id can go back now. */
+    /* No thread holds magazines for c (I5), and no call on it is legal:
+     * the states reclaims took can go (and, with them, the array pages of
+     * idle threads that hold nothing else), then the id. */
+    mp_tcs_clear_taken(c->c_id);
     mp_free_ids[mp_nfree_ids++] = c->c_id;
     return true;
 }

@@ -5,8 +5,9 @@
  * GUARANTEES
  *  - magpool_alloc / magpool_free: on a hit, a handful of instructions on the
  *    calling thread's tcache line: no lock, no atomic read-modify-write, no
- *    epoch, no "initialised?" branch.  A thread with no state, a debug cache
- *    and a destroyed cache all read the all-zero tcache[0] and miss.
+ *    epoch, no "initialised?" branch.  A debug cache and a destroyed cache
+ *    read the all-zero tcache[0], a thread with no state the shared array
+ *    of thread.c (mp_empty_tcs), and miss.
  *  - The slow paths read like Bonwick & Adams (2001) sec. 3.1: alloc swaps
  *    with a full previous magazine, else exchanges an empty for a full one at
  *    the depot, else fills the loaded magazine from the slab layer in one
@@ -58,8 +59,8 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
     /* ORDER: high, top, low.  Every caller is the owner under its gate, or
      * a flush of a thread that does not run: no hit beside it.  (A
      * reclaimer, with hits beside it, installs nothing with
-     * mp_tc_install_taken and clears low only at R5: idle.c.)  The order
-     * keeps the smaller bound the base at each step, so a stats reader that
+     * mp_tc_install_taken and never writes top: idle.c.)  The order keeps
+     * the smaller bound the base at each step, so a stats reader that
      * meets a mix gets a clamped count (mp_tc_rounds), never a fault. */
     mp_store_relaxed(&tc->tc_high, loaded != NULL ? base + loaded->mag_cap : NULL);
     mp_store_relaxed(&tc->tc_top, loaded != NULL ? base + loaded->mag_rounds : NULL);
@@ -67,18 +68,17 @@ void mp_tc_install(struct mp_tcache *tc, struct mp_mag *loaded, struct mp_mag *p
     mp_store_relaxed(&tc->tc_prev_rounds, (uint16_t)(prev ? prev->mag_rounds : 0));
 }
 
-/* A reclaimer's install of nothing (idle.c, R4): as mp_tc_install(tc, NULL,
- * NULL) but for low, which keeps the stop mark's base + cap until R5
- * (mp_tc_take_finish).  An alloc hit of the owner reads top, then low: one
- * that read the old top before the store of NULL may read low at any time
- * after (preempted between the two loads), and only a low that is still
- * above every top of the old magazine makes it miss.  Free hits: high =
- * NULL first, as in mp_tc_install. */
+/* A reclaimer's install of nothing (idle.c, R4), on a stopped state (low =
+ * base + cap, high = base): high = NULL, so the state is no holder's any
+ * more (its smaller bound is NULL), and nothing else of the hit's: low
+ * keeps the stop mark and top the old magazine's top, so a hit misses
+ * whichever of the old and new values it reads (an alloc tests top > low,
+ * a free top < high).  Storing NULL to top or low could let an alloc hit
+ * pair an old top with a low of NULL (idle.c). */
 void mp_tc_install_taken(struct mp_tcache *tc)
 {
     tc->tc_prev = NULL;
     mp_store_relaxed(&tc->tc_high, NULL);
-    mp_store_relaxed(&tc->tc_top, NULL);
     mp_store_relaxed(&tc->tc_prev_rounds, 0);
 }
 
@@ -815,7 +815,7 @@ void mp_deferred_seal(struct magpool_cache *c, struct mp_tcache *tc)
 static inline bool mp_deferred_repeat(struct mp_tcache *tc, const struct mp_mag *m, uint32_t n, const void *obj)
 {
     return (m != NULL && m->mag_objs[(long)n - 1] == obj) ||
-           mp_load_relaxed(&tc->tc_top)[-1] == obj;
+           mp_tc_top(tc)[-1] == obj; /* inside the deferred hit, top carries its mark */
 }
 
 /* Everything but an append to a batch with room: the first deferred free
@@ -891,8 +891,8 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
 }
 
 /* The per-object part of a deferred free: append to the thread's batch.  A
- * debug or destroyed cache (fast id 0) and a thread with no state read the
- * all-zero tcache[0] (I3), whose tc_deferred is NULL, and go slow, as do the
+ * debug or destroyed cache (fast id 0) and a thread with no state read a
+ * state that is not running (I3; thread.c, mp_empty_tcs), and go slow, as do the
  * first free of a batch, the one that fills it (sealing is per batch) and
  * an immediate double free (diagnosed there). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
@@ -900,11 +900,11 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
     if (__builtin_expect(c != NULL && obj != NULL, 1)) {
         struct mp_tcache *tc = mp_fast_tc(c);
         bool hit = false;
-        /* A hit like magpool_free's (the busy byte, idle.c): the bounds
+        /* A hit like magpool_free's (the in-hit mark, idle.c): the bounds
          * (nothing loaded, or stopped by a reclaim) are tested before the
          * batch pointer, which only the owner or a reclaim holding its gate
          * write. */
-        magpool_hit_enter_(&tc->tc_hit);
+        void **top = magpool_hit_enter_(&tc->tc_hit);
         struct mp_mag *m = mp_tc_running(tc) ? tc->tc_deferred : NULL;
         if (__builtin_expect(m != NULL, 1)) {
             uint32_t n = mp_load_relaxed(&tc->tc_def_rounds);
@@ -920,7 +920,7 @@ MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
                 hit = true;
             }
         }
-        magpool_hit_leave_(&tc->tc_hit);
+        magpool_hit_leave_(&tc->tc_hit, top);
         if (__builtin_expect(hit, 1))
             return;
     }

@@ -2,8 +2,8 @@
  * Per-thread state and thread exit (design: top of src/core/cache.c, "Threads").
  *
  * GUARANTEES
- *  - A thread starts with mp_tcs pointing at a static all-zero tcache array,
- *    so its first alloc/free of any cache misses the fast path with no
+ *  - A thread starts with mp_tcs pointing at a static tcache array on which
+ *    every hit misses (mp_empty_tcs), so its first alloc/free of any cache misses the fast path with no
  *    "initialised?" test; the first slow path creates its struct mp_thread
  *    (tcache array mmap'd MAP_NORESERVE: untouched entries cost nothing),
  *    registers a pthread key destructor and links it into mp_threads.
@@ -34,8 +34,18 @@
 #include "meta.h"
 #include "page.h"
 
-/* Every hit on it misses (all bounds NULL); hits write only its busy bytes. */
-static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES];
+/* The tcache array of every thread that has none of its own.  Its states
+ * are shared, so a hit may read another thread's in-hit mark in top
+ * (magpool.h: top + 1), and overlapping hits may leave a small number
+ * there (each stores what it loaded, or that plus 1); low = 2^62 makes
+ * every hit miss whatever number top holds (alloc: top > low, bulk alloc:
+ * top >= low + n, free: top < high == NULL, deferred: low < high).  A
+ * data section of 256 KiB whose pages only the states that first calls
+ * index are touched. */
+#define MP_EMPTY_LOW ((void **)((uintptr_t)1 << 62))
+static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES] = {
+    [0 ... MAGPOOL_MAX_CACHES - 1] = { .tc_hit = { .low = MP_EMPTY_LOW } }
+};
 __thread void *magpool_tcs_ __attribute__((tls_model("initial-exec"), visibility("default"))) = mp_empty_tcs;
 /* Not static: GNU ld (gcc -O0, shared library) resolved the initial-exec
  * TPOFF64 relocation of a *static* TLS variable in .tbss against the wrong
@@ -167,6 +177,8 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
     t->th_held[c->c_id / 64] |= (uint64_t)1 << (c->c_id % 64);
     if (c->c_id > t->th_max_id)
         t->th_max_id = c->c_id;
+    if (mp_load_relaxed(&tc->tc_low) != NULL)
+        t->th_taken--; /* installing over a state a reclaim took (idle.c) */
     mp_tc_install(tc, m, NULL);
     return true;
 }
@@ -178,18 +190,63 @@ static size_t mp_tcs_used_bytes(const struct mp_thread *t)
     return (bytes + MP_PAGE_SIZE - 1) & ~(MP_PAGE_SIZE - 1);
 }
 
-/* t holds no cache any more (t's gate held): its tcache array is all zero
- * (I3), so give its pages back; the mapping stays (MAP_NORESERVE), and the
- * pages come back zero-filled when t holds a cache again.  A hit of t on a
- * cache it does not hold may store its busy byte meanwhile: on a page
- * dropped at that moment the store is lost, and the byte reads 0, as it
- * would a moment later anyway. */
-void mp_tcs_release_if_idle(struct mp_thread *t)
+static bool mp_holds_none(const struct mp_thread *t)
 {
     for (unsigned w = 0; w < MP_HELD_WORDS; w++)
         if (t->th_held[w] != 0)
-            return;
-    madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED);
+            return false;
+    return true;
+}
+
+/* t holds no cache any more (t's gate held, and t is the caller or runs no
+ * hit): its tcache array is all zero (I3) but for states a reclaim took,
+ * which no hit of t is in flight to read, so give its pages back; the
+ * mapping stays (MAP_NORESERVE), and the pages come back zero-filled when
+ * t holds a cache again. */
+void mp_tcs_release_if_idle(struct mp_thread *t)
+{
+    if (mp_holds_none(t)) {
+        madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED);
+        t->th_taken = 0;
+    }
+}
+
+/* As mp_tcs_release_if_idle, by a thread holding t's gate while t may run
+ * hits: only if no state was taken either, so every state is zero (I3),
+ * top's in-hit mark aside.  Then every hit in flight loaded top == 0 and
+ * misses whatever bound it reads, before or after the pages go (idle.c); a
+ * mark stored to a dropped page is lost, and the hit's own H3 stores 0
+ * anyway.  A taken state (its old top and stop mark) keeps the pages:
+ * dropped, its low would read 0 beside an old top. */
+void mp_tcs_release_if_clear(struct mp_thread *t)
+{
+    if (mp_holds_none(t) && t->th_taken == 0)
+        madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED);
+}
+
+void mp_tcs_clear_taken(unsigned id)
+{
+    pthread_mutex_lock(&mp_threads_lock);
+    for (struct mp_thread *t = mp_threads; t != NULL; t = t->th_next) {
+        /* trylock: the gate comes before the registry and thread locks
+         * (idle.c, "Lock order"); a thread whose gate is held keeps its
+         * taken state, which every hit misses, until its next install */
+        if (t->th_orphan || t->th_taken == 0 || pthread_mutex_trylock(&t->th_gate) != 0)
+            continue;
+        struct mp_tcache *tc = &t->th_tc[id];
+        /* A taken state (not loaded, low the stop mark's): no thread holds
+         * the cache and no call on it is legal, so no hit reads it.
+         * Relaxed: stats readers take mp_threads_lock, which we hold; the
+         * owner's next install there is under its gate. */
+        if (id <= t->th_max_id && mp_tc_loaded(tc) == NULL && mp_load_relaxed(&tc->tc_low) != NULL) {
+            mp_store_relaxed(&tc->tc_low, NULL);
+            mp_store_relaxed(&tc->tc_top, NULL);
+            t->th_taken--;
+            mp_tcs_release_if_clear(t);
+        }
+        pthread_mutex_unlock(&t->th_gate);
+    }
+    pthread_mutex_unlock(&mp_threads_lock);
 }
 
 /* t lets go of c: its deferred batch is sealed, its magazines are put
@@ -209,9 +266,10 @@ static void mp_tc_flush_impl(struct mp_thread *t, struct magpool_cache *c, bool 
     mp_deferred_seal(c, tc);
     mp_tc_save(tc);
     struct mp_mag *loaded = mp_tc_loaded(tc), *prev = tc->tc_prev;
-    if (take)
+    if (take) {
         mp_tc_install_taken(tc);
-    else
+        t->th_taken++;
+    } else
         mp_tc_install(tc, NULL, NULL);
     mp_tc_flow(tc, -(int64_t)mp_mag_check_rounds(c, loaded) - (prev ? (int64_t)mp_mag_check_rounds(c, prev) : 0));
     void (*put)(struct magpool_cache *, struct mp_mag *) = to_slabs ? mp_mag_teardown : mp_mag_put;
@@ -238,12 +296,8 @@ static void mp_tc_flush_impl(struct mp_thread *t, struct magpool_cache *c, bool 
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)
         mp_cache_release(c);
-    if (!take) {
-        /* no hit of t in flight here (t's own flush, or a thread that does
-         * not run): a taken state's low may go with the pages */
-        t->th_take_unfinished = false;
-        mp_tcs_release_if_idle(t);
-    }
+    if (!take)
+        mp_tcs_release_if_idle(t); /* t's own flush, or a thread that does not run */
 }
 
 void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
@@ -254,11 +308,6 @@ void mp_tc_flush_to(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
 void mp_tc_take(struct mp_thread *t, struct magpool_cache *c, bool to_slabs)
 {
     mp_tc_flush_impl(t, c, to_slabs, true);
-}
-
-void mp_tc_take_finish(struct mp_tcache *tc)
-{
-    mp_store_relaxed(&tc->tc_low, NULL);
 }
 
 /* Call fn(t, c) for every cache t holds.  Safe against fn clearing bits. */

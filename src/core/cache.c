@@ -66,8 +66,8 @@
  * are idle: magpool_cache_shrink, magpool_reap, an allocation that finds no
  * memory, and the reaper thread (for threads quiet through a whole reap
  * interval) take the loaded/previous magazines of every thread that is not
- * inside a hit or a slow path, through a membarrier handshake that adds two
- * plain stores to the hit (idle.c).
+ * inside a hit or a slow path, through a membarrier handshake that adds one
+ * plain store to the hit, its in-hit mark in top (idle.c).
  * Deferred frees go to a per-thread batch that, sealed, waits a grace period
  * and then becomes a full depot magazine.  The batch is an empty depot
  * magazine of the cache's size (its tail slots hold the retire node), so
@@ -107,15 +107,18 @@
  *
  * SHARED FIELDS (who writes / who reads / ordering)
  *   tc_top, tc_prev_rounds, tc_def_rounds, tc_allocs, tc_net
- *       owner thread (relaxed store; counters by load+store, never RMW) /
+ *       owner thread (relaxed stores, but a hit's last store of top is a
+ *       release; counters by load+store, never RMW) /
  *       stats and mp_cache_live under mp_threads_lock (relaxed loads: at
  *       quiescence exact, otherwise a snapshot).  The inline hits of
  *       magpool.h, compiled into the application, are the same code as the
  *       library's (one definition, on the same C11 atomics): the same single
  *       writer.  Exactness at quiescence needs the reader ordered after the
  *       writer's last store (a join, a lock, any release/acquire).
- *   tc_busy     the owner's hits (1 before, release 0 after) / idle.c's
- *       reclaimer (acquire), the handshake proved at the top of idle.c.
+ *   bit 0 of tc_top  the owner's hits (set by their first store, cleared
+ *       by their release store of the new top) / idle.c's reclaimer
+ *       (acquire), the handshake proved at the top of idle.c; other
+ *       readers mask it (mp_tc_top).
  *   tc_low, tc_high (so the loaded magazine), tc_prev, tc_deferred, magazine contents
  *       the owner thread, or a reclaimer holding the owner's gate after the
  *       handshake (idle.c); swapped, the bounds are the reclaimer's stop mark.
