@@ -13,8 +13,9 @@
  *    crash; free of NULL does nothing;
  *  - a destroyed cache (fast id 0): an inline free of a live object goes to
  *    the zombie path, and the zombie goes when the last object is back;
- *  - a new thread's first inline calls (its state is the shared all-zero
- *    array) miss into the library and then hit;
+ *  - a new thread's first inline calls (its state is the library's shared
+ *    array) miss into the library and then hit, whatever number other
+ *    threads' in-hit marks left in that array's top;
  *  - a debug cache (fast id 0): every inline call misses; its checks run.
  */
 #include <errno.h>
@@ -171,6 +172,82 @@ static void test_new_thread(void)
     CHECK(magpool_cache_destroy(g_shared) == 0);
 }
 
+/* A thread with no state of its own hits on the library's shared array,
+ * whose top other threads' hits mark (magpool.h: top + 1 while inside a
+ * hit; overlapping hits can leave any small number).  Whatever number top
+ * holds there, every hit must miss into the library: a new thread plants
+ * such a number, then makes its first call (alloc, free, bulk alloc, bulk
+ * free or deferred free).  With bounds that do not exclude them (an
+ * all-zero shared state, as before layout 4), the first alloc pops from
+ * address top - 8 and crashes. */
+struct marked_arg {
+    uintptr_t planted;
+    int api;
+    void *obj[4];
+    int ok;
+};
+
+static void *marked_shared_thread(void *p)
+{
+    struct marked_arg *m = p;
+    void *got[4] = { NULL, NULL, NULL, NULL };
+#ifdef MAGPOOL_HIT_DEFINED_
+    uint32_t off = atomic_load_explicit(&((struct magpool_cache_head_ *)g_shared)->fast_off, memory_order_relaxed);
+    struct magpool_hit_ *h = (struct magpool_hit_ *)((char *)magpool_tcs_ + off);
+    atomic_store_explicit(&h->top, (void **)m->planted, memory_order_relaxed);
+#endif
+    switch (m->api) {
+    case 0:
+        m->ok = (got[0] = magpool_alloc(g_shared)) != NULL;
+        magpool_free(g_shared, got[0]);
+        break;
+    case 1:
+        magpool_free(g_shared, m->obj[0]);
+        m->ok = 1;
+        break;
+    case 2:
+        m->ok = magpool_alloc_bulk(g_shared, 4, got, 0) == 4;
+        magpool_free_bulk(g_shared, 4, got);
+        break;
+    case 3:
+        magpool_free_bulk(g_shared, 4, m->obj);
+        m->ok = 1;
+        break;
+    default:
+        magpool_free_deferred(g_shared, m->obj[0]);
+        m->ok = 1;
+        break;
+    }
+#ifdef MAGPOOL_HIT_DEFINED_
+    atomic_store_explicit(&h->top, NULL, memory_order_relaxed); /* h is the shared state */
+#endif
+    return NULL;
+}
+
+static void test_marked_shared_state(void)
+{
+    struct magpool_config cfg = { .name = "inline-marked", .size = 64 };
+    g_shared = magpool_cache_create(&cfg);
+    static const uintptr_t planted[] = { 1, 2, 9, 64, 4097 };
+    for (size_t i = 0; i < sizeof planted / sizeof planted[0]; i++) {
+        for (int api = 0; api < 5; api++) {
+            struct marked_arg m = { .planted = planted[i], .api = api };
+            if (api == 1 || api == 4)
+                m.obj[0] = magpool_alloc(g_shared);
+            if (api == 3)
+                CHECK(magpool_alloc_bulk(g_shared, 4, m.obj, 0) == 4);
+            pthread_t t;
+            pthread_create(&t, NULL, marked_shared_thread, &m);
+            pthread_join(t, NULL);
+            CHECK(m.ok == 1);
+        }
+    }
+    magpool_synchronize(NULL);
+    struct magpool_stats st;
+    CHECK(conserved(g_shared, &st) && st.in_use == 0);
+    CHECK(magpool_cache_destroy(g_shared) == 0);
+}
+
 static void debug_wrong_free_child(void *arg)
 {
     (void)arg;
@@ -222,6 +299,7 @@ int main(void)
     test_null();
     test_destroyed();
     test_new_thread();
+    test_marked_shared_state();
     test_debug_cache();
     test_layout_mismatch();
     magpool_synchronize(NULL);

@@ -231,14 +231,15 @@ void mp_tcs_clear_taken(unsigned id)
         /* trylock: the gate comes before the registry and thread locks
          * (idle.c, "Lock order"); a thread whose gate is held keeps its
          * taken state, which every hit misses, until its next install */
-        if (t->th_orphan || t->th_taken == 0 || pthread_mutex_trylock(&t->th_gate) != 0)
+        if (t->th_orphan || pthread_mutex_trylock(&t->th_gate) != 0)
             continue;
         struct mp_tcache *tc = &t->th_tc[id];
         /* A taken state (not loaded, low the stop mark's): no thread holds
          * the cache and no call on it is legal, so no hit reads it.
          * Relaxed: stats readers take mp_threads_lock, which we hold; the
          * owner's next install there is under its gate. */
-        if (id <= t->th_max_id && mp_tc_loaded(tc) == NULL && mp_load_relaxed(&tc->tc_low) != NULL) {
+        if (t->th_taken != 0 && id <= t->th_max_id && mp_tc_loaded(tc) == NULL &&
+            mp_load_relaxed(&tc->tc_low) != NULL) {
             mp_store_relaxed(&tc->tc_low, NULL);
             mp_store_relaxed(&tc->tc_top, NULL);
             t->th_taken--;
