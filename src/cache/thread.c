@@ -205,10 +205,10 @@ static bool mp_holds_none(const struct mp_thread *t)
  * t holds a cache again. */
 void mp_tcs_release_if_idle(struct mp_thread *t)
 {
-    if (mp_holds_none(t)) {
-        madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED);
+    /* th_taken counts taken states left only once they are zero: a failed
+     * madvise leaves them (mp_tcs_release_if_clear relies on the count) */
+    if (mp_holds_none(t) && madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED) == 0)
         t->th_taken = 0;
-    }
 }
 
 /* As mp_tcs_release_if_idle, by a thread holding t's gate while t may run
