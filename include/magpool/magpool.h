@@ -501,9 +501,13 @@ MAGPOOL_HIT_FN_ struct magpool_hit_ *magpool_hit_of_(const void *c)
 }
 
 /* Enter a hit on h: load top, store it back marked (bit 0; src/cache/
- * idle.c), and return it as loaded.  The signal fence only keeps the
- * compiler from moving the hit's later loads above the marking store (it
- * emits nothing).  Only the owner writes its own top, so it loads it
+ * idle.c), and return it as loaded.  The marking store is relaxed: what
+ * orders it before the hit's loads of a bound, as seen by a reclaimer, is
+ * the reclaimer's membarrier(2) (idle.c, case (b)), not the language; the
+ * signal fence only keeps the compiler from moving those loads above it (it
+ * emits nothing; without it a compiler could read the bound before the
+ * mark, and a reclaimer could take a magazine the hit then uses).  Only the
+ * owner writes its own top, so it loads it
  * unmarked; the one exception is the library's shared state of threads
  * that have none of their own, where other threads' marks add up to small
  * numbers and whose bounds make every hit miss whatever top is (src/cache/
@@ -517,8 +521,11 @@ MAGPOOL_HIT_FN_ void **magpool_hit_enter_(struct magpool_hit_ *h)
     return top;
 }
 /* Leave a hit on h: top becomes `top` (the hit's new top, or the one enter
- * returned), unmarked.  Release: every access of the hit happens before it
- * (a plain store on x86-64). */
+ * returned), unmarked.  Release (a plain store on x86-64): pairs with the
+ * reclaimer's acquire load of top (idle.c, R3), so every access of the hit
+ * (the slot it read or wrote, allocs) happens before the reclaimer takes
+ * the magazine.  Relaxed, a reclaimer could give back a magazine without
+ * the round this hit just pushed, or with the one it just popped. */
 MAGPOOL_HIT_FN_ void magpool_hit_leave_(struct magpool_hit_ *h, void **top)
 {
     atomic_store_explicit(&h->top, top, memory_order_release);

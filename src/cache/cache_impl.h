@@ -118,6 +118,13 @@ static inline uint32_t mp_tc_rounds(const struct mp_tcache *tc)
     return base != 0 && top >= base && n <= MAGPOOL_MAG_MAX ? (uint32_t)n : 0;
 }
 
+/* Whether tc is a state an idle-thread reclaim took (idle.c): not loaded,
+ * low still its stop mark. */
+static inline bool mp_tc_taken(const struct mp_tcache *tc)
+{
+    return mp_tc_loaded(tc) == NULL && mp_load_relaxed(&tc->tc_low) != NULL;
+}
+
 /* Whether a magazine is loaded and not stopped (idle.c). */
 static inline bool mp_tc_running(const struct mp_tcache *tc)
 {

@@ -13,8 +13,8 @@
  * A hit touches only the calling thread's tcache line for the cache: no lock,
  * no atomic read-modify-write, no fence, no "initialised?" branch (a debug
  * cache and a destroyed cache index the all-zero tcache[0], and a thread
- * with no state the shared array of thread.c, and miss).  Its relaxed atomics compile to plain moves; they are
- * atomic because statistics readers and the idle-thread reclaim (idle.c)
+ * with no state the shared array of thread.c, and miss).  Its relaxed
+ * atomics compile to plain moves; they are atomic because statistics readers and the idle-thread reclaim (idle.c)
  * read them from other threads.  The bulk hits below bracket their runs
  * with the same in-hit mark (magpool_hit_enter_ / _leave_).
  */

@@ -34,7 +34,8 @@
  * THE HANDSHAKE (liburcu-memb's asymmetric Dekker, the flag in top itself).
  * The owner O's hit on cache c, in program order (magpool.h):
  *     H0 load top (t: bit 0 clear, only O writes its top)
- *     H1 store top = t | 1     (relaxed, then a compiler-only signal fence)
+ *     H1 store top = t + 1     (bit 0 set; relaxed, then a compiler-only
+ *                              signal fence)
  *     H2 load one bound (low or high), ...; maybe store a slot, allocs
  *     H3 store top = t - 1, t + 1 or t   (release: commit and unmark)
  * The reclaimer R, holding O's gate (so O is in no slow path, and every

@@ -892,8 +892,8 @@ static MP_COLD void mp_free_deferred_slow(struct magpool_cache *c, void *obj, co
 
 /* The per-object part of a deferred free: append to the thread's batch.  A
  * debug or destroyed cache (fast id 0) and a thread with no state read a
- * state that is not running (I3; thread.c, mp_empty_tcs), and go slow, as do the
- * first free of a batch, the one that fills it (sealing is per batch) and
+ * state that is not running (I3; thread.c, mp_empty_tcs), and go slow, as
+ * do the first free of a batch, the one that fills it (sealing is per batch) and
  * an immediate double free (diagnosed there). */
 MAGPOOL_API void magpool_free_deferred(magpool_cache_t *c, void *obj)
 {

@@ -3,10 +3,11 @@
  *
  * GUARANTEES
  *  - A thread starts with mp_tcs pointing at a static tcache array on which
- *    every hit misses (mp_empty_tcs), so its first alloc/free of any cache misses the fast path with no
- *    "initialised?" test; the first slow path creates its struct mp_thread
- *    (tcache array mmap'd MAP_NORESERVE: untouched entries cost nothing),
- *    registers a pthread key destructor and links it into mp_threads.
+ *    every hit misses (mp_empty_tcs), so its first alloc/free of any cache
+ *    misses the fast path with no "initialised?" test; the first slow path
+ *    creates its struct mp_thread (tcache array mmap'd MAP_NORESERVE:
+ *    untouched entries cost nothing), registers a pthread key destructor
+ *    and links it into mp_threads.
  *  - At thread exit (the key destructor; re-armed by pthread itself if a later
  *    destructor allocates again, since the slow path sets the key anew) every
  *    magazine the thread holds is put (to its depot, as a rule: magazine.c,
@@ -39,9 +40,9 @@
  * (magpool.h: top + 1), and overlapping hits may leave a small number
  * there (each stores what it loaded, or that plus 1); low = 2^62 makes
  * every hit miss whatever number top holds (alloc: top > low, bulk alloc:
- * top >= low + n, free: top < high == NULL, deferred: low < high).  A
- * data section of 256 KiB whose pages only the states that first calls
- * index are touched. */
+ * top >= low + n, free: top < high == NULL, deferred: low < high).  256 KiB
+ * of data, of which only the pages holding states that first calls index
+ * are touched. */
 #define MP_EMPTY_LOW ((void **)((uintptr_t)1 << 62))
 static struct mp_tcache mp_empty_tcs[MAGPOOL_MAX_CACHES] = {
     [0 ... MAGPOOL_MAX_CACHES - 1] = { .tc_hit = { .low = MP_EMPTY_LOW } }
@@ -177,7 +178,7 @@ bool mp_tc_hold(struct mp_thread *t, struct magpool_cache *c, unsigned aflags)
     t->th_held[c->c_id / 64] |= (uint64_t)1 << (c->c_id % 64);
     if (c->c_id > t->th_max_id)
         t->th_max_id = c->c_id;
-    if (mp_load_relaxed(&tc->tc_low) != NULL)
+    if (mp_tc_taken(tc))
         t->th_taken--; /* installing over a state a reclaim took (idle.c) */
     mp_tc_install(tc, m, NULL);
     return true;
@@ -238,8 +239,7 @@ void mp_tcs_clear_taken(unsigned id)
          * the cache and no call on it is legal, so no hit reads it.
          * Relaxed: stats readers take mp_threads_lock, which we hold; the
          * owner's next install there is under its gate. */
-        if (t->th_taken != 0 && id <= t->th_max_id && mp_tc_loaded(tc) == NULL &&
-            mp_load_relaxed(&tc->tc_low) != NULL) {
+        if (t->th_taken != 0 && mp_tc_taken(tc)) {
             mp_store_relaxed(&tc->tc_low, NULL);
             mp_store_relaxed(&tc->tc_top, NULL);
             t->th_taken--;
