@@ -51,7 +51,8 @@ static struct {
     const char *cg_csv;    /* callgrind results to fold into "targets" */
     const char *only_wl;   /* run only workloads whose label starts so */
     const char *only_ct;   /* run only contenders whose name starts so */
-} cfg = { MODE_QUICK, 5, 30, "bench/out", NULL, NULL, NULL };
+    const char *only_thr;  /* run only these thread counts ("1,64"; NULL: all) */
+} cfg = { .mode = MODE_QUICK, .reps = 5, .run_ms = 30, .out_dir = "bench/out" };
 
 static const struct contender *all_ct[] = {
     &ct_floor, &ct_glibc, &ct_jemalloc, &ct_tcmalloc, &ct_mimalloc, &ct_tbb,
@@ -60,7 +61,7 @@ static const struct contender *all_ct[] = {
 #endif
     &ct_gluster, &ct_mutexlist,
 #ifndef BENCH_NO_MAGPOOL
-    &ct_magpool, &ct_magpool_call, &ct_mempool, &ct_kmem,
+    &ct_magpool, &ct_magpool_call, &ct_mempool, &ct_kmem, &ct_kmalloc,
 #endif
     &ct_glibc_urcu, &ct_glibc_ckepoch,
 };
@@ -356,12 +357,28 @@ static bool wl_selected(const char *label)
 {
     return prefix_listed(cfg.only_wl, label);
 }
+
+/* Whether thread count thr is in --threads (every count without it). */
+static bool thr_selected(unsigned thr)
+{
+    if (cfg.only_thr == NULL)
+        return true;
+    for (const char *p = cfg.only_thr; *p;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end != p && v == thr)
+            return true;
+        p = end + strcspn(end, ",");
+        p += *p == ',';
+    }
+    return false;
+}
 static void run_point(const char *label, enum wl_kind kind, unsigned p1, unsigned p2, size_t size,
                       unsigned thr)
 {
     const struct contender *cts[NCT];
     unsigned n = 0;
-    if (!wl_selected(label))
+    if (!wl_selected(label) || !thr_selected(thr))
         return;
     if (too_big(kind, thr, p1, p2, size)) {
         printf("  (%s size=%zu threads=%u skipped: live set over 1.5 GB)\n", label, size, thr);
@@ -536,7 +553,7 @@ static struct child_out in_child(int churn, const struct contender *ct, size_t s
 static void run_forked_point(const char *label, int churn, size_t size, unsigned thr, unsigned p1,
                              unsigned p2)
 {
-    if (!wl_selected(label))
+    if (!wl_selected(label) || !thr_selected(thr))
         return;
     size_t first = nres, n = 0; /* an index: res_add() may move the array */
     for (unsigned i = 0; i < NCT; i++) {
@@ -730,6 +747,123 @@ static __attribute__((unused)) void cg_lookup(const char *ct, const char *op, do
     fclose(f);
 }
 
+#ifndef BENCH_NO_MAGPOOL
+/* Fastest contender that is neither magpool nor the floor at a point (the
+ * issue-16 "best peer": the mallocs, DPDK, the pools of raw memory). */
+static double best_peer(const char *wl, size_t size, unsigned thr, const char **who)
+{
+    return best_of(wl, size, thr, ~(CT_MAGPOOL | CT_FLOOR), who);
+}
+
+/* Issue 16's "Done when", at 64 B, as far as one process's run can check it
+ * (the spread across process runs is run.sh's --spread step).  A line per
+ * point; n/a where the run did not measure it. */
+static void print_targets_frontends(FILE *f)
+{
+    const char *who = "?";
+    const struct contender *fe[] = { &ct_kmem, &ct_mempool, &ct_kmalloc };
+    const unsigned T3[] = { 1, 2, 64 };
+    const char *rows[] = { "pair", "batch1000-lifo" };
+    fprintf(f, "\n== targets (issue 16), the front ends by library call, 64 B: >= 1.4x the best "
+               "peer and >= 1/1.15 of magpool-call ==\n");
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < 3; q++) {
+            double bp = best_peer(rows[k], 64, T3[q], &who);
+            const struct result *call = find(rows[k], 64, T3[q], &ct_magpool_call);
+            for (int j = 0; j < 3; j++) {
+                const struct result *r = find(rows[k], 64, T3[q], fe[j]);
+                char what[96];
+                snprintf(what, sizeof(what), "%s T=%u %s", rows[k], T3[q], fe[j]->name + 8);
+                bool known = r && bp > 0 && call;
+                target(f, what, known, known && r->med >= 1.4 * bp && r->med * 1.15 >= call->med,
+                       "%.2fx best peer, %.2fx magpool-call", known ? r->med / bp : 0,
+                       known ? r->med / call->med : 0);
+            }
+            if (bp > 0)
+                fprintf(f, "        (best peer %s %.1f Mops/s, magpool-call %.1f)\n", who, bp,
+                        call ? call->med : 0);
+        }
+
+    const struct contender *api[] = { &ct_magpool, &ct_magpool_call, &ct_kmem, &ct_mempool, &ct_kmalloc };
+    fprintf(f, "\n== targets (issue 16), opaque barrier: pair at or below the best peer's time, "
+               "batch-1000 <= 1.15x the floor's ==\n");
+    for (int q = 0; q < 3; q++) {
+        double bp = best_peer("pair-opaque", 64, T3[q], &who);
+        const struct result *fl = find("batch1000-opaque", 64, T3[q], &ct_floor);
+        for (int j = 0; j < 5; j++) {
+            char what[96];
+            const struct result *r = find("pair-opaque", 64, T3[q], api[j]);
+            snprintf(what, sizeof(what), "pair-opaque T=%u %s", T3[q], api[j]->name);
+            target(f, what, r && bp > 0, r && bp > 0 && r->med >= bp, "%.2fx best peer",
+                   r && bp > 0 ? r->med / bp : 0, 0);
+            r = find("batch1000-opaque", 64, T3[q], api[j]);
+            snprintf(what, sizeof(what), "batch1000-opaque T=%u %s", T3[q], api[j]->name);
+            target(f, what, r && fl, r && fl && fl->med <= 1.15 * r->med, "%.2fx the floor's time",
+                   r && fl ? fl->med / r->med : 0, 0);
+        }
+        if (bp > 0)
+            fprintf(f, "        (pair-opaque best peer at T=%u: %s %.1f Mops/s)\n", T3[q], who, bp);
+    }
+
+    fprintf(f, "\n== targets (issue 16), bulk: magpool and kmem_cache >= 1.0x DPDK's cache-512 "
+               "mempool ==\n");
+    const char *bulk[] = { "bulk-n128-b32", "bulk-n32-b1" };
+    const unsigned TB[] = { 1, 2, 8, 64 };
+    const struct contender *bct[] = { &ct_magpool, &ct_kmem };
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < 4; q++) {
+            const struct result *d = NULL;
+            for (unsigned i = 0; i < NCT; i++) /* (no ct_dpdk with BENCH_NO_DPDK) */
+                if (!strcmp(all_ct[i]->name, "dpdk-mempool"))
+                    d = find(bulk[k], 64, TB[q], all_ct[i]);
+            for (int j = 0; j < 2; j++) {
+                const struct result *r = find(bulk[k], 64, TB[q], bct[j]);
+                if (!r && !d)
+                    continue;
+                char what[96];
+                snprintf(what, sizeof(what), "%s T=%u %s", bulk[k], TB[q], bct[j]->name);
+                target(f, what, r && d, r && d && r->med >= d->med, "%.2fx DPDK",
+                       r && d ? r->med / d->med : 0, 0);
+            }
+        }
+
+    /* Every point of this run where the core API (inline or by call) is
+     * below the best peer: the rows bench/README.md must explain. */
+    fprintf(f, "\n== targets (issue 16), points where magpool or magpool-call < 1.0x the best peer ==\n");
+    unsigned below = 0, points = 0;
+    for (size_t i = 0; i < nres; i++) {
+        const struct result *r = &res[i];
+        if (!r->ok || (r->ct != &ct_magpool && r->ct != &ct_magpool_call) || r->kind == WL_CTOR ||
+            r->kind == WL_MEMORY || r->kind == WL_CHURN)
+            continue;
+        double bp = best_peer(r->wl, r->size, r->threads, &who);
+        if (bp <= 0)
+            continue;
+        points++;
+        if (r->med < bp) {
+            below++;
+            fprintf(f, "  below  %-20s %4zu B T=%-3u %-13s %.2fx (%s %.1f Mops/s)\n", r->wl, r->size,
+                    r->threads, r->ct->name, r->med / bp, who, bp);
+        }
+    }
+    fprintf(f, "  %u of %u points below 1.0x\n", below, points);
+
+    fprintf(f, "\n== targets (issue 16), callgrind: each front end's hit within 4 instructions of "
+               "magpool-call's ==\n");
+    const char *ops[] = { "alloc", "free" };
+    for (int j = 2; j < 5; j++)
+        for (int o = 0; o < 2; o++) {
+            double base, v;
+            cg_lookup("magpool-call", ops[o], &base);
+            cg_lookup(api[j]->name, ops[o], &v);
+            char what[96];
+            snprintf(what, sizeof(what), "callgrind %s %s", api[j]->name + 8, ops[o]);
+            target(f, what, base >= 0 && v >= 0, base >= 0 && v >= 0 && v <= base + 4,
+                   "%.1f instructions (magpool-call %.1f)", v, base);
+        }
+}
+#endif
+
 static void print_targets(FILE *f)
 {
 #ifndef BENCH_NO_MAGPOOL
@@ -808,6 +942,8 @@ static void print_targets(FILE *f)
             }
             fprintf(f, ")\n");
         }
+
+    print_targets_frontends(f);
 #else
     fprintf(f, "\n== targets (issue 3): n/a, built without magpool ==\n");
 #endif
@@ -970,6 +1106,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench [--quick|--full|--cg-worker] [--reps N] [--ms N] [--out DIR]\n"
                     "             [--only WORKLOAD-PREFIX,...] [--contenders NAME-PREFIX,...]\n"
+                    "             [--threads N,...]\n"
                     "             [--cg-csv FILE] [--check-malloc]\n");
     exit(2);
 }
@@ -999,6 +1136,8 @@ int main(int argc, char **argv)
             cfg.only_wl = argv[++i];
         } else if (!strcmp(argv[i], "--contenders") && i + 1 < argc) {
             cfg.only_ct = argv[++i];
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            cfg.only_thr = argv[++i];
         } else {
             usage();
         }

@@ -145,7 +145,7 @@ static inline int bench_stopped(const struct tctx *t, uint64_t done)
 /* Contenders, each defined in its own file. */
 extern const struct contender ct_floor, ct_glibc, ct_jemalloc, ct_tcmalloc,
     ct_mimalloc, ct_tbb, ct_dpdk, ct_gluster, ct_mutexlist, ct_magpool,
-    ct_magpool_call, ct_mempool, ct_kmem, ct_glibc_urcu, ct_glibc_ckepoch, ct_magpool_urcu;
+    ct_magpool_call, ct_mempool, ct_kmem, ct_kmalloc, ct_glibc_urcu, ct_glibc_ckepoch, ct_magpool_urcu;
 /* The core API's setup/teardown/shrink (peer_magpool.c), shared by the
  * inline and the library-call contenders. */
 int magpool_bench_setup(struct run *r);

@@ -1,8 +1,9 @@
 /*
  * peer_magpool.c — the magpool contenders: the core API (magpool_alloc /
  * magpool_free, bulk, deferred free on the default ck_epoch domain), and
- * the two front ends exactly as their users call them: GlusterFS-style
- * mem_get / mem_put and Linux-style kmem_cache_alloc / kmem_cache_free.
+ * the front ends exactly as their users call them: GlusterFS-style
+ * mem_get / mem_put, Linux-style kmem_cache_alloc / kmem_cache_free, and
+ * kmalloc / kfree (the shared size-class caches, no cache argument).
  * Each run creates its own cache and destroys it afterwards.
  */
 #include <errno.h>
@@ -217,4 +218,51 @@ const struct contender ct_kmem = {
     .teardown = kmem_teardown,
     .shrink = kmem_shrink,
     .wl = &kmem_wl,
+};
+
+/* ===== kmalloc ============================================================= */
+/* kmalloc(size, GFP_KERNEL) / kfree(p): the shared "kmalloc-<n>" cache of the
+ * size's class (created on first use, kept across runs, as in Linux), so
+ * setup and teardown have nothing to do.  kfree finds the cache from the
+ * pointer alone, like mem_put.  No constructor, no bulk call in this API. */
+static int kmalloc_setup(struct run *r)
+{
+    (void)r;
+    return 0;
+}
+
+static void kmalloc_teardown(struct run *r)
+{
+    (void)r;
+}
+
+static void kmalloc_shrink(struct run *r)
+{
+    (void)r;
+    magpool_thread_flush();
+    magpool_reap();
+}
+
+static inline void *kmalloc_alloc(struct tctx *t)
+{
+    return kmalloc(t->size, GFP_KERNEL);
+}
+
+static inline void kmalloc_free(struct tctx *t, void *p)
+{
+    (void)t;
+    kfree(p);
+}
+
+#define CT kmalloc
+#include "bench_tmpl.h"
+const struct contender ct_kmalloc = {
+    .name = "magpool-kmalloc",
+    .how = "kmalloc(size, GFP_KERNEL) / kfree(p) (the kmalloc-<n> cache of the size's class); "
+           "shrink: magpool_reap; ctor: by hand (no constructor)",
+    .caps = CT_MAGPOOL,
+    .setup = kmalloc_setup,
+    .teardown = kmalloc_teardown,
+    .shrink = kmalloc_shrink,
+    .wl = &kmalloc_wl,
 };

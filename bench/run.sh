@@ -20,6 +20,15 @@
 #                --server-args "...": more options for bench/server.py
 #                (`python3 bench/server.py --help`); --no-server: not in --full
 #
+#   --spread N   the single-thread rows of every magpool API (magpool,
+#                magpool-call, kmem_cache, mem_pool, kmalloc) and of three
+#                references (floor, tcmalloc, mimalloc) in N separate
+#                processes, and the spread max/min of each row across them
+#                (issue 16: <= 1.15; bench/spread.py says how it is read);
+#                bench/out/spread.txt, spread.csv.  Part of quick (N = 10,
+#                5 x 30 ms per point, about 3 minutes) and full (N = 10)
+#                mode; --spread 0 skips it.  `--only spread` runs only it.
+#
 # Quick and full mode end with the memory workload "idle" (issue 15: T idle
 # threads x C caches, RSS held after shrink / a reap interval / destroy;
 # bench/idle.c), its own CSV and table: bench/out/idle.csv, idle.txt, plots
@@ -38,6 +47,7 @@ want_idle=1
 want_server=
 no_server=
 server_args=()
+spread_n=10
 only=
 prev=
 for a in "$@"; do
@@ -46,6 +56,7 @@ for a in "$@"; do
         --server-args) read -r -a more <<<"$a"; server_args+=("${more[@]}"); prev=; continue ;;
         --server-seconds) server_args+=(--seconds "$a"); prev=; continue ;;
         --server-reps) server_args+=(--reps "$a"); prev=; continue ;;
+        --spread) spread_n=$a; prev=; continue ;;
     esac
     [ "$prev" = --only ] && only=$a
     prev=$a
@@ -56,8 +67,8 @@ for a in "$@"; do
         --server) mode=server want_server=1 ;;
         --no-server) no_server=1 ;;
         --no-idle) want_idle= ;;
-        --idle-args | --server-args | --server-seconds | --server-reps) ;;
-        -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+        --idle-args | --server-args | --server-seconds | --server-reps | --spread) ;;
+        -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -66,26 +77,31 @@ done
 # thread-scaling benchmark is skipped if every prefix is one of those (it
 # has no workload of that name).
 want_bench=1
+want_spread=1
 if [ -n "$only" ]; then
-    idle_sel='' server_sel='' other_sel=''
+    idle_sel='' server_sel='' spread_sel='' other_sel=''
     IFS=, read -r -a pre <<<"$only"
     for p in "${pre[@]}"; do
         if [[ -n "$p" && idle == "$p"* ]]; then
             idle_sel=1
         elif [[ -n "$p" && server == "$p"* ]]; then
             server_sel=1
+        elif [[ -n "$p" && spread == "$p"* ]]; then
+            spread_sel=1
         else
             other_sel=1
         fi
     done
+    [ -n "$spread_sel" ] || want_spread=
     [ -n "$idle_sel" ] || want_idle=
     if [ -n "$server_sel" ]; then want_server=1; else [ "$mode" = server ] || want_server=; fi
     [ -n "$other_sel" ] || want_bench=
 fi
 [ -z "$no_server" ] || want_server=
-if [ "$mode" = server ]; then
-    want_bench='' want_idle=''
+if [ "$mode" = server ] || [ "$mode" = callgrind ]; then
+    want_bench='' want_idle='' want_spread=''
 fi
+[ "$spread_n" -gt 0 ] 2>/dev/null || want_spread=
 out=bench/out
 mkdir -p "$out"
 
@@ -109,7 +125,7 @@ log=$out/build.log
 # the plain-clang fallback's flags (also for the idle binary below)
 cf="-std=c11 -Wall -Wextra -D_GNU_SOURCE -O2 -gdwarf-4 -fno-omit-frame-pointer -Iinclude"
 inc=$(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
-if [ -z "$want_bench" ] && [ "$mode" != callgrind ]; then
+if [ -z "$want_bench" ] && [ -z "$want_spread" ] && [ "$mode" != callgrind ]; then
     : # --only idle, --server: no thread-scaling binary needed
 elif command -v bazel >/dev/null && bazel build --config=opt --copt=-gdwarf-4 //bench:bench >>"$log" 2>&1; then
     bin=bazel-bin/bench/bench
@@ -252,6 +268,28 @@ if [ -n "$want_bench" ]; then
     fi
     "$bin" "--$mode" --out "$out" "${cg_args[@]}" "${args[@]}" | tee "$out/run.txt"
     cat "$out/callgrind_table.txt"
+fi
+
+# ---- 4a. the spread across process runs (issue 16) ------------------------------
+# The single-thread rows of every magpool API, once per process, N processes:
+# whatever a process decides once (addresses, which magazine size a cache
+# starts with, when the reaper first runs) shows up here and not in one
+# process's repetitions.  bench/spread.py prints max/min per row.
+if [ -n "$want_spread" ] && [ -n "$bin" ]; then
+    sd=$out/spread
+    rm -rf "$sd"
+    mkdir -p "$sd"
+    echo
+    echo "== spread (issue 16): single-thread rows of the magpool APIs, $spread_n processes =="
+    for i in $(seq 1 "$spread_n"); do
+        printf '  process %d of %d\r' "$i" "$spread_n" >&2
+        "$bin" --quick --reps 5 --ms 30 --threads 1 --contenders magpool,floor,tcmalloc,mimalloc \
+            --only pair,batch,bulk,larson,deferred,ctor --out "$sd/run$i" >"$sd/run$i.txt" 2>&1 ||
+            echo "run.sh: spread: process $i failed (see $sd/run$i.txt)" >&2
+    done
+    python3 bench/spread.py "$sd" | tee "$out/spread.txt"
+    cp -f "$sd/spread.csv" "$out/spread.csv" 2>/dev/null || true
+    [ -z "$want_bench" ] || cat "$out/spread.txt" >>"$out/run.txt"
 fi
 
 # ---- 5. the idle memory workload (issue 15) ------------------------------------

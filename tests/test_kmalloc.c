@@ -258,6 +258,35 @@ static void test_kfree_cache_object(void)
     kmem_cache_destroy(s); /* no live objects: no diagnostic */
 }
 
+/* kfree remembers the cache it last freed to (kfree_memo): frees that
+ * alternate between classes, and between a class and a kmem cache, each
+ * reach their own cache (the next allocation of each gets its object back,
+ * LIFO), whatever the memo held before. */
+static void test_kfree_alternating_owners(void)
+{
+    struct kmem_cache *s = kmem_cache_create("kfree_alt", 64, 0, 0, NULL);
+    CHECK(s != NULL);
+    for (int round = 0; round < 200; round++) {
+        void *a = kmalloc(64, GFP_KERNEL), *b = kmalloc(128, GFP_KERNEL);
+        void *c = kmem_cache_alloc(s, GFP_KERNEL), *d = kmalloc(64, GFP_KERNEL);
+        CHECK(a != NULL && b != NULL && c != NULL && d != NULL);
+        kfree(a);
+        kfree(b);
+        kfree(c); /* a kmem_cache object through kfree: allowed */
+        kfree(d);
+        void *d2 = kmalloc(64, GFP_KERNEL), *b2 = kmalloc(128, GFP_KERNEL);
+        void *c2 = kmem_cache_alloc(s, GFP_KERNEL), *a2 = kmalloc(64, GFP_KERNEL);
+        CHECK_MSG(d2 == d && a2 == a, "round %d: kmalloc-64 gave %p %p, freed %p %p", round, d2, a2, d, a);
+        CHECK_MSG(b2 == b, "round %d: kmalloc-128 gave %p, freed %p", round, b2, b);
+        CHECK_MSG(c2 == c, "round %d: kfree_alt gave %p, freed %p", round, c2, c);
+        kfree(a2);
+        kfree(b2);
+        kmem_cache_free(s, c2);
+        kfree(d2);
+    }
+    kmem_cache_destroy(s); /* no live objects: no diagnostic */
+}
+
 static void *worker(void *arg)
 {
     void **slots = arg;
@@ -304,6 +333,28 @@ static void die_misaligned(void *a)
     (void)a;
     char *p = kmalloc(64, GFP_KERNEL);
     kfree(p + 8);
+}
+/* The same misuses once kfree remembers a cache (a valid kfree first): the
+ * remembered owner must not let them through. */
+static void die_misaligned_after_memo(void *a)
+{
+    (void)a;
+    char *p = kmalloc(64, GFP_KERNEL), *q = kmalloc(64, GFP_KERNEL);
+    kfree(p);
+    kfree(q + 8);
+}
+static void die_mem_pool_after_memo(void *a)
+{
+    (void)a;
+    struct mem_pool *p = mem_pool_new_fn(64, 1, "mpm");
+    kfree(kmalloc(64, GFP_KERNEL));
+    kfree(mem_get(p));
+}
+static void die_foreign_after_memo(void *a)
+{
+    (void)a;
+    kfree(kmalloc(64, GFP_KERNEL));
+    kfree(malloc(64));
 }
 static void die_large_misaligned(void *a)
 {
@@ -376,6 +427,9 @@ static void test_deaths(void)
     CHECK(check_death(die_mem_pool, NULL, "magpool: mpk: wrong cache at 0x"));
     CHECK(check_death(die_core_object, NULL, "magpool: rawk: wrong cache at 0x"));
     CHECK(check_death(die_ksize_foreign, NULL, "(ksize)"));
+    CHECK(check_death(die_misaligned_after_memo, NULL, "magpool: kmalloc: misaligned pointer at 0x"));
+    CHECK(check_death(die_mem_pool_after_memo, NULL, "magpool: mpm: wrong cache at 0x"));
+    CHECK(check_death(die_foreign_after_memo, NULL, "magpool: kmalloc: foreign pointer at 0x"));
 }
 
 int main(int argc, char **argv)
@@ -391,6 +445,7 @@ int main(int argc, char **argv)
     test_impossible_sizes();
     test_kmalloc_redzone();
     test_kfree_cache_object();
+    test_kfree_alternating_owners();
     test_threads();
     test_deaths();
     return check_done();

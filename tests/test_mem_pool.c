@@ -382,6 +382,24 @@ static void die_misaligned(void *arg)
     char *o = mem_get(p);
     mem_put(o + 8);
 }
+/* The same misuses once mem_put remembers a pool's cache (a valid put
+ * first): the remembered owner must not let them through. */
+static void die_misaligned_after_memo(void *arg)
+{
+    (void)arg;
+    struct mem_pool *p = mem_pool_new_fn(64, 2, "mism");
+    char *o = mem_get(p), *q = mem_get(p);
+    mem_put(o);
+    mem_put(q + 8);
+}
+static void die_kmem_object_after_memo(void *arg)
+{
+    (void)arg;
+    struct mem_pool *p = mem_pool_new_fn(64, 2, "kpm");
+    struct kmem_cache *k = kmem_cache_create("kobjm", 64, 0, 0, NULL);
+    mem_put(mem_get(p));
+    mem_put(kmem_cache_alloc(k, GFP_KERNEL));
+}
 static void die_double_put(void *arg)
 {
     (void)arg;
@@ -420,6 +438,8 @@ static void test_deaths(void)
     CHECK(check_death(die_foreign_heap, NULL, "magpool: mem_pool: foreign pointer at 0x"));
     CHECK(check_death(die_foreign_stack, NULL, "foreign pointer"));
     CHECK(check_death(die_misaligned, NULL, "misaligned pointer at 0x"));
+    CHECK(check_death(die_misaligned_after_memo, NULL, "magpool: mem_pool: misaligned pointer at 0x"));
+    CHECK(check_death(die_kmem_object_after_memo, NULL, "magpool: kobjm: wrong cache at 0x"));
     CHECK(check_death(die_double_put, NULL, "double free"));
     CHECK(check_death(die_double_put, NULL, "magpool: dbl:"));
     CHECK(check_death(die_kmem_object, NULL, "magpool: kobj: wrong cache at 0x"));

@@ -19,6 +19,8 @@
  */
 #ifndef MP_FRONTEND_H
 #define MP_FRONTEND_H
+#include <stdbool.h>
+
 #include "magpool/magpool.h"
 
 #include "atomics.h"
@@ -31,6 +33,29 @@
 /* magpool_cache_create plus a front-end private pointer (mp_cache_priv) and
  * the front-end-only flags (MP_FE_FLAGS). */
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv);
+
+/* The owner check of the frees that take no cache (mem_put, kfree), with
+ * the memo that keeps it off the hit's critical path.  *memo is the cache
+ * this thread last freed to through that front end: a thread-local the
+ * caller keeps, never NULL (its initial value is an address no slab names
+ * as its owner).  Returns true when obj is an object start of a live slab
+ * of *memo (mp_slab_owned_by); the caller then pushes onto *memo, which it
+ * had before the lookup's dependent loads finished, so the push does not
+ * wait for them.  On false the caller's out-of-line path looks the owner up
+ * again, validates it and remembers it.  A memo is only ever used after a
+ * lookup agreed with it, so a stale one (its cache destroyed and gone) is
+ * never read. */
+static inline __attribute__((always_inline)) bool mp_fe_owner_memo(const void *obj, magpool_cache_t **memo)
+{
+    magpool_cache_t *m = *memo;
+    if (__builtin_expect(!mp_slab_owned_by(obj, m), 0))
+        return false;
+    /* The caller goes on with m (known early), not the owner word it was
+     * just compared with: the compiler must not make the hit wait for it. */
+    __asm__("" : "+r"(m));
+    *memo = m;
+    return true;
+}
 
 /* NULL with errno = EINVAL, for a NULL pool/cache argument: a call the
  * front ends' hit paths make as a tail call, so they need no stack frame. */

@@ -22,9 +22,11 @@
  *    classes are not published in class_cache, so their kmallocs take
  *    kmalloc_slow, which records the size, and the hit path checks nothing.
  *  - kfree's fast path: one inline page-map + slab-descriptor lookup
- *    (validates foreign / misaligned), the owner's front-end magic (a kmem
- *    cache, any one: Linux >= 6.4 allows that too), then the core's inline
- *    push (immediate double free).  NULL, ZERO_SIZE_PTR, large spans and
+ *    (validates foreign / misaligned) compared with the cache this thread
+ *    last kfree'd to (mp_fe_owner_memo), then the core's inline push
+ *    (immediate double free).  A new owner is checked out of line for the
+ *    kmem caches' front-end tag (MP_TAG_KMEM: any kmem cache, Linux >= 6.4
+ *    allows that too) and remembered.  NULL, ZERO_SIZE_PTR, large spans and
  *    every misuse go out of line.
  */
 #include <errno.h>
@@ -48,6 +50,11 @@ static struct kmem_cache *classes[NCLASSES];
  * kmalloc pairs with it: a reader that sees a cache sees it initialised.
  * Weakened, kmalloc could pop from a cache whose fields it cannot see yet. */
 static _Atomic(magpool_cache_t *) class_cache[NCLASSES];
+/* The same caches by (size - 1) / 8 for sizes 1..192 (Linux's size_index):
+ * kmalloc's hit for a small size is one load here, no class number in
+ * between.  Published and read exactly as class_cache. */
+#define SMALL_MAX 192
+static _Atomic(magpool_cache_t *) small_cache[SMALL_MAX / 8];
 static bool classes_ok;
 /* The classes are made once, by the first kmalloc, under classes_lock; then
  * classes_state is CLASSES_DONE (release, with classes[] and classes_ok).
@@ -82,6 +89,12 @@ static void classes_init(void)
              * acquire load in kmalloc_inline (class_cache above).  Weakened,
              * kmalloc could pop from a cache whose fields it cannot see. */
             mp_store_release(&class_cache[i], classes[i]->c);
+    for (unsigned k = 0; k < SMALL_MAX / 8; k++) {
+        unsigned i = small_class[k];
+        if (!mp_debug_tracks_request(classes[i]->c))
+            /* Release: as class_cache's, paired with kmalloc_inline's acquire. */
+            mp_store_release(&small_cache[k], classes[i]->c);
+    }
 }
 
 static void classes_ensure(void)
@@ -183,12 +196,16 @@ static __attribute__((noinline, cold)) void *kmalloc_slow(size_t size, gfp_t gfp
 
 static inline __attribute__((always_inline)) void *kmalloc_inline(size_t size, gfp_t gfp, const void *caller)
 {
-    if (__builtin_expect(size - 1 >= KMALLOC_MAX_CACHE_SIZE, 0)) /* 0 wraps */
+    /* Acquire (both tables): pairs with the release in classes_init, so the
+     * cache's fields are initialised.  Weakened, the inline pop could read a
+     * cache whose fields it cannot see yet.  Size 0 wraps to the slow path. */
+    magpool_cache_t *c;
+    if (__builtin_expect(size - 1 < SMALL_MAX, 1))
+        c = mp_load_acquire(&small_cache[(size - 1) >> 3]);
+    else if (__builtin_expect(size - 1 < KMALLOC_MAX_CACHE_SIZE, 1))
+        c = mp_load_acquire(&class_cache[size_to_class(size)]);
+    else
         return kmalloc_slow(size, gfp, caller);
-    /* Acquire: pairs with the release in classes_init (class_cache above),
-     * so the cache's fields are initialised.  Weakened, the inline pop could
-     * read a cache whose fields it cannot see yet. */
-    magpool_cache_t *c = mp_load_acquire(&class_cache[size_to_class(size)]);
     if (__builtin_expect(c == NULL, 0))
         return kmalloc_slow(size, gfp, caller);
     return mp_kmem_alloc(c, gfp, caller);
@@ -253,13 +270,29 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_fast_free(s->c, (void *)p, caller);
 }
 
+/* The kmem cache this thread last kfree'd to (mp_fe_owner_memo); starts at
+ * an address no slab names as its owner. */
+static const char kfree_no_owner;
+static __thread magpool_cache_t *kfree_memo __attribute__((tls_model("initial-exec"))) =
+    (magpool_cache_t *)&kfree_no_owner;
+
+/* kfree when the owner is not the remembered cache: any kmem cache's object
+ * (its tag) is remembered and freed; the rest goes to kfree_slow. */
+static __attribute__((noinline)) void kfree_new_owner(const void *p, const void *caller)
+{
+    magpool_cache_t *c = mp_slab_owner_inline(p);
+    if (c == NULL || mp_fast_fe_tag(c) != MP_TAG_KMEM)
+        return kfree_slow(p, caller);
+    kfree_memo = c;
+    mp_fast_free(c, (void *)p, caller);
+}
+
 MP_HOT_ENTRY void kfree(const void *p)
 {
     const void *caller = __builtin_return_address(0);
-    magpool_cache_t *c = mp_slab_owner_inline(p);
-    const struct kmem_cache *s = c != NULL ? mp_fast_priv(c) : NULL;
-    if (__builtin_expect(s == NULL || s->magic != KMEM_CACHE_MAGIC, 0))
-        return kfree_slow(p, caller);
+    magpool_cache_t *c = kfree_memo;
+    if (__builtin_expect(!mp_fe_owner_memo(p, &c), 0))
+        return kfree_new_owner(p, caller);
     mp_fast_free(c, (void *)p, caller);
 }
 

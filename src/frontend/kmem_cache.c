@@ -113,6 +113,9 @@ struct kmem_cache *mp_kmem_cache_create(const char *name, unsigned int size, uns
         mp_meta_free(s, sizeof *s);
         return create_failed(name, flags, e, e == ENOMEM ? "out of memory" : "rejected by the core");
     }
+    /* Before the handle is returned: whoever gets s (and so frees its
+     * objects) is ordered after this by however s reached it. */
+    mp_fast_set_fe_tag(s->c, MP_TAG_KMEM);
     return s;
 }
 
@@ -183,7 +186,7 @@ bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op)
 static inline __attribute__((always_inline)) bool kc_valid(struct kmem_cache *s, const void *obj,
                                                           const char *op)
 {
-    if (__builtin_expect(mp_slab_owner_inline(obj) == s->c, 1))
+    if (__builtin_expect(mp_slab_owned_by(obj, s->c), 1))
         return true;
     return mp_kmem_free_bad(s, obj, op);
 }
@@ -228,7 +231,7 @@ MP_HOT_ENTRY void kmem_cache_free(struct kmem_cache *s, void *obj)
     if (__builtin_expect(s == NULL, 0))
         return free_slow(s, obj, caller);
     magpool_cache_t *c = s->c;
-    if (__builtin_expect(mp_slab_owner_inline(obj) != c, 0))
+    if (__builtin_expect(!mp_slab_owned_by(obj, c), 0))
         return free_slow(s, obj, caller);
     mp_fast_free(c, obj, caller);
 }
@@ -251,7 +254,7 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
 static bool kc_run_owned(const magpool_cache_t *c, size_t n, void *const *p)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i] != NULL && mp_slab_owner_inline(p[i]) != c)
+        if (p[i] != NULL && !mp_slab_owned_by(p[i], c))
             return false;
     return true;
 }

@@ -17,6 +17,10 @@
 #include "magpool/magpool.h"
 
 #define KMEM_CACHE_MAGIC 0x6b6d656du /* "kmem" */
+/* Every kmem cache's front-end tag on its core cache (mp_fast_fe_tag), set
+ * before the cache is returned: what kfree tests for a new owner, on the
+ * line the hit reads anyway, instead of loading the wrapper's magic. */
+#define MP_TAG_KMEM KMEM_CACHE_MAGIC
 
 /* The cache's private pointer (mp_cache_priv).  Starts with a uint32_t magic
  * like every front-end priv (mem_pool.c relies on it). */

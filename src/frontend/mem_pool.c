@@ -219,19 +219,19 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     }
 }
 
-/* The cache of the pool this thread last put to.  mem_put starts its hit on
- * it while the owner lookup (page map, slab descriptor, owner: three
- * dependent loads) is still in flight, and uses it only once the lookup
- * agrees; without it the hit waited for the whole chain (a mem_get/mem_put
- * pair took twice as long as kmem_cache_alloc/free, whose cache is an
- * argument).  Only ever compared with a looked-up owner before use, so a
- * stale one (its pool destroyed and gone) is never dereferenced. */
-static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec")));
+/* The cache of the pool this thread last put to (mp_fe_owner_memo: without
+ * it the hit waited for the whole owner lookup, and a mem_get/mem_put pair
+ * took twice as long as kmem_cache_alloc/free, whose cache is an argument).
+ * Starts at an address no slab names as its owner. */
+static const char put_no_owner;
+static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec"))) =
+    (magpool_cache_t *)&put_no_owner;
 
-/* mem_put when the owner is not the remembered cache: validate the tag,
- * remember it, free. */
-static __attribute__((noinline)) void put_new_owner(magpool_cache_t *c, void *ptr, const void *caller)
+/* mem_put when the owner is not the remembered cache: look it up, validate
+ * the tag, remember it, free. */
+static __attribute__((noinline)) void put_new_owner(void *ptr, const void *caller)
 {
+    magpool_cache_t *c = mp_slab_owner_inline(ptr);
     if (c == NULL || mp_fast_fe_tag(c) != MP_TAG_MEM_POOL)
         return put_slow(ptr, caller);
     mp_put_memo = c;
@@ -241,18 +241,14 @@ static __attribute__((noinline)) void put_new_owner(magpool_cache_t *c, void *pt
 MP_HOT_ENTRY void mem_put(void *ptr)
 {
     const void *caller = __builtin_return_address(0);
-    magpool_cache_t *memo = mp_put_memo;
-    magpool_cache_t *c = mp_slab_owner_inline(ptr);
-    if (__builtin_expect(c != memo || c == NULL, 0))
-        return put_new_owner(c, ptr, caller);
-    /* From here on, use memo (known early), not c: the compiler must not
-     * make the hit wait for the lookup it was just compared with. */
-    __asm__("" : "+r"(memo));
+    magpool_cache_t *c = mp_put_memo;
+    if (__builtin_expect(!mp_fe_owner_memo(ptr, &c), 0))
+        return put_new_owner(ptr, caller);
     /* The pool's tag on its cache, next to the fast id the hit reads (a
      * destroyed pool's is MP_TAG_MEM_POOL_DEAD: put_slow). */
-    if (__builtin_expect(mp_fast_fe_tag(memo) != MP_TAG_MEM_POOL, 0))
+    if (__builtin_expect(mp_fast_fe_tag(c) != MP_TAG_MEM_POOL, 0))
         return put_slow(ptr, caller);
-    mp_fast_free(memo, ptr, caller);
+    mp_fast_free(c, ptr, caller);
 }
 
 void mem_pool_destroy(struct mem_pool *pool)

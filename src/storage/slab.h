@@ -85,16 +85,22 @@ struct mp_slab_lookup {
     _Atomic(void *) lk_owner;      /* params.owner */
 };
 
-/* The owner if p is the start of an object slot of the slab s describes,
- * else NULL.  One multiply, no division, no call. */
-static inline __attribute__((always_inline)) void *mp_slab_lookup_owner(const struct mp_slab_lookup *s,
-                                                                        const void *p)
+/* Whether p is the start of an object slot of the slab s describes.  One
+ * multiply, no division, no call. */
+static inline __attribute__((always_inline)) bool mp_slab_lookup_slot(const struct mp_slab_lookup *s,
+                                                                      const void *p)
 {
     uintptr_t off = (uintptr_t)p - mp_load_relaxed(&s->lk_base);
     uint64_t magic = mp_load_relaxed(&s->lk_magic);
-    if (off >= mp_load_relaxed(&s->lk_span) || (uint64_t)off * magic >= magic)
-        return NULL;
-    return mp_load_relaxed(&s->lk_owner);
+    return off < mp_load_relaxed(&s->lk_span) && (uint64_t)off * magic < magic;
+}
+
+/* The owner if p is the start of an object slot of the slab s describes,
+ * else NULL. */
+static inline __attribute__((always_inline)) void *mp_slab_lookup_owner(const struct mp_slab_lookup *s,
+                                                                        const void *p)
+{
+    return mp_slab_lookup_slot(s, p) ? mp_load_relaxed(&s->lk_owner) : NULL;
 }
 
 /* mp_slab_owner without the reason: the owner, or NULL for a foreign or
@@ -103,6 +109,14 @@ static inline __attribute__((always_inline)) void *mp_slab_owner_inline(const vo
 {
     const struct mp_slab_lookup *s = mp_page_owner_inline(p);
     return s != NULL ? mp_slab_lookup_owner(s, p) : NULL;
+}
+/* mp_slab_owner_inline(p) == owner for a non-NULL owner, written so that
+ * each failed test branches out on its own (no NULL result merged and
+ * compared again): the validating frees' inline check. */
+static inline __attribute__((always_inline)) bool mp_slab_owned_by(const void *p, const void *owner)
+{
+    const struct mp_slab_lookup *s = mp_page_owner_inline(p);
+    return s != NULL && mp_slab_lookup_slot(s, p) && mp_load_relaxed(&s->lk_owner) == owner;
 }
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (slab.c.)  p must be inside a live slab's object area, else
