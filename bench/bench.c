@@ -52,7 +52,8 @@ static struct {
     const char *only_wl;   /* run only workloads whose label starts so */
     const char *only_ct;   /* run only contenders whose name starts so */
     const char *only_thr;  /* run only these thread counts ("1,64"; NULL: all) */
-} cfg = { .mode = MODE_QUICK, .reps = 5, .run_ms = 30, .out_dir = "bench/out" };
+    int pin_cpu;           /* single-thread points run on this CPU (-1: not pinned) */
+} cfg = { .mode = MODE_QUICK, .reps = 5, .run_ms = 30, .out_dir = "bench/out", .pin_cpu = -2 };
 
 static const struct contender *all_ct[] = {
     &ct_floor, &ct_glibc, &ct_jemalloc, &ct_tcmalloc, &ct_mimalloc, &ct_tbb,
@@ -238,8 +239,22 @@ static double run_once(const struct contender *ct, enum wl_kind kind, unsigned p
         t[i].size = size;
         t[i].id = i;
         t[i].rng = 0x9e3779b97f4a7c15ULL * (i + 1);
-        if (pthread_create(&th[i], NULL, worker, &t[i]) != 0) {
-            fprintf(stderr, "bench: pthread_create failed\n");
+        /* A single-thread point runs on one fixed CPU (--pin-cpu): left to
+         * the scheduler, it lands on whichever CPU is free, and on a shared
+         * machine one CPU can run every allocator at 0.65x for seconds
+         * (bench/README.md, "Spread across processes"). */
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        if (thr == 1 && cfg.pin_cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(cfg.pin_cpu, &set);
+            pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+        }
+        int rc = pthread_create(&th[i], &attr, worker, &t[i]);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            fprintf(stderr, "bench: pthread_create failed: %s\n", strerror(rc));
             exit(2);
         }
     }
@@ -1106,7 +1121,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench [--quick|--full|--cg-worker] [--reps N] [--ms N] [--out DIR]\n"
                     "             [--only WORKLOAD-PREFIX,...] [--contenders NAME-PREFIX,...]\n"
-                    "             [--threads N,...]\n"
+                    "             [--threads N,...] [--pin-cpu CPU|-1]\n"
                     "             [--cg-csv FILE] [--check-malloc]\n");
     exit(2);
 }
@@ -1138,12 +1153,22 @@ int main(int argc, char **argv)
             cfg.only_ct = argv[++i];
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             cfg.only_thr = argv[++i];
+        } else if (!strcmp(argv[i], "--pin-cpu") && i + 1 < argc) {
+            cfg.pin_cpu = atoi(argv[++i]);
         } else {
             usage();
         }
     }
     if (cfg.reps < 1)
         cfg.reps = 1;
+    if (cfg.pin_cpu == -2) { /* default: the last CPU this process may run on (not CPU 0, */
+        cpu_set_t set;       /* which takes most interrupts) */
+        cfg.pin_cpu = -1;
+        if (sched_getaffinity(0, sizeof set, &set) == 0)
+            for (int c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &set))
+                    cfg.pin_cpu = c;
+    }
     if (!malloc_is_glibc())
         return 1;
     if (cfg.mode == MODE_CG_WORKER) {
@@ -1156,6 +1181,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN));
     printf("op = one object allocated and freed; Mops/s aggregate over threads; "
            "ns/op = 1000/Mops (in CSV)\n");
+    if (cfg.pin_cpu >= 0)
+        printf("single-thread points run on CPU %d (--pin-cpu)\n", cfg.pin_cpu);
     fflush(stdout);
     plan();
     char path[512];
