@@ -204,6 +204,21 @@ static void test_bulk(void)
         errno = 0;
         CHECK_MSG(kmem_cache_alloc_bulk(s, GFP_KERNEL, n, NULL) == 0 && errno == EINVAL, "n %zu", n);
     }
+    /* Runs of one (their own path): LIFO through the thread's magazine, a
+     * NULL entry skipped, the count back to zero. */
+    for (int i = 0; i < 100; i++) {
+        void *one[1] = {NULL};
+        CHECK(kmem_cache_alloc_bulk(s, GFP_KERNEL, 1, one) == 1 && one[0] != NULL);
+        memset(one[0], 0x5a, 48);
+        void *again = one[0];
+        kmem_cache_free_bulk(s, 1, one);
+        CHECK(kmem_cache_alloc_bulk(s, __GFP_ZERO, 1, one) == 1 && one[0] == again);
+        CHECK(((unsigned char *)one[0])[0] == 0 && ((unsigned char *)one[0])[47] == 0);
+        kmem_cache_free_bulk(s, 1, one);
+        one[0] = NULL;
+        kmem_cache_free_bulk(s, 1, one);
+    }
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
     CHECK(kmem_cache_shrink(s) == 0);
     kmem_cache_destroy(s);
 }
@@ -397,6 +412,30 @@ static void die_bulk_wrong(void *a)
     void *p[2] = {kmem_cache_alloc(s, GFP_KERNEL), kmem_cache_alloc(t, GFP_KERNEL)};
     kmem_cache_free_bulk(s, 2, p);
 }
+/* Runs of one take their own path: the same checks. */
+static void die_bulk1_wrong(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("bulk1_a", 64, 0, 0, NULL);
+    struct kmem_cache *t = kmem_cache_create("bulk1_b", 64, 0, 0, NULL);
+    void *p[1] = {kmem_cache_alloc(t, GFP_KERNEL)};
+    kmem_cache_free_bulk(s, 1, p);
+}
+static void die_bulk1_misaligned(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("bulk1_m", 64, 0, 0, NULL);
+    void *p[1] = {(char *)kmem_cache_alloc(s, GFP_KERNEL) + 8};
+    kmem_cache_free_bulk(s, 1, p);
+}
+static void die_bulk1_double(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("bulk1_d", 64, 0, 0, NULL);
+    void *p[1] = {kmem_cache_alloc(s, GFP_KERNEL)};
+    kmem_cache_free_bulk(s, 1, p);
+    kmem_cache_free_bulk(s, 1, p);
+}
 /* The same object twice in a row inside a run of the bulk free (the run
  * goes to the core in one piece: its immediate double-free check). */
 static void die_bulk_repeat(void *a)
@@ -467,6 +506,10 @@ static void test_deaths(void)
     CHECK(check_death(die_null_cache, NULL, "magpool: kmem_cache_free: NULL cache at 0x"));
     CHECK(check_death(die_bulk_wrong, NULL, "magpool: bulk_a: wrong cache"));
     CHECK(check_death(die_bulk_repeat, NULL, "magpool: bulk_rep: double free"));
+    CHECK(check_death(die_bulk1_wrong, NULL, "magpool: bulk1_a: wrong cache"));
+    CHECK(check_death(die_bulk1_wrong, NULL, "(kmem_cache_free_bulk: object belongs to bulk1_b)"));
+    CHECK(check_death(die_bulk1_misaligned, NULL, "magpool: bulk1_m: misaligned pointer at 0x"));
+    CHECK(check_death(die_bulk1_double, NULL, "magpool: bulk1_d: double free"));
     CHECK(check_death(die_rcu_foreign, NULL, "magpool: drcu: foreign pointer"));
     CHECK(check_death(die_rcu_null, NULL, "NULL cache"));
     CHECK(check_death(die_rcu_double, NULL, "magpool: drcu2: double free at 0x"));

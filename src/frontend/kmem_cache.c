@@ -244,6 +244,9 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
         errno = EINVAL;
         return 0;
     }
+    /* A run of one (DPDK's get_bulk(1) shape): kmem_cache_alloc's hit. */
+    if (n == 1)
+        return (p[0] = mp_kmem_alloc(s->c, gfp, __builtin_return_address(0))) != NULL;
     /* magpool_alloc_bulk's path: whole runs out of the magazine, all or
      * nothing (errno kept), gfp translated once. */
     return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), __builtin_return_address(0)) == n ? (int)n : 0;
@@ -264,6 +267,11 @@ void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
     if (n == 0 || p == NULL)
         return;
     const void *caller = __builtin_return_address(0);
+    if (n == 1 && s != NULL) { /* a run of one (DPDK's put_bulk(1) shape): no run to check */
+        if (kc_valid(s, p[0], "kmem_cache_free_bulk")) /* (NULL: false, silently) */
+            mp_fast_free(s->c, p[0], caller);
+        return;
+    }
     if (s != NULL && kc_run_owned(s->c, n, p))
         return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
