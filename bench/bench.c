@@ -53,6 +53,7 @@ static struct {
     const char *only_ct;   /* run only contenders whose name starts so */
     const char *only_thr;  /* run only these thread counts ("1,64"; NULL: all) */
     int pin_cpu;           /* single-thread points run on this CPU (-1: not pinned) */
+    bool report;           /* --report: print from <out>/results.csv, run nothing */
 } cfg = { .mode = MODE_QUICK, .reps = 5, .run_ms = 30, .out_dir = "bench/out", .pin_cpu = -2 };
 
 static const struct contender *all_ct[] = {
@@ -689,6 +690,61 @@ static void print_tables(FILE *f)
     }
 }
 
+/* --report: the results of an earlier run, from its results.csv, so that
+ * the tables and targets can be printed again without running anything.
+ * Rows of contenders this binary does not have are skipped.  Returns the
+ * number of rows read, -1 if the file cannot be read. */
+static long read_csv(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    char line[1024];
+    long n = 0;
+    if (!fgets(line, sizeof(line), f)) { /* header */
+        fclose(f);
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char wl[40], ct[64];
+        int kind, ok;
+        unsigned p1, p2, thr;
+        size_t size;
+        double med, mn, mx, nsop, rf, rp, e1, e2;
+        if (sscanf(line, "%39[^,],%d,%u,%u,%zu,%u,%63[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", wl,
+                   &kind, &p1, &p2, &size, &thr, ct, &ok, &med, &mn, &mx, &nsop, &rf, &rp, &e1,
+                   &e2) != 16)
+            continue;
+        const struct contender *c = NULL;
+        for (unsigned i = 0; i < NCT; i++)
+            if (!strcmp(all_ct[i]->name, ct))
+                c = all_ct[i];
+        if (c == NULL)
+            continue;
+        struct result *r = res_add();
+        snprintf(r->wl, sizeof(r->wl), "%s", wl);
+        r->kind = (enum wl_kind)kind;
+        r->p1 = p1;
+        r->p2 = p2;
+        r->size = size;
+        r->threads = thr;
+        r->ct = c;
+        r->ok = ok;
+        r->med = med;
+        r->mn = mn;
+        r->mx = mx;
+        r->r_floor = rf;
+        r->r_peer = rp;
+        r->extra[0] = e1;
+        r->extra[1] = e2;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
 static void write_csv(const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -767,7 +823,14 @@ static __attribute__((unused)) void cg_lookup(const char *ct, const char *op, do
  * issue-16 "best peer": the mallocs, DPDK, the pools of raw memory). */
 static double best_peer(const char *wl, size_t size, unsigned thr, const char **who)
 {
-    return best_of(wl, size, thr, ~(CT_MAGPOOL | CT_FLOOR), who);
+    double best = 0;
+    for (size_t i = 0; i < nres; i++)
+        if (!strcmp(res[i].wl, wl) && res[i].size == size && res[i].threads == thr && res[i].ok &&
+            is_peer(res[i].ct) && res[i].med > best) {
+            best = res[i].med;
+            *who = res[i].ct->name;
+        }
+    return best;
 }
 
 /* Issue 16's "Done when", at 64 B, as far as one process's run can check it
@@ -1122,6 +1185,7 @@ static void usage(void)
     fprintf(stderr, "usage: bench [--quick|--full|--cg-worker] [--reps N] [--ms N] [--out DIR]\n"
                     "             [--only WORKLOAD-PREFIX,...] [--contenders NAME-PREFIX,...]\n"
                     "             [--threads N,...] [--pin-cpu CPU|-1]\n"
+                    "       bench --report [--out DIR] [--cg-csv FILE]   (tables and targets of DIR/results.csv)\n"
                     "             [--cg-csv FILE] [--check-malloc]\n");
     exit(2);
 }
@@ -1153,6 +1217,8 @@ int main(int argc, char **argv)
             cfg.only_ct = argv[++i];
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             cfg.only_thr = argv[++i];
+        } else if (!strcmp(argv[i], "--report")) {
+            cfg.report = true;
         } else if (!strcmp(argv[i], "--pin-cpu") && i + 1 < argc) {
             cfg.pin_cpu = atoi(argv[++i]);
         } else {
@@ -1184,10 +1250,15 @@ int main(int argc, char **argv)
     if (cfg.pin_cpu >= 0)
         printf("single-thread points run on CPU %d (--pin-cpu)\n", cfg.pin_cpu);
     fflush(stdout);
-    plan();
     char path[512];
     snprintf(path, sizeof(path), "%s/results.csv", cfg.out_dir);
-    write_csv(path);
+    if (cfg.report) {
+        if (read_csv(path) < 0)
+            return 2;
+    } else {
+        plan();
+        write_csv(path);
+    }
     print_tables(stdout);
     print_how(stdout);
     print_targets(stdout);
