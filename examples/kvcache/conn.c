@@ -389,6 +389,12 @@ void conn_feed(struct conn *c, const char *data, size_t len)
 uint32_t conn_drive(struct conn *c, bool *more)
 {
     unsigned budget = 20; /* memcached's -R default */
+    /* A read that returned less than it asked for emptied the socket: the
+     * next read would return EAGAIN, so after handling what came the turn
+     * ends and the (level-triggered) epoll says when more arrives, one
+     * system call fewer per request (memcached's try_read_network stops
+     * the same way). */
+    bool drained = false;
     *more = false;
     for (;;) {
         unsigned n = conn_consume(c, budget);
@@ -408,23 +414,30 @@ uint32_t conn_drive(struct conn *c, bool *more)
             *more = true;
             return EPOLLIN;
         }
+        if (drained) /* (consume stops short of its budget only for want of bytes) */
+            return EPOLLIN;
         ssize_t r;
+        size_t want;
         if (c->state == CONN_NREAD && c->rpos == c->rlen) {
             /* straight into the item */
             struct item *it = c->nread_it;
-            r = read(c->fd, ITEM_value(it) + c->nread_done, it->nbytes - c->nread_done);
+            want = it->nbytes - c->nread_done;
+            r = read(c->fd, ITEM_value(it) + c->nread_done, want);
             if (r > 0) {
                 c->nread_done += (uint32_t)r;
                 STAT_ADD(c->stats, bytes_read, (uint64_t)r);
+                drained = (size_t)r < want;
                 continue;
             }
         } else {
             if (!conn_make_room(c))
                 return 0;
-            r = read(c->fd, c->rbuf + c->rlen, c->rsize - c->rlen);
+            want = c->rsize - c->rlen;
+            r = read(c->fd, c->rbuf + c->rlen, want);
             if (r > 0) {
                 c->rlen += (uint32_t)r;
                 STAT_ADD(c->stats, bytes_read, (uint64_t)r);
+                drained = (size_t)r < want;
                 continue;
             }
         }
