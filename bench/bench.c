@@ -316,9 +316,11 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A peer: neither a magpool row nor the floor. */
+#define CT_NOT_PEER (CT_MAGPOOL | CT_FLOOR)
 static int is_peer(const struct contender *ct)
 {
-    return !(ct->caps & (CT_MAGPOOL | CT_FLOOR));
+    return !(ct->caps & CT_NOT_PEER);
 }
 
 /* Fill ratio columns for the last n results (one point). */
@@ -690,6 +692,15 @@ static void print_tables(FILE *f)
     }
 }
 
+/* The contender called name in this binary, or NULL. */
+static const struct contender *ct_named(const char *name)
+{
+    for (unsigned i = 0; i < NCT; i++)
+        if (!strcmp(all_ct[i]->name, name))
+            return all_ct[i];
+    return NULL;
+}
+
 /* --report: the results of an earlier run, from its results.csv, so that
  * the tables and targets can be printed again without running anything.
  * Rows of contenders this binary does not have are skipped.  Returns the
@@ -717,10 +728,7 @@ static long read_csv(const char *path)
                    &kind, &p1, &p2, &size, &thr, ct, &ok, &med, &mn, &mx, &nsop, &rf, &rp, &e1,
                    &e2) != 16)
             continue;
-        const struct contender *c = NULL;
-        for (unsigned i = 0; i < NCT; i++)
-            if (!strcmp(all_ct[i]->name, ct))
-                c = all_ct[i];
+        const struct contender *c = ct_named(ct);
         if (c == NULL)
             continue;
         struct result *r = res_add();
@@ -774,18 +782,28 @@ static __attribute__((unused)) const struct result *find(const char *wl, size_t 
     return NULL;
 }
 
+/* Fastest contender at a point with a cap of `want` (any contender if 0)
+ * and none of `avoid`. */
+static __attribute__((unused)) double best_matching(const char *wl, size_t size, unsigned thr,
+                                                    unsigned want, unsigned avoid, const char **who)
+{
+    double best = 0;
+    for (size_t i = 0; i < nres; i++) {
+        unsigned caps = res[i].ct->caps;
+        if (!strcmp(res[i].wl, wl) && res[i].size == size && res[i].threads == thr && res[i].ok &&
+            (want == 0 || (caps & want)) && !(caps & avoid) && res[i].med > best) {
+            best = res[i].med;
+            *who = res[i].ct->name;
+        }
+    }
+    return best;
+}
+
 /* Fastest contender with a cap of `caps` at a point. */
 static __attribute__((unused)) double best_of(const char *wl, size_t size, unsigned thr,
                                               unsigned caps, const char **who)
 {
-    double best = 0;
-    for (size_t i = 0; i < nres; i++)
-        if (!strcmp(res[i].wl, wl) && res[i].size == size && res[i].threads == thr && res[i].ok &&
-            (res[i].ct->caps & caps) && res[i].med > best) {
-            best = res[i].med;
-            *who = res[i].ct->name;
-        }
-    return best;
+    return best_matching(wl, size, thr, caps, 0, who);
 }
 
 /* Fastest of glibc, jemalloc, tcmalloc, mimalloc at a point (issue 3's set). */
@@ -823,14 +841,7 @@ static __attribute__((unused)) void cg_lookup(const char *ct, const char *op, do
  * issue-16 "best peer": the mallocs, DPDK, the pools of raw memory). */
 static double best_peer(const char *wl, size_t size, unsigned thr, const char **who)
 {
-    double best = 0;
-    for (size_t i = 0; i < nres; i++)
-        if (!strcmp(res[i].wl, wl) && res[i].size == size && res[i].threads == thr && res[i].ok &&
-            is_peer(res[i].ct) && res[i].med > best) {
-            best = res[i].med;
-            *who = res[i].ct->name;
-        }
-    return best;
+    return best_matching(wl, size, thr, 0, CT_NOT_PEER, who);
 }
 
 /* Issue 16's "Done when", at 64 B, as far as one process's run can check it
@@ -890,10 +901,8 @@ static void print_targets_frontends(FILE *f)
     const struct contender *bct[] = { &ct_magpool, &ct_kmem };
     for (int k = 0; k < 2; k++)
         for (int q = 0; q < 4; q++) {
-            const struct result *d = NULL;
-            for (unsigned i = 0; i < NCT; i++) /* (no ct_dpdk with BENCH_NO_DPDK) */
-                if (!strcmp(all_ct[i]->name, "dpdk-mempool"))
-                    d = find(bulk[k], 64, TB[q], all_ct[i]);
+            const struct contender *dpdk = ct_named("dpdk-mempool"); /* (none with BENCH_NO_DPDK) */
+            const struct result *d = dpdk ? find(bulk[k], 64, TB[q], dpdk) : NULL;
             for (int j = 0; j < 2; j++) {
                 const struct result *r = find(bulk[k], 64, TB[q], bct[j]);
                 if (!r && !d)

@@ -47,55 +47,43 @@ def main():
     if not runs:
         print(f"spread.py: no {a.dir}/run*/results.csv", file=sys.stderr)
         return 1
-    best = {}    # (workload, size, threads, contender) -> [best repetition per process]
-    med = {}     # the same -> [median repetition per process]
-    failed = {}  # the same -> processes where the point failed
-    for path in runs:
+    # (workload, size, threads, contender) -> {process index: Mops/s} of each
+    # process's best repetition (best) and median repetition (med)
+    best, med = {}, {}
+    failed = {}  # the same key -> processes where the point failed
+    for i, path in enumerate(runs):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 key = (row["workload"], int(row["size"]), int(row["threads"]), row["contender"])
                 if row["ok"] != "1":
                     failed[key] = failed.get(key, 0) + 1
                     continue
-                best.setdefault(key, []).append(float(row["mops_max"]))
-                med.setdefault(key, []).append(float(row["mops_median"]))
+                best.setdefault(key, {})[i] = float(row["mops_max"])
+                med.setdefault(key, {})[i] = float(row["mops_median"])
 
     def spread(v):
+        v = list(v)
         return max(v) / min(v) if min(v) > 0 else float("inf")
 
-    # Per (workload, size, threads) and process: whether the references were
-    # all slowed there (a machine episode).  best[] lists processes in order,
-    # so keep each key's per-process values by run index.
-    by_run = {}
-    for i, path in enumerate(runs):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["ok"] == "1":
-                    by_run.setdefault((row["workload"], int(row["size"]), int(row["threads"]),
-                                       row["contender"]), {})[i] = float(row["mops_max"])
     refs = ("tcmalloc", "mimalloc")
 
     def slowed(point, i):
-        seen = 0
+        """Both references more than the limit below their medians in process i."""
         for r in refs:
-            v = by_run.get(point + (r,), {})
-            if i not in v:
+            v = best.get(point + (r,), {})
+            if i not in v or v[i] * a.limit >= statistics.median(v.values()):
                 return False
-            if v[i] * a.limit >= statistics.median(v.values()):
-                return False
-            seen += 1
-        return seen == len(refs)
+        return True
 
     out_rows = []
-    for key in sorted(best, key=lambda k: (k[0], k[1], k[2], k[3])):
+    for key in sorted(best):
         b, m = best[key], med[key]
-        per = by_run.get(key, {})
-        keep = [v for i, v in per.items() if not slowed(key[:3], i)]
-        excl = len(per) - len(keep)
+        keep = [v for i, v in b.items() if not slowed(key[:3], i)]
+        excl = len(b) - len(keep)
         adj = spread(keep) if len(keep) * 2 > len(runs) else float("inf")
         ok = adj <= a.limit and not failed.get(key) and len(b) == len(runs)
-        out_rows.append((key, len(b), statistics.median(b), min(b), max(b), adj, spread(b),
-                         spread(m), excl, ok))
+        out_rows.append((key, len(b), statistics.median(b.values()), min(b.values()), max(b.values()),
+                         adj, spread(b.values()), spread(m.values()), excl, ok))
 
     with open(os.path.join(a.dir, "spread.csv"), "w", newline="") as f:
         w = csv.writer(f)

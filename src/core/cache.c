@@ -238,6 +238,7 @@
 #include "cache_impl.h"
 #include "debug.h"
 #include "fork.h"
+#include "frontend.h"
 #include "meta.h"
 #include "page.h"
 
@@ -374,6 +375,9 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
     mp_reaper_start(); /* reap.c: idle threads' magazines, depots of quiet caches */
     return c;
 }
+
+/* frontend.h's MP_FE_MEMO_INIT: an object no slab names as its owner. */
+const char mp_fe_no_owner;
 
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
 {

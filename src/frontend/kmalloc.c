@@ -270,20 +270,16 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_fast_free(s->c, (void *)p, caller);
 }
 
-/* The kmem cache this thread last kfree'd to (mp_fe_owner_memo); starts at
- * an address no slab names as its owner. */
-static const char kfree_no_owner;
-static __thread magpool_cache_t *kfree_memo __attribute__((tls_model("initial-exec"))) =
-    (magpool_cache_t *)&kfree_no_owner;
+/* The kmem cache this thread last kfree'd to (mp_fe_owner_memo). */
+static __thread magpool_cache_t *kfree_memo __attribute__((tls_model("initial-exec"))) = MP_FE_MEMO_INIT;
 
 /* kfree when the owner is not the remembered cache: any kmem cache's object
  * (its tag) is remembered and freed; the rest goes to kfree_slow. */
 static __attribute__((noinline)) void kfree_new_owner(const void *p, const void *caller)
 {
-    magpool_cache_t *c = mp_slab_owner_inline(p);
-    if (c == NULL || mp_fast_fe_tag(c) != MP_TAG_KMEM)
+    magpool_cache_t *c = mp_fe_owner_learn(p, MP_TAG_KMEM, &kfree_memo);
+    if (c == NULL)
         return kfree_slow(p, caller);
-    kfree_memo = c;
     mp_fast_free(c, (void *)p, caller);
 }
 

@@ -244,9 +244,6 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
         errno = EINVAL;
         return 0;
     }
-    /* A run of one (DPDK's get_bulk(1) shape): kmem_cache_alloc's hit. */
-    if (n == 1)
-        return (p[0] = mp_kmem_alloc(s->c, gfp, __builtin_return_address(0))) != NULL;
     /* magpool_alloc_bulk's path: whole runs out of the magazine, all or
      * nothing (errno kept), gfp translated once. */
     return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), __builtin_return_address(0)) == n ? (int)n : 0;

@@ -222,19 +222,16 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
 /* The cache of the pool this thread last put to (mp_fe_owner_memo: without
  * it the hit waited for the whole owner lookup, and a mem_get/mem_put pair
  * took twice as long as kmem_cache_alloc/free, whose cache is an argument).
- * Starts at an address no slab names as its owner. */
-static const char put_no_owner;
-static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec"))) =
-    (magpool_cache_t *)&put_no_owner;
+ */
+static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec"))) = MP_FE_MEMO_INIT;
 
 /* mem_put when the owner is not the remembered cache: look it up, validate
  * the tag, remember it, free. */
 static __attribute__((noinline)) void put_new_owner(void *ptr, const void *caller)
 {
-    magpool_cache_t *c = mp_slab_owner_inline(ptr);
-    if (c == NULL || mp_fast_fe_tag(c) != MP_TAG_MEM_POOL)
+    magpool_cache_t *c = mp_fe_owner_learn(ptr, MP_TAG_MEM_POOL, &mp_put_memo);
+    if (c == NULL)
         return put_slow(ptr, caller);
-    mp_put_memo = c;
     mp_fast_free(c, ptr, caller);
 }
 
