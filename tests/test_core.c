@@ -686,27 +686,54 @@ static void bulk_df_top_child(void *arg)
     magpool_free_bulk(c, 2, p);
 }
 
-/* The same two cases in runs long enough for the vectorized test of
- * mp_run_bad (arg: the index of the repeat, 0 = the top round again). */
+/* The same two cases in runs long enough for the fused copy and check of
+ * mp_copy_run_bad (arg: the index of the repeat, 0 = the top round again,
+ * plus the run's length << 8): every lane of its four-pointer step and
+ * the tail of a length that is not a multiple of four. */
 static void bulk_df_long_child(void *arg)
 {
-    size_t at = (size_t)(uintptr_t)arg;
+    size_t at = (uintptr_t)arg & 0xff, n = (uintptr_t)arg >> 8;
     magpool_cache_t *c = mk("bdf-long", 64);
-    void *p[40], *top = magpool_alloc(c);
-    for (size_t i = 0; i < 40; i++)
+    void *p[64], *top = magpool_alloc(c);
+    for (size_t i = 0; i < n; i++)
         p[i] = magpool_alloc(c);
     magpool_free(c, top);
     p[at] = at == 0 ? top : p[at - 1];
-    magpool_free_bulk(c, 40, p);
+    magpool_free_bulk(c, n, p);
 }
 
 static void test_bulk_double_free(void)
 {
     CHECK(check_death(bulk_df_pair_child, NULL, "magpool: bdf-pair: double free at"));
     CHECK(check_death(bulk_df_top_child, NULL, "magpool: bdf-top: double free at"));
-    for (uintptr_t at = 0; at < 40; at += 13)
-        CHECK(check_death(bulk_df_long_child, (void *)at, "magpool: bdf-long: double free at"));
-    CHECK(check_death(bulk_df_long_child, (void *)(uintptr_t)39, "magpool: bdf-long: double free at"));
+    static const uintptr_t cases[][2] = { { 40, 0 }, { 40, 1 }, { 40, 2 }, { 40, 3 }, { 40, 13 }, { 40, 26 },
+                                          { 40, 39 }, { 43, 40 }, { 43, 41 }, { 43, 42 }, { 17, 16 } };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECK_MSG(check_death(bulk_df_long_child, (void *)(cases[i][1] | cases[i][0] << 8),
+                              "magpool: bdf-long: double free at"),
+                  "n %zu at %zu", (size_t)cases[i][0], (size_t)cases[i][1]);
+}
+
+/* A NULL anywhere in a long bulk free is skipped and the rest freed (the
+ * fused check sends the run object by object): every position of runs of
+ * 17, 32 and 43, the count and conservation exact after each. */
+static void test_bulk_free_null_anywhere(void)
+{
+    magpool_cache_t *c = mk("bnull", 64);
+    static const size_t lens[] = { 17, 32, 43 };
+    for (size_t l = 0; l < 3; l++)
+        for (size_t at = 0; at < lens[l]; at++) {
+            void *p[43];
+            CHECK(magpool_alloc_bulk(c, lens[l], p, 0) == lens[l]);
+            void *kept = p[at];
+            p[at] = NULL;
+            magpool_free_bulk(c, lens[l], p);
+            CHECK_MSG(stat_in_use(c) == 1, "n %zu at %zu", lens[l], at);
+            magpool_free(c, kept);
+            CHECK(stat_in_use(c) == 0);
+        }
+    CHECK(conserved(c, NULL));
+    CHECK(magpool_cache_destroy(c) == 0);
 }
 
 /* ---- double free (death test) ------------------------------------------------------ */
@@ -1182,6 +1209,7 @@ int main(void)
     test_bulk_runs();
     test_bulk_hit();
     test_bulk_double_free();
+    test_bulk_free_null_anywhere();
     test_zombie();
     test_foreach();
     test_debug_cache();

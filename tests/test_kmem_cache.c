@@ -17,6 +17,7 @@
 #include "magpool/magpool.h"
 #include "magpool/mem_pool.h"
 #include "tests/check.h"
+#include "tests/conserve.h"
 
 struct inode {
     long ino;
@@ -219,6 +220,24 @@ static void test_bulk(void)
         kmem_cache_free_bulk(s, 1, one);
     }
     CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    /* Runs whose objects come from many slabs, in shuffled order (the run
+     * check's kept slab bounds change at almost every object): every
+     * object freed, none twice. */
+    enum { MANY = 3000, RUN = 50 };
+    void **many = malloc(MANY * sizeof *many);
+    CHECK(many != NULL && kmem_cache_alloc_bulk(s, GFP_KERNEL, MANY, many) == MANY);
+    for (unsigned i = MANY - 1, x = 12345; i > 0; i--) {
+        x = x * 1103515245u + 12345u;
+        unsigned j = (x >> 8) % (i + 1);
+        void *tmp = many[i];
+        many[i] = many[j];
+        many[j] = tmp;
+    }
+    for (unsigned i = 0; i < MANY; i += RUN)
+        kmem_cache_free_bulk(s, RUN, many + i);
+    free(many);
+    CHECK(magpool_cache_stats(s->c, &st) == 0 && st.in_use == 0);
+    CHECK(conserved(s->c, NULL));
     CHECK(kmem_cache_shrink(s) == 0);
     kmem_cache_destroy(s);
 }
@@ -448,6 +467,24 @@ static void die_bulk_repeat(void *a)
     p[12] = p[11];
     kmem_cache_free_bulk(s, 24, p);
 }
+/* Bad objects deep in a long run, after the run check has kept a slab's
+ * bounds (mp_slab_run_owned_by): inside those bounds but not at an object
+ * start, another cache's object, a foreign address.  arg: which. */
+static void die_bulk_late(void *a)
+{
+    struct kmem_cache *s = kmem_cache_create("bulk_late", 64, 0, 0, NULL);
+    struct kmem_cache *t = kmem_cache_create("bulk_other", 64, 0, 0, NULL);
+    void *p[40];
+    static long local;
+    if (kmem_cache_alloc_bulk(s, GFP_KERNEL, 40, p) != 40)
+        return;
+    switch ((int)(intptr_t)a) {
+    case 0: p[21] = (char *)p[20] + 8; break;
+    case 1: p[35] = kmem_cache_alloc(t, GFP_KERNEL); break;
+    default: p[25] = &local; break;
+    }
+    kmem_cache_free_bulk(s, 40, p);
+}
 static void die_rcu_foreign(void *a)
 {
     (void)a;
@@ -506,6 +543,9 @@ static void test_deaths(void)
     CHECK(check_death(die_null_cache, NULL, "magpool: kmem_cache_free: NULL cache at 0x"));
     CHECK(check_death(die_bulk_wrong, NULL, "magpool: bulk_a: wrong cache"));
     CHECK(check_death(die_bulk_repeat, NULL, "magpool: bulk_rep: double free"));
+    CHECK(check_death(die_bulk_late, (void *)0, "magpool: bulk_late: misaligned pointer at 0x"));
+    CHECK(check_death(die_bulk_late, (void *)1, "(kmem_cache_free_bulk: object belongs to bulk_other)"));
+    CHECK(check_death(die_bulk_late, (void *)2, "magpool: bulk_late: foreign pointer at 0x"));
     CHECK(check_death(die_bulk1_wrong, NULL, "magpool: bulk1_a: wrong cache"));
     CHECK(check_death(die_bulk1_wrong, NULL, "(kmem_cache_free_bulk: object belongs to bulk1_b)"));
     CHECK(check_death(die_bulk1_misaligned, NULL, "magpool: bulk1_m: misaligned pointer at 0x"));

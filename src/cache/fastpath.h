@@ -180,7 +180,9 @@ static inline void mp_san_rest(const struct magpool_cache *c, void *const *objs,
 
 /* Copy k pointers: a plain loop for short runs (no libc call, so the inline
  * hit needs no stack frame; not unrolled, so a run of one costs a few
- * instructions), memcpy for long ones. */
+ * instructions), memcpy for long ones (libc's wide moves beat any loop here
+ * when the next call reads the copy back: a bulk free right after a bulk
+ * alloc). */
 static inline __attribute__((always_inline)) void mp_copy_ptrs(void **dst, void *const *src, size_t k, bool small)
 {
     if (small) {
@@ -215,30 +217,81 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
     return false;
 }
 
-/* Whether a run of n > 0 objects holds a NULL or an object equal to the one
- * before it (objs[0] is compared with `top`).  Short inline runs test with
- * compares and branches (few registers: the inline hit saves one).  Long
- * runs use that (v - 1) & ~v has its top bit set iff v == 0, exactly, for
- * every 64-bit v: the test becomes one branch-free OR-reduction of integer
- * ops, which vectorizes (bulk-32 frees ~20% faster). */
-static inline __attribute__((always_inline)) bool mp_run_bad(void *const *objs, size_t n, void *top, bool small)
+/* Whether a short run of n > 0 objects holds a NULL or an object equal to
+ * the one before it (objs[0] is compared with `top`): compares and branches,
+ * few registers (the inline hit saves one). */
+static inline __attribute__((always_inline)) bool mp_run_bad_short(void *const *objs, size_t n, void *top)
 {
-    if (small) {
-        void *prev = top;
+    void *prev = top;
 #ifdef __clang__
 #pragma clang loop vectorize(disable) unroll(disable)
 #endif
-        for (size_t j = 0; j < n; j++) {
-            if (objs[j] == NULL || objs[j] == prev)
-                return true;
-            prev = objs[j];
-        }
-        return false;
-    }
-    uintptr_t bad = 0, prev = (uintptr_t)top;
     for (size_t j = 0; j < n; j++) {
-        uintptr_t v = (uintptr_t)objs[j], same = v ^ prev;
-        bad |= ((v - 1) & ~v) | ((same - 1) & ~same);
+        if (objs[j] == NULL || objs[j] == prev)
+            return true;
+        prev = objs[j];
+    }
+    return false;
+}
+
+/* Pairs of pointers in 16-byte vectors (GCC/clang vector extensions: SSE2
+ * on x86-64, NEON on AArch64), for mp_copy_run_bad.  MP_VKEEP hides a
+ * loaded pair from the optimiser, so the fused copy stays in the loop
+ * instead of being split out as a memcpy call that reads the run again. */
+typedef uintptr_t mp_ptr2 __attribute__((vector_size(2 * sizeof(uintptr_t)), aligned(sizeof(uintptr_t)), may_alias));
+#if defined(__x86_64__) && defined(__SSE2__)
+#define MP_VKEEP(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define MP_VKEEP(v) __asm__("" : "+w"(v))
+#else
+#define MP_VKEEP(v) ((void)0)
+#endif
+
+static inline __attribute__((always_inline)) mp_ptr2 mp_load2(void *const *p)
+{
+    return *(const mp_ptr2 *)(const void *)p;
+}
+
+static inline __attribute__((always_inline)) void mp_store2(void **p, mp_ptr2 v)
+{
+    *(mp_ptr2 *)(void *)p = v;
+}
+
+/* A long run's copy into dst and its check in one pass: false when the n
+ * > 0 objects hold no NULL and no object equal to the one before it
+ * (objs[0] against `top`).  The test is conservative, never lenient: v - 1
+ * has its top bit set when v == 0, and (v ^ prev) - 1 when v == prev, so
+ * no bad run passes; a good run fails only with an address whose top bit
+ * is set or differs from its neighbour's (never on x86-64 or AArch64 user
+ * addresses), and then goes object by object, which is merely slower.
+ * Four pointers per step as two pairs, each pair against the pair one slot
+ * back (a shuffle of registers already loaded, not a second load that
+ * would straddle two recent stores and miss store forwarding), OR-reduced
+ * into two accumulators with no branch.  Against the exact test
+ * ((v - 1) & ~v | same for v ^ prev) followed by memcpy, a 128-object bulk round (4 x 32 in, 4 x 32 out) went from 97 to 74 ns
+ * (bench/README.md, "Bulk").  The slots written past the magazine's top
+ * are free ones; on failure the top is not moved, so they stay free. */
+static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restrict dst, void *const *restrict objs,
+                                                                 size_t n, void *top)
+{
+    mp_ptr2 last = { 0, (uintptr_t)top }, b1 = { 0, 0 }, b2 = { 0, 0 };
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        mp_ptr2 v = mp_load2(objs + j), w = mp_load2(objs + j + 2);
+        MP_VKEEP(v);
+        MP_VKEEP(w);
+        mp_store2(dst + j, v);
+        mp_store2(dst + j + 2, w);
+        mp_ptr2 pv = __builtin_shufflevector(last, v, 1, 2), pw = __builtin_shufflevector(v, w, 1, 2);
+        b1 |= (v - 1) | (w - 1);
+        b2 |= ((v ^ pv) - 1) | ((w ^ pw) - 1);
+        last = w;
+    }
+    uintptr_t bad = b1[0] | b1[1] | b2[0] | b2[1], prev = last[1];
+    for (; j < n; j++) {
+        uintptr_t v = (uintptr_t)objs[j];
+        dst[j] = objs[j];
+        bad |= (v - 1) | ((v ^ prev) - 1);
         prev = v;
     }
     return bad >> (sizeof bad * 8 - 1);
@@ -258,8 +311,10 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     if (__builtin_expect(top < high && n <= (high - top) / sizeof(void *), 1)) {
         void **dst = (void **)top;
         /* dst[-1]: the top round, or the magazine's NULL guard. */
-        if (__builtin_expect(!mp_run_bad(objs, n, dst[-1], small), 1)) {
-            mp_copy_ptrs(dst, objs, n, small);
+        bool bad = small ? mp_run_bad_short(objs, n, dst[-1]) : mp_copy_run_bad(dst, objs, n, dst[-1]);
+        if (__builtin_expect(!bad, 1)) {
+            if (small)
+                mp_copy_ptrs(dst, objs, n, true);
             top = (uintptr_t)(dst + n); /* counted by tc_net, see cache_impl.h */
             hit = true;
         }

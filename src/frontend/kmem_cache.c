@@ -249,16 +249,6 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
     return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), __builtin_return_address(0)) == n ? (int)n : 0;
 }
 
-/* Whether every object of the run is NULL or one of c's (the inline check
- * of kmem_cache_free, object by object). */
-static bool kc_run_owned(const magpool_cache_t *c, size_t n, void *const *p)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != NULL && !mp_slab_owned_by(p[i], c))
-            return false;
-    return true;
-}
-
 void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
 {
     if (n == 0 || p == NULL)
@@ -269,7 +259,7 @@ void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
             mp_fast_free(s->c, p[0], caller);
         return;
     }
-    if (s != NULL && kc_run_owned(s->c, n, p))
+    if (s != NULL && mp_slab_run_owned_by(p, n, s->c))
         return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
         void *obj = p[i];

@@ -118,6 +118,32 @@ static inline __attribute__((always_inline)) bool mp_slab_owned_by(const void *p
     const struct mp_slab_lookup *s = mp_page_owner_inline(p);
     return s != NULL && mp_slab_lookup_slot(s, p) && mp_load_relaxed(&s->lk_owner) == owner;
 }
+/* Whether every non-NULL p[i] passes mp_slab_owned_by(p[i], owner): the
+ * validating bulk frees' check.  A run's objects mostly share a few slabs,
+ * so the last matching slab's bounds are kept in registers and an object
+ * inside them costs a subtract, a multiply and two compares; only an object
+ * outside them goes to the page map.  (The kept bounds are those of a slab
+ * holding an object the caller still owns, so it cannot be torn down
+ * meanwhile: exactly as valid as a fresh lookup.) */
+static inline bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner)
+{
+    uintptr_t base = 0, span = 0;
+    uint64_t magic = 1;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t off = (uintptr_t)p[i] - base;
+        if (__builtin_expect(off < span && (uint64_t)off * magic < magic, 1))
+            continue;
+        if (p[i] == NULL)
+            continue;
+        const struct mp_slab_lookup *s = mp_page_owner_inline(p[i]);
+        if (s == NULL || !mp_slab_lookup_slot(s, p[i]) || mp_load_relaxed(&s->lk_owner) != owner)
+            return false;
+        base = mp_load_relaxed(&s->lk_base);
+        span = mp_load_relaxed(&s->lk_span);
+        magic = mp_load_relaxed(&s->lk_magic);
+    }
+    return true;
+}
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (slab.c.)  p must be inside a live slab's object area, else
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
