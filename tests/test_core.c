@@ -18,6 +18,7 @@
 #include "magpool/magpool.h"
 #include "check.h"
 #include "conserve.h"
+#include "fastpath.h" /* mp_bulk_wide: the long bulk free's kernel switch */
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
@@ -706,20 +707,26 @@ static void test_bulk_double_free(void)
 {
     CHECK(check_death(bulk_df_pair_child, NULL, "magpool: bdf-pair: double free at"));
     CHECK(check_death(bulk_df_top_child, NULL, "magpool: bdf-top: double free at"));
-    static const uintptr_t cases[][2] = { { 40, 0 }, { 40, 1 }, { 40, 2 }, { 40, 3 }, { 40, 13 }, { 40, 26 },
+    static const uintptr_t cases[][2] = { { 40, 0 },  { 40, 1 },  { 40, 2 },  { 40, 3 },  { 40, 4 },
+                                          { 40, 5 },  { 40, 6 },  { 40, 7 },  { 40, 13 }, { 40, 26 },
                                           { 40, 39 }, { 43, 40 }, { 43, 41 }, { 43, 42 }, { 17, 16 } };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        CHECK_MSG(check_death(bulk_df_long_child, (void *)(cases[i][1] | cases[i][0] << 8),
-                              "magpool: bdf-long: double free at"),
-                  "n %zu at %zu", (size_t)cases[i][0], (size_t)cases[i][1]);
+    /* Both long-run kernels: the wide one where the CPU has it, then the
+     * baseline one (the children inherit the switch). */
+    bool wide = mp_bulk_wide;
+    for (int pass = 0; pass < 2; pass++, mp_bulk_wide = false)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            CHECK_MSG(check_death(bulk_df_long_child, (void *)(cases[i][1] | cases[i][0] << 8),
+                                  "magpool: bdf-long: double free at"),
+                      "wide %d n %zu at %zu", (int)mp_bulk_wide, (size_t)cases[i][0], (size_t)cases[i][1]);
+    mp_bulk_wide = wide;
 }
 
 /* A NULL anywhere in a long bulk free is skipped and the rest freed (the
  * fused check sends the run object by object): every position of runs of
- * 17, 32 and 43, the count and conservation exact after each. */
-static void test_bulk_free_null_anywhere(void)
+ * 17, 32 and 43, the count and conservation exact after each; with both
+ * long-run kernels. */
+static void bulk_free_null_anywhere(magpool_cache_t *c)
 {
-    magpool_cache_t *c = mk("bnull", 64);
     static const size_t lens[] = { 17, 32, 43 };
     for (size_t l = 0; l < 3; l++)
         for (size_t at = 0; at < lens[l]; at++) {
@@ -728,10 +735,20 @@ static void test_bulk_free_null_anywhere(void)
             void *kept = p[at];
             p[at] = NULL;
             magpool_free_bulk(c, lens[l], p);
-            CHECK_MSG(stat_in_use(c) == 1, "n %zu at %zu", lens[l], at);
+            CHECK_MSG(stat_in_use(c) == 1, "wide %d n %zu at %zu", (int)mp_bulk_wide, lens[l], at);
             magpool_free(c, kept);
             CHECK(stat_in_use(c) == 0);
         }
+}
+
+static void test_bulk_free_null_anywhere(void)
+{
+    magpool_cache_t *c = mk("bnull", 64);
+    bool wide = mp_bulk_wide;
+    bulk_free_null_anywhere(c);
+    mp_bulk_wide = false;
+    bulk_free_null_anywhere(c);
+    mp_bulk_wide = wide;
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }

@@ -298,11 +298,20 @@ static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restric
     return bad >> (sizeof bad * 8 - 1);
 }
 
+/* A long run's fused copy and check (mp_copy_run_bad's contract), for
+ * mp_free_bulk_hit_k: magazine.c also has a wider one for CPUs that have it. */
+typedef bool mp_copy_run_fn(void **restrict dst, void *const *restrict objs, size_t n, void *top);
+/* Whether mp_free_bulk_run uses that wider kernel (magazine.c: set at load
+ * when the CPU has AVX2; white-box tests clear it to run this one). */
+extern bool mp_bulk_wide;
+
 /* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
  * equal to the one pushed before it (mp_fast_free's check), push them all
- * with one tcache update; else change nothing. */
-static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
-                                                                   void *const *objs, bool small)
+ * with one tcache update; else change nothing.  copy_run NULL: a short run
+ * (checked, then copied: the inline hit's shape); else the long run's fused
+ * copy and check. */
+static inline __attribute__((always_inline)) bool mp_free_bulk_hit_k(struct magpool_cache *c, size_t n,
+                                                                     void *const *objs, mp_copy_run_fn *copy_run)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
     bool hit = false;
@@ -312,9 +321,9 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     if (__builtin_expect(top < high && n <= (high - top) / sizeof(void *), 1)) {
         void **dst = (void **)top;
         /* dst[-1]: the top round, or the magazine's NULL guard. */
-        if (small ? __builtin_expect(!mp_run_bad_short(objs, n, dst[-1]), 1)
-                  : __builtin_expect(!mp_copy_run_bad(dst, objs, n, dst[-1]), 1)) {
-            if (small)
+        if (copy_run == NULL ? __builtin_expect(!mp_run_bad_short(objs, n, dst[-1]), 1)
+                             : __builtin_expect(!copy_run(dst, objs, n, dst[-1]), 1)) {
+            if (copy_run == NULL)
                 mp_copy_ptrs(dst, objs, n, true);
             top = (uintptr_t)(dst + n); /* counted by tc_net, see cache_impl.h */
             hit = true;
@@ -322,6 +331,13 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpoo
     }
     magpool_hit_leave_(&tc->tc_hit, (void **)top);
     return hit;
+}
+
+/* mp_free_bulk_hit_k with the short form (small) or mp_copy_run_bad. */
+static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
+                                                                   void *const *objs, bool small)
+{
+    return mp_free_bulk_hit_k(c, n, objs, small ? NULL : mp_copy_run_bad);
 }
 
 /* Bulk alloc: a short run inline, else mp_alloc_bulk_run (n - 1 wraps for
