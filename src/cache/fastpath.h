@@ -258,6 +258,21 @@ static inline __attribute__((always_inline)) void mp_store2(void **p, mp_ptr2 v)
     *(mp_ptr2 *)(void *)p = v;
 }
 
+/* The vector kernels' last step: objects j .. n - 1 one by one (prev: the
+ * one before j), the same test, folded into the kernel's accumulated bad
+ * bits; true if the run is bad. */
+static inline __attribute__((always_inline)) bool mp_copy_run_tail(void **restrict dst, void *const *restrict objs,
+                                                                  size_t j, size_t n, uintptr_t prev, uintptr_t bad)
+{
+    for (; j < n; j++) {
+        uintptr_t v = (uintptr_t)objs[j];
+        dst[j] = objs[j];
+        bad |= (v - 1) | ((v ^ prev) - 1);
+        prev = v;
+    }
+    return bad >> (sizeof bad * 8 - 1);
+}
+
 /* A long run's copy into dst and its check in one pass: false when the n
  * > 0 objects hold no NULL and no object equal to the one before it
  * (objs[0] against `top`).  The test is conservative, never lenient: v - 1
@@ -269,8 +284,9 @@ static inline __attribute__((always_inline)) void mp_store2(void **p, mp_ptr2 v)
  * back (a shuffle of registers already loaded, not a second load that
  * would straddle two recent stores and miss store forwarding), OR-reduced
  * into two accumulators with no branch.  Against the exact test
- * ((v - 1) & ~v | same for v ^ prev) followed by memcpy, a 128-object bulk round (4 x 32 in, 4 x 32 out) went from 97 to 74 ns
- * (bench/README.md, "Bulk").  The slots written past the magazine's top
+ * ((v - 1) & ~v, and the same for v ^ prev) followed by memcpy, a
+ * 128-object bulk round (4 x 32 in, 4 x 32 out) went from 97 to 74 ns
+ * (bench/README.md, "Bulk runs").  The slots written past the magazine's top
  * are free ones; on failure the top is not moved, so they stay free. */
 static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restrict dst, void *const *restrict objs,
                                                                  size_t n, void *top)
@@ -288,14 +304,7 @@ static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restric
         b2 |= ((v ^ pv) - 1) | ((w ^ pw) - 1);
         last = w;
     }
-    uintptr_t bad = b1[0] | b1[1] | b2[0] | b2[1], prev = last[1];
-    for (; j < n; j++) {
-        uintptr_t v = (uintptr_t)objs[j];
-        dst[j] = objs[j];
-        bad |= (v - 1) | ((v ^ prev) - 1);
-        prev = v;
-    }
-    return bad >> (sizeof bad * 8 - 1);
+    return mp_copy_run_tail(dst, objs, j, n, last[1], b1[0] | b1[1] | b2[0] | b2[1]);
 }
 
 /* A long run's fused copy and check (mp_copy_run_bad's contract), for

@@ -694,14 +694,7 @@ static __attribute__((target("avx2"), noinline)) bool mp_copy_run_bad_avx2(void 
         last = w;
     }
     b1 |= b2;
-    uintptr_t bad = b1[0] | b1[1] | b1[2] | b1[3], prev = last[3];
-    for (; j < n; j++) {
-        uintptr_t v = (uintptr_t)objs[j];
-        dst[j] = objs[j];
-        bad |= (v - 1) | ((v ^ prev) - 1);
-        prev = v;
-    }
-    return bad >> (sizeof bad * 8 - 1);
+    return mp_copy_run_tail(dst, objs, j, n, last[3], b1[0] | b1[1] | b1[2] | b1[3]);
 }
 
 __attribute__((constructor)) static void mp_run_pick_kernel(void)
