@@ -196,9 +196,15 @@ static inline __attribute__((always_inline)) void mp_copy_ptrs(void **dst, void 
     }
 }
 
-/* If n > 0 rounds are loaded, move the top n into objs (unpoisoned). */
-static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpool_cache *c, size_t n, void **objs,
-                                                                    bool small)
+/* A long run's copy out of the magazine, for mp_alloc_bulk_hit_k:
+ * magazine.c has a wide one for CPUs with AVX2 (NULL: mp_copy_ptrs). */
+typedef void mp_copy_out_fn(void **restrict dst, void *const *restrict src, size_t k);
+
+/* If n > 0 rounds are loaded, move the top n into objs (unpoisoned), with
+ * copy_out, or mp_copy_ptrs(small) when it is NULL. */
+static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit_k(struct magpool_cache *c, size_t n,
+                                                                      void **objs, bool small,
+                                                                      mp_copy_out_fn *copy_out)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
     uintptr_t top = (uintptr_t)magpool_hit_enter_(&tc->tc_hit);
@@ -209,12 +215,21 @@ static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpo
     if (__builtin_expect(top >= (uintptr_t)mp_load_relaxed(&tc->tc_low) + n * sizeof(void *), 1)) {
         void **from = (void **)top - n;
         mp_owner_add_relaxed_u64(&tc->tc_allocs, n);
-        mp_copy_ptrs(objs, from, n, small);
+        if (copy_out != NULL)
+            copy_out(objs, from, n);
+        else
+            mp_copy_ptrs(objs, from, n, small);
         magpool_hit_leave_(&tc->tc_hit, from);
         return true;
     }
     magpool_hit_leave_(&tc->tc_hit, (void **)top);
     return false;
+}
+
+static inline __attribute__((always_inline)) bool mp_alloc_bulk_hit(struct magpool_cache *c, size_t n, void **objs,
+                                                                    bool small)
+{
+    return mp_alloc_bulk_hit_k(c, n, objs, small, NULL);
 }
 
 /* Whether a short run of n > 0 objects holds a NULL or an object equal to

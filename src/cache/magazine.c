@@ -608,63 +608,6 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
  * == 0) goes object by object through the slow paths, with their checks.
  * Runs keep magazine order: a bulk alloc followed by a bulk free of the same
  * array leaves the magazine as it was. */
-static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, size_t n)
-{
-    for (size_t j = 0; j < n; j++)
-        memset(objs[j], 0, c->c_size);
-}
-
-__attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs,
-                                                  unsigned aflags, const void *caller)
-{
-    if (c == NULL || (objs == NULL && n > 0) ||
-        (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
-        errno = EINVAL;
-        return 0;
-    }
-    if (mp_load_relaxed(&c->c_fast_off) == 0) {
-        /* A debug, checked or destroyed cache: object by object through the
-         * slow path, filled from the back, so the run keeps magazine order as
-         * a hit's copy does (objs[n - 1] is the top round). */
-        for (size_t j = n; j-- > 0;)
-            if ((objs[j] = mp_alloc_slow(c, aflags, caller)) == NULL) {
-                int err = errno;
-                mp_free_bulk_run(c, n - 1 - j, objs + j + 1, caller); /* all or nothing */
-                errno = err;
-                return 0;
-            }
-        return n;
-    }
-    size_t i = 0;
-    while (i < n) {
-        /* A hint: the hit decides (a reclaim may have stopped the state
-         * since: idle.c), and a miss takes the slow path below. */
-        uint32_t r = mp_tc_rounds(mp_fast_tc(c));
-        size_t k = n - i < r ? n - i : r;
-        if (k > 0 && mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE)) {
-            if (aflags & MAGPOOL_ZERO)
-                mp_zero_objs(c, objs + i, k);
-            i += k;
-            continue;
-        }
-        /* A boundary (or a stopped magazine): the slow path refills
-         * (unpoisons and zeroes itself). */
-        if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
-            int err = errno;
-            mp_free_bulk_run(c, i, objs, caller); /* all or nothing */
-            errno = err;
-            return 0;
-        }
-        i++;
-    }
-    return n;
-}
-
-MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
-{
-    return mp_fast_alloc_bulk(c, n, objs, aflags, __builtin_return_address(0));
-}
-
 /* The long free run's fused copy and check in 256-bit vectors, for x86-64
  * CPUs with AVX2 (chosen at load time; the library itself is built for
  * baseline x86-64): mp_copy_run_bad's contract and test, eight pointers per
@@ -697,6 +640,21 @@ static __attribute__((target("avx2"), noinline)) bool mp_copy_run_bad_avx2(void 
     return mp_copy_run_tail(dst, objs, j, n, last[3], b1[0] | b1[1] | b1[2] | b1[3]);
 }
 
+/* The long alloc run's copy out of the magazine in 256-bit moves (no libc
+ * call: its dispatch cost more than the copy of a 32-pointer run). */
+static __attribute__((target("avx2"), noinline)) void mp_copy_out_avx2(void **restrict dst, void *const *restrict src,
+                                                                       size_t k)
+{
+    size_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+        mp_ptr4 v = *(const mp_ptr4 *)(const void *)(src + j);
+        MP_VKEEP(v);
+        *(mp_ptr4 *)(void *)(dst + j) = v;
+    }
+    for (; j < k; j++)
+        dst[j] = src[j];
+}
+
 __attribute__((constructor)) static void mp_run_pick_kernel(void)
 {
     __builtin_cpu_init();
@@ -706,6 +664,70 @@ __attribute__((constructor)) static void mp_run_pick_kernel(void)
 /* Set once at load, before any cache exists (tests clear it to run the
  * baseline kernel); a plain bool. */
 bool mp_bulk_wide;
+
+static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        memset(objs[j], 0, c->c_size);
+}
+
+__attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs,
+                                                  unsigned aflags, const void *caller)
+{
+    if (c == NULL || (objs == NULL && n > 0) ||
+        (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
+        errno = EINVAL;
+        return 0;
+    }
+    if (mp_load_relaxed(&c->c_fast_off) == 0) {
+        /* A debug, checked or destroyed cache: object by object through the
+         * slow path, filled from the back, so the run keeps magazine order as
+         * a hit's copy does (objs[n - 1] is the top round). */
+        for (size_t j = n; j-- > 0;)
+            if ((objs[j] = mp_alloc_slow(c, aflags, caller)) == NULL) {
+                int err = errno;
+                mp_free_bulk_run(c, n - 1 - j, objs + j + 1, caller); /* all or nothing */
+                errno = err;
+                return 0;
+            }
+        return n;
+    }
+#ifdef MP_HAVE_AVX2_RUN
+    /* The whole run at once, if loaded (the loop below does the same with
+     * the baseline copy). */
+    if (n > MP_BULK_INLINE && aflags == 0 && mp_bulk_wide && mp_alloc_bulk_hit_k(c, n, objs, false, mp_copy_out_avx2))
+        return n;
+#endif
+    size_t i = 0;
+    while (i < n) {
+        /* A hint: the hit decides (a reclaim may have stopped the state
+         * since: idle.c), and a miss takes the slow path below. */
+        uint32_t r = mp_tc_rounds(mp_fast_tc(c));
+        size_t k = n - i < r ? n - i : r;
+        if (k > 0 && mp_alloc_bulk_hit(c, k, objs + i, k <= MP_BULK_INLINE)) {
+            if (aflags & MAGPOOL_ZERO)
+                mp_zero_objs(c, objs + i, k);
+            i += k;
+            continue;
+        }
+        /* A boundary (or a stopped magazine): the slow path refills
+         * (unpoisons and zeroes itself). */
+        if ((objs[i] = mp_alloc_slow(c, aflags, caller)) == NULL) {
+            int err = errno;
+            mp_free_bulk_run(c, i, objs, caller); /* all or nothing */
+            errno = err;
+            return 0;
+        }
+        i++;
+    }
+    return n;
+}
+
+MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
+{
+    return mp_fast_alloc_bulk(c, n, objs, aflags, __builtin_return_address(0));
+}
+
 
 /* A long run in one fused copy and check if it fits; else object by object through the
  * single free: NULLs skipped, its immediate double-free check, its slow path
