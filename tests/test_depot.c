@@ -38,12 +38,20 @@
 #define OPS 200000
 #endif
 
+/* The depot's counters summed over its shards. */
+static struct mp_depot_counts dcount(struct mp_depot *d)
+{
+    struct mp_depot_counts c;
+    mp_depot_counts(d, &c);
+    return c;
+}
+
 static void test_lock_free(void)
 {
     struct mp_depot d;
     mp_depot_init(&d, 0, 0);
-    CHECK(atomic_is_lock_free(&d.full));
-    CHECK(atomic_is_lock_free(&d.empty));
+    CHECK(atomic_is_lock_free(&d.sh[0].full));
+    CHECK(atomic_is_lock_free(&d.sh[0].empty));
     CHECK(ATOMIC_LLONG_LOCK_FREE == 2);
 }
 
@@ -87,8 +95,8 @@ static void test_lifo_counters(void)
         m[i]->mag_rounds = (uint32_t)(i + 1);
         mp_depot_push_full(&d, m[i]);
     }
-    CHECK(atomic_load(&d.nfull) == 3);
-    CHECK(atomic_load(&d.rounds_full) == 6);
+    CHECK(dcount(&d).nfull == 3);
+    CHECK(dcount(&d).rounds_full == 6);
     CHECK(atomic_load(&d.pushes_full) == 3);
     uint64_t uf = 99, ue = 99;
     mp_depot_ws_close(&d, &uf, &ue);
@@ -104,23 +112,23 @@ static void test_lifo_counters(void)
     CHECK(mp_depot_pop_full(&d) == m[1]);
     CHECK(mp_depot_pop_full(&d) == m[0]);
     CHECK(mp_depot_pop_full(&d) == NULL);
-    CHECK(atomic_load(&d.nfull) == 0);
-    CHECK(atomic_load(&d.rounds_full) == 0);
-    CHECK(atomic_load(&d.pops_full) == 4);
+    CHECK(dcount(&d).nfull == 0);
+    CHECK(dcount(&d).rounds_full == 0);
+    CHECK(dcount(&d).pops_full == 4);
     CHECK(atomic_load(&d.pushes_full) == 4);
 
     for (int i = 0; i < 3; i++) {
         m[i]->mag_rounds = 0;
         mp_depot_push_empty(&d, m[i]);
     }
-    CHECK(atomic_load(&d.nempty) == 3);
-    CHECK(atomic_load(&d.nfull) == 0);
+    CHECK(dcount(&d).nempty == 3);
+    CHECK(dcount(&d).nfull == 0);
     CHECK(mp_depot_pop_full(&d) == NULL);   /* stacks are separate */
     CHECK(mp_depot_pop_empty(&d) == m[2]);
     CHECK(mp_depot_pop_empty(&d) == m[1]);
     CHECK(mp_depot_pop_empty(&d) == m[0]);
     CHECK(mp_depot_pop_empty(&d) == NULL);
-    CHECK(atomic_load(&d.nempty) == 0);
+    CHECK(dcount(&d).nempty == 0);
     CHECK(atomic_load(&d.contention) == 0); /* single thread: no failed CAS */
     for (int i = 0; i < 3; i++)
         mp_mag_retire(m[i]);
@@ -301,7 +309,7 @@ static void test_backlog_fifo(void)
     /* DB1: the first 2 * SLOTS pushes go straight to the stack (LIFO). */
     for (unsigned i = 0; i < 2 * SLOTS; i++)
         mp_depot_push_freed(&d, m[i]);
-    CHECK(atomic_load(&d.bl_mags) == 0 && atomic_load(&d.nfull) == 2 * SLOTS);
+    CHECK(atomic_load(&d.bl_mags) == 0 && dcount(&d).nfull == 2 * SLOTS);
     for (unsigned i = 2 * SLOTS; i-- > 0;)
         CHECK(mp_depot_pop_full(&d) == m[i]);
     CHECK(mp_depot_pop_full(&d) == NULL);
@@ -321,11 +329,11 @@ static void test_backlog_fifo(void)
         CHECK(mp_depot_pop_full(&d) == NULL);
     }
     CHECK(atomic_load(&d.bl_mags) == SLOTS);
-    CHECK(atomic_load(&d.nfull) == 0 && atomic_load(&d.rounds_full) == 0);
+    CHECK(dcount(&d).nfull == 0 && dcount(&d).rounds_full == 0);
     /* Release: every held magazine to the stack, counters to zero. */
     CHECK(mp_depot_backlog_release(&d) == SLOTS);
     CHECK(atomic_load(&d.bl_mags) == 0 && atomic_load(&d.bl_rounds) == 0);
-    CHECK(atomic_load(&d.nfull) == SLOTS);
+    CHECK(dcount(&d).nfull == SLOTS);
     unsigned seen = 0;
     struct mp_mag *p;
     while ((p = mp_depot_pop_full(&d)) != NULL)
@@ -344,7 +352,7 @@ static void test_backlog_fifo(void)
     CHECK(atomic_load(&d.bl_mags) == 1);
     mp_depot_backlog_tick(&d);
     CHECK(atomic_load(&d.bl_mags) == 0);
-    CHECK(atomic_load(&d.nfull) == 2 * SLOTS + 1);
+    CHECK(dcount(&d).nfull == 2 * SLOTS + 1);
     while (mp_depot_pop_full(&d) != NULL)
         ;
     /* No backlog: push_freed is push_full. */
@@ -352,7 +360,7 @@ static void test_backlog_fifo(void)
     mp_depot_init(&z, 0, 0);
     for (unsigned i = 0; i < N; i++)
         mp_depot_push_freed(&z, m[i]);
-    CHECK(atomic_load(&z.bl_mags) == 0 && atomic_load(&z.nfull) == N);
+    CHECK(atomic_load(&z.bl_mags) == 0 && dcount(&z).nfull == N);
     CHECK(mp_depot_backlog_release(&z) == 0);
     for (unsigned i = N; i-- > 0;)
         CHECK(mp_depot_pop_full(&z) == m[i]);
@@ -472,9 +480,9 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     /* Quiescent: counters exact, then drain and count every magazine once. */
     uint64_t nmags = 0, rounds = 0;
     for (int k = 0; k < 2; k++) {
-        nmags += atomic_load(&g_d[k].nfull) + atomic_load(&g_d[k].nempty);
+        nmags += dcount(&g_d[k]).nfull + dcount(&g_d[k]).nempty;
         nmags += atomic_load(&g_d[k].bl_mags);
-        rounds += atomic_load(&g_d[k].rounds_full) + atomic_load(&g_d[k].bl_rounds);
+        rounds += dcount(&g_d[k]).rounds_full + atomic_load(&g_d[k].bl_rounds);
     }
     CHECK_MSG(nmags == nmag, "counters say %llu magazines", (unsigned long long)nmags);
     for (int k = 0; k < 2; k++) {
@@ -507,9 +515,9 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     CHECK(once);
     CHECK(found_rounds == rounds);
     for (int k = 0; k < 2; k++) {
-        CHECK(atomic_load(&g_d[k].nfull) == 0 && atomic_load(&g_d[k].nempty) == 0);
-        CHECK(atomic_load(&g_d[k].rounds_full) == 0);
-        CHECK(atomic_load(&g_d[k].pushes_full) == atomic_load(&g_d[k].pops_full));
+        CHECK(dcount(&g_d[k]).nfull == 0 && dcount(&g_d[k]).nempty == 0);
+        CHECK(dcount(&g_d[k]).rounds_full == 0);
+        CHECK(atomic_load(&g_d[k].pushes_full) == dcount(&g_d[k]).pops_full);
     }
     printf("hammer(%u magazines, backlog %u): %ld moves, contention %llu + %llu failed CAS\n",
            nmag, backlog_slots,
@@ -522,11 +530,79 @@ static void test_hammer(uint32_t nmag, unsigned backlog_slots)
     CHECK(mp_domain_pending(NULL) == 0);
 }
 
+/* Home shards: a thread pops the magazines it pushed before anyone
+ * else's, and another thread's once its own shard is empty; the counters
+ * sum over the shards. */
+struct home_arg {
+    struct mp_depot *d;
+    struct mp_mag **m;
+    struct mp_mag *popped[4];
+};
+
+static void *home_pusher(void *arg)
+{
+    struct home_arg *a = arg;
+    mp_depot_push_full(a->d, a->m[0]);
+    mp_depot_push_full(a->d, a->m[1]);
+    return NULL;
+}
+
+static void *home_popper(void *arg)
+{
+    struct home_arg *a = arg;
+    for (int i = 0; i < 4; i++)
+        a->popped[i] = mp_depot_pop_full(a->d);
+    return NULL;
+}
+
+static void test_home_shards(void)
+{
+    struct mp_depot d;
+    mp_depot_init(&d, 0, 0);
+    struct mp_mag *ma[2], *mb[2];
+    for (int i = 0; i < 2; i++) {
+        ma[i] = mp_mag_alloc(15);
+        mb[i] = mp_mag_alloc(15);
+        CHECK(ma[i] != NULL && mb[i] != NULL);
+        if (ma[i] == NULL || mb[i] == NULL)
+            return;
+        ma[i]->mag_rounds = 1;
+        mb[i]->mag_rounds = 2;
+    }
+    mp_depot_push_full(&d, ma[0]);
+    mp_depot_push_full(&d, ma[1]);
+    /* Another thread (another home shard) pushes later: this thread still
+     * gets its own first. */
+    struct home_arg b = { &d, mb, { NULL } };
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, home_pusher, &b) == 0);
+    pthread_join(t, NULL);
+    CHECK(dcount(&d).nfull == 4 && dcount(&d).rounds_full == 6);
+    CHECK(mp_depot_pop_full(&d) == ma[1]);
+    CHECK(mp_depot_pop_full(&d) == ma[0]);
+    /* Own shard empty: the other's, in its LIFO order. */
+    CHECK(mp_depot_pop_full(&d) == mb[1]);
+    mp_depot_push_full(&d, mb[1]); /* now on this thread's shard */
+    /* A third thread finds both through its empty home shard. */
+    struct home_arg c = { &d, NULL, { NULL } };
+    CHECK(pthread_create(&t, NULL, home_popper, &c) == 0);
+    pthread_join(t, NULL);
+    CHECK(c.popped[3] == NULL && c.popped[2] == NULL);
+    CHECK((c.popped[0] == mb[0] && c.popped[1] == mb[1]) || (c.popped[0] == mb[1] && c.popped[1] == mb[0]));
+    CHECK(dcount(&d).nfull == 0 && dcount(&d).rounds_full == 0 && dcount(&d).pops_full == 5);
+    CHECK(atomic_load(&d.pushes_full) == 5);
+    for (int i = 0; i < 2; i++) {
+        mp_mag_retire(ma[i]);
+        mp_mag_retire(mb[i]);
+    }
+}
+
 int main(void)
 {
     test_lock_free();
     test_alloc_bounds();
     test_lifo_counters();
+    test_home_shards();
     test_recycle_after_grace();
     test_trim();
     test_classes();

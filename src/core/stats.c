@@ -43,14 +43,16 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->deferred = s.deferred + mp_load_relaxed(&c->c_deferred_sealed);
 
     struct mp_depot *d = &c->c_depot;
-    st->in_depot = mp_load_relaxed(&d->rounds_full) + mp_load_relaxed(&d->bl_rounds);
-    st->depot_allocs = mp_load_relaxed(&d->pops_full);
+    struct mp_depot_counts dc;
+    mp_depot_counts(d, &dc);
+    st->in_depot = dc.rounds_full + mp_load_relaxed(&d->bl_rounds);
+    st->depot_allocs = dc.pops_full;
     st->depot_frees = mp_load_relaxed(&d->pushes_full);
     st->depot_contention = mp_load_relaxed(&d->contention);
     st->backlog_mags = mp_load_relaxed(&d->bl_mags);
     st->backlog_slots = d->bl_slots;
-    st->depot_full_mags = mp_load_relaxed(&d->nfull) + st->backlog_mags;
-    st->depot_empty_mags = mp_load_relaxed(&d->nempty);
+    st->depot_full_mags = dc.nfull + st->backlog_mags;
+    st->depot_empty_mags = dc.nempty;
 
     struct mp_slab_stats ss;
     mp_slab_stats(c->c_slab, &ss);

@@ -27,7 +27,12 @@
  *    ABA-safe, with every access visible to ThreadSanitizer (C11 atomics only).
  *  - Counters nfull, nempty, rounds_full, pushes_full, pops_full and
  *    contention are relaxed: approximate while operations are in flight,
- *    exact at quiescence.  nfull and nempty never underflow (see below).
+ *    exact at quiescence (summed over the shards: mp_depot_counts).  nfull
+ *    and nempty never underflow (see below).
+ *  - Home shards: the full and empty stacks are MP_DEPOT_SHARDS pairs of
+ *    stacks; a thread pushes onto its home shard's and pops from its home
+ *    shard first, then from the others in order (see "Home shards").  One
+ *    thread alone sees one LIFO depot.
  *  - mp_depot_push_freed: full magazines from free paths pass through a
  *    bounded FIFO backlog before the full stack (see "Backlog"): wait-free,
  *    nothing stranded, released by shrink, drain and idle reaping.
@@ -75,6 +80,33 @@
  *  A5. Tag wrap: a popper would have to stall between its load and its CAS
  *      while exactly 2^32 pops (a multiple of 2^32) happen on that stack and
  *      the same index is on top again.  Accepted, as in every tagged design.
+ *
+ * Home shards
+ * -----------
+ *  Why.  With one pair of stacks, the full magazine a thread pushes is the
+ *  one the next thread to run dry pops (LIFO), and the empty magazine a
+ *  thread fills next is the one another just emptied: two threads that
+ *  each cycle a large batch through the depot allocate objects, and fill
+ *  magazine slots, whose lines sit in the other core's cache, and bounce
+ *  the stack heads between cores at every exchange.  bench/README.md,
+ *  "batch100000 at two threads": two threads sharing a cache ran slower
+ *  than one (158 against 178-246 Mpairs/s) while a cache per thread gave
+ *  248-286.
+ *  What.  Each thread gets a home shard at its first depot operation, round
+ *  robin over MP_DEPOT_SHARDS (t_home), and keeps it.  A push goes to the
+ *  home shard; a pop takes the home shard's top, else the first non-empty
+ *  other shard's (home + 1, home + 2, ...), so nothing a thread can use is
+ *  ever out of its reach and "NULL" still means every shard looked empty
+ *  at the moment it was read (a relaxed peek skips an empty-looking shard
+ *  without touching its line for writing).  Each shard's stacks are the
+ *  stacks described above (A1-A5, O1-O3 per shard); its counters (nfull,
+ *  nempty, rounds_full, pops_full, the working-set minima) are its own and
+ *  mp_depot_counts sums them.  pushes_full (the backlog's count, DB1) and
+ *  contention stay depot-wide.
+ *  Working set: mp_depot_ws_close sums the shards' unused counts; the
+ *  reaper's teardown pops that many from its own home first, so it may take
+ *  a magazine from a busier shard than the idle one: the count is what the
+ *  working-set rule bounds, not which magazines go.
  *
  * Backlog
  * -------
@@ -580,16 +612,49 @@ void mp_depot_init(struct mp_depot *d, unsigned backlog_slots, uint64_t engage_s
     atomic_init(&d->bl_idle_seen, 0);
     for (unsigned i = 0; i < MP_BACKLOG_SLOTS_MAX; i++)
         atomic_init(&d->bl_ring[i], NULL);
-    atomic_init(&d->full, 0);
-    atomic_init(&d->empty, 0);
-    atomic_init(&d->nfull, 0);
-    atomic_init(&d->nempty, 0);
-    atomic_init(&d->rounds_full, 0);
+    for (unsigned k = 0; k < MP_DEPOT_SHARDS; k++) {
+        struct mp_depot_shard *sh = &d->sh[k];
+        atomic_init(&sh->full, 0);
+        atomic_init(&sh->empty, 0);
+        atomic_init(&sh->nfull, 0);
+        atomic_init(&sh->nempty, 0);
+        atomic_init(&sh->rounds_full, 0);
+        atomic_init(&sh->pops_full, 0);
+        atomic_init(&sh->ws_min_full, 0);
+        atomic_init(&sh->ws_min_empty, 0);
+    }
     atomic_init(&d->contention, 0);
-    atomic_init(&d->pops_full, 0);
     atomic_init(&d->pushes_full, 0);
-    atomic_init(&d->ws_min_full, 0);
-    atomic_init(&d->ws_min_empty, 0);
+}
+
+/* The calling thread's home shard (see "Home shards"): given out round
+ * robin at a thread's first depot operation, so concurrent threads mostly
+ * get distinct shards; fixed for the thread's life, so one thread's depot
+ * is an ordinary LIFO. */
+static _Atomic unsigned g_next_home;
+static __thread unsigned t_home __attribute__((tls_model("initial-exec")));
+
+static inline unsigned home_shard(void)
+{
+    unsigned h = t_home;
+    if (__builtin_expect(h == 0, 0)) {
+        /* Relaxed: a counter, no data hangs on it. */
+        h = mp_fetch_add_relaxed(&g_next_home, 1) % MP_DEPOT_SHARDS + 1;
+        t_home = h;
+    }
+    return h - 1;
+}
+
+void mp_depot_counts(struct mp_depot *d, struct mp_depot_counts *out)
+{
+    struct mp_depot_counts t = { 0, 0, 0, 0 };
+    for (unsigned k = 0; k < MP_DEPOT_SHARDS; k++) {
+        t.nfull += mp_load_relaxed(&d->sh[k].nfull);
+        t.rounds_full += mp_load_relaxed(&d->sh[k].rounds_full);
+        t.pops_full += mp_load_relaxed(&d->sh[k].pops_full);
+        t.nempty += mp_load_relaxed(&d->sh[k].nempty);
+    }
+    *out = t;
 }
 
 /* Lower the working-set low-water mark to depth.  A relaxed CAS-min loop that
@@ -604,9 +669,10 @@ static inline void ws_lower(_Atomic uint64_t *min, uint64_t depth)
 
 static void full_stack_push(struct mp_depot *d, struct mp_mag *m)
 {
-    mp_fetch_add_relaxed(&d->nfull, 1); /* before the CAS: O3 */
-    mp_fetch_add_relaxed(&d->rounds_full, m->mag_rounds);
-    stack_push(&d->full, NULL, slot_index(m), &d->contention);
+    struct mp_depot_shard *sh = &d->sh[home_shard()];
+    mp_fetch_add_relaxed(&sh->nfull, 1); /* before the CAS: O3 */
+    mp_fetch_add_relaxed(&sh->rounds_full, m->mag_rounds);
+    stack_push(&sh->full, NULL, slot_index(m), &d->contention);
 }
 
 void mp_depot_push_full(struct mp_depot *d, struct mp_mag *m)
@@ -686,8 +752,9 @@ void mp_depot_backlog_tick(struct mp_depot *d)
 void mp_depot_push_empty(struct mp_depot *d, struct mp_mag *m)
 {
     mp_tsan_release(m); /* TSan with an uninstrumented library: a magazine's hand-off (sanitize.h) */
-    mp_fetch_add_relaxed(&d->nempty, 1); /* before the CAS: O3 */
-    stack_push(&d->empty, NULL, slot_index(m), &d->contention);
+    struct mp_depot_shard *sh = &d->sh[home_shard()];
+    mp_fetch_add_relaxed(&sh->nempty, 1); /* before the CAS: O3 */
+    stack_push(&sh->empty, NULL, slot_index(m), &d->contention);
 }
 
 static struct mp_mag *depot_pop(struct mp_depot *d, _Atomic uint64_t *head,
@@ -703,21 +770,38 @@ static struct mp_mag *depot_pop(struct mp_depot *d, _Atomic uint64_t *head,
 
 struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
 {
-    struct mp_mag *m = depot_pop(d, &d->full, &d->nfull, &d->ws_min_full);
-    if (m != NULL) {
-        mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-        mp_fetch_sub_relaxed(&d->rounds_full, m->mag_rounds);
-        mp_fetch_add_relaxed(&d->pops_full, 1);
+    unsigned home = home_shard();
+    for (unsigned i = 0; i < MP_DEPOT_SHARDS; i++) {
+        struct mp_depot_shard *sh = &d->sh[(home + i) % MP_DEPOT_SHARDS];
+        /* Relaxed peek: an empty-looking shard is skipped without a CAS on
+         * its line (the pop itself re-reads the head with acquire). */
+        if (LOW(mp_load_relaxed(&sh->full)) == 0)
+            continue;
+        struct mp_mag *m = depot_pop(d, &sh->full, &sh->nfull, &sh->ws_min_full);
+        if (m != NULL) {
+            mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
+            mp_fetch_sub_relaxed(&sh->rounds_full, m->mag_rounds);
+            mp_fetch_add_relaxed(&sh->pops_full, 1);
+            return m;
+        }
     }
-    return m;
+    return NULL;
 }
 
 struct mp_mag *mp_depot_pop_empty(struct mp_depot *d)
 {
-    struct mp_mag *m = depot_pop(d, &d->empty, &d->nempty, &d->ws_min_empty);
-    if (m != NULL)
-        mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-    return m;
+    unsigned home = home_shard();
+    for (unsigned i = 0; i < MP_DEPOT_SHARDS; i++) {
+        struct mp_depot_shard *sh = &d->sh[(home + i) % MP_DEPOT_SHARDS];
+        if (LOW(mp_load_relaxed(&sh->empty)) == 0) /* relaxed peek, as above */
+            continue;
+        struct mp_mag *m = depot_pop(d, &sh->empty, &sh->nempty, &sh->ws_min_empty);
+        if (m != NULL) {
+            mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
+            return m;
+        }
+    }
+    return NULL;
 }
 
 /* Close the interval: the minimum depth seen is how many magazines nobody
@@ -731,8 +815,11 @@ static uint64_t ws_close_one(_Atomic uint64_t *min, _Atomic uint64_t *count)
 
 void mp_depot_ws_close(struct mp_depot *d, uint64_t *unused_full, uint64_t *unused_empty)
 {
-    uint64_t f = ws_close_one(&d->ws_min_full, &d->nfull);
-    uint64_t e = ws_close_one(&d->ws_min_empty, &d->nempty);
+    uint64_t f = 0, e = 0;
+    for (unsigned k = 0; k < MP_DEPOT_SHARDS; k++) {
+        f += ws_close_one(&d->sh[k].ws_min_full, &d->sh[k].nfull);
+        e += ws_close_one(&d->sh[k].ws_min_empty, &d->sh[k].nempty);
+    }
     if (unused_full)
         *unused_full = f;
     if (unused_empty)

@@ -39,19 +39,30 @@ struct mp_mag {
 /* Most magazines a depot's backlog holds (depot.c, "Backlog"). */
 #define MP_BACKLOG_SLOTS_MAX 64u
 
-/* One cache line per stack, holding the head and every counter an operation
- * on that stack updates, so an exchange (pop one stack, push the other)
- * brings each line over once; the rare CAS-failure counter has its own. */
-struct mp_depot {
+/* Shards of the full and empty stacks (depot.c, "Home shards"): a thread
+ * pushes to its home shard and pops from it first. */
+#define MP_DEPOT_SHARDS 4u
+
+/* One shard: one cache line per stack, holding the head and every counter
+ * an operation on that stack updates, so an exchange (pop one stack, push
+ * the other) brings each line over once. */
+struct mp_depot_shard {
     _Alignas(64) _Atomic uint64_t full; /* stack heads: tag << 32 | (index + 1) */
-    _Atomic uint64_t nfull;               /* magazines on the full stack */
-    _Atomic uint64_t rounds_full;         /* objects in the full stack's magazines */
-    _Atomic uint64_t pops_full, pushes_full;
+    _Atomic uint64_t nfull;               /* magazines on this full stack */
+    _Atomic uint64_t rounds_full;         /* objects in its magazines */
+    _Atomic uint64_t pops_full;
     _Atomic uint64_t ws_min_full;         /* working-set low-water mark this interval */
     _Alignas(64) _Atomic uint64_t empty;
     _Atomic uint64_t nempty;
     _Atomic uint64_t ws_min_empty;
+};
+
+struct mp_depot {
+    struct mp_depot_shard sh[MP_DEPOT_SHARDS];
+    /* The rare CAS-failure counter, and full pushes (the backlog's
+     * engagement count, DB1), on a line of their own. */
     _Alignas(64) _Atomic uint64_t contention; /* failed CASes */
+    _Atomic uint64_t pushes_full;
     /* Backlog (depot.c, "Backlog"): full magazines from free paths, held
      * back in FIFO order before they reach the full stack. */
     _Alignas(64) _Atomic uint64_t bl_pos;   /* backlog pushes so far (slot = pos % bl_slots) */
@@ -63,6 +74,13 @@ struct mp_depot {
     uint64_t bl_engage_span;                /* full pushes from a release to engagement; fixed */
     _Alignas(64) _Atomic(struct mp_mag *) bl_ring[MP_BACKLOG_SLOTS_MAX];
 };
+
+/* The depot's counters summed over its shards (relaxed: approximate while
+ * operations are in flight, exact at quiescence). */
+struct mp_depot_counts {
+    uint64_t nfull, rounds_full, pops_full, nempty;
+};
+void mp_depot_counts(struct mp_depot *d, struct mp_depot_counts *out);
 
 /* Stride of the largest slot class (magazines of more than 389 rounds, up to
  * MAGPOOL_MAG_MAX): the header plus MAGPOOL_MAG_MAX rounds, rounded up to a
