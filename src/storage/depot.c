@@ -91,7 +91,8 @@
  *  the stack heads between cores at every exchange.  bench/README.md,
  *  "batch100000 at two threads": two threads sharing a cache ran slower
  *  than one (158 against 178-246 Mpairs/s) while a cache per thread gave
- *  248-286.
+ *  248-286.  With home shards the shared cache gives 226-236 (177-180
+ *  without, same sitting); one thread is unchanged.
  *  What.  Each thread gets a home shard at its first depot operation, round
  *  robin over MP_DEPOT_SHARDS (t_home), and keeps it.  A push goes to the
  *  home shard; a pop takes the home shard's top, else the first non-empty
