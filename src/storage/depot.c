@@ -769,40 +769,44 @@ static struct mp_mag *depot_pop(struct mp_depot *d, _Atomic uint64_t *head,
     return m;
 }
 
-struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
+/* Pop the full (full != 0) or empty stack of the home shard, else of the
+ * first other shard with a magazine; *shp gets the shard popped. */
+static struct mp_mag *shard_pop(struct mp_depot *d, bool full, struct mp_depot_shard **shp)
 {
     unsigned home = home_shard();
     for (unsigned i = 0; i < MP_DEPOT_SHARDS; i++) {
         struct mp_depot_shard *sh = &d->sh[(home + i) % MP_DEPOT_SHARDS];
+        _Atomic uint64_t *head = full ? &sh->full : &sh->empty;
         /* Relaxed peek: an empty-looking shard is skipped without a CAS on
-         * its line (the pop itself re-reads the head with acquire). */
-        if (LOW(mp_load_relaxed(&sh->full)) == 0)
+         * its line (the pop itself re-reads the head with acquire, O2). */
+        if (LOW(mp_load_relaxed(head)) == 0)
             continue;
-        struct mp_mag *m = depot_pop(d, &sh->full, &sh->nfull, &sh->ws_min_full);
+        struct mp_mag *m = full ? depot_pop(d, head, &sh->nfull, &sh->ws_min_full)
+                                : depot_pop(d, head, &sh->nempty, &sh->ws_min_empty);
         if (m != NULL) {
             mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-            mp_fetch_sub_relaxed(&sh->rounds_full, m->mag_rounds);
-            mp_fetch_add_relaxed(&sh->pops_full, 1);
+            *shp = sh;
             return m;
         }
     }
     return NULL;
 }
 
+struct mp_mag *mp_depot_pop_full(struct mp_depot *d)
+{
+    struct mp_depot_shard *sh;
+    struct mp_mag *m = shard_pop(d, true, &sh);
+    if (m != NULL) {
+        mp_fetch_sub_relaxed(&sh->rounds_full, m->mag_rounds);
+        mp_fetch_add_relaxed(&sh->pops_full, 1);
+    }
+    return m;
+}
+
 struct mp_mag *mp_depot_pop_empty(struct mp_depot *d)
 {
-    unsigned home = home_shard();
-    for (unsigned i = 0; i < MP_DEPOT_SHARDS; i++) {
-        struct mp_depot_shard *sh = &d->sh[(home + i) % MP_DEPOT_SHARDS];
-        if (LOW(mp_load_relaxed(&sh->empty)) == 0) /* relaxed peek, as above */
-            continue;
-        struct mp_mag *m = depot_pop(d, &sh->empty, &sh->nempty, &sh->ws_min_empty);
-        if (m != NULL) {
-            mp_tsan_acquire(m); /* pairs with the push's mp_tsan_release */
-            return m;
-        }
-    }
-    return NULL;
+    struct mp_depot_shard *sh;
+    return shard_pop(d, false, &sh);
 }
 
 /* Close the interval: the minimum depth seen is how many magazines nobody
