@@ -596,18 +596,6 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
 
 /* ---- bulk ----------------------------------------------------------------- */
 
-/* Bulk calls move whole runs of rounds between the caller's array and the
- * loaded magazine: one copy and one tcache update per run, no call and no
- * check per object.  A short run (<= MP_BULK_INLINE) that fits the loaded
- * magazine is the whole call, with no call at all (a bulk of one costs about
- * one magpool_alloc; the inline hits are in fastpath.h, shared with the
- * kmem_cache bulk calls); a longer one is one memcpy in mp_*_bulk_run.  Runs
- * that do not fit take the ordinary slow path once per magazine boundary:
- * that call exchanges or refills the magazine and moves one object; the next
- * run takes the rest.  A debug or destroyed cache (tcache[0]: rounds == cap
- * == 0) goes object by object through the slow paths, with their checks.
- * Runs keep magazine order: a bulk alloc followed by a bulk free of the same
- * array leaves the magazine as it was. */
 /* The long free run's fused copy and check in 256-bit vectors, for x86-64
  * CPUs with AVX2 (chosen at load time; the library itself is built for
  * baseline x86-64): mp_copy_run_bad's contract and test, eight pointers per
@@ -665,6 +653,19 @@ __attribute__((constructor)) static void mp_run_pick_kernel(void)
  * baseline kernel); a plain bool. */
 bool mp_bulk_wide;
 
+/* Bulk calls move whole runs of rounds between the caller's array and the
+ * loaded magazine: one copy and one tcache update per run, no call per
+ * object (a free run's NULL/repeat test rides along with its copy:
+ * mp_copy_run_bad, or the AVX2 kernel above).  A short run (<= MP_BULK_INLINE) that fits the loaded
+ * magazine is the whole call, with no call at all (a bulk of one costs about
+ * one magpool_alloc; the inline hits are in fastpath.h, shared with the
+ * kmem_cache bulk calls); a longer one is one pass in mp_*_bulk_run.  Runs
+ * that do not fit take the ordinary slow path once per magazine boundary:
+ * that call exchanges or refills the magazine and moves one object; the next
+ * run takes the rest.  A debug or destroyed cache (tcache[0]: rounds == cap
+ * == 0) goes object by object through the slow paths, with their checks.
+ * Runs keep magazine order: a bulk alloc followed by a bulk free of the same
+ * array leaves the magazine as it was. */
 static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, size_t n)
 {
     for (size_t j = 0; j < n; j++)
@@ -727,7 +728,6 @@ MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs,
 {
     return mp_fast_alloc_bulk(c, n, objs, aflags, __builtin_return_address(0));
 }
-
 
 /* A long run in one fused copy and check if it fits; else object by object through the
  * single free: NULLs skipped, its immediate double-free check, its slow path
