@@ -144,6 +144,78 @@ static inline bool mp_slab_run_owned_by(void *const *p, size_t n, const void *ow
     }
     return true;
 }
+/* ---- slab memos: the validating frees' check without the page map ----
+ *
+ * A front end's free checks every pointer at the call (kmem_cache.h), and a
+ * page-map lookup (mp_slab_owned_by) is most of that free's instructions.
+ * A slab memo is a thread's private copy of one slab's lookup fields, so a
+ * free into the slab the thread last freed to costs a subtract, a multiply
+ * and three compares, with no load outside the thread's own line but the
+ * generation word.
+ *
+ * GUARANTEE: mp_slab_memo_hit(m, p) is true only when p is the start of
+ * an object slot of a slab owned by m->owner that was live when this
+ * thread last observed mp_slab_gen unchanged: the answer a fresh lookup
+ * would have given at that moment, so it is as valid as one.
+ *
+ * mp_slab_gen counts slab teardowns.  Teardown (slab.c) clears the slab's
+ * owner words, then increments mp_slab_gen (acq_rel), and only then gives
+ * the pages and the descriptor back for reuse.  mp_slab_memo_take reads the
+ * generation (acquire), looks p up (the page owner's acquire and the
+ * descriptor's fields), and reads the generation again: it fills the memo
+ * only if both reads agree.  So a memo's slab was live at its generation:
+ *  - a take that read the generation after an increment was ordered after
+ *    that teardown's owner clear (acquire pairs with the RMW's release), so
+ *    its lookup cannot find the torn-down slab;
+ *  - a take that overlapped a teardown sees the second read differ (the
+ *    RMW's acquire half keeps the reuse's stores after the increment, and the
+ *    take's acquire field loads keep its second read after them), and keeps
+ *    no memo.
+ * A memo of generation g answers only while the thread still reads g
+ * (relaxed is enough there: whoever handed this thread a pointer into reused
+ * memory did so after the reuse, after the increment, so coherence makes the
+ * thread read the new generation).  Teardowns are rare (an empty slab beyond
+ * the one kept, or a reap), and a stale memo costs one lookup.
+ *
+ * The caller keeps the memo (a thread-local, MP_SLAB_MEMO_INIT) and decides
+ * which slabs it remembers: a memo holds only owners the caller validated,
+ * so a hit needs no owner test beyond the caller's own. */
+struct mp_slab_memo {
+    uintptr_t base;   /* lk_base of the slab */
+    uint64_t span;    /* lk_span (0: matches nothing) */
+    uint64_t magic;   /* lk_magic */
+    void *owner;      /* lk_owner */
+    uint64_t gen;     /* mp_slab_gen when taken */
+};
+#define MP_SLAB_MEMO_INIT { 0, 0, 1, NULL, 0 }
+
+/* mp_slab_gen: slab teardowns so far (slab.c); on a line of its own, read
+ * by every validating free and written once per teardown. */
+struct mp_slab_gen_line {
+    _Alignas(64) _Atomic uint64_t gen;
+    char pad[64 - sizeof(uint64_t)];
+};
+extern struct mp_slab_gen_line mp_slab_gen_line;
+
+/* Whether p is an object start of the memo's slab and no slab was torn
+ * down since the memo was taken; then m->owner owns p (never NULL). */
+static inline __attribute__((always_inline)) bool mp_slab_memo_hit(const struct mp_slab_memo *m,
+                                                                   const void *p)
+{
+    uintptr_t off = (uintptr_t)p - m->base;
+    if (__builtin_expect(off >= m->span || (uint64_t)off * m->magic >= m->magic, 0))
+        return false;
+    /* Relaxed: see "A memo of generation g" above. */
+    return __builtin_expect(mp_load_relaxed(&mp_slab_gen_line.gen) == m->gen, 1);
+}
+
+/* Look p up (mp_slab_owner_inline) into *out: true with out->owner set when
+ * p is an object start of a live slab, and then *out is a memo the caller
+ * may keep (out->span 0 when the generation moved during the lookup: still
+ * the right answer, only not to be remembered).  False for a foreign or
+ * misaligned p (mp_slab_owner says which).  Out of line: the memo's miss. */
+bool mp_slab_memo_take(const void *p, struct mp_slab_memo *out);
+
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (slab.c.)  p must be inside a live slab's object area, else
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
