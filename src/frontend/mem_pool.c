@@ -10,9 +10,9 @@
  *    of the mem_pool slab this thread last put to; past it, out of line, a
  *    page-map + slab-descriptor lookup catches foreign and misaligned
  *    pointers and objects of other front ends' caches, and remembers the
- *    slab; mem_pool_destroy flushes every memo, so a put to a destroyed
- *    pool goes out of line too), then the core's inline push (catches the
- *    immediate double free).  No call, lock, counter or atomic RMW on a hit.  The
+ *    slab), one compare of the pool's tag (routes puts to a destroyed pool
+ *    out of line), then the core's inline push (catches the immediate
+ *    double free).  No call, lock, counter or atomic RMW on a hit.  The
  *    magic is written once at creation and once at destroy (ordered by the
  *    caller before any later put, mem_pool.h's synchronization table).
  *  - The ready set: `count` objects are built and parked in the depot at
@@ -241,8 +241,12 @@ MP_HOT_ENTRY void mem_put(void *ptr)
     const void *caller = __builtin_return_address(0);
     if (__builtin_expect(!mp_slab_memo_hit(&mp_put_memo, ptr), 0))
         return put_new_owner(ptr, caller);
-    /* (The memo holds live pools only: mem_pool_destroy flushes it.) */
-    mp_fast_free(mp_put_memo.owner, ptr, caller);
+    magpool_cache_t *c = mp_put_memo.owner;
+    /* The pool's tag on its cache, next to the fast id the hit reads (a
+     * destroyed pool's is MP_TAG_MEM_POOL_DEAD: put_slow). */
+    if (__builtin_expect(mp_fast_fe_tag(c) != MP_TAG_MEM_POOL, 0))
+        return put_slow(ptr, caller);
+    mp_fast_free(c, ptr, caller);
 }
 
 void mem_pool_destroy(struct mem_pool *pool)
@@ -261,9 +265,6 @@ void mem_pool_destroy(struct mem_pool *pool)
     mp_store_relaxed(&pool->zombie_left, live);
     pool->magic = MEM_POOL_DEAD_MAGIC; /* later puts: put_to_dead_pool */
     mp_fast_set_fe_tag(pool->cache, MP_TAG_MEM_POOL_DEAD);
-    /* No thread's put memo may answer for this pool any more: the next put
-     * of each looks the owner up and finds the dead tag (put_slow). */
-    mp_slab_memo_flush();
 }
 
 static void sample_max(struct mem_pool *p, unsigned long in_use)

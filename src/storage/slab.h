@@ -158,7 +158,7 @@ static inline bool mp_slab_run_owned_by(void *const *p, size_t n, const void *ow
  * thread last observed mp_slab_gen unchanged: the answer a fresh lookup
  * would have given at that moment, so it is as valid as one.
  *
- * mp_slab_gen counts slab teardowns (and mp_slab_memo_flush calls).  Teardown (slab.c) clears the slab's
+ * mp_slab_gen counts slab teardowns.  Teardown (slab.c) clears the slab's
  * owner words, then increments mp_slab_gen (acq_rel), and only then gives
  * the pages and the descriptor back for reuse.  mp_slab_memo_take reads the
  * generation (acquire), looks p up (the page owner's acquire and the
@@ -207,16 +207,6 @@ static inline __attribute__((always_inline)) bool mp_slab_memo_hit(const struct 
         return false;
     /* Relaxed: see "A memo of generation g" above. */
     return __builtin_expect(mp_load_relaxed(&mp_slab_gen_line.gen) == m->gen, 1);
-}
-
-/* Make every thread's memo miss once: for a caller that changes what a hit
- * would have to re-check (mem_pool_destroy: the pool's tag).  A free
- * ordered after this call by its caller reads the moved generation
- * (acq_rel, as a teardown's increment: the caller's stores before it are
- * seen by the lookup that follows the miss). */
-static inline void mp_slab_memo_flush(void)
-{
-    mp_fetch_add_acqrel(&mp_slab_gen_line.gen, 1);
 }
 
 /* Look p up (mp_slab_owner_inline) into *out: true with out->owner set when
