@@ -42,7 +42,6 @@
 #define mp_fetch_add_release(p, v) atomic_fetch_add_explicit((p), (v), memory_order_release)
 #define mp_fetch_sub_relaxed(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
 #define mp_fetch_sub_acqrel(p, v)  atomic_fetch_sub_explicit((p), (v), memory_order_acq_rel)
-#define mp_fetch_add_acqrel(p, v)  atomic_fetch_add_explicit((p), (v), memory_order_acq_rel)
 
 #define mp_xchg_relaxed(p, v) atomic_exchange_explicit((p), (v), memory_order_relaxed)
 #define mp_xchg_acquire(p, v) atomic_exchange_explicit((p), (v), memory_order_acquire)

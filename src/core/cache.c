@@ -376,6 +376,9 @@ static magpool_cache_t *mp_cache_create_flags(const struct magpool_config *cfg, 
     return c;
 }
 
+/* frontend.h's MP_FE_MEMO_INIT: an object no slab names as its owner. */
+const char mp_fe_no_owner;
+
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv)
 {
     return mp_cache_create_flags(cfg, priv, MP_CACHE_FLAGS | MP_FE_FLAGS);

@@ -34,25 +34,43 @@
  * the front-end-only flags (MP_FE_FLAGS). */
 magpool_cache_t *mp_cache_create_priv(const struct magpool_config *cfg, void *priv);
 
-/* The owner check of the validating frees (kmem_cache_free, kfree,
- * mem_put): a slab memo (slab.h) per front end and thread, which remembers
- * the slab of the last object freed through that front end, so a free into
- * the same slab costs no page-map lookup (mp_slab_memo_hit).  A front end's memo only ever
- * holds slabs of caches carrying its tag (mp_fast_fe_tag), so a hit is an
- * object start of a live slab of such a cache, m->owner: the caller tests what its
- * call adds (kmem_cache_free: the cache it was given; mem_put: a destroyed
- * pool's tag). */
-/* The miss, out of line in the caller: obj's owner if obj is an object
- * start of a cache carrying tag, whose slab then becomes the memo; else
- * NULL (the caller's misuse path says why). */
-static inline magpool_cache_t *mp_fe_memo_learn(const void *obj, uint32_t tag, struct mp_slab_memo *m)
+/* The owner check of the frees that take no cache (mem_put, kfree), with
+ * the memo that keeps it off the hit's critical path.  *memo is the cache
+ * this thread last freed to through that front end: a thread-local the
+ * caller keeps, never NULL (initialised to MP_FE_MEMO_INIT).  Returns true when obj is an object start of a live slab
+ * of *memo (mp_slab_owned_by); the caller then pushes onto *memo, which it
+ * had before the lookup's dependent loads finished, so the push does not
+ * wait for them.  On false the caller's out-of-line path looks the owner up
+ * again, validates it and remembers it (mp_fe_owner_learn).  A memo is only ever used after a
+ * lookup agreed with it, so a stale one (its cache destroyed and gone) is
+ * never read. */
+/* A memo's initial value (MP_FE_MEMO_INIT): an address no slab names as
+ * its owner (cache.c). */
+extern const char mp_fe_no_owner;
+#define MP_FE_MEMO_INIT ((magpool_cache_t *)&mp_fe_no_owner)
+
+static inline __attribute__((always_inline)) bool mp_fe_owner_memo(const void *obj, magpool_cache_t **memo)
 {
-    struct mp_slab_memo t;
-    if (!mp_slab_memo_take(obj, &t) || mp_fast_fe_tag(t.owner) != tag)
+    magpool_cache_t *m = *memo;
+    if (__builtin_expect(!mp_slab_owned_by(obj, m), 0))
+        return false;
+    /* The caller goes on with m (known early), not the owner word it was
+     * just compared with: the compiler must not make the hit wait for it. */
+    __asm__("" : "+r"(m));
+    *memo = m;
+    return true;
+}
+
+/* The out-of-line half of mp_fe_owner_memo: obj's owner if it is an object
+ * start of a cache carrying the front end's tag (mp_fast_fe_tag), which then
+ * becomes the memo; else NULL (the caller's misuse path says why). */
+static inline magpool_cache_t *mp_fe_owner_learn(const void *obj, uint32_t tag, magpool_cache_t **memo)
+{
+    magpool_cache_t *c = mp_slab_owner_inline(obj);
+    if (c == NULL || mp_fast_fe_tag(c) != tag)
         return NULL;
-    if (t.span != 0)
-        *m = t;
-    return t.owner;
+    *memo = c;
+    return c;
 }
 
 /* NULL with errno = EINVAL, for a NULL pool/cache argument: a call the

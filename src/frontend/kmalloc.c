@@ -21,12 +21,12 @@
  *    a red zone, checked at kfree (debug.c, mp_debug_set_request); such
  *    classes are not published in class_cache, so their kmallocs take
  *    kmalloc_slow, which records the size, and the hit path checks nothing.
- *  - kfree's fast path: the thread's slab memo (mp_kmem_memo, shared with
- *    kmem_cache_free; frontend.h) validates foreign / misaligned and gives
- *    the owner, then the core's inline push (immediate double free).  An
- *    object of another slab is looked up out of line (page map and slab
- *    descriptor), checked for the kmem caches' front-end tag (MP_TAG_KMEM:
- *    any kmem cache, Linux >= 6.4 allows that too), and its slab remembered.  NULL, ZERO_SIZE_PTR, large spans and
+ *  - kfree's fast path: one inline page-map + slab-descriptor lookup
+ *    (validates foreign / misaligned) compared with the cache this thread
+ *    last kfree'd to (mp_fe_owner_memo), then the core's inline push
+ *    (immediate double free).  A new owner is checked out of line for the
+ *    kmem caches' front-end tag (MP_TAG_KMEM: any kmem cache, Linux >= 6.4
+ *    allows that too) and remembered.  NULL, ZERO_SIZE_PTR, large spans and
  *    every misuse go out of line.
  */
 #include <errno.h>
@@ -270,11 +270,14 @@ static __attribute__((noinline, cold)) void kfree_slow(const void *p, const void
         mp_fast_free(s->c, (void *)p, caller);
 }
 
-/* kfree past the memo (mp_kmem_memo): any kmem cache's object (its tag)
- * has its slab remembered and is freed; the rest goes to kfree_slow. */
+/* The kmem cache this thread last kfree'd to (mp_fe_owner_memo). */
+static __thread magpool_cache_t *kfree_memo __attribute__((tls_model("initial-exec"))) = MP_FE_MEMO_INIT;
+
+/* kfree when the owner is not the remembered cache: any kmem cache's object
+ * (its tag) is remembered and freed; the rest goes to kfree_slow. */
 static __attribute__((noinline)) void kfree_new_owner(const void *p, const void *caller)
 {
-    magpool_cache_t *c = mp_fe_memo_learn(p, MP_TAG_KMEM, &mp_kmem_memo);
+    magpool_cache_t *c = mp_fe_owner_learn(p, MP_TAG_KMEM, &kfree_memo);
     if (c == NULL)
         return kfree_slow(p, caller);
     mp_fast_free(c, (void *)p, caller);
@@ -283,9 +286,10 @@ static __attribute__((noinline)) void kfree_new_owner(const void *p, const void 
 MP_HOT_ENTRY void kfree(const void *p)
 {
     const void *caller = __builtin_return_address(0);
-    if (__builtin_expect(!mp_slab_memo_hit(&mp_kmem_memo, p), 0))
+    magpool_cache_t *c = kfree_memo;
+    if (__builtin_expect(!mp_fe_owner_memo(p, &c), 0))
         return kfree_new_owner(p, caller);
-    mp_fast_free(mp_kmem_memo.owner, (void *)p, caller);
+    mp_fast_free(c, (void *)p, caller);
 }
 
 /* ksize of p for the call `op` (ksize, krealloc), which names a misuse. */

@@ -10,13 +10,11 @@
  *  - Constructor semantics are the core's: ctor once per construction, never
  *    on reuse.  SLAB_POISON is dropped for caches with a ctor (as Linux does);
  *    the debug layer also skips env-requested poisoning for them.
- *  - Every free is validated before it reaches the core: obj must be an
- *    object start of a live slab of the cache's own magpool cache.  Inline,
- *    against the thread's slab memo (mp_kmem_memo, shared with kfree: a
- *    bounds test and one multiply by the slab's precomputed reciprocal,
- *    slab.h); past it, out of line, one page-map and slab-descriptor lookup
- *    that remembers the slab; anything else (NULL, foreign, misaligned,
- *    wrong cache) goes to free_slow, where mp_obj_check says which.  The
+ *  - Every free is validated before it reaches the core: one inline page-map
+ *    and slab-descriptor lookup (mp_slab_owner_inline: a bounds test, two
+ *    loads and one multiply by the slab's precomputed reciprocal) must give
+ *    the cache's own magpool cache; anything else (NULL, foreign, misaligned,
+ *    wrong cache) goes out of line, where mp_obj_check says which.  The
  *    core's inline free (mp_fast_free) catches the immediate double free
  *    (and, in debug mode, the slow path catches every double free).  A
  *    destroyed (zombie) cache needs no check here: its fast id is 0, so the
@@ -183,6 +181,16 @@ bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op)
     return false;
 }
 
+/* True when obj may be freed to s (the inline check); otherwise the out of
+ * line diagnosis (NULL obj: false, silently). */
+static inline __attribute__((always_inline)) bool kc_valid(struct kmem_cache *s, const void *obj,
+                                                          const char *op)
+{
+    if (__builtin_expect(mp_slab_owned_by(obj, s->c), 1))
+        return true;
+    return mp_kmem_free_bad(s, obj, op);
+}
+
 struct kmem_cache *mp_kmem_owner(const void *obj, const char *op)
 {
     int why = 0;
@@ -205,10 +213,7 @@ static __attribute__((noinline, cold)) void null_cache(const void *obj, const ch
     mp_report(op, obj, "NULL cache", NULL, mp_continues(0));
 }
 
-__thread struct mp_slab_memo mp_kmem_memo __attribute__((tls_model("initial-exec"))) = MP_SLAB_MEMO_INIT;
-
-/* kmem_cache_free past the inline check: NULL s or obj, a slab the memo
- * does not hold, or a misuse. */
+/* kmem_cache_free past the inline check: NULL s or obj, or a misuse. */
 static __attribute__((noinline, cold)) void free_slow(struct kmem_cache *s, void *obj, const void *caller)
 {
     if (s == NULL) {
@@ -220,42 +225,14 @@ static __attribute__((noinline, cold)) void free_slow(struct kmem_cache *s, void
         mp_fast_free(s->c, obj, caller);
 }
 
-/* kmem_cache_free past the memo: learn obj's slab (any kmem cache's, so the
- * memo stays kfree's too), free if it is s's. */
-static __attribute__((noinline)) void free_new_slab(struct kmem_cache *s, void *obj, const void *caller)
-{
-    if (obj != NULL && mp_fe_memo_learn(obj, MP_TAG_KMEM, &mp_kmem_memo) == s->c)
-        return mp_fast_free(s->c, obj, caller);
-    free_slow(s, obj, caller);
-}
-
-/* kc_valid past the memo: learn obj's slab, true if it is s's; else the
- * diagnosis (NULL obj: false, silently). */
-static __attribute__((noinline)) bool kc_valid_new_slab(struct kmem_cache *s, const void *obj, const char *op)
-{
-    if (obj != NULL && mp_fe_memo_learn(obj, MP_TAG_KMEM, &mp_kmem_memo) == s->c)
-        return true;
-    return mp_kmem_free_bad(s, obj, op);
-}
-
-/* True when obj may be freed to s (s not NULL), else false after the
- * diagnosis: kmem_cache_free's check, for the calls that go on after it. */
-static inline __attribute__((always_inline)) bool kc_valid(struct kmem_cache *s, const void *obj,
-                                                          const char *op)
-{
-    if (__builtin_expect(mp_slab_memo_hit(&mp_kmem_memo, obj) && mp_kmem_memo.owner == s->c, 1))
-        return true;
-    return kc_valid_new_slab(s, obj, op);
-}
-
 MP_HOT_ENTRY void kmem_cache_free(struct kmem_cache *s, void *obj)
 {
     const void *caller = __builtin_return_address(0);
     if (__builtin_expect(s == NULL, 0))
         return free_slow(s, obj, caller);
     magpool_cache_t *c = s->c;
-    if (__builtin_expect(!mp_slab_memo_hit(&mp_kmem_memo, obj) || mp_kmem_memo.owner != c, 0))
-        return free_new_slab(s, obj, caller);
+    if (__builtin_expect(!mp_slab_owned_by(obj, c), 0))
+        return free_slow(s, obj, caller);
     mp_fast_free(c, obj, caller);
 }
 

@@ -77,9 +77,4 @@ static inline __attribute__((always_inline)) void *mp_kmem_alloc(magpool_cache_t
  * on s (NULL obj: nothing; else the one-line diagnostic).  Returns true only
  * if a re-check finds obj valid after all (then the caller frees it). */
 bool mp_kmem_free_bad(struct kmem_cache *s, const void *obj, const char *op);
-
-/* The slab this thread last freed a kmem cache's object to, through
- * kmem_cache_free or kfree (frontend.h; mp_slab_memo_hit): it only ever
- * holds slabs of caches tagged MP_TAG_KMEM. */
-extern __thread struct mp_slab_memo mp_kmem_memo __attribute__((tls_model("initial-exec")));
 #endif

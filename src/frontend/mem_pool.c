@@ -6,12 +6,10 @@
  *    struct mem_pool below, so mem_put finds the pool from the object's
  *    address alone and objects carry no header.
  *  - mem_get / mem_get0 are the core's inline pop (fastpath.h); mem_put is
- *    the thread's slab memo (frontend.h, mp_slab_memo_hit: an object start
- *    of the mem_pool slab this thread last put to; past it, out of line, a
- *    page-map + slab-descriptor lookup catches foreign and misaligned
- *    pointers and objects of other front ends' caches, and remembers the
- *    slab), one compare of the pool's tag (routes puts to a destroyed pool
- *    out of line), then the core's inline push (catches the immediate
+ *    one inline page-map + slab-descriptor lookup (mp_slab_owner_inline:
+ *    catches foreign and misaligned pointers), one compare of the pool's
+ *    magic (catches objects of other caches, and routes puts to a destroyed
+ *    pool out of line), then the core's inline push (catches the immediate
  *    double free).  No call, lock, counter or atomic RMW on a hit.  The
  *    magic is written once at creation and once at destroy (ordered by the
  *    caller before any later put, mem_pool.h's synchronization table).
@@ -221,16 +219,17 @@ static __attribute__((noinline, cold)) void put_slow(void *ptr, const void *call
     }
 }
 
-/* The slab this thread last put to (mp_slab_memo_hit): without a memo the
- * hit waited for the whole owner lookup, and a mem_get/mem_put pair took
- * twice as long as kmem_cache_alloc/free, whose cache is an argument. */
-static __thread struct mp_slab_memo mp_put_memo __attribute__((tls_model("initial-exec"))) = MP_SLAB_MEMO_INIT;
+/* The cache of the pool this thread last put to (mp_fe_owner_memo: without
+ * it the hit waited for the whole owner lookup, and a mem_get/mem_put pair
+ * took twice as long as kmem_cache_alloc/free, whose cache is an argument).
+ */
+static __thread magpool_cache_t *mp_put_memo __attribute__((tls_model("initial-exec"))) = MP_FE_MEMO_INIT;
 
-/* mem_put past the memo: look the owner up, validate the tag, remember its
- * slab, free. */
+/* mem_put when the owner is not the remembered cache: look it up, validate
+ * the tag, remember it, free. */
 static __attribute__((noinline)) void put_new_owner(void *ptr, const void *caller)
 {
-    magpool_cache_t *c = mp_fe_memo_learn(ptr, MP_TAG_MEM_POOL, &mp_put_memo);
+    magpool_cache_t *c = mp_fe_owner_learn(ptr, MP_TAG_MEM_POOL, &mp_put_memo);
     if (c == NULL)
         return put_slow(ptr, caller);
     mp_fast_free(c, ptr, caller);
@@ -239,9 +238,9 @@ static __attribute__((noinline)) void put_new_owner(void *ptr, const void *calle
 MP_HOT_ENTRY void mem_put(void *ptr)
 {
     const void *caller = __builtin_return_address(0);
-    if (__builtin_expect(!mp_slab_memo_hit(&mp_put_memo, ptr), 0))
+    magpool_cache_t *c = mp_put_memo;
+    if (__builtin_expect(!mp_fe_owner_memo(ptr, &c), 0))
         return put_new_owner(ptr, caller);
-    magpool_cache_t *c = mp_put_memo.owner;
     /* The pool's tag on its cache, next to the fast id the hit reads (a
      * destroyed pool's is MP_TAG_MEM_POOL_DEAD: put_slow). */
     if (__builtin_expect(mp_fast_fe_tag(c) != MP_TAG_MEM_POOL, 0))

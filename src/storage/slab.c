@@ -329,12 +329,7 @@ static size_t slab_teardown(struct mp_slab *s)
             s->dtor(s->base + (size_t)i * s->stride, s->arg);
     mp_meta_free(s->stack, sizeof *s->stack * s->nobjs);
     s->stack = NULL;
-    /* Slab memos (slab.h): owner words cleared, then the generation moved
-     * (acq_rel: the clear before it, the pages' and descriptor's reuse after
-     * it), then the pages go back. */
-    mp_page_set_owner(s->mem, pages, NULL);
-    mp_fetch_add_acqrel(&mp_slab_gen_line.gen, 1);
-    mp_pages_free(s->mem, s->order); /* (clears the owner words again) */
+    mp_pages_free(s->mem, s->order); /* clears the owner words first */
     desc_put(s);
     return pages;
 }
@@ -540,31 +535,6 @@ void *mp_slab_owner(const void *p, int *why)
                    ? MP_OBJ_FOREIGN /* no slab (or a page user that is not one) */
                    : MP_OBJ_MISALIGNED;
     return owner;
-}
-
-struct mp_slab_gen_line mp_slab_gen_line;
-
-bool mp_slab_memo_take(const void *p, struct mp_slab_memo *out)
-{
-    /* Acquire: a take that reads a later generation sees that teardown's
-     * owner clear (slab.h). */
-    uint64_t gen = mp_load_acquire(&mp_slab_gen_line.gen);
-    const struct mp_slab_lookup *s = mp_page_owner_inline(p);
-    if (s == NULL)
-        return false;
-    /* Acquire field loads: the generation's second read below stays after
-     * them, so a descriptor reused meanwhile shows as a moved generation. */
-    uintptr_t base = mp_load_acquire(&s->lk_base);
-    uint32_t span = mp_load_acquire(&s->lk_span);
-    uint64_t magic = mp_load_acquire(&s->lk_magic);
-    void *owner = mp_load_acquire(&s->lk_owner);
-    uintptr_t off = (uintptr_t)p - base;
-    if (off >= span || (uint64_t)off * magic >= magic || owner == NULL)
-        return false;
-    *out = (struct mp_slab_memo){ base, span, magic, owner, gen };
-    if (mp_load_acquire(&mp_slab_gen_line.gen) != gen)
-        out->span = 0; /* right now, but not to be remembered */
-    return true;
 }
 
 size_t mp_slab_index(const void *p, size_t *nobjs)
