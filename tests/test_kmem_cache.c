@@ -531,6 +531,75 @@ static void die_large_to_cache(void *a)
     kmem_cache_free(s, kmalloc(20000, GFP_KERNEL)); /* a page span, not a slab object */
 }
 
+/* Bad frees right after a good free into the same slab, where a free path
+ * that remembers its last slab or cache (kfree's and mem_put's owner memo,
+ * frontend.h) would answer from memory: each must still be reported.
+ * arg: which. */
+static void die_memo(void *a)
+{
+    struct kmem_cache *s = kmem_cache_create("memo_a", 64, 0, 0, NULL);
+    struct kmem_cache *t = kmem_cache_create("memo_b", 64, 0, 0, NULL);
+    struct mem_pool *mp = mem_pool_new_fn(64, 1, "memo_mp");
+    char *x = kmem_cache_alloc(s, GFP_KERNEL), *y = kmem_cache_alloc(s, GFP_KERNEL);
+    void *m = mem_get(mp);
+    kmem_cache_free(s, x); /* the last slab freed to: x's, memo_a's */
+    switch ((int)(intptr_t)a) {
+    case 0: kmem_cache_free(s, y + 8); break;
+    case 1: kmem_cache_free(t, y); break;
+    case 2: kfree(y + 8); break;
+    case 3: mem_put(m); kmem_cache_free(s, y); mem_put(y); break; /* mem_put's memo warm too */
+    default: kmem_cache_free(s, x); break; /* x again */
+    }
+    fprintf(stderr, "not reported\n");
+}
+
+/* The slab freed to last was torn down and its pages went to another cache:
+ * whatever a free path remembers must not answer for them
+ * (kmem_cache_free(a, y) must not push b's object into a's magazine). */
+static void die_memo_stale(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create("stale_a", 64, 0, 0, NULL);
+    char *x = kmem_cache_alloc(s, GFP_KERNEL);
+    kmem_cache_free(s, x); /* the last slab freed to: x's */
+    kmem_cache_shrink(s);  /* tears the slab down */
+    struct kmem_cache *t = kmem_cache_create("stale_b", 64, 0, 0, NULL);
+    void *y = NULL;
+    for (int i = 0; i < 100000 && y != x; i++)
+        y = kmem_cache_alloc(t, GFP_KERNEL);
+    if (y != x) {
+        fprintf(stderr, "precondition: x's pages were not reused\n");
+        return;
+    }
+    kmem_cache_free(s, y);
+    fprintf(stderr, "not reported\n");
+}
+
+/* The same through kfree, where no report is due: kfree of y (kstale_b's
+ * now) must reach kstale_b, not the cache kfree's memo names. */
+static void test_memo_stale_kfree(void)
+{
+    struct kmem_cache *s = kmem_cache_create("kstale_a", 64, 0, 0, NULL);
+    char *x = kmem_cache_alloc(s, GFP_KERNEL);
+    kfree(x); /* kfree's memo: kstale_a */
+    CHECK(kmem_cache_shrink(s) >= 0);
+    struct kmem_cache *t = kmem_cache_create("kstale_b", 64, 0, 0, NULL);
+    void *got[4096];
+    size_t n = 0;
+    while (n < 4096 && (n == 0 || got[n - 1] != x))
+        got[n++] = kmem_cache_alloc(t, GFP_KERNEL);
+    CHECK(n > 0 && got[n - 1] == x); /* the precondition: x's pages reused */
+    for (size_t i = 0; i < n; i++)
+        kfree(got[i]);
+    struct magpool_stats st;
+    magpool_cache_stats(t->c, &st);
+    CHECK(st.in_use == 0);
+    magpool_cache_stats(s->c, &st);
+    CHECK(st.in_use == 0);
+    kmem_cache_destroy(t);
+    kmem_cache_destroy(s);
+}
+
 static void test_deaths(void)
 {
     CHECK(check_death(panic_size0, NULL, "magpool: kmem_cache_create panicky: unsupported size"));
@@ -556,6 +625,12 @@ static void test_deaths(void)
     CHECK(check_death(die_free_then_rcu, NULL, "magpool: drcu3: double free at 0x"));
     CHECK(check_death(die_mem_pool_obj, NULL, "magpool: kvsmp: wrong cache"));
     CHECK(check_death(die_large_to_cache, NULL, "magpool: dlarge: foreign pointer at 0x"));
+    CHECK(check_death(die_memo, (void *)0, "magpool: memo_a: misaligned pointer at 0x"));
+    CHECK(check_death(die_memo, (void *)1, "(kmem_cache_free: object belongs to memo_a)"));
+    CHECK(check_death(die_memo, (void *)2, "misaligned pointer at 0x"));
+    CHECK(check_death(die_memo, (void *)3, "magpool: memo_a: wrong cache"));
+    CHECK(check_death(die_memo, (void *)4, "magpool: memo_a: double free"));
+    CHECK(check_death(die_memo_stale, NULL, "(kmem_cache_free: object belongs to stale_b)"));
 }
 
 int main(void)
@@ -571,6 +646,7 @@ int main(void)
     test_slabinfo();
     test_cross_thread();
     test_deaths();
+    test_memo_stale_kfree();
     /* let the destroyed caches' grace periods pass, so their structs are
      * freed before exit (pending reclamation is not a leak, but LSan can't
      * tell) */

@@ -400,6 +400,31 @@ static void die_kmem_object_after_memo(void *arg)
     mem_put(mem_get(p));
     mem_put(kmem_cache_alloc(k, GFP_KERNEL));
 }
+/* The slab mem_put last put to was torn down (its pool's cache shrunk) and
+ * its pages went to a kmem cache: the put must be looked up and reported,
+ * not pushed to the pool mem_put remembers.  arg: 1 to destroy the pool
+ * instead. */
+static void die_stale_memo(void *arg)
+{
+    struct mem_pool *p = mem_pool_new_fn(64, 1, "stale");
+    char *x = mem_get(p);
+    magpool_cache_t *c = magpool_cache_of(x);
+    mem_put(x); /* mem_put's memo: this pool */
+    if (arg != NULL)
+        mem_pool_destroy(p);
+    else
+        magpool_cache_shrink(c);
+    struct kmem_cache *k = kmem_cache_create("kstale", 64, 0, 0, NULL);
+    void *y = NULL;
+    for (int i = 0; i < 100000 && y != x; i++)
+        y = kmem_cache_alloc(k, GFP_KERNEL);
+    if (y != x) {
+        fprintf(stderr, "precondition: x's pages were not reused\n");
+        return;
+    }
+    mem_put(y);
+    fprintf(stderr, "not reported\n");
+}
 static void die_double_put(void *arg)
 {
     (void)arg;
@@ -440,6 +465,8 @@ static void test_deaths(void)
     CHECK(check_death(die_misaligned, NULL, "misaligned pointer at 0x"));
     CHECK(check_death(die_misaligned_after_memo, NULL, "magpool: mem_pool: misaligned pointer at 0x"));
     CHECK(check_death(die_kmem_object_after_memo, NULL, "magpool: kobjm: wrong cache at 0x"));
+    CHECK(check_death(die_stale_memo, NULL, "magpool: kstale: wrong cache at 0x"));
+    CHECK(check_death(die_stale_memo, (void *)1, "magpool: kstale: wrong cache at 0x"));
     CHECK(check_death(die_double_put, NULL, "double free"));
     CHECK(check_death(die_double_put, NULL, "magpool: dbl:"));
     CHECK(check_death(die_kmem_object, NULL, "magpool: kobj: wrong cache at 0x"));
