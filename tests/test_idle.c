@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -424,6 +425,52 @@ static void degraded(void)
     test_zombie_degraded();
 }
 
+/* Thread churn: an exiting thread parks its tcache array zeroed with
+ * memset, resident (no madvise at exit: a TLB shootdown per exit), and
+ * magpool_reap gives those pages back. */
+static pthread_barrier_t churn_bar;
+static void *churn_worker(void *arg)
+{
+    burst(arg);
+    pthread_barrier_wait(&churn_bar); /* all four hold an array at once */
+    return NULL;
+}
+
+static void test_parked_arrays(void)
+{
+    magpool_cache_t *c = mk("parked", 64);
+    magpool_free(c, magpool_alloc(c)); /* this thread's state first: it takes no parked array later */
+    pthread_t ths[4];
+    pthread_barrier_init(&churn_bar, NULL, 4);
+    for (int i = 0; i < 4; i++) /* at once: four arrays */
+        CHECK(pthread_create(&ths[i], NULL, churn_worker, c) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(ths[i], NULL);
+    CHECK(bad == 0);
+    size_t dirty = 0, d;
+    void *tc;
+    for (unsigned i = 0; (tc = mp_thread_spare_peek(i, &d)) != NULL; i++)
+        dirty += d;
+    CHECK(dirty >= 4 * 4096); /* parked resident */
+    magpool_reap();
+    unsigned n = 0;
+    for (unsigned i = 0; (tc = mp_thread_spare_peek(i, &d)) != NULL; i++, n++) {
+        unsigned char vec[1] = { 1 };
+        CHECK(d == 0);
+        CHECK(mincore(tc, 4096, vec) == 0 && (vec[0] & 1) == 0); /* not resident */
+    }
+    CHECK(n >= 4);
+    /* new threads take parked arrays and work */
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&ths[i], NULL, churn_worker, c) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(ths[i], NULL);
+    pthread_barrier_destroy(&churn_bar);
+    CHECK(bad == 0);
+    magpool_thread_flush();
+    CHECK(magpool_cache_destroy(c) == 0);
+}
+
 int main(void)
 {
     /* Each environment is read once per process (at the first cache or
@@ -435,6 +482,7 @@ int main(void)
     in_child(degraded_reaper, "degraded-reaper");
     setenv("MAGPOOL_REAPER", "0", 1);
     CHECK(mp_idle_reclaim_available());
+    test_parked_arrays();
     scenario(false);
     test_bulk_stopped();
     test_limit_pressure();

@@ -153,6 +153,8 @@ struct mp_thread {
     _Atomic uint32_t th_slow;          /* slow paths taken (housekeeping rate limit; the
                                         * reaper's idleness test reads it) */
     uint32_t th_max_id;                /* highest cache id this thread ever held */
+    bool th_exiting;                   /* in mp_thread_exit: its flushes leave the
+                                        * tcache pages to the exit (thread.c) */
     uint64_t th_idle_sig;              /* the reaper's: activity signature at its last
                                         * pass (idle.c), under this gate */
     bool th_orphan;                    /* in a fork child: a thread of the parent, which does
@@ -393,6 +395,11 @@ void mp_reaper_start(void);
  * free slots, the metadata pools' kept chunks, wholly free page regions with
  * their page-map slices (magpool_reap; the last cache's destroy). */
 void mp_release_unused(void);
+/* thread.c: give back the resident pages of parked tcache arrays (the
+ * reaper's tick, mp_release_unused). */
+void mp_thread_spares_trim(void);
+/* Tests: parked array i (NULL past the last) and its resident bytes. */
+void *mp_thread_spare_peek(unsigned i, size_t *dirty);
 /* An allocation of c failed with ENOMEM: take back other threads'
  * magazines of c (rate-limited); true if something came back. */
 bool mp_pressure_reclaim(struct magpool_cache *c);

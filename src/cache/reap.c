@@ -263,6 +263,7 @@ void mp_release_unused(void)
     mp_slab_pool_trim();
     mp_meta_trim();
     mp_page_trim();
+    mp_thread_spares_trim();
 }
 
 /* magpool_cache_shrink but for other threads' magazines. */
@@ -368,6 +369,7 @@ static void *mp_reaper_main(void *arg)
     for (;;) {
         nanosleep(&(struct timespec){ .tv_nsec = MP_REAP_MS * 1000000L }, NULL);
         size_t seen = mp_reaper_pass();
+        mp_thread_spares_trim(); /* arrays parked by exited threads: resident one tick at most */
         pthread_mutex_lock(&mp_reaper_lock);
         if (seen == 0) {
             /* No cache left: exit; a creation starts a new reaper. */

@@ -18,7 +18,13 @@
  *    ever used (ids 0 .. th_max_id; flushing has already emptied them) and
  *    parks the array on a small spare stack (MP_SPARE_TCS, under
  *    mp_threads_lock) that the next new thread takes, so thread churn costs
- *    no mmap/munmap (a munmap is a TLB shootdown on every CPU).
+ *    no mmap/munmap (a munmap is a TLB shootdown on every CPU).  A small
+ *    used range (MP_TCS_MEMSET_MAX) is zeroed with memset and parked
+ *    resident ("dirty"), not madvise'd: madvise(MADV_DONTNEED) is a TLB
+ *    shootdown too, and with threads that live a few milliseconds it was a
+ *    third of the run (bench larson, T=64).  The reaper's tick and
+ *    mp_release_unused give the dirty pages back (mp_thread_spares_trim),
+ *    so parked arrays hold memory for one reap interval at most.
  *  - Readers of other threads' tcaches (stats.c, mp_cache_live) walk
  *    mp_threads under mp_threads_lock, so an exiting thread may unmap its
  *    tcache array right after unlinking itself under that lock: no grace
@@ -56,9 +62,13 @@ __thread struct mp_thread *mp_self __attribute__((tls_model("initial-exec")));
 pthread_mutex_t mp_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 struct mp_thread *mp_threads;
 
-/* Parked tcache arrays of exited threads, all-zero (see GUARANTEES). */
+/* Parked tcache arrays of exited threads, all-zero (see GUARANTEES), and
+ * for each the bytes from its start that are resident (0: none, madvise'd
+ * or never touched). */
 #define MP_SPARE_TCS 64u
+#define MP_TCS_MEMSET_MAX ((size_t)4 * MP_PAGE_SIZE)
 static struct mp_tcache *mp_spare_tcs[MP_SPARE_TCS];
+static size_t mp_spare_dirty[MP_SPARE_TCS];
 static unsigned mp_nspare_tcs;
 
 /* Thread creation vs fork: held while a state is made and linked, and by
@@ -94,7 +104,7 @@ static MP_COLD struct mp_thread *mp_thread_create(void)
     pthread_mutex_lock(&mp_thread_create_lock);
     void *tc = NULL;
     pthread_mutex_lock(&mp_threads_lock);
-    if (mp_nspare_tcs > 0)
+    if (mp_nspare_tcs > 0) /* dirty or not, all-zero */
         tc = mp_spare_tcs[--mp_nspare_tcs];
     pthread_mutex_unlock(&mp_threads_lock);
     if (tc == NULL) {
@@ -208,6 +218,8 @@ void mp_tcs_release_if_idle(struct mp_thread *t)
 {
     /* th_taken counts taken states left only once they are zero: a failed
      * madvise leaves them (mp_tcs_release_if_clear relies on the count) */
+    if (t->th_exiting)
+        return; /* mp_thread_exit zeroes the array and parks it (GUARANTEES) */
     if (mp_holds_none(t) && madvise(t->th_tc, mp_tcs_used_bytes(t), MADV_DONTNEED) == 0)
         t->th_taken = 0;
 }
@@ -509,10 +521,59 @@ void mp_threads_fork_child(void)
     pthread_mutex_unlock(&mp_thread_create_lock);
 }
 
+void *mp_thread_spare_peek(unsigned i, size_t *dirty)
+{
+    void *tc = NULL;
+    pthread_mutex_lock(&mp_threads_lock);
+    if (i < mp_nspare_tcs) {
+        tc = mp_spare_tcs[i];
+        *dirty = mp_spare_dirty[i];
+    }
+    pthread_mutex_unlock(&mp_threads_lock);
+    return tc;
+}
+
+void mp_thread_spares_trim(void)
+{
+    /* The dirty arrays leave the stack while their pages go (a new thread
+     * could take one meanwhile and use it), then come back. */
+    struct mp_tcache *tc[MP_SPARE_TCS];
+    size_t bytes[MP_SPARE_TCS];
+    unsigned n = 0;
+    pthread_mutex_lock(&mp_threads_lock);
+    for (unsigned i = 0; i < mp_nspare_tcs;) {
+        if (mp_spare_dirty[i] == 0) {
+            i++;
+            continue;
+        }
+        tc[n] = mp_spare_tcs[i];
+        bytes[n++] = mp_spare_dirty[i];
+        mp_nspare_tcs--;
+        mp_spare_tcs[i] = mp_spare_tcs[mp_nspare_tcs];
+        mp_spare_dirty[i] = mp_spare_dirty[mp_nspare_tcs];
+    }
+    pthread_mutex_unlock(&mp_threads_lock);
+    if (n == 0)
+        return;
+    for (unsigned j = 0; j < n; j++)
+        if (madvise(tc[j], bytes[j], MADV_DONTNEED) == 0)
+            bytes[j] = 0; /* (on failure still resident, still zero: stays dirty) */
+    pthread_mutex_lock(&mp_threads_lock);
+    unsigned j = 0;
+    for (; j < n && mp_nspare_tcs < MP_SPARE_TCS; j++) {
+        mp_spare_dirty[mp_nspare_tcs] = bytes[j];
+        mp_spare_tcs[mp_nspare_tcs++] = tc[j];
+    }
+    pthread_mutex_unlock(&mp_threads_lock);
+    for (; j < n; j++) /* the stack refilled meanwhile */
+        munmap(tc[j], sizeof(struct mp_tcache) * MAGPOOL_MAX_CACHES);
+}
+
 static void mp_thread_exit(void *arg)
 {
     struct mp_thread *t = arg;
     mp_gate_enter(t);
+    t->th_exiting = true;
     mp_thread_each_held(t, false);
     mp_gate_leave(t);
     mp_self = NULL;
@@ -532,12 +593,15 @@ static void mp_thread_exit(void *arg)
     /* Unlinked: no stats reader can reach the array any more.  Every held
      * cache was flushed above, leaving its entry zero; zero the used range
      * anyway so a parked array is all-zero whatever a path left behind. */
-    size_t used = mp_tcs_used_bytes(t);
-    if (madvise(t->th_tc, used, MADV_DONTNEED) != 0) /* zero, and no resident page */
-        memset(t->th_tc, 0, used);
+    size_t used = mp_tcs_used_bytes(t), dirty = used;
+    if (used <= MP_TCS_MEMSET_MAX || madvise(t->th_tc, used, MADV_DONTNEED) != 0)
+        memset(t->th_tc, 0, used); /* parked resident: mp_thread_spares_trim */
+    else
+        dirty = 0; /* zero, and no resident page */
     bool parked = false;
     pthread_mutex_lock(&mp_threads_lock);
     if (mp_nspare_tcs < MP_SPARE_TCS) {
+        mp_spare_dirty[mp_nspare_tcs] = dirty;
         mp_spare_tcs[mp_nspare_tcs++] = t->th_tc;
         parked = true;
     }
