@@ -154,7 +154,9 @@ struct mp_thread {
                                         * reaper's idleness test reads it) */
     uint32_t th_max_id;                /* highest cache id this thread ever held */
     bool th_exiting;                   /* in mp_thread_exit: its flushes leave the
-                                        * tcache pages to the exit (thread.c) */
+                                        * tcache pages to the exit (thread.c); set by
+                                        * the thread under its gate, read under the
+                                        * gate (mp_tcs_release_if_idle) */
     uint64_t th_idle_sig;              /* the reaper's: activity signature at its last
                                         * pass (idle.c), under this gate */
     bool th_orphan;                    /* in a fork child: a thread of the parent, which does
