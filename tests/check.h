@@ -12,6 +12,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* CHECK_SANITIZED: defined in an ASan or TSan build (clang or gcc), where
+ * shadow memory and delayed reuse change sizes and addresses. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CHECK_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define CHECK_SANITIZED 1
+#endif
+
 static int check_passed, check_failed;
 
 #define CHECK(cond)                                                          \

@@ -18,15 +18,7 @@
 #include "magpool/mem_pool.h"
 #include "tests/check.h"
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#endif
-#ifdef SANITIZED
+#ifdef CHECK_SANITIZED
 enum { PER_PRODUCER = 4000 };
 #else
 enum { PER_PRODUCER = 40000 };

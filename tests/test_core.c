@@ -20,14 +20,6 @@
 #include "conserve.h"
 #include "fastpath.h" /* mp_bulk_wide: the long bulk free's kernel switch */
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZER_SHADOW 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZER_SHADOW 1
-#endif
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -806,7 +798,7 @@ static void rss_burst(magpool_cache_t *c, void **p, int n, long *before, long *p
 static void rss_check_back(int n, long before, long peak, long slack)
 {
     long after = rss_pages();
-#ifndef SANITIZER_SHADOW
+#ifndef CHECK_SANITIZED
     CHECK_MSG(after <= before + slack, "rss before %ld peak %ld after %ld pages", before, peak, after);
 #else
     (void)slack, (void)after;

@@ -15,6 +15,7 @@
 #include "magpool/mem_pool.h"
 #include "tests/check.h"
 
+
 static int all_zero(const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -412,8 +413,135 @@ static void die_krealloc_large_misaligned(void *a)
     krealloc((char *)kmalloc(40000, GFP_KERNEL) + 4096, 50000, GFP_KERNEL);
 }
 
+/* The rest of Linux's kmalloc family: each call's arithmetic and results. */
+static void test_linux_family(void)
+{
+    /* _array: the product, and overflow refused without touching p. */
+    int *a = kmalloc_array(10, sizeof(int), GFP_KERNEL);
+    CHECK(a != NULL && ksize(a) == 64);
+    for (int i = 0; i < 10; i++)
+        a[i] = i;
+    errno = 0;
+    CHECK(kmalloc_array(SIZE_MAX / 4, 8, GFP_KERNEL) == NULL && errno == ENOMEM);
+    CHECK(kvmalloc_array(SIZE_MAX / 4, 8, GFP_KERNEL) == NULL && errno == ENOMEM);
+    CHECK(kvcalloc((size_t)1 << 40, (size_t)1 << 40, GFP_KERNEL) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(krealloc_array(a, SIZE_MAX / 2, 4, GFP_KERNEL) == NULL && errno == ENOMEM);
+    CHECK(a[9] == 9 && ksize(a) == 64); /* untouched, still live */
+    int *b = krealloc_array(a, 100, sizeof(int), GFP_KERNEL);
+    CHECK(b != NULL && ksize(b) == 512 && b[0] == 0 && b[9] == 9);
+    kfree(b);
+
+    /* _node: any node, one memory; kzalloc_node zeroes. */
+    unsigned char *n = kzalloc_node(200, GFP_KERNEL, NUMA_NO_NODE);
+    CHECK(n != NULL && ksize(n) == 256 && all_zero(n, 200));
+    void *m = kmalloc_node(24, GFP_KERNEL, 0);
+    CHECK(m != NULL && ksize(m) == 32);
+    kvfree(n);
+    kfree(m);
+    struct kmem_cache *kc = kmem_cache_create("nodec", 48, 0, 0, NULL);
+    void *o = kmem_cache_alloc_node(kc, GFP_KERNEL, 3);
+    CHECK(o != NULL && ksize(o) == 48);
+    kmem_cache_free(kc, o);
+    errno = 0;
+    CHECK(kmem_cache_alloc_node(NULL, GFP_KERNEL, 0) == NULL && errno == EINVAL);
+
+    /* dup: contents, lengths, the terminating NUL, NULL in. */
+    static const char text[] = "magazines and vmem";
+    char *d = kmemdup(text, 9, GFP_KERNEL);
+    CHECK(d != NULL && memcmp(d, "magazines", 9) == 0 && ksize(d) == 16);
+    kfree(d);
+    CHECK(kmemdup(text, 0, GFP_KERNEL) == ZERO_SIZE_PTR);
+    errno = 0;
+    CHECK(kmemdup(NULL, 4, GFP_KERNEL) == NULL && errno == EINVAL);
+    char *s1 = kstrdup(text, GFP_KERNEL);
+    CHECK(s1 != NULL && strcmp(s1, text) == 0 && s1 != text);
+    char *s2 = kstrndup(text, 4, GFP_KERNEL);
+    CHECK(s2 != NULL && strcmp(s2, "maga") == 0);
+    char *s3 = kstrndup("ab", 100, GFP_KERNEL);
+    CHECK(s3 != NULL && strcmp(s3, "ab") == 0 && ksize(s3) == 8);
+    char *s4 = kmemdup_nul("abcdef", 3, GFP_KERNEL);
+    CHECK(s4 != NULL && memcmp(s4, "abc", 4) == 0);
+    char *s5 = kstrdup("", GFP_KERNEL);
+    CHECK(s5 != NULL && s5 != ZERO_SIZE_PTR && s5[0] == '\0');
+    CHECK(kstrdup(NULL, GFP_KERNEL) == NULL && kstrndup(NULL, 3, GFP_KERNEL) == NULL);
+    kfree(s1);
+    kfree(s2);
+    kfree(s3);
+    kfree(s4);
+    kfree(s5);
+
+    /* kv*: kmalloc's memory under other names, large sizes included. */
+    unsigned char *big = kvzalloc(100000, GFP_KERNEL);
+    CHECK(big != NULL && ksize(big) == 102400 && all_zero(big, 100000));
+    kvfree(big);
+    void *kv = kvmalloc(64, GFP_KERNEL);
+    CHECK(kv != NULL && ksize(kv) == 64);
+    kfree(kv); /* either free takes either */
+    kvfree(NULL);
+    kvfree(ZERO_SIZE_PTR);
+
+    /* kmalloc_size_roundup = the ksize kmalloc gives. */
+    static const size_t sizes[] = {1, 8, 9, 65, 96, 97, 129, 200, 4096, 4097, 8192, 8193, 100000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = kmalloc(sizes[i], GFP_KERNEL);
+        CHECK_MSG(p != NULL && kmalloc_size_roundup(sizes[i]) == ksize(p), "roundup(%zu) = %zu, ksize %zu",
+                  sizes[i], kmalloc_size_roundup(sizes[i]), p != NULL ? ksize(p) : 0);
+        kfree(p);
+    }
+    CHECK(kmalloc_size_roundup(0) == 0);
+    CHECK(kmalloc_size_roundup(SIZE_MAX - 5) == SIZE_MAX - 5);
+
+    /* kfree_sensitive clears all ksize bytes before the object is reused
+     * (the thread's magazine hands the same object back next, except where a
+     * sanitizer delays reuse). */
+    struct kmem_cache *sc = kmem_cache_create("sensitive", 100, 0, 0, NULL);
+    unsigned char *secret = kmem_cache_alloc(sc, GFP_KERNEL);
+    CHECK(secret != NULL);
+    memset(secret, 0xa5, ksize(secret));
+    kfree_sensitive(secret);
+    unsigned char *again = kmem_cache_alloc(sc, GFP_KERNEL);
+#ifndef CHECK_SANITIZED
+    CHECK(again == secret);
+#endif
+    if (again == secret)
+        CHECK(all_zero(again, 100));
+    kmem_cache_free(sc, again);
+    unsigned char *ks = kmalloc(40, GFP_KERNEL);
+    memset(ks, 0x5a, 40);
+    kfree_sensitive(ks);
+    unsigned char *ks2 = kmalloc(40, GFP_KERNEL);
+#ifndef CHECK_SANITIZED
+    CHECK(ks2 == ks);
+#endif
+    if (ks2 == ks)
+        CHECK(all_zero(ks2, 64)); /* the whole class, past the 40 asked for */
+    kfree(ks2);
+    kfree_sensitive(NULL);
+    kfree_sensitive(ZERO_SIZE_PTR);
+    kfree_sensitive(kmalloc(50000, GFP_KERNEL)); /* a large span */
+    kmem_cache_destroy(sc);
+    kmem_cache_destroy(kc);
+}
+
+static void die_sensitive_foreign(void *a)
+{
+    (void)a;
+    kfree_sensitive(calloc(1, 16));
+}
+static void die_kvfree_double(void *a)
+{
+    (void)a;
+    void *p = kvmalloc(64, GFP_KERNEL);
+    kvfree(p);
+    kvfree(p);
+}
+
 static void test_deaths(void)
 {
+    CHECK(check_death(die_sensitive_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
+    CHECK(check_death(die_sensitive_foreign, NULL, "(kfree_sensitive)"));
+    CHECK(check_death(die_kvfree_double, NULL, "double free"));
     CHECK(check_death(die_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
     CHECK(check_death(die_stack, NULL, "foreign pointer"));
     CHECK(check_death(die_misaligned, NULL, "magpool: kmalloc: misaligned pointer at 0x"));
@@ -447,6 +575,7 @@ int main(int argc, char **argv)
     test_kfree_cache_object();
     test_kfree_alternating_owners();
     test_threads();
+    test_linux_family();
     test_deaths();
     return check_done();
 }

@@ -18,15 +18,7 @@
 #include "check.h"
 #include "conserve.h"
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SLOW_SANITIZER 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SLOW_SANITIZER 1
-#endif
-#ifdef SLOW_SANITIZER
+#ifdef CHECK_SANITIZED
 #define SCALE 4
 #else
 #define SCALE 1

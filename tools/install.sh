@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs magpool for use without Bazel:
 #   PREFIX/include/magpool/*.h, PREFIX/lib/libmagpool.a,
-#   PREFIX/lib/libmagpool.so{,.1,.1.0.0} (SONAME libmagpool.so.1),
+#   PREFIX/lib/libmagpool.so{,.1,.1.1.0} (SONAME libmagpool.so.1),
 #   PREFIX/lib/pkgconfig/magpool.pc
 # Run as `bazel run //:install -- PREFIX`; Bazel passes the built files first.
 set -euo pipefail
@@ -14,7 +14,7 @@ case "$prefix" in
     /*) ;;
     *) prefix="${BUILD_WORKING_DIRECTORY:-$PWD}/$prefix" ;;
 esac
-version=1.0.0
+version=1.1.0   # minor: symbols added (src/magpool.map MAGPOOL_1.1)
 mkdir -p "$prefix/include/magpool" "$prefix/lib/pkgconfig"
 n=$#
 i=0

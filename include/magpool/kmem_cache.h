@@ -61,7 +61,8 @@
  *   kmem_cache_alloc/zalloc/alloc_bulk  | safe                | safe
  *   kmem_cache_free/free_bulk/free_rcu  | safe (any thread)   | safe
  *   kmalloc/kzalloc/kcalloc/krealloc    | safe                | safe
- *   kfree/ksize                         | safe (any thread)   | safe
+ *   (and the _array, _node, kv*, dup)   | safe                | safe
+ *   kfree/ksize/kvfree/kfree_sensitive  | safe (any thread)   | safe
  *   kmem_cache_shrink / kmem_cache_size | safe                | safe
  *   kmem_cache_rcu_read_lock/unlock     | safe (per thread, nestable)
  *   kmem_cache_synchronize_rcu          | safe; never inside a read-side section (diagnosed)
@@ -143,6 +144,9 @@ MAGPOOL_API void kmem_cache_destroy(struct kmem_cache *s);
 MAGPOOL_API void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp);
 /** kmem_cache_alloc(s, gfp | __GFP_ZERO). */
 MAGPOOL_API void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp);
+/** One memory node: kmem_cache_alloc(s, gfp), node ignored (NUMA_NO_NODE
+ *  or any other). */
+MAGPOOL_API void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t gfp, int node);
 /** Free obj to s.  NULL obj does nothing.  Misuse diagnosed (see above). */
 MAGPOOL_API void kmem_cache_free(struct kmem_cache *s, void *obj);
 /** Allocate n objects into p: returns n, or 0 with nothing allocated (errno;
@@ -193,6 +197,43 @@ MAGPOOL_API void *krealloc(const void *p, size_t new_size, gfp_t gfp);
 MAGPOOL_API void kfree(const void *p);
 /** Usable size of p (its class or span size); 0 for NULL / ZERO_SIZE_PTR. */
 MAGPOOL_API size_t ksize(const void *p);
+
+/* The rest of Linux's kmalloc family.  Misuse of a pointer argument is
+ * diagnosed as for kfree / krealloc, under the call's own name. */
+/** "Any node": the _node calls accept it (and any other node: one here). */
+#define NUMA_NO_NODE (-1)
+/** kmalloc(n * size); n * size overflowing: NULL + ENOMEM. */
+MAGPOOL_API void *kmalloc_array(size_t n, size_t size, gfp_t gfp);
+/** krealloc(p, new_n * new_size); overflowing: NULL + ENOMEM, p untouched. */
+MAGPOOL_API void *krealloc_array(void *p, size_t new_n, size_t new_size, gfp_t gfp);
+/** kmalloc / kzalloc; node ignored. */
+MAGPOOL_API void *kmalloc_node(size_t size, gfp_t gfp, int node);
+MAGPOOL_API void *kzalloc_node(size_t size, gfp_t gfp, int node);
+/** A kmalloc copy of len bytes of src (len 0: ZERO_SIZE_PTR).  NULL src with
+ *  len > 0: NULL + EINVAL. */
+MAGPOOL_API void *kmemdup(const void *src, size_t len, gfp_t gfp);
+/** A kmalloc copy of string s / of at most max bytes of it / of exactly
+ *  len bytes of it, NUL-terminated.  NULL s: NULL (errno untouched, as
+ *  Linux returns NULL for it). */
+MAGPOOL_API char *kstrdup(const char *s, gfp_t gfp);
+MAGPOOL_API char *kstrndup(const char *s, size_t max, gfp_t gfp);
+MAGPOOL_API char *kmemdup_nul(const char *s, size_t len, gfp_t gfp);
+/** Clear all ksize(p) bytes of p, then kfree it (NULL / ZERO_SIZE_PTR:
+ *  nothing).  For kmalloc memory and caches without a constructor (an
+ *  object of a cache with one would go back unconstructed). */
+MAGPOOL_API void kfree_sensitive(const void *p);
+/** kmalloc serves every size (large ones as page spans), so these are
+ *  kmalloc, kzalloc, kmalloc_array, kcalloc and kfree under Linux's kv*
+ *  names; kvfree frees memory from either family. */
+MAGPOOL_API void *kvmalloc(size_t size, gfp_t gfp);
+MAGPOOL_API void *kvzalloc(size_t size, gfp_t gfp);
+MAGPOOL_API void *kvmalloc_array(size_t n, size_t size, gfp_t gfp);
+MAGPOOL_API void *kvcalloc(size_t n, size_t size, gfp_t gfp);
+MAGPOOL_API void kvfree(const void *p);
+/** The size kmalloc(size) really provides (its ksize): the class size, or
+ *  the size rounded up to pages for a large one; 0 for 0; a size kmalloc
+ *  can never serve is returned unchanged. */
+MAGPOOL_API size_t kmalloc_size_roundup(size_t size);
 
 /** Write a /proc/slabinfo (version 2.1) table of every magpool cache to f
  *  (NULL = stdout).  Columns: name active_objs num_objs objsize objperslab

@@ -221,13 +221,21 @@ void *kzalloc(size_t size, gfp_t gfp)
     return kmalloc_inline(size, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
+/* n * size in *bytes; false + ENOMEM when it overflows (the array calls). */
+static inline bool array_bytes(size_t n, size_t size, size_t *bytes)
+{
+    if (__builtin_expect(__builtin_mul_overflow(n, size, bytes), 0)) {
+        errno = ENOMEM;
+        return false;
+    }
+    return true;
+}
+
 void *kcalloc(size_t n, size_t size, gfp_t gfp)
 {
     size_t bytes;
-    if (__builtin_mul_overflow(n, size, &bytes)) {
-        errno = ENOMEM;
+    if (!array_bytes(n, size, &bytes))
         return NULL;
-    }
     return kmalloc_inline(bytes, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
@@ -283,13 +291,17 @@ static __attribute__((noinline)) void kfree_new_owner(const void *p, const void 
     mp_fast_free(c, (void *)p, caller);
 }
 
-MP_HOT_ENTRY void kfree(const void *p)
+static inline __attribute__((always_inline)) void kfree_inline(const void *p, const void *caller)
 {
-    const void *caller = __builtin_return_address(0);
     magpool_cache_t *c = kfree_memo;
     if (__builtin_expect(!mp_fe_owner_memo(p, &c), 0))
         return kfree_new_owner(p, caller);
     mp_fast_free(c, (void *)p, caller);
+}
+
+MP_HOT_ENTRY void kfree(const void *p)
+{
+    kfree_inline(p, __builtin_return_address(0));
 }
 
 /* ksize of p for the call `op` (ksize, krealloc), which names a misuse. */
@@ -339,4 +351,118 @@ void *krealloc(const void *p, size_t new_size, gfp_t gfp)
         memset((char *)q + old, 0, new_size - old);
     kfree(p);
     return q;
+}
+
+/* ---- the rest of Linux's kmalloc family -------------------------------------
+ * Each is the kmalloc/kfree above with Linux's arithmetic around it; the
+ * caller recorded (SLAB_STORE_USER) is the application's call site. */
+
+void *kmalloc_array(size_t n, size_t size, gfp_t gfp)
+{
+    size_t bytes;
+    if (!array_bytes(n, size, &bytes))
+        return NULL;
+    return kmalloc_inline(bytes, gfp, __builtin_return_address(0));
+}
+
+void *krealloc_array(void *p, size_t new_n, size_t new_size, gfp_t gfp)
+{
+    size_t bytes;
+    if (!array_bytes(new_n, new_size, &bytes))
+        return NULL; /* p untouched, as krealloc's failure leaves it */
+    return krealloc(p, bytes, gfp);
+}
+
+/* One memory node here: node is accepted and ignored, as Linux does for
+ * NUMA_NO_NODE. */
+void *kmalloc_node(size_t size, gfp_t gfp, int node)
+{
+    (void)node;
+    return kmalloc_inline(size, gfp, __builtin_return_address(0));
+}
+
+void *kzalloc_node(size_t size, gfp_t gfp, int node)
+{
+    (void)node;
+    return kmalloc_inline(size, gfp | __GFP_ZERO, __builtin_return_address(0));
+}
+
+void *kmemdup(const void *src, size_t len, gfp_t gfp)
+{
+    if (src == NULL && len != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *p = kmalloc_inline(len, gfp & ~(gfp_t)__GFP_ZERO, __builtin_return_address(0));
+    if (p != NULL && len != 0)
+        memcpy(p, src, len);
+    return p;
+}
+
+/* kmemdup of len bytes of s and a NUL after them. */
+static char *dup_chars(const char *s, size_t len, gfp_t gfp, const void *caller)
+{
+    if (len == SIZE_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *p = kmalloc_inline(len + 1, gfp & ~(gfp_t)__GFP_ZERO, caller);
+    if (p != NULL) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+char *kstrdup(const char *s, gfp_t gfp)
+{
+    if (s == NULL)
+        return NULL; /* as Linux: NULL in, NULL out (errno untouched) */
+    return dup_chars(s, strlen(s), gfp, __builtin_return_address(0));
+}
+
+char *kstrndup(const char *s, size_t max, gfp_t gfp)
+{
+    if (s == NULL)
+        return NULL;
+    return dup_chars(s, strnlen(s, max), gfp, __builtin_return_address(0));
+}
+
+char *kmemdup_nul(const char *s, size_t len, gfp_t gfp)
+{
+    if (s == NULL)
+        return NULL;
+    return dup_chars(s, len, gfp, __builtin_return_address(0));
+}
+
+void kfree_sensitive(const void *p)
+{
+    size_t n = ksize_op(p, "kfree_sensitive"); /* 0: NULL, ZERO_SIZE_PTR or a misuse (diagnosed) */
+    if (n == 0)
+        return;
+    memset((void *)p, 0, n);
+    /* The compiler must not drop the clearing as a store to memory about
+     * to be freed: make it observable. */
+    __asm__ volatile("" : : "r"(p) : "memory");
+    kfree_inline(p, __builtin_return_address(0));
+}
+
+/* kmalloc serves every size (large ones as page spans), so each kv* call is
+ * its kmalloc-family twin under a second name (an alias: one function, so
+ * the recorded caller stays the application's); kvfree frees either. */
+void *kvmalloc(size_t size, gfp_t gfp) __attribute__((alias("kmalloc")));
+void *kvzalloc(size_t size, gfp_t gfp) __attribute__((alias("kzalloc")));
+void *kvmalloc_array(size_t n, size_t size, gfp_t gfp) __attribute__((alias("kmalloc_array")));
+void *kvcalloc(size_t n, size_t size, gfp_t gfp) __attribute__((alias("kcalloc")));
+void kvfree(const void *p) __attribute__((alias("kfree")));
+
+size_t kmalloc_size_roundup(size_t size)
+{
+    if (size == 0)
+        return 0;
+    if (size <= KMALLOC_MAX_CACHE_SIZE)
+        return class_size[size_to_class(size)];
+    if (size > mp_large_limit())
+        return size; /* kmalloc(size) fails: the size is returned unchanged, as Linux does */
+    return (size + MP_PAGE_SIZE - 1) & ~(size_t)(MP_PAGE_SIZE - 1);
 }

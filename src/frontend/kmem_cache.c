@@ -154,6 +154,15 @@ MP_HOT_ENTRY void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
     return mp_kmem_alloc(s->c, gfp | __GFP_ZERO, __builtin_return_address(0));
 }
 
+/* One memory node here: node is accepted and ignored (as for NUMA_NO_NODE). */
+void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t gfp, int node)
+{
+    (void)node;
+    if (__builtin_expect(s == NULL, 0))
+        return mp_null_einval();
+    return mp_kmem_alloc(s->c, gfp, __builtin_return_address(0));
+}
+
 /* Diagnose a bad free of obj to s (c and why from mp_obj_check). */
 static __attribute__((noinline, cold)) void bad_free(const char *name, const void *obj,
                                                      magpool_cache_t *c, int why, const char *op)
