@@ -99,6 +99,39 @@ static void test_macro_size_align(void)
     kmem_cache_destroy(s);
 }
 
+struct with_user {
+    long id;
+    char user[40]; /* the region copied to and from "user space" */
+    void *priv;
+};
+
+static void usercopy_outside(void *a)
+{
+    (void)a;
+    struct kmem_cache *s = kmem_cache_create_usercopy("ucbad", 32, 0, 0, 24, 16, NULL);
+    fprintf(stderr, "made %d\n", s != NULL);
+    kmem_cache_destroy(s);
+}
+
+static void test_usercopy(void)
+{
+    struct kmem_cache *s = KMEM_CACHE_USERCOPY(with_user, 0, user);
+    CHECK(s != NULL && kmem_cache_size(s) == sizeof(struct with_user));
+    CHECK(s != NULL && strcmp(magpool_cache_name(s->c), "with_user") == 0);
+    struct with_user *w = kmem_cache_alloc(s, GFP_KERNEL);
+    CHECK(w != NULL && (uintptr_t)w % _Alignof(struct with_user) == 0);
+    kmem_cache_free(s, w);
+    kmem_cache_destroy(s);
+    /* A region outside the object: one line, the cache made all the same. */
+    char out[4096];
+    int st = check_run_child(usercopy_outside, NULL, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_MSG(strstr(out, "magpool: kmem_cache_create_usercopy ucbad: usercopy region outside the object") != NULL &&
+                  strstr(out, "made 1") != NULL, "[%s]", out);
+    errno = 0;
+    CHECK(kmem_cache_create_usercopy(NULL, 32, 0, 0, 0, 8, NULL) == NULL && errno == EINVAL);
+}
+
 static void test_zalloc(void)
 {
     struct kmem_cache *s = kmem_cache_create("zc", 100, 0, 0, NULL);
@@ -637,6 +670,7 @@ int main(void)
 {
     test_create_bad();
     test_macro_size_align();
+    test_usercopy();
     test_zalloc();
     test_ctor();
     test_bulk();

@@ -475,6 +475,41 @@ static void test_deaths(void)
     CHECK(check_death(die_kmalloc_large, NULL, "magpool: mem_pool: foreign pointer at 0x"));
 }
 
+/* mem_pools_init / mem_pools_fini pair up; the last fini gives back what
+ * no pool is using (the thread's cached objects, free slabs), and the pools
+ * keep working before, between and after. */
+static void test_pools_init_fini(void)
+{
+    enum { N = 2000 };
+    static void *o[N];
+    mem_pools_fini(); /* without an init: nothing (below: the memory stays) */
+    mem_pools_init();
+    mem_pools_init_early();
+    mem_pools_init_late();
+    struct mem_pool *p = mem_pool_new_fn(256, 16, "initfini");
+    CHECK(p != NULL);
+    for (int i = 0; i < N; i++)
+        o[i] = mem_get(p);
+    for (int i = 0; i < N; i++)
+        mem_put(o[i]);
+    struct mem_pool_stats st;
+    CHECK(mem_pool_get_stats(p, &st) == 0 && st.thread_bytes > 0);
+    uint64_t cached = st.thread_bytes + st.depot_bytes + st.slabs_free_bytes;
+    mem_pools_fini(); /* one of two inits left: nothing given back */
+    CHECK(mem_pool_get_stats(p, &st) == 0 && st.thread_bytes > 0);
+    CHECK(st.thread_bytes + st.depot_bytes + st.slabs_free_bytes == cached);
+    mem_pools_fini(); /* the last */
+    CHECK(mem_pool_get_stats(p, &st) == 0);
+    CHECK_MSG(st.thread_bytes == 0 && st.depot_bytes == 0, "thread %llu depot %llu",
+              (unsigned long long)st.thread_bytes, (unsigned long long)st.depot_bytes);
+    CHECK(st.thread_bytes + st.depot_bytes + st.slabs_free_bytes < cached / 2);
+    void *a = mem_get0(p); /* still a working pool */
+    CHECK(a != NULL);
+    mem_put(a);
+    mem_pools_fini(); /* more finis than inits: nothing */
+    mem_pool_destroy(p);
+}
+
 int main(void)
 {
     test_new_bad_args();
@@ -486,6 +521,7 @@ int main(void)
     test_destroy_with_objects_out();
     test_put_across_pools();
     test_cross_thread();
+    test_pools_init_fini();
     test_deaths();
     return check_done();
 }

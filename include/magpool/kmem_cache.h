@@ -135,6 +135,19 @@ MAGPOOL_API struct kmem_cache *kmem_cache_create(const char *name, unsigned int 
     kmem_cache_create(#__struct, sizeof(struct __struct), __alignof__(struct __struct), \
                       (__flags), NULL)
 
+/** kmem_cache_create with a hardened-usercopy region (Linux >= 4.16).  User
+ *  space has no copy_to_user to guard, so the region is checked and then
+ *  unused: one outside the object prints one line and is dropped (Linux
+ *  warns and drops it too); the cache is made either way. */
+MAGPOOL_API struct kmem_cache *kmem_cache_create_usercopy(const char *name, unsigned int size,
+                                                          unsigned int align, slab_flags_t flags,
+                                                          unsigned int useroffset, unsigned int usersize,
+                                                          void (*ctor)(void *));
+#define KMEM_CACHE_USERCOPY(__struct, __flags, __field)                                    \
+    kmem_cache_create_usercopy(#__struct, sizeof(struct __struct), __alignof__(struct __struct), \
+                               (__flags), __builtin_offsetof(struct __struct, __field),      \
+                               sizeof(((struct __struct *)0)->__field), NULL)
+
 /** Destroy s.  NULL does nothing.  Live objects: diagnostic (see above), the
  *  cache memory is kept so they stay valid. */
 MAGPOOL_API void kmem_cache_destroy(struct kmem_cache *s);

@@ -36,6 +36,7 @@
  *   mem_pool_get_stats       | safe (a snapshot)         | safe
  *   mem_pool_dump            | safe                      | safe
  *   mem_pool_new             | -                         | safe
+ *   mem_pools_init / _fini   | safe                      | safe
  *   mem_pool_destroy         | NOT with mem_get/mem_put  | safe
  *                            | of this pool in flight;   |
  *                            | objects still out may be  |
@@ -122,6 +123,20 @@ struct mem_pool_stats {
  * is therefore not seen; reading the stats more often narrows the gap.  (An
  * exact peak would need a shared counter on every get and put.)
  */
+
+/**
+ * GlusterFS's process-wide set-up: mem_pools_init (or, as GlusterFS 3.12
+ * named it, mem_pools_init_early then mem_pools_init_late) before the pools
+ * are used, mem_pools_fini at the end, in pairs (a count).  magpool needs
+ * neither: pools work without them and after them.  The last
+ * mem_pools_fini gives back the memory no pool is using (the calling
+ * thread's cached objects and every cache's free slabs, magpool_reap);
+ * a mem_pools_fini without an init does nothing.
+ */
+MAGPOOL_API void mem_pools_init(void);
+MAGPOOL_API void mem_pools_init_early(void);
+MAGPOOL_API void mem_pools_init_late(void);
+MAGPOOL_API void mem_pools_fini(void);
 
 /** Fill *st for pool.  0, or -1 + EINVAL (NULL pool or st). */
 MAGPOOL_API int mem_pool_get_stats(struct mem_pool *pool, struct mem_pool_stats *st);

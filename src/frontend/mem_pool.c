@@ -266,6 +266,41 @@ void mem_pool_destroy(struct mem_pool *pool)
     mp_fast_set_fe_tag(pool->cache, MP_TAG_MEM_POOL_DEAD);
 }
 
+/* GlusterFS's process-wide set-up calls.  magpool needs no set-up (its
+ * reaper starts with the first cache), so they keep GlusterFS's pairing
+ * count and nothing else: the last mem_pools_fini gives the memory the pools
+ * are not using back, as GlusterFS's does when it stops its sweeper. */
+static unsigned long pools_init_count; /* under registry_lock */
+
+void mem_pools_init(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    pools_init_count++;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void mem_pools_init_early(void)
+{
+    mem_pools_init();
+}
+
+void mem_pools_init_late(void)
+{
+}
+
+void mem_pools_fini(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    bool last = pools_init_count == 1;
+    if (pools_init_count > 0) /* (a fini without an init: nothing, as GlusterFS) */
+        pools_init_count--;
+    pthread_mutex_unlock(&registry_lock);
+    if (last) {
+        magpool_thread_flush();
+        magpool_reap();
+    }
+}
+
 static void sample_max(struct mem_pool *p, unsigned long in_use)
 {
     unsigned long m = mp_load_relaxed(&p->max_alloc);
