@@ -279,13 +279,15 @@ void mem_pools_init(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* GlusterFS 3.12's split: _early set up its lists, _late started the
+ * sweeper and counted. */
 void mem_pools_init_early(void)
 {
-    mem_pools_init();
 }
 
 void mem_pools_init_late(void)
 {
+    mem_pools_init();
 }
 
 void mem_pools_fini(void)
