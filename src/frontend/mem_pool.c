@@ -23,6 +23,9 @@
  *    stays alive as its priv with `zombie_left` = objects still out; each
  *    later mem_put releases its object to the zombie and counts down; the put
  *    that reaches zero frees the wrapper (the core has then freed the cache).
+ *  - mem_pools_init / mem_pools_fini (GlusterFS's process set-up) are a
+ *    count under the registry lock; the last fini reaps (magpool_reap), so
+ *    pools work without them and after them.
  *
  * Convention shared with kmem_cache.c: every front-end priv starts with a
  * uint32_t magic, so a pool can tell its own objects from other caches'.
