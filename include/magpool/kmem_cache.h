@@ -214,7 +214,9 @@ MAGPOOL_API size_t ksize(const void *p);
 /* The rest of Linux's kmalloc family.  Misuse of a pointer argument is
  * diagnosed as for kfree / krealloc, under the call's own name. */
 /** "Any node": the _node calls accept it (and any other node: one here). */
+#ifndef NUMA_NO_NODE
 #define NUMA_NO_NODE (-1)
+#endif
 /** kmalloc(n * size); n * size overflowing: NULL + ENOMEM. */
 MAGPOOL_API void *kmalloc_array(size_t n, size_t size, gfp_t gfp);
 /** krealloc(p, new_n * new_size); overflowing: NULL + ENOMEM, p untouched. */
