@@ -343,6 +343,54 @@ static void test_owner(void)
     free(heap);
 }
 
+/* The bulk frees' run check (mp_slab_run_owned_by: four objects per step
+ * against the kept slab's bounds): one bad object at every position of
+ * runs of every length up to 13 is found, whatever lane of a step it falls
+ * in; NULLs anywhere and objects of two slabs interleaved pass. */
+static void test_run_owned_by(void)
+{
+    static int other_token;
+    struct mp_slab_cache *sc = mk(64, 8, 0);
+    struct mp_slab_params op = { .size = 64, .align = 8, .owner = &other_token };
+    struct mp_slab_cache *oc = mp_slab_cache_new(&op);
+    CHECK(oc != NULL);
+    size_t per = sstats(sc).objs_per_slab;
+    size_t total = per + 16; /* the last 16 are in a second slab */
+    void **o = calloc(total, sizeof *o);
+    CHECK(o != NULL && mp_slab_alloc(sc, o, total, 0) == total);
+    void *foreign_obj = NULL;
+    CHECK(mp_slab_alloc(oc, &foreign_obj, 1, 0) == 1);
+    static long local;
+    void *run[13];
+    int bad = 0;
+    for (size_t n = 1; n <= 13; n++) {
+        for (size_t i = 0; i < n; i++)
+            run[i] = o[i];
+        bad += !mp_slab_run_owned_by(run, n, OWNER);
+        for (size_t at = 0; at < n; at++) {
+            void *keep = run[at];
+            void *wrong[3] = { (char *)keep + 8, foreign_obj, &local };
+            for (int w = 0; w < 3; w++) {
+                run[at] = wrong[w];
+                bad += mp_slab_run_owned_by(run, n, OWNER); /* must be false */
+            }
+            run[at] = NULL;
+            bad += !mp_slab_run_owned_by(run, n, OWNER); /* NULL: skipped */
+            run[at] = keep;
+        }
+        /* two slabs, alternating */
+        for (size_t i = 0; i < n; i++)
+            run[i] = (i & 1) ? o[per + i] : o[i];
+        bad += !mp_slab_run_owned_by(run, n, OWNER);
+    }
+    CHECK_MSG(bad == 0, "%d wrong answers", bad);
+    mp_slab_free(oc, &foreign_obj, 1);
+    mp_slab_free(sc, o, total);
+    mp_slab_cache_delete(oc);
+    mp_slab_cache_delete(sc);
+    free(o);
+}
+
 /* ---- max_objects, NOWAIT, reap -------------------------------------------- */
 
 static void test_max_objects(void)
@@ -553,6 +601,7 @@ int main(void)
     test_ctor();
     test_colour();
     test_owner();
+    test_run_owned_by();
     test_max_objects();
     test_nowait();
     test_reap();
