@@ -81,7 +81,7 @@ extern "C" {
 #define MAGPOOL_API __attribute__((visibility("default")))
 
 #define MAGPOOL_VERSION_MAJOR 1
-#define MAGPOOL_VERSION_MINOR 1 /* 1.1: the rest of the kmalloc family (kmem_cache.h) */
+#define MAGPOOL_VERSION_MINOR 1 /* 1.1: the rest of the kmalloc family (kmem_cache.h), mem_pools_init/fini */
 
 /** Opaque cache handle. */
 typedef struct magpool_cache magpool_cache_t;
