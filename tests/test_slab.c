@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "cpu.h"
 #include "magpool/magpool.h"
 #include "page.h"
 #include "slab.h"
@@ -347,7 +348,7 @@ static void test_owner(void)
  * against the kept slab's bounds): one bad object at every position of
  * runs of every length up to 13 is found, whatever lane of a step it falls
  * in; NULLs anywhere and objects of two slabs interleaved pass. */
-static void test_run_owned_by(void)
+static void run_owned_by_once(void)
 {
     static int other_token;
     struct mp_slab_cache *sc = mk(64, 8, 0);
@@ -389,6 +390,91 @@ static void test_run_owned_by(void)
     mp_slab_cache_delete(oc);
     mp_slab_cache_delete(sc);
     free(o);
+}
+
+/* Both group steps: the 256-bit one (if this CPU has it) and the baseline. */
+static void test_run_owned_by(void)
+{
+    bool wide = mp_bulk_wide;
+    for (int pass = 0; pass < 2; pass++, mp_bulk_wide = false)
+        run_owned_by_once();
+    mp_bulk_wide = wide;
+}
+
+/* The slot tests (mp_slab_slot_at; the run check's group steps, the 256-bit
+ * one with lk_inv) against division, on real slabs of strides 1 B .. 256 KiB, odd, even and powers of
+ * two: every offset around the slab's first and last objects, offsets below
+ * the base, multiples of the stride past the end and 2^32 away (where a
+ * 32-bit test would alias), and random 64-bit offsets. */
+static uint64_t slot_rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t slot_rand(void)
+{
+    slot_rng ^= slot_rng << 13;
+    slot_rng ^= slot_rng >> 7;
+    slot_rng ^= slot_rng << 17;
+    return slot_rng;
+}
+
+static void slot_check(const struct mp_slab_lookup *lk, void *good, uintptr_t off, int *bad)
+{
+    uintptr_t base = mp_load_relaxed(&lk->lk_base);
+    uint32_t span = mp_load_relaxed(&lk->lk_span), stride = mp_load_relaxed(&lk->lk_stride);
+    bool truth = off < span && off % stride == 0;
+    unsigned got = mp_slab_slot_at(off, span, mp_load_relaxed(&lk->lk_magic));
+    /* the group step, with the candidate in each lane in turn */
+    void *grp[4] = { good, good, good, good };
+    size_t lane = off % 4;
+    grp[lane] = (void *)(base + off);
+    size_t in = mp_slab_run_groups(grp, 4, lk);
+    if (got != truth || in != (truth ? 4u : 0u)) {
+        if (*bad < 5)
+            fprintf(stderr, "stride %u span %u off %#zx: truth %d scalar %u group %zu\n", stride, span, (size_t)off,
+                    (int)truth, got, in);
+        ++*bad;
+    }
+}
+
+static void test_slot_exact(void)
+{
+    static const size_t sizes[] = { 1, 2, 3, 5, 7, 8, 12, 24, 40, 48, 56, 64, 72, 96, 100, 127, 128, 192,
+                                    200, 256, 384, 500, 1000, 1024, 3000, 4096, 5000, 12288, 40000, 65536,
+                                    100000, 262144 };
+    bool wide = mp_bulk_wide;
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++, mp_bulk_wide = false)
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t align = sizes[k] % 8 == 0 ? 8 : 1;
+            struct mp_slab_cache *sc = mk(sizes[k], align, 0);
+            void *o = NULL;
+            CHECK(mp_slab_alloc(sc, &o, 1, 0) == 1);
+            const struct mp_slab_lookup *lk = mp_page_owner_inline(o);
+            CHECK(lk != NULL && mp_load_relaxed(&lk->lk_owner) == OWNER);
+            uintptr_t stride = mp_load_relaxed(&lk->lk_stride), span = mp_load_relaxed(&lk->lk_span);
+            CHECK(span / stride == mp_load_relaxed(&lk->lk_nobjs) && span % stride == 0);
+            for (uintptr_t d = 0; d < 3 * stride + 80; d++) {
+                slot_check(lk, o, d, &bad);
+                slot_check(lk, o, -d, &bad);            /* below the base */
+                slot_check(lk, o, span + 2 * stride - d, &bad); /* around the end */
+            }
+            for (uintptr_t j = 0; j < 64; j++) {
+                slot_check(lk, o, span + j * stride, &bad);
+                slot_check(lk, o, ((uintptr_t)1 << 32) + j * stride, &bad);
+                slot_check(lk, o, ((uintptr_t)1 << 32) * (j + 1), &bad);
+                slot_check(lk, o, -(j + 1) * stride, &bad);
+                slot_check(lk, o, (UINTPTR_MAX / stride - j) * stride, &bad);
+            }
+            for (int r = 0; r < 20000; r++) {
+                uint64_t x = slot_rand();
+                slot_check(lk, o, x, &bad);
+                slot_check(lk, o, x % span, &bad);
+                slot_check(lk, o, x % span / stride * stride, &bad);
+            }
+            mp_slab_free(sc, &o, 1);
+            mp_slab_cache_delete(sc);
+        }
+    mp_bulk_wide = wide;
+    CHECK_MSG(bad == 0, "%d wrong slot answers", bad);
 }
 
 /* ---- max_objects, NOWAIT, reap -------------------------------------------- */
@@ -602,6 +688,7 @@ int main(void)
     test_colour();
     test_owner();
     test_run_owned_by();
+    test_slot_exact();
     test_max_objects();
     test_nowait();
     test_reap();

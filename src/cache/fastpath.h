@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cache_impl.h"
+#include "cpu.h"
 #include "sanitize.h"
 
 void *mp_alloc_slow(struct magpool_cache *c, unsigned aflags, const void *caller);
@@ -325,9 +326,7 @@ static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restric
 /* A long run's fused copy and check (mp_copy_run_bad's contract), for
  * mp_free_bulk_hit_k: magazine.c also has a wider one for CPUs that have it. */
 typedef bool mp_copy_run_fn(void **restrict dst, void *const *restrict objs, size_t n, void *top);
-/* Whether mp_free_bulk_run uses that wider kernel (magazine.c: set at load
- * when the CPU has AVX2; white-box tests clear it to run this one). */
-extern bool mp_bulk_wide;
+/* (mp_free_bulk_run uses that wider kernel when mp_bulk_wide, cpu.h.) */
 
 /* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
  * equal to the one pushed before it (mp_fast_free's check), push them all

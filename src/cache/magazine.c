@@ -601,8 +601,7 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
  * shuffle of registers already loaded).  A 128-object bulk round (4 x 32
  * in, 4 x 32 out) costs about 15% less than with the 128-bit kernel (70 -> 60 ns)
  * (bench/README.md, "Bulk runs"). */
-#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 12)
-#define MP_HAVE_AVX2_RUN 1
+#ifdef MP_HAVE_AVX2
 typedef uintptr_t mp_ptr4 __attribute__((vector_size(4 * sizeof(uintptr_t)), aligned(sizeof(uintptr_t)), may_alias));
 
 static __attribute__((target("avx2"), noinline)) bool mp_copy_run_bad_avx2(void **restrict dst,
@@ -640,16 +639,7 @@ static __attribute__((target("avx2"), noinline)) void mp_copy_out_avx2(void **re
     for (; j < k; j++)
         dst[j] = src[j];
 }
-
-__attribute__((constructor)) static void mp_run_pick_kernel(void)
-{
-    __builtin_cpu_init();
-    mp_bulk_wide = __builtin_cpu_supports("avx2");
-}
 #endif
-/* Set once at load, before any cache exists (tests clear it to run the
- * baseline kernel); a plain bool. */
-bool mp_bulk_wide;
 
 /* Bulk calls move whole runs of rounds between the caller's array and the
  * loaded magazine: one copy and one tcache update per run, no call per
@@ -691,7 +681,7 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
             }
         return n;
     }
-#ifdef MP_HAVE_AVX2_RUN
+#ifdef MP_HAVE_AVX2
     /* The whole run at once, if loaded (the loop below does the same with
      * the baseline copy). */
     if (n > MP_BULK_INLINE && aflags == 0 && mp_bulk_wide && mp_alloc_bulk_hit_k(c, n, objs, false, mp_copy_out_avx2))
@@ -748,7 +738,7 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
     bool hit;
     if (n <= MP_BULK_INLINE)
         hit = mp_free_bulk_hit(c, n, objs, true);
-#ifdef MP_HAVE_AVX2_RUN
+#ifdef MP_HAVE_AVX2
     else if (mp_bulk_wide)
         hit = mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_avx2);
 #endif

@@ -262,7 +262,10 @@ MP_HOT_ENTRY void kmem_cache_free(struct kmem_cache *s, void *obj)
     mp_fast_free(c, obj, caller);
 }
 
-int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
+/* kmem_cache_alloc_bulk past its inline hit: argument errors, __GFP_ZERO,
+ * long runs and misses, gfp translated once. */
+static __attribute__((noinline)) int alloc_bulk_run(struct kmem_cache *s, gfp_t gfp, size_t n, void **p,
+                                                    const void *caller)
 {
     if (n == 0)
         return 0;
@@ -271,20 +274,27 @@ int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
         return 0;
     }
     /* magpool_alloc_bulk's path: whole runs out of the magazine, all or
-     * nothing (errno kept), gfp translated once. */
-    return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), __builtin_return_address(0)) == n ? (int)n : 0;
+     * nothing (errno kept). */
+    return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), caller) == n ? (int)n : 0;
 }
 
-void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
+/* A short run the loaded magazine holds is a hit whatever gfp says but
+ * __GFP_ZERO (a hit never blocks, as kmem_cache_alloc's): gfp is not
+ * translated on it, and the entry needs no stack frame. */
+MP_HOT_ENTRY int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p)
+{
+    if (__builtin_expect(s != NULL && p != NULL && n - 1 < MP_BULK_INLINE && !(gfp & __GFP_ZERO), 1) &&
+        mp_alloc_bulk_hit(s->c, n, p, true))
+        return (int)n;
+    return alloc_bulk_run(s, gfp, n, p, __builtin_return_address(0));
+}
+
+/* kmem_cache_free_bulk past its inline run of one: checked runs, and every
+ * misuse named. */
+static __attribute__((noinline)) void free_bulk_run(struct kmem_cache *s, size_t n, void **p, const void *caller)
 {
     if (n == 0 || p == NULL)
         return;
-    const void *caller = __builtin_return_address(0);
-    if (n == 1 && s != NULL) { /* a run of one (DPDK's put_bulk(1) shape): no run to check */
-        if (kc_valid(s, p[0], "kmem_cache_free_bulk")) /* (NULL: false, silently) */
-            mp_fast_free(s->c, p[0], caller);
-        return;
-    }
     if (s != NULL && mp_slab_run_owned_by(p, n, s->c))
         return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
@@ -298,6 +308,19 @@ void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
         if (kc_valid(s, obj, "kmem_cache_free_bulk"))
             mp_fast_free(s->c, obj, caller);
     }
+}
+
+/* A run of one (DPDK's put_bulk(1) shape) is kmem_cache_free's check and
+ * push, with no stack frame; longer runs are checked as a whole. */
+MP_HOT_ENTRY void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
+{
+    if (n == 1 && s != NULL && p != NULL) {
+        void *obj = p[0];
+        magpool_cache_t *c = s->c;
+        if (__builtin_expect(mp_slab_owned_by(obj, c), 1))
+            return mp_fast_free(c, obj, __builtin_return_address(0));
+    }
+    free_bulk_run(s, n, p, __builtin_return_address(0));
 }
 
 int kmem_cache_shrink(struct kmem_cache *s)

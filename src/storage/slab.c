@@ -81,6 +81,7 @@
 #include <sys/mman.h>
 
 #include "atomics.h"
+#include "cpu.h"
 #include "magpool/magpool.h"
 #include "meta.h"
 #include "page.h"
@@ -127,6 +128,7 @@ struct mp_slab_cache {
     uint32_t nobjs, ncolours, colour_step;
     unsigned order;
     uint64_t magic;
+    uint32_t inv, rot; /* the run check's (slab.h) */
 };
 
 /* ---- descriptor pool (type-stable) -------------------------------------- */
@@ -162,6 +164,11 @@ static int geometry(struct mp_slab_cache *sc)
     if (p->size > max || p->extra > max)
         return -1;
     size_t stride = (p->size + p->extra + align - 1) & ~(align - 1);
+    /* At least 2: the slot test's magic (slab.h) is 2^64 / stride rounded
+     * up, which does not fit 64 bits for a stride of 1 (1-byte objects at
+     * alignment 1 take 2 bytes each). */
+    if (stride < 2)
+        stride = 2;
     if (stride > max)
         return -1;
     unsigned k0 = stride <= SMALL_STRIDE ? SMALL_MIN_ORDER : 0;
@@ -202,6 +209,13 @@ static int geometry(struct mp_slab_cache *sc)
     sc->colour_step = (uint32_t)step;
     sc->ncolours = (uint32_t)((bytes - n * stride) / step + 1);
     sc->magic = UINT64_MAX / stride + 1;
+    /* stride = odd << rot; inv = odd^-1 mod 2^32 by Newton's iteration
+     * (inv = odd is right to 3 bits, each step doubles them: 6, 12, 24, 48). */
+    sc->rot = (uint32_t)__builtin_ctzll(stride);
+    uint32_t odd = (uint32_t)(stride >> sc->rot), inv = odd;
+    for (int i = 0; i < 4; i++)
+        inv *= 2 - odd * inv;
+    sc->inv = inv;
     return 0;
 }
 
@@ -312,6 +326,9 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     mp_store_relaxed(&s->lk.lk_span, s->nobjs * s->stride);
     mp_store_relaxed(&s->lk.lk_stride, s->stride);
     mp_store_relaxed(&s->lk.lk_magic, sc->magic);
+    mp_store_relaxed(&s->lk.lk_inv, sc->inv);
+    mp_store_relaxed(&s->lk.lk_rot, (uint16_t)sc->rot);
+    mp_store_relaxed(&s->lk.lk_nobjs, (uint16_t)s->nobjs);
     mp_store_relaxed(&s->lk.lk_owner, sc->p.owner);
     mp_store_relaxed(&s->lk_cache, sc);
     /* Publishes the fields above (release store per page, see page.c). */
@@ -537,6 +554,134 @@ void *mp_slab_owner(const void *p, int *why)
     return owner;
 }
 
+/* One slab's slot tests, their fields in registers, for the run check. */
+struct run_slab {
+    uintptr_t base, span;
+    uint64_t magic;
+    uint32_t inv, rot, nobjs; /* the 256-bit step's */
+};
+
+static inline __attribute__((always_inline)) struct run_slab run_slab_of(const struct mp_slab_lookup *s)
+{
+    return (struct run_slab){ mp_load_relaxed(&s->lk_base), mp_load_relaxed(&s->lk_span), mp_load_relaxed(&s->lk_magic),
+                              mp_load_relaxed(&s->lk_inv), mp_load_relaxed(&s->lk_rot), mp_load_relaxed(&s->lk_nobjs) };
+}
+
+/* A group step: how far from p[i], in whole groups of four, every object is
+ * a slot of rs (i itself if the group at i is not). */
+typedef size_t run_groups_fn(void *const *p, size_t i, size_t n, const struct run_slab *rs);
+
+/* The baseline step: four slot tests combined with & (every branch falling
+ * through). */
+static inline __attribute__((always_inline)) size_t run_groups_base(void *const *p, size_t i, size_t n,
+                                                                    const struct run_slab *rs)
+{
+    for (; i + 4 <= n; i += 4) {
+        unsigned in = mp_slab_slot_at((uintptr_t)p[i] - rs->base, rs->span, rs->magic) &
+                      mp_slab_slot_at((uintptr_t)p[i + 1] - rs->base, rs->span, rs->magic) &
+                      mp_slab_slot_at((uintptr_t)p[i + 2] - rs->base, rs->span, rs->magic) &
+                      mp_slab_slot_at((uintptr_t)p[i + 3] - rs->base, rs->span, rs->magic);
+        if (__builtin_expect(!in, 0))
+            break;
+    }
+    return i;
+}
+
+/* mp_slab_run_owned_by with the group step `groups` (inlined into each
+ * kernel below).  The kept slab starts as the first non-NULL object's. */
+static inline __attribute__((always_inline)) bool run_owned_by(void *const *p, size_t n, const void *owner,
+                                                               run_groups_fn *groups)
+{
+    struct run_slab rs = { 0, 0, 1, 0, 0, 0 }; /* span and nobjs 0: no object is a slot of it */
+    size_t i = 0;
+    for (;;) {
+        /* p[i] alone (the first, the one a group failed at, or the tail). */
+        if (i == n)
+            return true;
+        void *q = p[i++];
+        if (!mp_slab_slot_at((uintptr_t)q - rs.base, rs.span, rs.magic) && q != NULL) {
+            const struct mp_slab_lookup *s = mp_page_owner_inline(q);
+            if (s == NULL || !mp_slab_lookup_slot(s, q) || mp_load_relaxed(&s->lk_owner) != owner)
+                return false;
+            rs = run_slab_of(s);
+        }
+        i = groups(p, i, n, &rs);
+        /* A tail shorter than a group: the last four again, overlapping
+         * (testing an object twice changes nothing). */
+        if (i + 4 > n && i < n && n >= 4 && groups(p, n - 4, n, &rs) == n)
+            return true;
+    }
+}
+
+static bool run_owned_by_base(void *const *p, size_t n, const void *owner)
+{
+    return run_owned_by(p, n, owner, run_groups_base);
+}
+
+#ifdef MP_HAVE_AVX2
+#include <immintrin.h>
+/* run_groups_base in one 256-bit step per group: slab.h's 32-bit slot test
+ * (lk_inv).  off = p - base per 64-bit lane; vpmuludq multiplies its low
+ * half by inv, and the product's low half rotated right by rot within its
+ * 32-bit lane is off / stride when stride divides off < 2^32, and at least
+ * n otherwise (a slab's span fits 32 bits).  Blended under off's high half
+ * and compared with n as a 64-bit unsigned (sign-biased), it is below n
+ * exactly when off < 2^32 and off is a slot: mp_slab_slot_at's answer for
+ * every 64-bit off, in 10 instructions per four objects. */
+static inline __attribute__((target("avx2"), always_inline)) size_t run_groups_avx2(void *const *p, size_t i,
+                                                                                   size_t n,
+                                                                                   const struct run_slab *rs)
+{
+    const __m256i base = _mm256_set1_epi64x((long long)rs->base);
+    const __m256i inv = _mm256_set1_epi64x((long long)rs->inv);
+    const __m256i bias = _mm256_set1_epi64x((long long)(1ULL << 63));
+    const __m256i limit = _mm256_set1_epi64x((long long)((uint64_t)rs->nobjs ^ (1ULL << 63)));
+    /* (a shift by 32 gives 0 in vpslld: rot 0 is off * inv itself) */
+    const __m128i right = _mm_cvtsi32_si128((int)rs->rot), left = _mm_cvtsi32_si128(32 - (int)rs->rot);
+    for (; i + 4 <= n; i += 4) {
+        __m256i off = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(p + i)), base);
+        __m256i q = _mm256_mul_epu32(off, inv);
+        q = _mm256_or_si256(_mm256_srl_epi32(q, right), _mm256_sll_epi32(q, left));
+        q = _mm256_blend_epi32(q, off, 0xAA); /* odd 32-bit lanes: off's high halves */
+        __m256i in = _mm256_cmpgt_epi64(limit, _mm256_xor_si256(q, bias));
+        if (__builtin_expect(_mm256_movemask_pd(_mm256_castsi256_pd(in)) != 0xF, 0))
+            break;
+    }
+    return i;
+}
+
+static __attribute__((target("avx2"), noinline)) bool run_owned_by_avx2(void *const *p, size_t n, const void *owner)
+{
+    return run_owned_by(p, n, owner, run_groups_avx2);
+}
+
+static __attribute__((target("avx2"), noinline)) size_t run_groups_wide(void *const *p, size_t n,
+                                                                       const struct run_slab *rs)
+{
+    return run_groups_avx2(p, 0, n, rs);
+}
+#endif
+
+bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner)
+{
+#ifdef MP_HAVE_AVX2
+    if (mp_bulk_wide)
+        return run_owned_by_avx2(p, n, owner);
+#endif
+    return run_owned_by_base(p, n, owner);
+}
+
+/* White-box (slab.h): the group step alone. */
+size_t mp_slab_run_groups(void *const *p, size_t n, const struct mp_slab_lookup *s)
+{
+    struct run_slab rs = run_slab_of(s);
+#ifdef MP_HAVE_AVX2
+    if (mp_bulk_wide)
+        return run_groups_wide(p, n, &rs);
+#endif
+    return run_groups_base(p, 0, n, &rs);
+}
+
 size_t mp_slab_index(const void *p, size_t *nobjs)
 {
     struct mp_slab *s = mp_page_owner(p);
@@ -569,7 +714,7 @@ void *mp_slab_locate(const void *p, void **obj)
 
 /* ---- large blocks (slab.h) ------------------------------------------------- */
 
-struct mp_slab_lookup mp_large_tag; /* lk_span 0: matches no address */
+struct mp_slab_lookup mp_large_tag; /* lk_span and lk_nobjs 0: matches no address */
 
 void *mp_large_alloc(size_t npages, unsigned aflags)
 {

@@ -74,8 +74,8 @@ void *mp_slab_owner(const void *p, int *why);
  * the front ends can run mp_slab_owner inline.  RULE: every non-NULL page
  * owner word (mp_page_set_owner) points at a struct mp_slab_lookup; a page
  * user that is not a slab (kmalloc's large spans) points at one with
- * lk_span == 0, which no address matches.  The fields are written (relaxed)
- * before the owner words are published with release, and read (relaxed)
+ * lk_span == lk_nobjs == 0, which no address matches.  The fields are
+ * written (relaxed) before the owner words are published with release, and read (relaxed)
  * after the acquire load of the owner word (mp_page_owner_inline). */
 struct mp_slab_lookup {
     _Atomic uintptr_t lk_base;     /* address of object 0 */
@@ -83,12 +83,21 @@ struct mp_slab_lookup {
     _Atomic uint32_t lk_stride;
     _Atomic uint64_t lk_magic;     /* ceil(2^64 / stride): off % stride == 0 <=> off * magic < magic */
     _Atomic(void *) lk_owner;      /* params.owner */
+    /* The same test for slab.c's 256-bit run check, in 32-bit lanes: with
+     * stride = odd << rot and inv = odd^-1 mod 2^32, ror32(off * inv, rot) is
+     * off / stride when stride divides off < 2^32, and above
+     * (2^32 - 1) / stride >= n when it does not (Granlund & Montgomery 1994,
+     * section 9): one compare with n tests alignment and bounds. */
+    _Atomic uint32_t lk_inv;
+    _Atomic uint16_t lk_rot;
+    _Atomic uint16_t lk_nobjs;     /* n (0: matches nothing) */
 };
 
 /* Whether off (an address minus a slab's lk_base) is the start of one of
  * its object slots, given its lk_span and lk_magic: the slot test every
- * lookup below uses.  One multiply, no division, no call; 1 or 0, so that
- * several can be combined with & (mp_slab_run_owned_by). */
+ * lookup below uses.  One multiply, no division, no call, and the bounds
+ * compare independent of the multiply (the hit does not wait for it); 1 or
+ * 0, so that several can be combined with & (mp_slab_run_owned_by). */
 static inline __attribute__((always_inline)) unsigned mp_slab_slot_at(uintptr_t off, uintptr_t span,
                                                                       uint64_t magic)
 {
@@ -100,7 +109,7 @@ static inline __attribute__((always_inline)) bool mp_slab_lookup_slot(const stru
                                                                       const void *p)
 {
     return mp_slab_slot_at((uintptr_t)p - mp_load_relaxed(&s->lk_base), mp_load_relaxed(&s->lk_span),
-                             mp_load_relaxed(&s->lk_magic));
+                           mp_load_relaxed(&s->lk_magic));
 }
 
 /* The owner if p is the start of an object slot of the slab s describes,
@@ -127,44 +136,20 @@ static inline __attribute__((always_inline)) bool mp_slab_owned_by(const void *p
     return s != NULL && mp_slab_lookup_slot(s, p) && mp_load_relaxed(&s->lk_owner) == owner;
 }
 /* Whether every non-NULL p[i] passes mp_slab_owned_by(p[i], owner): the
- * validating bulk frees' check.  A run's objects mostly share a few slabs,
- * so the last matching slab's bounds are kept in registers and objects are
- * tested against them four at a time, the four results combined with &
- * (a subtract, a multiply and two compares each; compiled, 7 instructions
- * an object with every branch falling through, where one object per step
- * with && took 14 and a setb); only a group with an object outside them
- * goes object by object, and only such an object goes to the page map.
- * (The kept bounds are those of a slab holding an object the caller still
- * owns, so it cannot be torn down meanwhile: exactly as valid as a fresh
- * lookup.) */
-static inline bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner)
-{
-    uintptr_t base = 0, span = 0;
-    uint64_t magic = 1;
-    size_t i = 0;
-    for (;;) {
-        for (; i + 4 <= n; i += 4) {
-            unsigned in = mp_slab_slot_at((uintptr_t)p[i] - base, span, magic) &
-                          mp_slab_slot_at((uintptr_t)p[i + 1] - base, span, magic) &
-                          mp_slab_slot_at((uintptr_t)p[i + 2] - base, span, magic) &
-                          mp_slab_slot_at((uintptr_t)p[i + 3] - base, span, magic);
-            if (__builtin_expect(!in, 0))
-                break;
-        }
-        if (i == n)
-            return true;
-        /* p[i] alone (the group that failed starts with it, or the tail). */
-        void *q = p[i++];
-        if (mp_slab_slot_at((uintptr_t)q - base, span, magic) || q == NULL)
-            continue;
-        const struct mp_slab_lookup *s = mp_page_owner_inline(q);
-        if (s == NULL || !mp_slab_lookup_slot(s, q) || mp_load_relaxed(&s->lk_owner) != owner)
-            return false;
-        base = mp_load_relaxed(&s->lk_base);
-        span = mp_load_relaxed(&s->lk_span);
-        magic = mp_load_relaxed(&s->lk_magic);
-    }
-}
+ * validating bulk frees' check (slab.c).  A run's objects mostly share a
+ * few slabs, so the last matching slab's bounds are kept and objects are
+ * tested against them four at a time (one 256-bit step with AVX2,
+ * mp_bulk_wide; else four slot tests combined with &, 7 instructions an
+ * object); only a group with an
+ * object outside them goes object by object, and only such an object goes
+ * to the page map.  (The kept bounds are those of a slab holding an object
+ * the caller still owns, so it cannot be torn down meanwhile: exactly as
+ * valid as a fresh lookup.) */
+bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner);
+/* White-box: the run check's group step alone, against the slab s
+ * describes: how many leading objects of p[0..n), in whole groups of four,
+ * are all slots of it (the 256-bit step when mp_bulk_wide). */
+size_t mp_slab_run_groups(void *const *p, size_t n, const struct mp_slab_lookup *s);
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (slab.c.)  p must be inside a live slab's object area, else
  * SIZE_MAX.  O(1), lock-free, never faults.  nobjs may be NULL. */
