@@ -282,7 +282,10 @@ static inline __attribute__((always_inline)) bool mp_copy_run_tail(void **restri
 {
     for (; j < n; j++) {
         uintptr_t v = (uintptr_t)objs[j];
-        dst[j] = objs[j];
+        /* (opaque: the compiler would split the copy out as a memcpy call,
+         * and the kernels would need a stack frame for it) */
+        __asm__("" : "+r"(v));
+        dst[j] = (void *)v;
         bad |= (v - 1) | ((v ^ prev) - 1);
         prev = v;
     }

@@ -604,7 +604,7 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
 #ifdef MP_HAVE_AVX2
 typedef uintptr_t mp_ptr4 __attribute__((vector_size(4 * sizeof(uintptr_t)), aligned(sizeof(uintptr_t)), may_alias));
 
-static __attribute__((target("avx2"), noinline)) bool mp_copy_run_bad_avx2(void **restrict dst,
+static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_bad_avx2(void **restrict dst,
                                                                            void *const *restrict objs, size_t n,
                                                                            void *top)
 {
@@ -627,8 +627,8 @@ static __attribute__((target("avx2"), noinline)) bool mp_copy_run_bad_avx2(void 
 
 /* The long alloc run's copy out of the magazine in 256-bit moves (no libc
  * call: its dispatch cost more than the copy of a 32-pointer run). */
-static __attribute__((target("avx2"), noinline)) void mp_copy_out_avx2(void **restrict dst, void *const *restrict src,
-                                                                       size_t k)
+static inline __attribute__((target("avx2"), always_inline)) void mp_copy_out_avx2(void **restrict dst,
+                                                                                   void *const *restrict src, size_t k)
 {
     size_t j = 0;
     for (; j + 4 <= k; j += 4) {
@@ -636,8 +636,11 @@ static __attribute__((target("avx2"), noinline)) void mp_copy_out_avx2(void **re
         MP_VKEEP(v);
         *(mp_ptr4 *)(void *)(dst + j) = v;
     }
-    for (; j < k; j++)
-        dst[j] = src[j];
+    for (; j < k; j++) {
+        void *v = src[j];
+        __asm__("" : "+r"(v)); /* (no memcpy call: the caller stays a leaf) */
+        dst[j] = v;
+    }
 }
 #endif
 
@@ -660,8 +663,10 @@ static MP_COLD void mp_zero_objs(struct magpool_cache *c, void *const *objs, siz
         memset(objs[j], 0, c->c_size);
 }
 
-__attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs,
-                                                  unsigned aflags, const void *caller)
+/* mp_alloc_bulk_run past the wide hit: argument errors, zeroing, runs
+ * across magazine boundaries, CPUs without AVX2. */
+static __attribute__((noinline)) size_t mp_alloc_bulk_loop(struct magpool_cache *c, size_t n, void **objs,
+                                                           unsigned aflags, const void *caller)
 {
     if (c == NULL || (objs == NULL && n > 0) ||
         (aflags & ~(MAGPOOL_ZERO | MAGPOOL_NOWAIT | MAGPOOL_NOFAIL))) {
@@ -681,12 +686,6 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
             }
         return n;
     }
-#ifdef MP_HAVE_AVX2
-    /* The whole run at once, if loaded (the loop below does the same with
-     * the baseline copy). */
-    if (n > MP_BULK_INLINE && aflags == 0 && mp_bulk_wide && mp_alloc_bulk_hit_k(c, n, objs, false, mp_copy_out_avx2))
-        return n;
-#endif
     size_t i = 0;
     while (i < n) {
         /* A hint: the hit decides (a reclaim may have stopped the state
@@ -712,16 +711,60 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
     return n;
 }
 
+#ifdef MP_HAVE_AVX2
+/* A long run's hit with the 256-bit copy, whole, or the loop by a tail
+ * call: a leaf, with no stack frame. */
+static __attribute__((target("avx2"), noinline)) size_t mp_alloc_bulk_wide(struct magpool_cache *c, size_t n,
+                                                                          void **objs, const void *caller)
+{
+    if (__builtin_expect(mp_alloc_bulk_hit_k(c, n, objs, false, mp_copy_out_avx2), 1))
+        return n;
+    return mp_alloc_bulk_loop(c, n, objs, 0, caller);
+}
+#endif
+
+__attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs,
+                                                  unsigned aflags, const void *caller)
+{
+#ifdef MP_HAVE_AVX2
+    /* (a debug, checked or destroyed cache misses its hit: fastpath.h) */
+    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE && aflags == 0 && mp_bulk_wide, 1))
+        return mp_alloc_bulk_wide(c, n, objs, caller);
+#endif
+    return mp_alloc_bulk_loop(c, n, objs, aflags, caller);
+}
+
 MAGPOOL_API size_t magpool_alloc_bulk(magpool_cache_t *c, size_t n, void **objs, unsigned aflags)
 {
     return mp_fast_alloc_bulk(c, n, objs, aflags, __builtin_return_address(0));
 }
 
-/* A long run in one fused copy and check if it fits; else object by object through the
- * single free: NULLs skipped, its immediate double-free check, its slow path
- * at every magazine boundary. */
-__attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs,
-                                                const void *caller)
+/* A run that missed the hit (it does not fit, or holds NULLs or a repeat):
+ * object by object, through the single free (NULLs skipped, its immediate
+ * double-free check, its slow path at every magazine boundary). */
+static __attribute__((noinline)) void mp_free_bulk_objects(struct magpool_cache *c, size_t n, void *const *objs,
+                                                           const void *caller)
+{
+    for (size_t i = 0; i < n; i++)
+        if (objs[i] != NULL)
+            mp_fast_free(c, objs[i], caller);
+}
+
+#ifdef MP_HAVE_AVX2
+/* A long run's hit with the 256-bit fused copy and check, or the objects
+ * one by one by a tail call: a leaf, with no stack frame. */
+static __attribute__((target("avx2"), noinline)) void mp_free_bulk_wide(struct magpool_cache *c, size_t n,
+                                                                       void *const *objs, const void *caller)
+{
+    if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_avx2), 1))
+        return;
+    mp_free_bulk_objects(c, n, objs, caller);
+}
+#endif
+
+/* mp_free_bulk_run past the wide hit. */
+static __attribute__((noinline)) void mp_free_bulk_base(struct magpool_cache *c, size_t n, void *const *objs,
+                                                        const void *caller)
 {
     if (c == NULL || objs == NULL) {
         /* NULL objs: nothing to free.  NULL c: its first object is named. */
@@ -735,22 +778,19 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
     }
     if (n == 0)
         return;
-    bool hit;
-    if (n <= MP_BULK_INLINE)
-        hit = mp_free_bulk_hit(c, n, objs, true);
+    if (!mp_free_bulk_hit(c, n, objs, n <= MP_BULK_INLINE))
+        mp_free_bulk_objects(c, n, objs, caller);
+}
+
+/* A long run in one fused copy and check if it fits; else object by object. */
+__attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs,
+                                                const void *caller)
+{
 #ifdef MP_HAVE_AVX2
-    else if (mp_bulk_wide)
-        hit = mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_avx2);
+    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE && mp_bulk_wide, 1))
+        return mp_free_bulk_wide(c, n, objs, caller);
 #endif
-    else
-        hit = mp_free_bulk_hit(c, n, objs, false);
-    if (hit)
-        return;
-    /* The run does not fit, or holds NULLs or a repeat: object by object,
-     * through the single free (its checks, its slow path at the boundary). */
-    for (size_t i = 0; i < n; i++)
-        if (objs[i] != NULL)
-            mp_fast_free(c, objs[i], caller);
+    mp_free_bulk_base(c, n, objs, caller);
 }
 
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)
