@@ -259,6 +259,43 @@ static void test_kfree_cache_object(void)
     kmem_cache_destroy(s); /* no live objects: no diagnostic */
 }
 
+/* kfree_bulk (kmem_cache_free_bulk with a NULL cache): every kind of
+ * kmalloc memory and a kmem_cache object in one run, NULL and ZERO_SIZE_PTR
+ * entries skipped; each object back in its own cache (the next allocation
+ * of its size gets it back: LIFO), the large spans given back (kfree'ing one
+ * again is a double free: die_bulk_large_double). */
+static void test_kfree_bulk(void)
+{
+    static const size_t sizes[] = { 8, 100, 3000, 8192, 20000, 1 << 20 };
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    struct kmem_cache *s = kmem_cache_create("kfree_bulk", 72, 0, 0, NULL);
+    for (int round = 0; round < 3; round++) {
+        void *p[NS + 4];
+        size_t n = 0;
+        for (size_t i = 0; i < NS; i++) {
+            p[n++] = kmalloc(sizes[i], GFP_KERNEL);
+            CHECK(p[n - 1] != NULL);
+            if (i == 1)
+                p[n++] = NULL;
+        }
+        void *obj = kmem_cache_alloc(s, GFP_KERNEL);
+        p[n++] = obj;
+        p[n++] = kmalloc(0, GFP_KERNEL); /* ZERO_SIZE_PTR */
+        CHECK(p[n - 1] == ZERO_SIZE_PTR);
+        void *class_obj[4] = { p[0], p[1], p[3], p[4] }; /* 8, 100, 3000, 8192 (p[2]: NULL) */
+        kfree_bulk(n, p);
+        CHECK(kmem_cache_alloc(s, GFP_KERNEL) == obj);
+        kmem_cache_free(s, obj);
+        for (int k = 0; k < 4; k++) {
+            size_t size = sizes[k];
+            void *again = kmalloc(size, GFP_KERNEL);
+            CHECK_MSG(again == class_obj[k], "size %zu: not back in its class", size);
+            kfree(again);
+        }
+    }
+    kmem_cache_destroy(s); /* no live objects: no diagnostic */
+}
+
 /* kfree remembers the cache it last freed to (kfree_memo): frees that
  * alternate between classes, and between a class and a kmem cache, each
  * reach their own cache (the next allocation of each gets its object back,
@@ -537,8 +574,18 @@ static void die_kvfree_double(void *a)
     kvfree(p);
 }
 
+static void die_bulk_large_double(void *a)
+{
+    (void)a;
+    void *p[2] = { kmalloc(20000, GFP_KERNEL), kmalloc(64, GFP_KERNEL) };
+    void *large = p[0];
+    kfree_bulk(2, p);
+    kfree(large);
+}
+
 static void test_deaths(void)
 {
+    CHECK(check_death(die_bulk_large_double, NULL, "magpool: kmalloc-large: double free at 0x"));
     CHECK(check_death(die_sensitive_foreign, NULL, "magpool: kmalloc: foreign pointer at 0x"));
     CHECK(check_death(die_sensitive_foreign, NULL, "(kfree_sensitive)"));
     CHECK(check_death(die_kvfree_double, NULL, "double free"));
@@ -574,6 +621,7 @@ int main(int argc, char **argv)
     test_kmalloc_redzone();
     test_kfree_cache_object();
     test_kfree_alternating_owners();
+    test_kfree_bulk();
     test_threads();
     test_linux_family();
     test_deaths();

@@ -165,7 +165,9 @@ MAGPOOL_API void kmem_cache_free(struct kmem_cache *s, void *obj);
 /** Allocate n objects into p: returns n, or 0 with nothing allocated (errno;
  *  EINVAL for NULL s / NULL p / n > INT_MAX).  n = 0 returns 0. */
 MAGPOOL_API int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n, void **p);
-/** Free n objects (NULL entries skipped), each validated as kmem_cache_free. */
+/** Free n objects (NULL entries skipped), each validated as kmem_cache_free.
+ *  NULL s (as Linux): each object freed as kfree frees it, to its own cache
+ *  (kmalloc memory of any size, large spans too, and kmem_cache objects). */
 MAGPOOL_API void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p);
 /** Give back cached memory beyond live objects.  0, or -1 + EINVAL (NULL s). */
 MAGPOOL_API int kmem_cache_shrink(struct kmem_cache *s);
@@ -208,6 +210,12 @@ MAGPOOL_API void *kcalloc(size_t n, size_t size, gfp_t gfp);
 MAGPOOL_API void *krealloc(const void *p, size_t new_size, gfp_t gfp);
 /** Free a kmalloc (or any kmem_cache) object.  NULL / ZERO_SIZE_PTR: nothing. */
 MAGPOOL_API void kfree(const void *p);
+/** kfree each of p[0..n) (Linux's kfree_bulk: kmem_cache_free_bulk with a
+ *  NULL cache). */
+static inline void kfree_bulk(size_t n, void **p)
+{
+    kmem_cache_free_bulk(NULL, n, p);
+}
 /** Usable size of p (its class or span size); 0 for NULL / ZERO_SIZE_PTR. */
 MAGPOOL_API size_t ksize(const void *p);
 

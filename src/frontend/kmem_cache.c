@@ -299,13 +299,9 @@ static __attribute__((noinline)) void free_bulk_run(struct kmem_cache *s, size_t
         return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
         void *obj = p[i];
-        if (s == NULL) { /* as Linux: each object to its own cache */
-            struct kmem_cache *o = obj != NULL ? mp_kmem_owner(obj, "kmem_cache_free_bulk") : NULL;
-            if (o != NULL)
-                mp_fast_free(o->c, obj, caller);
-            continue;
-        }
-        if (kc_valid(s, obj, "kmem_cache_free_bulk"))
+        if (s == NULL) /* as Linux (kfree_bulk): each object freed as kfree frees it */
+            kfree(obj);
+        else if (kc_valid(s, obj, "kmem_cache_free_bulk"))
             mp_fast_free(s->c, obj, caller);
     }
 }
