@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +72,11 @@ static void *writer(void *arg)
 {
     uint64_t id = (uint64_t)(uintptr_t)arg;
     struct node *junk[32];
+    /* Start once a reader is reading: on a loaded machine the writers could
+     * otherwise finish before any reader ran, and the test would check
+     * nothing. */
+    while (atomic_load(&g_reads) == 0)
+        sched_yield();
     for (int i = 0; i < ITERS; i++) {
         struct node *n = magpool_alloc(g_c);
         atomic_store_explicit(&n->magic, MAGIC, memory_order_relaxed);
@@ -100,6 +106,7 @@ static void run_domain(magpool_domain_t *d, int urcu, const char *name)
     g_urcu = urcu;
     atomic_store(&g_stop, 0);
     atomic_store(&g_bad, 0);
+    atomic_store(&g_reads, 0);
     struct node *first = magpool_alloc(g_c);
     atomic_store(&first->magic, MAGIC);
     atomic_store(&first->gen, 0);

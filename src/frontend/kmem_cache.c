@@ -262,20 +262,26 @@ MP_HOT_ENTRY void kmem_cache_free(struct kmem_cache *s, void *obj)
     mp_fast_free(c, obj, caller);
 }
 
+/* 0 with errno = EINVAL, out of line (the caller keeps no stack frame). */
+static __attribute__((noinline, cold)) size_t bulk_einval(void)
+{
+    errno = EINVAL;
+    return 0;
+}
+
 /* kmem_cache_alloc_bulk past its inline hit: argument errors, __GFP_ZERO,
  * long runs and misses, gfp translated once. */
-static __attribute__((noinline)) int alloc_bulk_run(struct kmem_cache *s, gfp_t gfp, size_t n, void **p,
-                                                    const void *caller)
+static __attribute__((noinline)) size_t alloc_bulk_run(struct kmem_cache *s, gfp_t gfp, size_t n, void **p,
+                                                       const void *caller)
 {
     if (n == 0)
         return 0;
-    if (s == NULL || p == NULL || n > INT_MAX) {
-        errno = EINVAL;
-        return 0;
-    }
-    /* magpool_alloc_bulk's path: whole runs out of the magazine, all or
-     * nothing (errno kept). */
-    return mp_fast_alloc_bulk(s->c, n, p, mp_gfp_to_aflags(gfp), caller) == n ? (int)n : 0;
+    if (s == NULL || p == NULL || n > INT_MAX)
+        return bulk_einval();
+    /* magpool_alloc_bulk's path past its inline hit (the entry tried that):
+     * whole runs out of the magazine, all or nothing (n or 0, errno kept),
+     * by a tail call. */
+    return mp_alloc_bulk_run(s->c, n, p, mp_gfp_to_aflags(gfp), caller);
 }
 
 /* A short run the loaded magazine holds is a hit whatever gfp says but
@@ -286,7 +292,7 @@ MP_HOT_ENTRY int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n
     if (__builtin_expect(s != NULL && p != NULL && n - 1 < MP_BULK_INLINE && !(gfp & __GFP_ZERO), 1) &&
         mp_alloc_bulk_hit(s->c, n, p, true))
         return (int)n;
-    return alloc_bulk_run(s, gfp, n, p, __builtin_return_address(0));
+    return (int)alloc_bulk_run(s, gfp, n, p, __builtin_return_address(0)); /* (n <= INT_MAX, or 0) */
 }
 
 /* kmem_cache_free_bulk past its inline run of one: checked runs, and every
