@@ -36,6 +36,8 @@
  *   (SC1) constructed   == sum over linked slabs of nbuilt   per cache
  *   (SC2) free_in_slabs == sum over linked slabs of nfree
  *   (SC3) constructed <= max_objects when a limit is set
+ *   (SL4) the lookup fields describe the slab: base, span = n * stride,
+ *         magic, and inv * (stride >> rot) == 1 mod 2^32 with nobjs == n
  * Allocation prefers PARTIAL slabs, then EMPTY ones, and only then makes a
  * new slab (so empty slabs can be released); within a slab it pops the free
  * stack before building unbuilt objects.  When the limit is reached it looks
@@ -782,6 +784,12 @@ int mp_slab_validate(struct mp_slab_cache *sc)
             bad |= want != l;                                               /* (SL3) */
             bad |= mp_page_owner(s->mem) != s ||
                    mp_page_owner(s->mem + (MP_PAGE_SIZE << s->order) - 1) != s;
+            const struct mp_slab_lookup *lk = &s->lk;                       /* (SL4) */
+            bad |= mp_load_relaxed(&lk->lk_base) != (uintptr_t)s->base ||
+                   mp_load_relaxed(&lk->lk_span) != s->nobjs * s->stride ||
+                   mp_load_relaxed(&lk->lk_magic) != sc->magic || mp_load_relaxed(&lk->lk_nobjs) != s->nobjs ||
+                   (uint32_t)(mp_load_relaxed(&lk->lk_inv) * (s->stride >> mp_load_relaxed(&lk->lk_rot))) != 1 ||
+                   (s->stride >> mp_load_relaxed(&lk->lk_rot) & 1) == 0;
             memset(seen, 0, s->nobjs);
             for (uint32_t i = 0; i < s->nfree && !bad; i++) {              /* (SL2) */
                 uint16_t x = s->stack[i];

@@ -75,8 +75,9 @@ void *mp_slab_owner(const void *p, int *why);
  * owner word (mp_page_set_owner) points at a struct mp_slab_lookup; a page
  * user that is not a slab (kmalloc's large spans) points at one with
  * lk_span == lk_nobjs == 0, which no address matches.  The fields are
- * written (relaxed) before the owner words are published with release, and read (relaxed)
- * after the acquire load of the owner word (mp_page_owner_inline). */
+ * written (relaxed) before the owner words are published with release, and
+ * read (relaxed) after the acquire load of the owner word
+ * (mp_page_owner_inline). */
 struct mp_slab_lookup {
     _Atomic uintptr_t lk_base;     /* address of object 0 */
     _Atomic uint32_t lk_span;      /* n * stride (0: matches nothing) */
