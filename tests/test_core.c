@@ -610,6 +610,21 @@ static void test_bulk_runs(void)
     CHECK(nonzero == 0);
     CHECK(magpool_alloc_bulk(c, 1, b2, 0x80000) == 0 && errno == EINVAL);
     CHECK(magpool_alloc_bulk(c, 0, b2, 0) == 0);
+    /* A long run the loaded magazine holds: an unknown flag is refused with
+     * nothing taken; NOWAIT and NOFAIL are served by the hit, in magazine
+     * order (the run just freed comes back as it was). */
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned fl = pass ? MAGPOOL_NOFAIL : MAGPOOL_NOWAIT;
+        magpool_free_bulk(c, 40, b);
+        uint64_t before = stat_in_use(c);
+        errno = 0;
+        CHECK(magpool_alloc_bulk(c, 40, b2, 0x80000 | fl) == 0 && errno == EINVAL && stat_in_use(c) == before);
+        CHECK(magpool_alloc_bulk(c, 40, b2, fl) == 40 && stat_in_use(c) == before + 40);
+        int same = 0;
+        for (int i = 0; i < 40; i++)
+            same += b2[i] == b[i];
+        CHECK_MSG(same == 40, "flags %#x: %d of 40 back in place", fl, same);
+    }
     magpool_free_bulk(c, N, b);
     CHECK(stat_in_use(c) == 0);
     CHECK(conserved(c, NULL));

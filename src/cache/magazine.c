@@ -715,11 +715,12 @@ static __attribute__((noinline)) size_t mp_alloc_bulk_loop(struct magpool_cache 
 /* A long run's hit with the 256-bit copy, whole, or the loop by a tail
  * call: a leaf, with no stack frame. */
 static __attribute__((target("avx2"), noinline)) size_t mp_alloc_bulk_wide(struct magpool_cache *c, size_t n,
-                                                                          void **objs, const void *caller)
+                                                                          void **objs, unsigned aflags,
+                                                                          const void *caller)
 {
     if (__builtin_expect(mp_alloc_bulk_hit_k(c, n, objs, false, mp_copy_out_avx2), 1))
         return n;
-    return mp_alloc_bulk_loop(c, n, objs, 0, caller);
+    return mp_alloc_bulk_loop(c, n, objs, aflags, caller);
 }
 #endif
 
@@ -727,9 +728,13 @@ __attribute__((noinline)) size_t mp_alloc_bulk_run(struct magpool_cache *c, size
                                                   unsigned aflags, const void *caller)
 {
 #ifdef MP_HAVE_AVX2
-    /* (a debug, checked or destroyed cache misses its hit: fastpath.h) */
-    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE && aflags == 0 && mp_bulk_wide, 1))
-        return mp_alloc_bulk_wide(c, n, objs, caller);
+    /* A hit never blocks, so NOWAIT and NOFAIL do not matter to it; ZERO
+     * and unknown flags go to the loop.  (A debug, checked or destroyed
+     * cache misses its hit: fastpath.h.) */
+    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE &&
+                             (aflags & ~(unsigned)(MAGPOOL_NOWAIT | MAGPOOL_NOFAIL)) == 0 && mp_bulk_wide,
+                         1))
+        return mp_alloc_bulk_wide(c, n, objs, aflags, caller);
 #endif
     return mp_alloc_bulk_loop(c, n, objs, aflags, caller);
 }
