@@ -330,6 +330,7 @@ static __attribute__((noinline)) struct mp_slab *slab_create(struct mp_slab_cach
     mp_store_relaxed(&s->lk.lk_magic, sc->magic);
     mp_store_relaxed(&s->lk.lk_inv, sc->inv);
     mp_store_relaxed(&s->lk.lk_rot, (uint16_t)sc->rot);
+    _Static_assert(SLAB_MAX_OBJS <= UINT16_MAX, "lk_nobjs holds n");
     mp_store_relaxed(&s->lk.lk_nobjs, (uint16_t)s->nobjs);
     mp_store_relaxed(&s->lk.lk_owner, sc->p.owner);
     mp_store_relaxed(&s->lk_cache, sc);
@@ -563,6 +564,9 @@ struct run_slab {
     uint32_t inv, rot, nobjs; /* the 256-bit step's */
 };
 
+/* Relaxed: s came from mp_page_owner_inline, whose acquire load of the page
+ * owner word pairs with the release that published these fields (slab.h);
+ * they cannot change while the caller owns an object of the slab. */
 static inline __attribute__((always_inline)) struct run_slab run_slab_of(const struct mp_slab_lookup *s)
 {
     return (struct run_slab){ mp_load_relaxed(&s->lk_base), mp_load_relaxed(&s->lk_span), mp_load_relaxed(&s->lk_magic),
