@@ -34,6 +34,13 @@ void mp_double_free(struct magpool_cache *c, void *obj);
  * calls enter here directly. */
 size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs, unsigned aflags, const void *caller);
 void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, const void *caller);
+/* The validating bulk free (kmem_cache_free_bulk): if every non-NULL objs[i]
+ * of the n > 0 is an object of c (mp_slab_owned_by), frees the run as
+ * magpool_free_bulk does and returns true; else changes nothing and returns
+ * false.  A run whose objects share one slab, with no NULL and no repeat,
+ * that fits the loaded magazine is checked in its copy's pass (AVX2, n >=
+ * 8); any other run is checked first (mp_slab_run_owned_by), then freed. */
+bool mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller);
 
 /* Public entry points whose hit is a few instructions start on a cache
  * line: where the linker happens to place them otherwise decides whether a
@@ -308,8 +315,9 @@ static inline __attribute__((always_inline)) bool mp_copy_run_tail(void **restri
  * (bench/README.md, "Bulk runs").  The slots written past the magazine's top
  * are free ones; on failure the top is not moved, so they stay free. */
 static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restrict dst, void *const *restrict objs,
-                                                                 size_t n, void *top)
+                                                                 size_t n, void *top, const void *ctx)
 {
+    (void)ctx;
     mp_ptr2 last = { 0, (uintptr_t)top }, b1 = { 0, 0 }, b2 = { 0, 0 };
     size_t j = 0;
     for (; j + 4 <= n; j += 4) {
@@ -326,18 +334,21 @@ static inline __attribute__((always_inline)) bool mp_copy_run_bad(void **restric
     return mp_copy_run_tail(dst, objs, j, n, last[1], b1[0] | b1[1] | b2[0] | b2[1]);
 }
 
-/* A long run's fused copy and check (mp_copy_run_bad's contract), for
- * mp_free_bulk_hit_k: magazine.c also has a wider one for CPUs that have it. */
-typedef bool mp_copy_run_fn(void **restrict dst, void *const *restrict objs, size_t n, void *top);
+/* A long run's fused copy and check (mp_copy_run_bad's contract, ctx unused;
+ * magazine.c also has wider ones for CPUs that have them, one of which adds
+ * an ownership test against the slab ctx describes), for mp_free_bulk_hit_k. */
+typedef bool mp_copy_run_fn(void **restrict dst, void *const *restrict objs, size_t n, void *top,
+                            const void *ctx);
 /* (mp_free_bulk_run uses that wider kernel when mp_bulk_wide, cpu.h.) */
 
 /* If the n > 0 objects fit the loaded magazine and hold no NULL and no object
  * equal to the one pushed before it (mp_fast_free's check), push them all
  * with one tcache update; else change nothing.  copy_run NULL: a short run
  * (checked, then copied: the inline hit's shape); else the long run's fused
- * copy and check. */
+ * copy and check, given ctx. */
 static inline __attribute__((always_inline)) bool mp_free_bulk_hit_k(struct magpool_cache *c, size_t n,
-                                                                     void *const *objs, mp_copy_run_fn *copy_run)
+                                                                     void *const *objs, mp_copy_run_fn *copy_run,
+                                                                     const void *ctx)
 {
     struct mp_tcache *tc = mp_fast_tc(c);
     bool hit = false;
@@ -348,7 +359,7 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit_k(struct magp
         void **dst = (void **)top;
         /* dst[-1]: the top round, or the magazine's NULL guard. */
         if (copy_run == NULL ? __builtin_expect(!mp_run_bad_short(objs, n, dst[-1]), 1)
-                             : __builtin_expect(!copy_run(dst, objs, n, dst[-1]), 1)) {
+                             : __builtin_expect(!copy_run(dst, objs, n, dst[-1], ctx), 1)) {
             if (copy_run == NULL)
                 mp_copy_ptrs(dst, objs, n, true);
             top = (uintptr_t)(dst + n); /* counted by tc_net, see cache_impl.h */
@@ -363,7 +374,7 @@ static inline __attribute__((always_inline)) bool mp_free_bulk_hit_k(struct magp
 static inline __attribute__((always_inline)) bool mp_free_bulk_hit(struct magpool_cache *c, size_t n,
                                                                    void *const *objs, bool small)
 {
-    return mp_free_bulk_hit_k(c, n, objs, small ? NULL : mp_copy_run_bad);
+    return mp_free_bulk_hit_k(c, n, objs, small ? NULL : mp_copy_run_bad, NULL);
 }
 
 /* Bulk alloc: a short run inline, else mp_alloc_bulk_run (n - 1 wraps for

@@ -604,11 +604,13 @@ MAGPOOL_API void magpool_free_miss_(magpool_cache_t *c, void *obj)
 #ifdef MP_HAVE_AVX2
 typedef uintptr_t mp_ptr4 __attribute__((vector_size(4 * sizeof(uintptr_t)), aligned(sizeof(uintptr_t)), may_alias));
 
-static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_bad_avx2(void **restrict dst,
+static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_avx2_k(void **restrict dst,
                                                                            void *const *restrict objs, size_t n,
-                                                                           void *top)
+                                                                           void *top,
+                                                                           const struct mp_slab_wide *slots)
 {
     mp_ptr4 last = { 0, 0, 0, (uintptr_t)top }, b1 = { 0, 0, 0, 0 }, b2 = { 0, 0, 0, 0 };
+    mp_ptr4 in = { UINTPTR_MAX, UINTPTR_MAX, UINTPTR_MAX, UINTPTR_MAX };
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         mp_ptr4 v = *(const mp_ptr4 *)(const void *)(objs + j), w = *(const mp_ptr4 *)(const void *)(objs + j + 4);
@@ -617,12 +619,41 @@ static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_ba
         *(mp_ptr4 *)(void *)(dst + j) = v;
         *(mp_ptr4 *)(void *)(dst + j + 4) = w;
         mp_ptr4 pv = __builtin_shufflevector(last, v, 3, 4, 5, 6), pw = __builtin_shufflevector(v, w, 3, 4, 5, 6);
-        b1 |= (v - 1) | (w - 1);
+        if (slots == NULL)
+            b1 |= (v - 1) | (w - 1);
+        else /* (a slot is never NULL) */
+            in &= (mp_ptr4)mp_slab_slots4((__m256i)v, slots) & (mp_ptr4)mp_slab_slots4((__m256i)w, slots);
         b2 |= ((v ^ pv) - 1) | ((w ^ pw) - 1);
         last = w;
     }
-    b1 |= b2;
+    if (slots != NULL && j < n) {
+        /* The tail's slots: the last four (and the four before them), again
+         * overlapping objects already tested (n >= 8). */
+        in &= (mp_ptr4)mp_slab_slots4(_mm256_loadu_si256((const __m256i *)(const void *)(objs + n - 4)), slots);
+        if (n - j > 4)
+            in &= (mp_ptr4)mp_slab_slots4(_mm256_loadu_si256((const __m256i *)(const void *)(objs + n - 8)), slots);
+    }
+    b1 |= b2 | ~in;
     return mp_copy_run_tail(dst, objs, j, n, last[3], b1[0] | b1[1] | b1[2] | b1[3]);
+}
+
+/* mp_copy_run_bad's contract. */
+static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_bad_avx2(void **restrict dst,
+                                                                           void *const *restrict objs, size_t n,
+                                                                           void *top, const void *ctx)
+{
+    (void)ctx;
+    return mp_copy_run_avx2_k(dst, objs, n, top, NULL);
+}
+
+/* mp_copy_run_bad_avx2, and also bad if an object is not the start of an
+ * object slot of the slab ctx (a struct mp_slab_wide) describes; n >= 8. */
+static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_unowned_avx2(void **restrict dst,
+                                                                               void *const *restrict objs,
+                                                                               size_t n, void *top,
+                                                                               const void *ctx)
+{
+    return mp_copy_run_avx2_k(dst, objs, n, top, ctx);
 }
 
 /* The long alloc run's copy out of the magazine in 256-bit moves (no libc
@@ -761,7 +792,7 @@ static __attribute__((noinline)) void mp_free_bulk_objects(struct magpool_cache 
 static __attribute__((target("avx2"), noinline)) void mp_free_bulk_wide(struct magpool_cache *c, size_t n,
                                                                        void *const *objs, const void *caller)
 {
-    if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_avx2), 1))
+    if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_avx2, NULL), 1))
         return;
     mp_free_bulk_objects(c, n, objs, caller);
 }
@@ -796,6 +827,33 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
         return mp_free_bulk_wide(c, n, objs, caller);
 #endif
     mp_free_bulk_base(c, n, objs, caller);
+}
+
+#ifdef MP_HAVE_AVX2
+/* mp_free_bulk_owned's hit: the run checked against the slab of objs[0]
+ * (when c owns it) in the copy's own pass, eight objects in about 20
+ * vector instructions and no branch; a leaf. */
+static __attribute__((target("avx2"), noinline)) bool mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
+                                                                             void *const *objs)
+{
+    const struct mp_slab_lookup *s = mp_page_owner_inline(objs[0]); /* (NULL for a NULL objs[0]) */
+    if (__builtin_expect(s == NULL || mp_load_relaxed(&s->lk_owner) != c, 0))
+        return false;
+    const struct mp_slab_wide w = mp_slab_wide_of(s);
+    return mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_avx2, &w);
+}
+#endif
+
+bool mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller)
+{
+#ifdef MP_HAVE_AVX2
+    if (__builtin_expect(n >= 8 && mp_bulk_wide, 1) && mp_free_bulk_owned_wide(c, n, objs))
+        return true;
+#endif
+    if (!mp_slab_run_owned_by(objs, n, c))
+        return false;
+    mp_fast_free_bulk(c, n, objs, caller);
+    return true;
 }
 
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)

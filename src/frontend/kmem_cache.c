@@ -301,8 +301,8 @@ static __attribute__((noinline)) void free_bulk_run(struct kmem_cache *s, size_t
 {
     if (n == 0 || p == NULL)
         return;
-    if (s != NULL && mp_slab_run_owned_by(p, n, s->c))
-        return mp_fast_free_bulk(s->c, n, p, caller); /* one run: NULLs skipped, double frees caught */
+    if (s != NULL && mp_free_bulk_owned(s->c, n, p, caller))
+        return; /* one run: NULLs skipped, double frees caught */
     for (size_t i = 0; i < n; i++) {
         void *obj = p[i];
         if (s == NULL) /* as Linux (kfree_bulk): each object freed as kfree frees it */

@@ -557,11 +557,12 @@ void *mp_slab_owner(const void *p, int *why)
     return owner;
 }
 
-/* One slab's slot tests, their fields in registers, for the run check. */
+/* One slab's slot tests, their fields in registers, for the run check (the
+ * 256-bit step broadcasts its own from lk). */
 struct run_slab {
+    const struct mp_slab_lookup *lk;
     uintptr_t base, span;
     uint64_t magic;
-    uint32_t inv, rot, nobjs; /* the 256-bit step's */
 };
 
 /* Relaxed: s came from mp_page_owner_inline, whose acquire load of the page
@@ -569,8 +570,8 @@ struct run_slab {
  * they cannot change while the caller owns an object of the slab. */
 static inline __attribute__((always_inline)) struct run_slab run_slab_of(const struct mp_slab_lookup *s)
 {
-    return (struct run_slab){ mp_load_relaxed(&s->lk_base), mp_load_relaxed(&s->lk_span), mp_load_relaxed(&s->lk_magic),
-                              mp_load_relaxed(&s->lk_inv), mp_load_relaxed(&s->lk_rot), mp_load_relaxed(&s->lk_nobjs) };
+    return (struct run_slab){ s, mp_load_relaxed(&s->lk_base), mp_load_relaxed(&s->lk_span),
+                              mp_load_relaxed(&s->lk_magic) };
 }
 
 /* A group step: how far from p[i], in whole groups of four, every object is
@@ -598,7 +599,7 @@ static inline __attribute__((always_inline)) size_t run_groups_base(void *const 
 static inline __attribute__((always_inline)) bool run_owned_by(void *const *p, size_t n, const void *owner,
                                                                run_groups_fn *groups)
 {
-    struct run_slab rs = { 0, 0, 1, 0, 0, 0 }; /* span and nobjs 0: no object is a slot of it */
+    struct run_slab rs = run_slab_of(&mp_large_tag); /* matches no address */
     size_t i = 0;
     for (;;) {
         /* p[i] alone (the first, the one a group failed at, or the tail). */
@@ -625,31 +626,15 @@ static bool run_owned_by_base(void *const *p, size_t n, const void *owner)
 }
 
 #ifdef MP_HAVE_AVX2
-#include <immintrin.h>
-/* run_groups_base in one 256-bit step per group: slab.h's 32-bit slot test
- * (lk_inv).  off = p - base per 64-bit lane; vpmuludq multiplies its low
- * half by inv, and the product's low half rotated right by rot within its
- * 32-bit lane is off / stride when stride divides off < 2^32, and at least
- * n otherwise (a slab's span fits 32 bits).  Blended under off's high half
- * and compared with n as a 64-bit unsigned (sign-biased), it is below n
- * exactly when off < 2^32 and off is a slot: mp_slab_slot_at's answer for
- * every 64-bit off, in 10 instructions per four objects. */
+/* run_groups_base in one 256-bit step per group: slab.h's mp_slab_slots4
+ * (the kept slab's fields broadcast once per call of the step). */
 static inline __attribute__((target("avx2"), always_inline)) size_t run_groups_avx2(void *const *p, size_t i,
                                                                                    size_t n,
                                                                                    const struct run_slab *rs)
 {
-    const __m256i base = _mm256_set1_epi64x((long long)rs->base);
-    const __m256i inv = _mm256_set1_epi64x((long long)rs->inv);
-    const __m256i bias = _mm256_set1_epi64x((long long)(1ULL << 63));
-    const __m256i limit = _mm256_set1_epi64x((long long)((uint64_t)rs->nobjs ^ (1ULL << 63)));
-    /* (a shift by 32 gives 0 in vpslld: rot 0 is off * inv itself) */
-    const __m128i right = _mm_cvtsi32_si128((int)rs->rot), left = _mm_cvtsi32_si128(32 - (int)rs->rot);
+    const struct mp_slab_wide w = mp_slab_wide_of(rs->lk);
     for (; i + 4 <= n; i += 4) {
-        __m256i off = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(p + i)), base);
-        __m256i q = _mm256_mul_epu32(off, inv);
-        q = _mm256_or_si256(_mm256_srl_epi32(q, right), _mm256_sll_epi32(q, left));
-        q = _mm256_blend_epi32(q, off, 0xAA); /* odd 32-bit lanes: off's high halves */
-        __m256i in = _mm256_cmpgt_epi64(limit, _mm256_xor_si256(q, bias));
+        __m256i in = mp_slab_slots4(_mm256_loadu_si256((const __m256i *)(const void *)(p + i)), &w);
         if (__builtin_expect(_mm256_movemask_pd(_mm256_castsi256_pd(in)) != 0xF, 0))
             break;
     }

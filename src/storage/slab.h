@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "cpu.h"
 #include "page.h"
 
 struct mp_slab_cache;
@@ -136,6 +137,53 @@ static inline __attribute__((always_inline)) bool mp_slab_owned_by(const void *p
     const struct mp_slab_lookup *s = mp_page_owner_inline(p);
     return s != NULL && mp_slab_lookup_slot(s, p) && mp_load_relaxed(&s->lk_owner) == owner;
 }
+#ifdef MP_HAVE_AVX2
+#include <immintrin.h>
+/* The 32-bit slot test (lk_inv above) four objects at a time, for the
+ * 256-bit kernels (slab.c's run check, magazine.c's validating bulk free):
+ * one slab's fields broadcast once per run. */
+struct mp_slab_wide {
+    __m256i base; /* lk_base + 2^63 (off arrives sign-biased: no separate xor) */
+    __m256i inv;
+    __m256i limit; /* lk_nobjs, sign-biased */
+    __m128i right, left; /* lk_rot, 32 - lk_rot */
+};
+
+/* Relaxed loads: s came from mp_page_owner_inline, whose acquire load of
+ * the page's owner word pairs with the release that published these fields;
+ * they cannot change while the caller owns an object of the slab. */
+static inline __attribute__((target("avx2"), always_inline)) struct mp_slab_wide
+mp_slab_wide_of(const struct mp_slab_lookup *s)
+{
+    uint32_t rot = mp_load_relaxed(&s->lk_rot);
+    return (struct mp_slab_wide){
+        _mm256_set1_epi64x((long long)(mp_load_relaxed(&s->lk_base) + (1ULL << 63))),
+        _mm256_set1_epi64x((long long)mp_load_relaxed(&s->lk_inv)),
+        _mm256_set1_epi64x((long long)(mp_load_relaxed(&s->lk_nobjs) ^ (1ULL << 63))),
+        _mm_cvtsi32_si128((int)rot), _mm_cvtsi32_si128(32 - (int)rot) };
+}
+
+/* All-ones in each 64-bit lane of p that is the start of an object slot of
+ * the slab w describes, zero in the others: mp_slab_slot_at's answer for
+ * every 64-bit address.  off = p - base, sign-biased by the subtraction;
+ * vpmuludq multiplies its low half by inv, and the product's low half
+ * rotated right by rot within its 32-bit lane is off / stride when stride
+ * divides off < 2^32, and at least n otherwise (a slab's span fits 32
+ * bits).  Blended under off's (biased) high half and compared with n as a
+ * signed 64-bit, it is below n exactly when off < 2^32 and off is a slot.
+ * Seven instructions; NULL is never a slot (its off has a high half). */
+static inline __attribute__((target("avx2"), always_inline)) __m256i mp_slab_slots4(__m256i p,
+                                                                                   const struct mp_slab_wide *w)
+{
+    __m256i off = _mm256_sub_epi64(p, w->base);
+    __m256i q = _mm256_mul_epu32(off, w->inv);
+    /* (a shift by 32 gives 0 in vpslld: rot 0 is off * inv itself) */
+    q = _mm256_or_si256(_mm256_srl_epi32(q, w->right), _mm256_sll_epi32(q, w->left));
+    q = _mm256_blend_epi32(q, off, 0xAA); /* odd 32-bit lanes: off's high halves */
+    return _mm256_cmpgt_epi64(w->limit, q);
+}
+#endif
+
 /* Whether every non-NULL p[i] passes mp_slab_owned_by(p[i], owner): the
  * validating bulk frees' check (slab.c).  A run's objects mostly share a
  * few slabs, so the last matching slab's bounds are kept and objects are
