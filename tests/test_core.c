@@ -18,10 +18,28 @@
 #include "magpool/magpool.h"
 #include "check.h"
 #include "conserve.h"
-#include "fastpath.h" /* mp_bulk_wide: the long bulk free's kernel switch */
+#include "fastpath.h" /* mp_bulk_wide, mp_bulk_masked: the long bulk runs' kernel switches */
 
 
 /* ---- helpers ---------------------------------------------------------------- */
+
+/* The long bulk runs' kernels, best first: pass 0 leaves the CPU's choice
+ * (masked, AVX2 or baseline), pass 1 turns the masked kernels off, pass 2
+ * the AVX2 ones (cpu.h); kernel_pass(3) restores the choice.  Death-test
+ * children inherit the switches. */
+static void kernel_pass(int pass)
+{
+    static bool wide, masked, saved;
+    if (!saved) {
+        wide = mp_bulk_wide;
+        masked = mp_bulk_masked;
+        saved = true;
+    }
+    mp_bulk_wide = wide && pass < 2;
+    mp_bulk_masked = masked && pass < 1;
+}
+#define KERNEL_PASSES 3
+#define KERNEL_NOW ((int)mp_bulk_wide + (int)mp_bulk_masked) /* 2 masked, 1 AVX2, 0 baseline */
 
 static uint64_t stat_in_use(magpool_cache_t *c)
 {
@@ -716,33 +734,34 @@ static void test_bulk_double_free(void)
     CHECK(check_death(bulk_df_top_child, NULL, "magpool: bdf-top: double free at"));
     static const uintptr_t cases[][2] = { { 40, 0 },  { 40, 1 },  { 40, 2 },  { 40, 3 },  { 40, 4 },
                                           { 40, 5 },  { 40, 6 },  { 40, 7 },  { 40, 13 }, { 40, 26 },
-                                          { 40, 39 }, { 43, 40 }, { 43, 41 }, { 43, 42 }, { 17, 16 } };
-    /* Both long-run kernels: the wide one where the CPU has it, then the
-     * baseline one (the children inherit the switch). */
-    bool wide = mp_bulk_wide;
-    for (int pass = 0; pass < 2; pass++, mp_bulk_wide = false)
+                                          { 40, 39 }, { 43, 40 }, { 43, 41 }, { 43, 42 }, { 17, 16 },
+                                          { 42, 41 }, { 41, 40 }, { 18, 17 } };
+    /* Every long-run kernel the CPU has (the children inherit the switch). */
+    for (int pass = 0; pass < KERNEL_PASSES; pass++) {
+        kernel_pass(pass);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             CHECK_MSG(check_death(bulk_df_long_child, (void *)(cases[i][1] | cases[i][0] << 8),
                                   "magpool: bdf-long: double free at"),
-                      "wide %d n %zu at %zu", (int)mp_bulk_wide, (size_t)cases[i][0], (size_t)cases[i][1]);
-    mp_bulk_wide = wide;
+                      "kernel %d n %zu at %zu", KERNEL_NOW, (size_t)cases[i][0], (size_t)cases[i][1]);
+    }
+    kernel_pass(KERNEL_PASSES);
 }
 
 /* A NULL anywhere in a long bulk free is skipped and the rest freed (the
  * fused check sends the run object by object): every position of runs of
- * 17, 32 and 43, the count and conservation exact after each; with both
- * long-run kernels. */
+ * 17, 32, 42 and 43, the count and conservation exact after each; with
+ * every long-run kernel. */
 static void bulk_free_null_anywhere(magpool_cache_t *c)
 {
-    static const size_t lens[] = { 17, 32, 43 };
-    for (size_t l = 0; l < 3; l++)
+    static const size_t lens[] = { 17, 32, 42, 43 };
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
         for (size_t at = 0; at < lens[l]; at++) {
             void *p[43];
             CHECK(magpool_alloc_bulk(c, lens[l], p, 0) == lens[l]);
             void *kept = p[at];
             p[at] = NULL;
             magpool_free_bulk(c, lens[l], p);
-            CHECK_MSG(stat_in_use(c) == 1, "wide %d n %zu at %zu", (int)mp_bulk_wide, lens[l], at);
+            CHECK_MSG(stat_in_use(c) == 1, "kernel %d n %zu at %zu", KERNEL_NOW, lens[l], at);
             magpool_free(c, kept);
             CHECK(stat_in_use(c) == 0);
         }
@@ -751,11 +770,11 @@ static void bulk_free_null_anywhere(magpool_cache_t *c)
 static void test_bulk_free_null_anywhere(void)
 {
     magpool_cache_t *c = mk("bnull", 64);
-    bool wide = mp_bulk_wide;
-    bulk_free_null_anywhere(c);
-    mp_bulk_wide = false;
-    bulk_free_null_anywhere(c);
-    mp_bulk_wide = wide;
+    for (int pass = 0; pass < KERNEL_PASSES; pass++) {
+        kernel_pass(pass);
+        bulk_free_null_anywhere(c);
+    }
+    kernel_pass(KERNEL_PASSES);
     CHECK(conserved(c, NULL));
     CHECK(magpool_cache_destroy(c) == 0);
 }
@@ -763,9 +782,9 @@ static void test_bulk_free_null_anywhere(void)
 /* The validating bulk free (mp_free_bulk_owned, kmem_cache_free_bulk's):
  * a run of c's objects is freed; one misaligned, foreign or other-cache
  * object anywhere refuses the run with nothing freed; a NULL is skipped.
- * Every position of runs on both sides of the fused kernel's lengths (8,
- * its eight-object step, its tails), object sizes with power-of-two and
- * odd strides, both kernels. */
+ * Every position of runs on both sides of the fused kernels' lengths (8,
+ * their four- and eight-object steps, their tails), object sizes with
+ * power-of-two and odd strides, every kernel. */
 static void owned_runs(size_t size)
 {
     magpool_cache_t *c = mk("owned", size), *d = mk("owned-other", size);
@@ -786,10 +805,10 @@ static void owned_runs(size_t size)
                 default: break;
                 }
                 bool ok = mp_free_bulk_owned(c, n, p, NULL);
-                CHECK_MSG(ok == (kind >= 3), "wide %d size %zu n %zu at %zu kind %d", (int)mp_bulk_wide, size, n,
+                CHECK_MSG(ok == (kind >= 3), "kernel %d size %zu n %zu at %zu kind %d", KERNEL_NOW, size, n,
                           at, kind);
-                CHECK_MSG(stat_in_use(c) == (ok ? (kind == 3) : n), "wide %d size %zu n %zu at %zu kind %d",
-                          (int)mp_bulk_wide, size, n, at, kind);
+                CHECK_MSG(stat_in_use(c) == (ok ? (kind == 3) : n), "kernel %d size %zu n %zu at %zu kind %d",
+                          KERNEL_NOW, size, n, at, kind);
                 if (kind == 3) {
                     magpool_free(c, kept);
                 } else if (!ok) {
@@ -826,14 +845,14 @@ static void owned_runs(size_t size)
 
 static void test_bulk_owned(void)
 {
-    bool wide = mp_bulk_wide;
-    for (int pass = 0; pass < 2; pass++, mp_bulk_wide = false) {
+    for (int pass = 0; pass < KERNEL_PASSES; pass++) {
+        kernel_pass(pass);
         owned_runs(24);
         owned_runs(40);
         owned_runs(64);
         owned_runs(100);
     }
-    mp_bulk_wide = wide;
+    kernel_pass(KERNEL_PASSES);
 }
 
 /* ---- double free (death test) ------------------------------------------------------ */
@@ -1291,9 +1310,48 @@ static void test_backlog_idle(void)
     free(p);
 }
 
-int main(void)
+/* MAGPOOL_BULK_KERNELS caps the kernels at load (cpu.h): this program run
+ * again with it set and the argument "kernels-child" prints its switches.
+ * baseline turns both off, avx2 the masked ones; anything else is one line
+ * and the CPU's choice. */
+static void exec_kernels(void *arg)
 {
+    setenv("MAGPOOL_BULK_KERNELS", arg, 1);
+    execl("/proc/self/exe", "test_core", "kernels-child", (char *)NULL);
+    _exit(2);
+}
+
+static void test_kernel_env(void)
+{
+    static const struct {
+        const char *value;
+        bool wide, masked, line;
+    } cases[] = { { "baseline", false, false, false }, { "avx2", true, false, false },
+                  { "", true, true, false },          { "avx512", true, true, true },
+                  { "AVX2", true, true, true } };
+    char out[4096], want[160];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = check_run_child(exec_kernels, (void *)cases[i].value, out, sizeof out);
+        snprintf(want, sizeof want, "kernels %d %d\n", (int)(cases[i].wide && mp_bulk_wide),
+                 (int)(cases[i].masked && mp_bulk_masked));
+        snprintf(want + 64, sizeof want - 64, "magpool: MAGPOOL_BULK_KERNELS: invalid value '%s' ignored",
+                 cases[i].value);
+        const char *l = strstr(out, want + 64);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, want) != NULL &&
+                      (cases[i].line ? l != NULL && strstr(l + 1, "magpool:") == NULL
+                                     : strstr(out, "magpool:") == NULL),
+                  "MAGPOOL_BULK_KERNELS=%s: status %#x [%s]", cases[i].value, st, out);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "kernels-child") == 0) {
+        printf("kernels %d %d\n", (int)mp_bulk_wide, (int)mp_bulk_masked);
+        return 0;
+    }
     test_null_cache_free(); /* first: its children read MAGPOOL_DEBUG fresh */
+    test_kernel_env();
     test_bad_args();
     test_bulk_null_array();
     test_nofail();

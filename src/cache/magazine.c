@@ -656,6 +656,71 @@ static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_un
     return mp_copy_run_avx2_k(dst, objs, n, top, ctx);
 }
 
+#ifdef MP_HAVE_AVX512
+/* The same contracts with AVX-512F/VL's mask registers, still in 256-bit
+ * vectors (mp_bulk_masked): per four pointers a load, a store, one valignq
+ * for the quad one slot back, and compares straight into masks (the repeat
+ * test, the NULL test or the slot test), where the AVX2 kernels spend
+ * nine to fifteen instructions; the tail is one masked load and store, no
+ * scalar loop.  The masks are ANDed, not chained through masked compares,
+ * so no compare waits for the one before. */
+static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) __mmask8
+mp_run_good_mask(__m256i v, __m256i pv, const struct mp_slab_wide *slots)
+{
+    __mmask8 k = _mm256_cmpneq_epu64_mask(v, pv);
+    return k & (slots != NULL ? mp_slab_slots4_mask(v, slots) : _mm256_test_epi64_mask(v, v));
+}
+
+static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) bool mp_copy_run_masked_k(
+    void **restrict dst, void *const *restrict objs, size_t n, void *top, const struct mp_slab_wide *slots)
+{
+    __m256i last = _mm256_set1_epi64x((long long)(uintptr_t)top);
+    unsigned ok = 0xF;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) { /* (two quads a step: half the loop's own instructions) */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(objs + j));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(objs + j + 4));
+        MP_VKEEP(v);
+        MP_VKEEP(w);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + j), v);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + j + 4), w);
+        ok &= mp_run_good_mask(v, _mm256_alignr_epi64(v, last, 3), slots) & /* [last[3], v0, v1, v2] */
+              mp_run_good_mask(w, _mm256_alignr_epi64(w, v, 3), slots);
+        last = w;
+    }
+    if (j + 4 <= n) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(objs + j));
+        MP_VKEEP(v);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + j), v);
+        ok &= mp_run_good_mask(v, _mm256_alignr_epi64(v, last, 3), slots);
+        last = v;
+        j += 4;
+    }
+    if (j < n) {
+        __mmask8 m = (__mmask8)((1u << (n - j)) - 1); /* lanes past n: not loaded, not stored, not tested */
+        __m256i v = _mm256_maskz_loadu_epi64(m, objs + j);
+        _mm256_mask_storeu_epi64(dst + j, m, v);
+        ok &= mp_run_good_mask(v, _mm256_alignr_epi64(v, last, 3), slots) | (unsigned)(__mmask8)~m;
+    }
+    return ok != 0xF;
+}
+
+/* mp_copy_run_bad's contract. */
+static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) bool mp_copy_run_bad_masked(
+    void **restrict dst, void *const *restrict objs, size_t n, void *top, const void *ctx)
+{
+    (void)ctx;
+    return mp_copy_run_masked_k(dst, objs, n, top, NULL);
+}
+
+/* mp_copy_run_unowned_avx2's contract (any n > 0). */
+static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) bool mp_copy_run_unowned_masked(
+    void **restrict dst, void *const *restrict objs, size_t n, void *top, const void *ctx)
+{
+    return mp_copy_run_masked_k(dst, objs, n, top, ctx);
+}
+#endif
+
 /* The long alloc run's copy out of the magazine in 256-bit moves (no libc
  * call: its dispatch cost more than the copy of a 32-pointer run). */
 static inline __attribute__((target("avx2"), always_inline)) void mp_copy_out_avx2(void **restrict dst,
@@ -678,7 +743,10 @@ static inline __attribute__((target("avx2"), always_inline)) void mp_copy_out_av
 /* Bulk calls move whole runs of rounds between the caller's array and the
  * loaded magazine: one copy and one tcache update per run, no call per
  * object (a free run's NULL/repeat test rides along with its copy:
- * mp_copy_run_bad, or the AVX2 kernel above).  A short run (<= MP_BULK_INLINE) that fits the loaded
+ * mp_copy_run_bad, or the AVX2 or masked kernels above, picked at load by
+ * cpu.h's switches; the validating free of the kmem_cache front end,
+ * mp_free_bulk_owned, adds its ownership test to the same pass).  A short
+ * run (<= MP_BULK_INLINE) that fits the loaded
  * magazine is the whole call, with no call at all (a bulk of one costs about
  * one magpool_alloc; the inline hits are in fastpath.h, shared with the
  * kmem_cache bulk calls); a longer one is one pass in mp_*_bulk_run.  Runs
@@ -798,6 +866,19 @@ static __attribute__((target("avx2"), noinline)) void mp_free_bulk_wide(struct m
 }
 #endif
 
+#ifdef MP_HAVE_AVX512
+/* The same with the masked kernel. */
+static __attribute__((target("avx2,avx512f,avx512vl"), noinline)) void mp_free_bulk_masked(struct magpool_cache *c,
+                                                                                         size_t n,
+                                                                                         void *const *objs,
+                                                                                         const void *caller)
+{
+    if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_bad_masked, NULL), 1))
+        return;
+    mp_free_bulk_objects(c, n, objs, caller);
+}
+#endif
+
 /* mp_free_bulk_run past the wide hit. */
 static __attribute__((noinline)) void mp_free_bulk_base(struct magpool_cache *c, size_t n, void *const *objs,
                                                         const void *caller)
@@ -823,31 +904,62 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
                                                 const void *caller)
 {
 #ifdef MP_HAVE_AVX2
-    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE && mp_bulk_wide, 1))
+    if (__builtin_expect(c != NULL && objs != NULL && n > MP_BULK_INLINE && mp_bulk_wide, 1)) {
+#ifdef MP_HAVE_AVX512
+        if (mp_bulk_masked)
+            return mp_free_bulk_masked(c, n, objs, caller);
+#endif
         return mp_free_bulk_wide(c, n, objs, caller);
+    }
 #endif
     mp_free_bulk_base(c, n, objs, caller);
 }
 
 #ifdef MP_HAVE_AVX2
+/* The slab of objs[0] if c owns it, else NULL (NULL for a NULL objs[0]). */
+static inline __attribute__((always_inline)) const struct mp_slab_lookup *mp_run_first_slab(struct magpool_cache *c,
+                                                                                          void *const *objs)
+{
+    const struct mp_slab_lookup *s = mp_page_owner_inline(objs[0]);
+    return s != NULL && mp_load_relaxed(&s->lk_owner) == c ? s : NULL;
+}
+
 /* mp_free_bulk_owned's hit: the run checked against the slab of objs[0]
- * (when c owns it) in the copy's own pass, eight objects in about 20
+ * (when c owns it) in the copy's own pass, eight objects in about 30
  * vector instructions and no branch; a leaf. */
 static __attribute__((target("avx2"), noinline)) bool mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
                                                                              void *const *objs)
 {
-    const struct mp_slab_lookup *s = mp_page_owner_inline(objs[0]); /* (NULL for a NULL objs[0]) */
-    if (__builtin_expect(s == NULL || mp_load_relaxed(&s->lk_owner) != c, 0))
+    const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
+    if (__builtin_expect(s == NULL, 0))
         return false;
     const struct mp_slab_wide w = mp_slab_wide_of(s);
     return mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_avx2, &w);
+}
+#endif
+#ifdef MP_HAVE_AVX512
+/* The same with the masked kernel (about 18 instructions for eight). */
+static __attribute__((target("avx2,avx512f,avx512vl"), noinline)) bool mp_free_bulk_owned_masked(
+    struct magpool_cache *c, size_t n, void *const *objs)
+{
+    const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
+    if (__builtin_expect(s == NULL, 0))
+        return false;
+    const struct mp_slab_wide w = mp_slab_wide_of(s);
+    return mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_masked, &w);
 }
 #endif
 
 bool mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller)
 {
 #ifdef MP_HAVE_AVX2
-    if (__builtin_expect(n >= 8 && mp_bulk_wide, 1) && mp_free_bulk_owned_wide(c, n, objs))
+    if (__builtin_expect(n >= 8 && mp_bulk_wide, 1) &&
+#ifdef MP_HAVE_AVX512
+        (mp_bulk_masked ? mp_free_bulk_owned_masked(c, n, objs) : mp_free_bulk_owned_wide(c, n, objs))
+#else
+        mp_free_bulk_owned_wide(c, n, objs)
+#endif
+    )
         return true;
 #endif
     if (!mp_slab_run_owned_by(objs, n, c))

@@ -147,6 +147,7 @@ struct mp_slab_wide {
     __m256i inv;
     __m256i limit; /* lk_nobjs, sign-biased */
     __m128i right, left; /* lk_rot, 32 - lk_rot */
+    __m256i rot;         /* lk_rot in every 32-bit lane (the AVX-512 rotate's count) */
 };
 
 /* Relaxed loads: s came from mp_page_owner_inline, whose acquire load of
@@ -160,7 +161,7 @@ mp_slab_wide_of(const struct mp_slab_lookup *s)
         _mm256_set1_epi64x((long long)(mp_load_relaxed(&s->lk_base) + (1ULL << 63))),
         _mm256_set1_epi64x((long long)mp_load_relaxed(&s->lk_inv)),
         _mm256_set1_epi64x((long long)(mp_load_relaxed(&s->lk_nobjs) ^ (1ULL << 63))),
-        _mm_cvtsi32_si128((int)rot), _mm_cvtsi32_si128(32 - (int)rot) };
+        _mm_cvtsi32_si128((int)rot), _mm_cvtsi32_si128(32 - (int)rot), _mm256_set1_epi32((int)rot) };
 }
 
 /* All-ones in each 64-bit lane of p that is the start of an object slot of
@@ -182,6 +183,18 @@ static inline __attribute__((target("avx2"), always_inline)) __m256i mp_slab_slo
     q = _mm256_blend_epi32(q, off, 0xAA); /* odd 32-bit lanes: off's high halves */
     return _mm256_cmpgt_epi64(w->limit, q);
 }
+
+#ifdef MP_HAVE_AVX512
+/* mp_slab_slots4 as a mask (bit i: lane i is a slot), with AVX-512F/VL's
+ * rotate and compare-into-mask: five instructions. */
+static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) __mmask8
+mp_slab_slots4_mask(__m256i p, const struct mp_slab_wide *w)
+{
+    __m256i off = _mm256_sub_epi64(p, w->base);
+    __m256i q = _mm256_rorv_epi32(_mm256_mul_epu32(off, w->inv), w->rot);
+    return _mm256_cmpgt_epi64_mask(w->limit, _mm256_blend_epi32(q, off, 0xAA));
+}
+#endif
 #endif
 
 /* Whether every non-NULL p[i] passes mp_slab_owned_by(p[i], owner): the
