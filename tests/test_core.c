@@ -785,6 +785,27 @@ static void test_bulk_free_null_anywhere(void)
  * Every position of runs on both sides of the fused kernels' lengths (8,
  * their four- and eight-object steps, their tails), object sizes with
  * power-of-two and odd strides, every kernel. */
+/* mp_free_bulk_owned's refusal: counted, with the run it was given. */
+static void *refused_run;
+static size_t refused_n, refused_calls;
+static void count_refused(void *ctx, size_t n, void *const *objs, const void *caller)
+{
+    (void)caller;
+    CHECK(ctx == &refused_calls);
+    refused_calls++;
+    refused_n = n;
+    refused_run = (void *)objs;
+}
+
+/* Whether mp_free_bulk_owned took the run (else it was refused, whole). */
+static bool free_owned(magpool_cache_t *c, size_t n, void **p)
+{
+    size_t before = refused_calls;
+    mp_free_bulk_owned(c, n, p, NULL, count_refused, &refused_calls);
+    CHECK(refused_calls == before || (refused_calls == before + 1 && refused_n == n && refused_run == (void *)p));
+    return refused_calls == before;
+}
+
 static void owned_runs(size_t size)
 {
     magpool_cache_t *c = mk("owned", size), *d = mk("owned-other", size);
@@ -804,7 +825,7 @@ static void owned_runs(size_t size)
                 case 3: p[at] = NULL; break;
                 default: break;
                 }
-                bool ok = mp_free_bulk_owned(c, n, p, NULL);
+                bool ok = free_owned(c, n, p);
                 CHECK_MSG(ok == (kind >= 3), "kernel %d size %zu n %zu at %zu kind %d", KERNEL_NOW, size, n,
                           at, kind);
                 CHECK_MSG(stat_in_use(c) == (ok ? (kind == 3) : n), "kernel %d size %zu n %zu at %zu kind %d",
@@ -832,7 +853,7 @@ static void owned_runs(size_t size)
         }
         CHECK(mp_page_owner_inline(p[0]) != mp_page_owner_inline(p[n - 1])); /* the precondition */
         uint64_t before = stat_in_use(c);
-        CHECK(mp_free_bulk_owned(c, n, p, NULL));
+        CHECK(free_owned(c, n, p));
         CHECK(stat_in_use(c) == before - n);
     }
     for (size_t i = 0; i < M; i++)

@@ -34,13 +34,19 @@ void mp_double_free(struct magpool_cache *c, void *obj);
  * calls enter here directly. */
 size_t mp_alloc_bulk_run(struct magpool_cache *c, size_t n, void **objs, unsigned aflags, const void *caller);
 void mp_free_bulk_run(struct magpool_cache *c, size_t n, void *const *objs, const void *caller);
+/* What a validating bulk free does with a run it refuses (the front end's
+ * diagnostics): called with the ctx given, nothing of the run freed. */
+typedef void mp_run_refused_fn(void *ctx, size_t n, void *const *objs, const void *caller);
 /* The validating bulk free (kmem_cache_free_bulk): if every non-NULL objs[i]
  * of the n > 0 is an object of c (mp_slab_owned_by), frees the run as
- * magpool_free_bulk does and returns true; else changes nothing and returns
- * false.  A run whose objects share one slab, with no NULL and no repeat,
- * that fits the loaded magazine is checked in its copy's pass (AVX2, n >=
- * 8); any other run is checked first (mp_slab_run_owned_by), then freed. */
-bool mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller);
+ * magpool_free_bulk does; else frees nothing and ends in refused(ctx, n,
+ * objs, caller).  A run whose objects share one slab, with no NULL and no
+ * repeat, that fits the loaded magazine is checked in its copy's pass (AVX2
+ * or masked kernels, n >= 8); any other run is checked first
+ * (mp_slab_run_owned_by), then freed.  Every step is a tail call, so the
+ * front end's entry needs no stack frame. */
+void mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller,
+                        mp_run_refused_fn *refused, void *ctx);
 
 /* Public entry points whose hit is a few instructions start on a cache
  * line: where the linker happens to place them otherwise decides whether a

@@ -915,6 +915,18 @@ __attribute__((noinline)) void mp_free_bulk_run(struct magpool_cache *c, size_t 
     mp_free_bulk_base(c, n, objs, caller);
 }
 
+/* mp_free_bulk_owned past its fused hit: the general check (any slabs,
+ * NULLs skipped), then the run freed as magpool_free_bulk frees it, or
+ * refused. */
+static __attribute__((noinline)) void mp_free_bulk_owned_slow(struct magpool_cache *c, size_t n, void *const *objs,
+                                                              const void *caller, mp_run_refused_fn *refused,
+                                                              void *ctx)
+{
+    if (!mp_slab_run_owned_by(objs, n, c))
+        return refused(ctx, n, objs, caller);
+    mp_fast_free_bulk(c, n, objs, caller);
+}
+
 #ifdef MP_HAVE_AVX2
 /* The slab of objs[0] if c owns it, else NULL (NULL for a NULL objs[0]). */
 static inline __attribute__((always_inline)) const struct mp_slab_lookup *mp_run_first_slab(struct magpool_cache *c,
@@ -926,46 +938,51 @@ static inline __attribute__((always_inline)) const struct mp_slab_lookup *mp_run
 
 /* mp_free_bulk_owned's hit: the run checked against the slab of objs[0]
  * (when c owns it) in the copy's own pass, eight objects in about 30
- * vector instructions and no branch; a leaf. */
-static __attribute__((target("avx2"), noinline)) bool mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
-                                                                             void *const *objs)
+ * vector instructions and no branch, else the general path by a tail
+ * call; a leaf. */
+static __attribute__((target("avx2"), noinline)) void mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
+                                                                             void *const *objs, const void *caller,
+                                                                             mp_run_refused_fn *refused, void *ctx)
 {
     const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
-    if (__builtin_expect(s == NULL, 0))
-        return false;
-    const struct mp_slab_wide w = mp_slab_wide_of(s);
-    return mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_avx2, &w);
+    if (__builtin_expect(s != NULL, 1)) {
+        const struct mp_slab_wide w = mp_slab_wide_of(s);
+        if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_avx2, &w), 1))
+            return;
+    }
+    mp_free_bulk_owned_slow(c, n, objs, caller, refused, ctx);
 }
 #endif
 #ifdef MP_HAVE_AVX512
 /* The same with the masked kernel (about 18 instructions for eight). */
-static __attribute__((target("avx2,avx512f,avx512vl"), noinline)) bool mp_free_bulk_owned_masked(
-    struct magpool_cache *c, size_t n, void *const *objs)
+static __attribute__((target("avx2,avx512f,avx512vl"), noinline)) void mp_free_bulk_owned_masked(
+    struct magpool_cache *c, size_t n, void *const *objs, const void *caller, mp_run_refused_fn *refused, void *ctx)
 {
     const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
-    if (__builtin_expect(s == NULL, 0))
-        return false;
-    const struct mp_slab_wide w = mp_slab_wide_of(s);
-    return mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_masked, &w);
+    if (__builtin_expect(s != NULL, 1)) {
+        const struct mp_slab_wide w = mp_slab_wide_of(s);
+        if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_masked, &w), 1))
+            return;
+    }
+    mp_free_bulk_owned_slow(c, n, objs, caller, refused, ctx);
 }
 #endif
 
-bool mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller)
+/* Tail calls all the way: no stack frame between the front end's entry and
+ * the kernel. */
+void mp_free_bulk_owned(struct magpool_cache *c, size_t n, void *const *objs, const void *caller,
+                        mp_run_refused_fn *refused, void *ctx)
 {
 #ifdef MP_HAVE_AVX2
-    if (__builtin_expect(n >= 8 && mp_bulk_wide, 1) &&
+    if (__builtin_expect(n >= 8 && mp_bulk_wide, 1)) {
 #ifdef MP_HAVE_AVX512
-        (mp_bulk_masked ? mp_free_bulk_owned_masked(c, n, objs) : mp_free_bulk_owned_wide(c, n, objs))
-#else
-        mp_free_bulk_owned_wide(c, n, objs)
+        if (mp_bulk_masked)
+            return mp_free_bulk_owned_masked(c, n, objs, caller, refused, ctx);
 #endif
-    )
-        return true;
+        return mp_free_bulk_owned_wide(c, n, objs, caller, refused, ctx);
+    }
 #endif
-    if (!mp_slab_run_owned_by(objs, n, c))
-        return false;
-    mp_fast_free_bulk(c, n, objs, caller);
-    return true;
+    mp_free_bulk_owned_slow(c, n, objs, caller, refused, ctx);
 }
 
 MAGPOOL_API void magpool_free_bulk(magpool_cache_t *c, size_t n, void *const *objs)

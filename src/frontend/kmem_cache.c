@@ -295,34 +295,39 @@ MP_HOT_ENTRY int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t n
     return (int)alloc_bulk_run(s, gfp, n, p, __builtin_return_address(0)); /* (n <= INT_MAX, or 0) */
 }
 
-/* kmem_cache_free_bulk past its inline run of one: checked runs, and every
- * misuse named. */
-static __attribute__((noinline)) void free_bulk_run(struct kmem_cache *s, size_t n, void **p, const void *caller)
+/* A run mp_free_bulk_owned refused (nothing of it freed): object by object,
+ * every misuse named (with MAGPOOL_DEBUG's continue, the good objects
+ * freed). */
+static __attribute__((noinline, cold)) void free_bulk_refused(void *ctx, size_t n, void *const *p,
+                                                              const void *caller)
 {
-    if (n == 0 || p == NULL)
-        return;
-    if (s != NULL && mp_free_bulk_owned(s->c, n, p, caller))
-        return; /* one run: NULLs skipped, double frees caught */
-    for (size_t i = 0; i < n; i++) {
-        void *obj = p[i];
-        if (s == NULL) /* as Linux (kfree_bulk): each object freed as kfree frees it */
-            kfree(obj);
-        else if (kc_valid(s, obj, "kmem_cache_free_bulk"))
-            mp_fast_free(s->c, obj, caller);
-    }
+    struct kmem_cache *s = ctx;
+    for (size_t i = 0; i < n; i++)
+        if (kc_valid(s, p[i], "kmem_cache_free_bulk"))
+            mp_fast_free(s->c, p[i], caller);
+}
+
+/* A NULL cache, array or empty run. */
+static __attribute__((noinline)) void free_bulk_args(size_t n, void **p)
+{
+    for (size_t i = 0; p != NULL && i < n; i++)
+        kfree(p[i]); /* as Linux (kfree_bulk): each object freed as kfree frees it */
 }
 
 /* A run of one (DPDK's put_bulk(1) shape) is kmem_cache_free's check and
- * push, with no stack frame; longer runs are checked as a whole. */
+ * push; longer runs are checked as a whole (NULLs skipped, double frees
+ * caught), by tail calls: no stack frame either way. */
 MP_HOT_ENTRY void kmem_cache_free_bulk(struct kmem_cache *s, size_t n, void **p)
 {
-    if (n == 1 && s != NULL && p != NULL) {
-        void *obj = p[0];
+    const void *caller = __builtin_return_address(0);
+    if (__builtin_expect(s != NULL && p != NULL && n != 0, 1)) {
         magpool_cache_t *c = s->c;
-        if (__builtin_expect(mp_slab_owned_by(obj, c), 1))
-            return mp_fast_free(c, obj, __builtin_return_address(0));
+        if (n == 1 && __builtin_expect(mp_slab_owned_by(p[0], c), 1))
+            return mp_fast_free(c, p[0], caller);
+        return mp_free_bulk_owned(c, n, p, caller, free_bulk_refused, s);
     }
-    free_bulk_run(s, n, p, __builtin_return_address(0));
+    if (s == NULL)
+        free_bulk_args(n, p);
 }
 
 int kmem_cache_shrink(struct kmem_cache *s)
