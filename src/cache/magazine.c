@@ -937,34 +937,36 @@ static inline __attribute__((always_inline)) const struct mp_slab_lookup *mp_run
 }
 
 /* mp_free_bulk_owned's hit: the run checked against the slab of objs[0]
- * (when c owns it) in the copy's own pass, eight objects in about 30
- * vector instructions and no branch, else the general path by a tail
- * call; a leaf. */
-static __attribute__((target("avx2"), noinline)) void mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
-                                                                             void *const *objs, const void *caller,
-                                                                             mp_run_refused_fn *refused, void *ctx)
+ * (when c owns it) in the copy's own pass by `copy_run`, no branch per
+ * object, else the general path by a tail call.  Inlined into each leaf
+ * below. */
+static inline __attribute__((target("avx2"), always_inline)) void mp_free_bulk_owned_k(
+    struct magpool_cache *c, size_t n, void *const *objs, const void *caller, mp_run_refused_fn *refused, void *ctx,
+    mp_copy_run_fn *copy_run)
 {
     const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
     if (__builtin_expect(s != NULL, 1)) {
         const struct mp_slab_wide w = mp_slab_wide_of(s);
-        if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_avx2, &w), 1))
+        if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, copy_run, &w), 1))
             return;
     }
     mp_free_bulk_owned_slow(c, n, objs, caller, refused, ctx);
 }
+
+/* With the AVX2 kernel (about 30 vector instructions for eight objects). */
+static __attribute__((target("avx2"), noinline)) void mp_free_bulk_owned_wide(struct magpool_cache *c, size_t n,
+                                                                             void *const *objs, const void *caller,
+                                                                             mp_run_refused_fn *refused, void *ctx)
+{
+    mp_free_bulk_owned_k(c, n, objs, caller, refused, ctx, mp_copy_run_unowned_avx2);
+}
 #endif
 #ifdef MP_HAVE_AVX512
-/* The same with the masked kernel (about 18 instructions for eight). */
+/* With the masked kernel (about 18). */
 static __attribute__((target("avx2,avx512f,avx512vl"), noinline)) void mp_free_bulk_owned_masked(
     struct magpool_cache *c, size_t n, void *const *objs, const void *caller, mp_run_refused_fn *refused, void *ctx)
 {
-    const struct mp_slab_lookup *s = mp_run_first_slab(c, objs);
-    if (__builtin_expect(s != NULL, 1)) {
-        const struct mp_slab_wide w = mp_slab_wide_of(s);
-        if (__builtin_expect(mp_free_bulk_hit_k(c, n, objs, mp_copy_run_unowned_masked, &w), 1))
-            return;
-    }
-    mp_free_bulk_owned_slow(c, n, objs, caller, refused, ctx);
+    mp_free_bulk_owned_k(c, n, objs, caller, refused, ctx, mp_copy_run_unowned_masked);
 }
 #endif
 
