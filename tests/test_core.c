@@ -779,67 +779,84 @@ static void test_bulk_free_null_anywhere(void)
     CHECK(magpool_cache_destroy(c) == 0);
 }
 
+/* mp_free_bulk_owned's refusal: counted, with the run it was given. */
+static void *refused_run, *refused_ctx;
+static size_t refused_n, refused_calls;
+static void count_refused(void *ctx, size_t n, void *const *objs, const void *caller)
+{
+    (void)caller;
+    refused_ctx = ctx; /* (free_owned checks what was refused) */
+    refused_calls++;
+    refused_n = n;
+    refused_run = (void *)objs;
+}
+
+/* Whether mp_free_bulk_owned took the run (else it was refused, whole);
+ * a refusal of anything but the run given counts in *bad. */
+static bool free_owned(magpool_cache_t *c, size_t n, void **p, int *bad)
+{
+    size_t before = refused_calls;
+    mp_free_bulk_owned(c, n, p, NULL, count_refused, &refused_calls);
+    if (!(refused_calls == before || (refused_calls == before + 1 && refused_n == n && refused_run == (void *)p &&
+                                          refused_ctx == &refused_calls)))
+        ++*bad;
+    return refused_calls == before;
+}
+
+/* One case's answers against the contract (the first few wrong ones
+ * printed; the caller checks the count once). */
+static void owned_case(magpool_cache_t *c, magpool_cache_t *d, size_t size, size_t n, size_t at, int kind,
+                       int *bad)
+{
+    static long local;
+    void *p[43], *other = NULL;
+    if (magpool_alloc_bulk(c, n, p, 0) != n) {
+        ++*bad;
+        return;
+    }
+    void *kept = p[at];
+    switch (kind) {
+    case 0: p[at] = (char *)kept + 8; break; /* misaligned */
+    case 1: p[at] = other = magpool_alloc(d); break;
+    case 2: p[at] = &local; break;
+    case 3: p[at] = NULL; break;
+    default: break;
+    }
+    int was = *bad;
+    bool ok = free_owned(c, n, p, bad);
+    if (ok != (kind >= 3) || stat_in_use(c) != (ok ? (kind == 3) : n))
+        ++*bad;
+    if (kind == 3) {
+        magpool_free(c, kept);
+    } else if (!ok) {
+        p[at] = kept;
+        magpool_free_bulk(c, n, p);
+    }
+    if (other != NULL)
+        magpool_free(d, other);
+    if (stat_in_use(c) != 0)
+        ++*bad;
+    if (*bad != was && *bad <= 5)
+        fprintf(stderr, "kernel %d size %zu n %zu at %zu kind %d: freed %d\n", KERNEL_NOW, size, n, at, kind,
+                (int)ok);
+}
+
 /* The validating bulk free (mp_free_bulk_owned, kmem_cache_free_bulk's):
  * a run of c's objects is freed; one misaligned, foreign or other-cache
  * object anywhere refuses the run with nothing freed; a NULL is skipped.
  * Every position of runs on both sides of the fused kernels' lengths (8,
  * their four- and eight-object steps, their tails), object sizes with
  * power-of-two and odd strides, every kernel. */
-/* mp_free_bulk_owned's refusal: counted, with the run it was given. */
-static void *refused_run;
-static size_t refused_n, refused_calls;
-static void count_refused(void *ctx, size_t n, void *const *objs, const void *caller)
-{
-    (void)caller;
-    CHECK(ctx == &refused_calls);
-    refused_calls++;
-    refused_n = n;
-    refused_run = (void *)objs;
-}
-
-/* Whether mp_free_bulk_owned took the run (else it was refused, whole). */
-static bool free_owned(magpool_cache_t *c, size_t n, void **p)
-{
-    size_t before = refused_calls;
-    mp_free_bulk_owned(c, n, p, NULL, count_refused, &refused_calls);
-    CHECK(refused_calls == before || (refused_calls == before + 1 && refused_n == n && refused_run == (void *)p));
-    return refused_calls == before;
-}
-
 static void owned_runs(size_t size)
 {
     magpool_cache_t *c = mk("owned", size), *d = mk("owned-other", size);
-    static long local;
     static const size_t lens[] = { 2, 3, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 40, 43 };
+    int bad = 0;
     for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
         for (size_t at = 0; at < lens[l]; at++)
-            for (int kind = 0; kind < 5; kind++) {
-                size_t n = lens[l];
-                void *p[43], *other = NULL;
-                CHECK(magpool_alloc_bulk(c, n, p, 0) == n);
-                void *kept = p[at];
-                switch (kind) {
-                case 0: p[at] = (char *)kept + 8; break; /* misaligned */
-                case 1: p[at] = other = magpool_alloc(d); break;
-                case 2: p[at] = &local; break;
-                case 3: p[at] = NULL; break;
-                default: break;
-                }
-                bool ok = free_owned(c, n, p);
-                CHECK_MSG(ok == (kind >= 3), "kernel %d size %zu n %zu at %zu kind %d", KERNEL_NOW, size, n,
-                          at, kind);
-                CHECK_MSG(stat_in_use(c) == (ok ? (kind == 3) : n), "kernel %d size %zu n %zu at %zu kind %d",
-                          KERNEL_NOW, size, n, at, kind);
-                if (kind == 3) {
-                    magpool_free(c, kept);
-                } else if (!ok) {
-                    p[at] = kept;
-                    magpool_free_bulk(c, n, p);
-                }
-                if (other != NULL)
-                    magpool_free(d, other);
-                CHECK(stat_in_use(c) == 0);
-            }
+            for (int kind = 0; kind < 5; kind++)
+                owned_case(c, d, size, lens[l], at, kind, &bad);
+    CHECK_MSG(bad == 0, "kernel %d size %zu: %d wrong answers", KERNEL_NOW, size, bad);
     /* Runs drawn from across several slabs (the kernel's slab is the first
      * object's: the others take the general check). */
     enum { M = 3000 };
@@ -853,7 +870,8 @@ static void owned_runs(size_t size)
         }
         CHECK(mp_page_owner_inline(p[0]) != mp_page_owner_inline(p[n - 1])); /* the precondition */
         uint64_t before = stat_in_use(c);
-        CHECK(free_owned(c, n, p));
+        int bad2 = 0;
+        CHECK(free_owned(c, n, p, &bad2) && bad2 == 0);
         CHECK(stat_in_use(c) == before - n);
     }
     for (size_t i = 0; i < M; i++)
