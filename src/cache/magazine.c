@@ -662,8 +662,8 @@ static inline __attribute__((target("avx2"), always_inline)) bool mp_copy_run_un
  * for the quad one slot back, and compares straight into masks (the repeat
  * test, the NULL test or the slot test), where the AVX2 kernels spend
  * nine to fifteen instructions; the tail is one masked load and store, no
- * scalar loop.  The masks are ANDed, not chained through masked compares,
- * so no compare waits for the one before. */
+ * scalar loop.  Each step's masks are ANDed into a plain register: no
+ * compare waits for an earlier step's. */
 static inline __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) __mmask8
 mp_run_good_mask(__m256i v, __m256i pv, const struct mp_slab_wide *slots)
 {
@@ -932,6 +932,10 @@ static __attribute__((noinline)) void mp_free_bulk_owned_slow(struct magpool_cac
 static inline __attribute__((always_inline)) const struct mp_slab_lookup *mp_run_first_slab(struct magpool_cache *c,
                                                                                           void *const *objs)
 {
+    /* Relaxed: after mp_page_owner_inline's acquire load of the page's
+     * owner word, which pairs with the release that published the slab's
+     * lookup fields (slab.h); a caller that owns objs[0] keeps them fixed,
+     * one that does not gets what any lookup would (mp_slab_run_owned_by). */
     const struct mp_slab_lookup *s = mp_page_owner_inline(objs[0]);
     return s != NULL && mp_load_relaxed(&s->lk_owner) == c ? s : NULL;
 }
