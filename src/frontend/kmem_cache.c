@@ -307,11 +307,12 @@ static __attribute__((noinline, cold)) void free_bulk_refused(void *ctx, size_t 
             mp_fast_free(s->c, p[i], caller);
 }
 
-/* A NULL cache, array or empty run. */
+/* A NULL cache (kfree_bulk's shape): each object kfree'd; a NULL array or
+ * empty run frees nothing. */
 static __attribute__((noinline)) void free_bulk_args(size_t n, void **p)
 {
     for (size_t i = 0; p != NULL && i < n; i++)
-        kfree(p[i]); /* as Linux (kfree_bulk): each object freed as kfree frees it */
+        kfree(p[i]); /* as Linux's kfree_bulk */
 }
 
 /* A run of one (DPDK's put_bulk(1) shape) is kmem_cache_free's check and
