@@ -282,6 +282,12 @@ static bool evict_one(unsigned cls)
     return true;
 }
 
+/* Bytes of class cls's items in its LRU. */
+static uint64_t class_bytes(unsigned cls)
+{
+    return atomic_load_explicit(&g_lru[cls].number, memory_order_relaxed) * kv_classes[cls].size;
+}
+
 /* The class holding the most bytes, other than cls (0: none has items). */
 static unsigned fattest_class(unsigned except)
 {
@@ -290,13 +296,28 @@ static unsigned fattest_class(unsigned except)
     for (unsigned i = 1; i <= kv_nclasses; i++) {
         if (i == except)
             continue;
-        uint64_t b = atomic_load_explicit(&g_lru[i].number, memory_order_relaxed) * kv_classes[i].size;
+        uint64_t b = class_bytes(i);
         if (b > best_bytes) {
             best_bytes = b;
             best = i;
         }
     }
     return best;
+}
+
+/* The class to evict from first for a charge of class cls that does not
+ * fit.  memcached hands a class whole pages (KV_SLAB_PAGE_SIZE) and evicts
+ * inside a class only once its pages are full, so a class holding less than
+ * a page never loses its own items to a store of its size: a few small items
+ * stored after a flood of large ones stay put (memccapable's mget sets five
+ * keys and gets them back with -m full of 10 KB values).  So: cls itself once
+ * it holds a page's worth, else the class holding the most bytes, else cls. */
+static unsigned first_victim_class(unsigned cls)
+{
+    if (class_bytes(cls) >= KV_SLAB_PAGE_SIZE)
+        return cls;
+    unsigned fattest = fattest_class(cls);
+    return fattest != 0 ? fattest : cls;
 }
 
 struct item *item_alloc(const char *key, size_t nkey, uint32_t flags, rel_time_t exptime,
@@ -311,12 +332,13 @@ struct item *item_alloc(const char *key, size_t nkey, uint32_t flags, rel_time_t
         *err = ALLOC_TOO_LARGE;
         return NULL;
     }
-    /* G4: evict from the class first (memcached's rule), then from the
-     * class holding most, until the charge fits or nothing is left. */
+    /* G4: evict from first_victim_class, then from the other of cls and
+     * the class holding most, until the charge fits or nothing is left. */
     while (!slabs_charge(cls)) {
-        if (evict_one(cls))
+        unsigned first = first_victim_class(cls);
+        if (evict_one(first))
             continue;
-        unsigned other = fattest_class(cls);
+        unsigned other = first != cls ? cls : fattest_class(cls);
         if (other == 0 || !evict_one(other)) {
             /* Nothing evictable right now.  Items evicted but still held by
              * a writing connection come back when it lets go: one retry. */

@@ -15,6 +15,10 @@
 /* Largest item (header + key + value + "\r\n"), as memcached's -I default;
  * also magpool's largest object (MAGPOOL_MAX_OBJECT_SIZE). */
 #define KV_ITEM_SIZE_MAX (1024u * 1024u)
+/* memcached's slab page (-o slab_page_size default): the memory a class is
+ * given at a time; items.c evicts inside a class only once it holds this
+ * much. */
+#define KV_SLAB_PAGE_SIZE (1024u * 1024u)
 
 struct kv_class {
     unsigned id;                 /* 1 .. kv_nclasses */
