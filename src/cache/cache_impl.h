@@ -215,6 +215,9 @@ struct magpool_cache {
      * owner was inside a hit, degraded reclaims (owners asked) */
     _Atomic uint64_t c_idle_reclaims, c_idle_busy, c_idle_asked;
 
+    /* moves a statistics snapshot retries across (mp_moves_begin) */
+    _Atomic uint64_t c_moves_begun, c_moves_ended;
+
     /* reaping (reap.c) */
     _Atomic uint64_t c_last_reap_ms;
     _Atomic uint64_t c_last_contention;
@@ -233,6 +236,54 @@ struct magpool_cache {
 };
 
 _Static_assert(offsetof(struct magpool_cache, c_head) == 0, "the public cache head is the first member");
+
+/*
+ * Moves the statistics must not see half done (stats.c, I1).  A move of
+ * objects between a cache's places that is not a thread's own alloc, free or
+ * slow path -- a thread's magazines flushed or taken (thread.c), the
+ * reaper's tick (reap.c), a shrink, a deferred batch coming back after its
+ * grace period (magazine.c) -- runs between mp_moves_begin and mp_moves_end,
+ * so that a snapshot taken while no application thread uses the cache is
+ * exact although the reaper thread and the domain's callbacks may be moving
+ * objects meanwhile: the snapshot is taken again if a move overlapped it.
+ *
+ * Ordering (C11, no fence): begin is an acquire RMW of c_moves_begun, so no
+ * store of the move is ordered before it; the reader's check
+ * (mp_moves_unchanged) is a release RMW of the same counter, so none of its
+ * loads is ordered after it.  If one of the reader's loads read a store of a
+ * move whose begin came after the check in c_moves_begun's modification
+ * order, the check would synchronize with the begin (the begin reads the
+ * check's value or a later one), and the load would happen before the store
+ * it read: impossible.  So a load that saw part of a move means the check
+ * sees that move begun, and the snapshot is retaken.  End is a release RMW
+ * of c_moves_ended: a reader whose acquire load of it counts a move sees
+ * all of that move's stores.
+ */
+static inline void mp_moves_begin(struct magpool_cache *c)
+{
+    atomic_fetch_add_explicit(&c->c_moves_begun, 1, memory_order_acquire);
+}
+
+static inline void mp_moves_end(struct magpool_cache *c)
+{
+    atomic_fetch_add_explicit(&c->c_moves_ended, 1, memory_order_release);
+}
+
+/* Reader, before its loads: the number of moves begun, and whether every
+ * move begun has ended (acquire loads: see above). */
+static inline uint64_t mp_moves_enter(struct magpool_cache *c, bool *settled)
+{
+    uint64_t begun = mp_load_acquire(&c->c_moves_begun);
+    *settled = mp_load_acquire(&c->c_moves_ended) == begun;
+    return begun;
+}
+
+/* Reader, after its loads: no move began since mp_moves_enter returned
+ * `begun` (a release RMW that changes nothing: see above). */
+static inline bool mp_moves_unchanged(struct magpool_cache *c, uint64_t begun)
+{
+    return atomic_fetch_add_explicit(&c->c_moves_begun, 0, memory_order_release) == begun;
+}
 #define c_fast_off c_head.fast_off
 
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */

@@ -1058,11 +1058,13 @@ static void mp_deferred_ready(struct mp_retire_node *node)
      * torn down. */
     pthread_mutex_lock(&mp_registry_lock);
     bool zombie = mp_destroyed(c);
+    mp_moves_begin(c); /* deferred -> depot (stats.c) */
     if (zombie)
         mp_mag_teardown(c, m);
     else
         mp_depot_push_full(&c->c_depot, m);
     mp_fetch_sub_relaxed(&c->c_deferred_sealed, n);
+    mp_moves_end(c); /* before c may be finalised */
     if (zombie)
         fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);

@@ -230,6 +230,7 @@ void mp_reap_tick(struct magpool_cache *c)
      * (stress/fork: conservation). */
     struct mp_thread *t = mp_gate_enter_self();
     uint64_t unused_full, unused_empty;
+    mp_moves_begin(c); /* depot -> slabs -> system (stats.c) */
     mp_depot_backlog_tick(&c->c_depot); /* a stopped flow's backlog joins the working set */
     mp_depot_ws_close(&c->c_depot, &unused_full, &unused_empty);
     mp_depot_trim(c, unused_full, unused_empty);
@@ -240,6 +241,7 @@ void mp_reap_tick(struct magpool_cache *c)
     if (cont - seen > MP_GROW_CONTENTION)
         mp_mag_resize(c, +1);
     mp_slab_reap_cache(c);
+    mp_moves_end(c);
 }
 
 /* The magazines just torn down were retired (their slots come back after a
@@ -274,8 +276,10 @@ static void mp_cache_shrink(struct magpool_cache *c)
     if (t != NULL)
         mp_tc_flush(t, c); /* also seals the caller's deferred batch */
     mp_domain_poll(c->c_domain);
+    mp_moves_begin(c); /* depot -> slabs -> system (stats.c) */
     mp_depot_drain(c);
     mp_slab_reap_cache(c);
+    mp_moves_end(c);
     mp_mag_resize(c, -1);
     mp_mag_area_release();
     mp_gate_leave_self(t);

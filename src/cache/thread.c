@@ -276,6 +276,7 @@ static void mp_tc_flush_impl(struct mp_thread *t, struct magpool_cache *c, bool 
     struct mp_tcache *tc = &t->th_tc[c->c_id];
     if (mp_tc_loaded(tc) == NULL)
         return;
+    mp_moves_begin(c); /* rounds leave the tcache before the counters fold */
     mp_deferred_seal(c, tc);
     mp_tc_save(tc);
     struct mp_mag *loaded = mp_tc_loaded(tc), *prev = tc->tc_prev;
@@ -305,6 +306,7 @@ static void mp_tc_flush_impl(struct mp_thread *t, struct magpool_cache *c, bool 
     t->th_held[c->c_id / 64] &= ~((uint64_t)1 << (c->c_id % 64));
     c->c_holders--;
     mp_store_relaxed(&c->c_threads, mp_load_relaxed(&c->c_threads) - 1); /* under the lock */
+    mp_moves_end(c); /* before c may be finalised */
     bool fin = mp_cache_maybe_finalize(c);
     pthread_mutex_unlock(&mp_registry_lock);
     if (fin)

@@ -7,24 +7,27 @@
  *    rounds of its magazines are read from the same line.  A snapshot sums,
  *    under mp_threads_lock, every live thread's line for the cache plus the
  *    totals folded in by threads that stopped holding it.
- *  - At quiescence the snapshot is exact and satisfies (I1):
- *      in_slabs + in_magazines + in_depot + deferred + in_use == constructed.
- *    While threads run it is a consistent-enough estimate (each term is read
- *    once, relaxed), never a crash.
+ *  - At quiescence (no application thread using the cache) the snapshot is
+ *    exact and satisfies (I1):
+ *      in_slabs + in_magazines + in_depot + deferred + in_use == constructed,
+ *    also while the library's own reaper thread or a domain's callbacks move
+ *    objects: those moves are bracketed (cache_impl.h, mp_moves_begin) and a
+ *    reading that overlapped one is taken again (at most MP_STATS_READINGS
+ *    times, a few tens of ms).  While threads run it is a consistent-enough
+ *    estimate (each term is read once, relaxed), never a crash.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache_impl.h"
 
-MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st)
+/* One reading of every term (each read once, relaxed). */
+static void mp_stats_read(struct magpool_cache *c, struct magpool_stats *st)
 {
-    if (c == NULL || st == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "%s", c->c_name);
     st->object_size = c->c_size;
@@ -75,7 +78,41 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
     st->idle_reclaims = mp_load_relaxed(&c->c_idle_reclaims);
     st->idle_busy = mp_load_relaxed(&c->c_idle_busy);
     st->idle_asked = mp_load_relaxed(&c->c_idle_asked);
-    return 0;
+}
+
+/* Readings a snapshot makes before it gives up waiting for the cache's
+ * background moves to pause (the last one is returned as an estimate), and
+ * after how many it sleeps between readings instead of yielding. */
+#define MP_STATS_READINGS 400
+#define MP_STATS_SPINS 16
+
+MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st)
+{
+    if (c == NULL || st == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Read again while a background move (cache_impl.h, mp_moves_begin)
+     * was in flight or began meanwhile: the reaper's pass over a cache takes
+     * microseconds to a few milliseconds, so at quiescence a reading comes
+     * out whole within the bound; while application threads run, their own
+     * moves are not waited for and the reading is an estimate anyway. */
+    for (unsigned i = 1;; i++) {
+        bool settled;
+        uint64_t begun = mp_moves_enter(c, &settled);
+        if (settled) {
+            mp_stats_read(c, st);
+            if (mp_moves_unchanged(c, begun) || i >= MP_STATS_READINGS)
+                return 0;
+        } else if (i >= MP_STATS_READINGS) {
+            mp_stats_read(c, st);
+            return 0;
+        }
+        if (i < MP_STATS_SPINS)
+            sched_yield();
+        else
+            nanosleep(&(struct timespec){.tv_nsec = 25000}, NULL);
+    }
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
