@@ -177,8 +177,12 @@ struct magpool_config {
 };
 
 /** Statistics of one cache.  Counters are kept per thread and summed here.
- *  At quiescence: in_slabs + in_magazines + in_depot + deferred + in_use
- *  == constructed. */
+ *  At quiescence (no application thread allocating, freeing or shrinking
+ *  in the cache): in_slabs + in_magazines + in_depot + deferred + in_use
+ *  == constructed, exactly, even while the library's reaper thread or a
+ *  domain's callbacks move objects between those places (the snapshot is
+ *  read again if such a move overlapped it).  While threads run, an
+ *  estimate. */
 struct magpool_stats {
     char name[64];
     size_t object_size;        /**< size asked for */
