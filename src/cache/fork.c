@@ -55,6 +55,23 @@ static void slab_locks(bool lock)
     }
 }
 
+/* The child: no move of another thread is in flight any more (those
+ * threads are gone), so every cache's moves are settled (cache_impl.h,
+ * mp_moves_begin); else one the fork split would keep every snapshot in
+ * the child waiting.  Only the reaper's tick can be split, after its depot
+ * trim (under its gate, so whole) in its slab reap, whose every change is
+ * made under the slab's lock, held by prepare: what the child sees is
+ * consistent.  Relaxed: the child runs one thread. */
+static void moves_settle(void)
+{
+    for (unsigned id = 1; id < MAGPOOL_MAX_CACHES; id++) {
+        /* Relaxed: under mp_registry_lock, as in slab_locks. */
+        struct magpool_cache *c = mp_load_relaxed(&mp_caches[id]);
+        if (c != NULL)
+            mp_store_relaxed(&c->c_moves_ended, mp_load_relaxed(&c->c_moves_begun));
+    }
+}
+
 static void leaves_lock(void)
 {
     mp_slab_pool_fork_lock();
@@ -100,6 +117,7 @@ static void parent(void)
 static void child(void)
 {
     mp_reaper_fork_child();
+    moves_settle();
     leaves_unlock();
     slab_locks(false);
     pthread_mutex_unlock(&mp_threads_lock);
