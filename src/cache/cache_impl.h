@@ -284,6 +284,13 @@ static inline bool mp_moves_unchanged(struct magpool_cache *c, uint64_t begun)
 {
     return atomic_fetch_add_explicit(&c->c_moves_begun, 0, memory_order_release) == begun;
 }
+
+/* Readings a reader makes before it stops waiting for the moves to pause
+ * (it then takes the last one as it is), and the pause before reading
+ * again the i-th time (a yield, then 25 us sleeps: a few tens of ms in
+ * all).  A reaper's pass over one cache takes microseconds to a few ms. */
+#define MP_MOVES_READINGS 400u
+void mp_moves_backoff(unsigned i);
 #define c_fast_off c_head.fast_off
 
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */

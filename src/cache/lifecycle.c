@@ -20,7 +20,9 @@
  *    grace period of its own domain first.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "cache_impl.h"
 #include "meta.h"
@@ -93,10 +95,36 @@ bool mp_cache_mark_destroyed(struct magpool_cache *c)
     return !was;
 }
 
+void mp_moves_backoff(unsigned i)
+{
+    if (i < 16)
+        sched_yield();
+    else
+        nanosleep(&(struct timespec){ .tv_nsec = 25000 }, NULL);
+}
+
 long mp_cache_destroy_done(struct magpool_cache *c)
 {
-    pthread_mutex_lock(&mp_registry_lock);
-    long live = mp_cache_live(c);
+    /* Objects still out, counted with no move of c in flight (cache_impl.h,
+     * mp_moves_begin): the reaper taking another thread's magazines moves
+     * their rounds out of that thread's tcache before it folds the thread's
+     * counters under this lock, and a count in between would report those
+     * rounds as objects still out. */
+    long live;
+    for (unsigned i = 1;; i++) {
+        bool settled;
+        uint64_t begun = mp_moves_enter(c, &settled);
+        if (!settled && i < MP_MOVES_READINGS) {
+            mp_moves_backoff(i);
+            continue;
+        }
+        pthread_mutex_lock(&mp_registry_lock);
+        live = mp_cache_live(c);
+        if (mp_moves_unchanged(c, begun) || i >= MP_MOVES_READINGS)
+            break;
+        pthread_mutex_unlock(&mp_registry_lock);
+        mp_moves_backoff(i);
+    }
     c->c_holders--;
     bool fin = mp_cache_maybe_finalize(c);
     if (!fin) {

@@ -12,16 +12,14 @@
  *      in_slabs + in_magazines + in_depot + deferred + in_use == constructed,
  *    also while the library's own reaper thread or a domain's callbacks move
  *    objects: those moves are bracketed (cache_impl.h, mp_moves_begin) and a
- *    reading that overlapped one is taken again (at most MP_STATS_READINGS
+ *    reading that overlapped one is taken again (at most MP_MOVES_READINGS
  *    times, a few tens of ms).  While threads run it is a consistent-enough
  *    estimate (each term is read once, relaxed), never a crash.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache_impl.h"
 
@@ -80,12 +78,6 @@ static void mp_stats_read(struct magpool_cache *c, struct magpool_stats *st)
     st->idle_asked = mp_load_relaxed(&c->c_idle_asked);
 }
 
-/* Readings a snapshot makes before it gives up waiting for the cache's
- * background moves to pause (the last one is returned as an estimate), and
- * after how many it sleeps between readings instead of yielding. */
-#define MP_STATS_READINGS 400
-#define MP_STATS_SPINS 16
-
 MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st)
 {
     if (c == NULL || st == NULL) {
@@ -102,16 +94,13 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
         uint64_t begun = mp_moves_enter(c, &settled);
         if (settled) {
             mp_stats_read(c, st);
-            if (mp_moves_unchanged(c, begun) || i >= MP_STATS_READINGS)
+            if (mp_moves_unchanged(c, begun) || i >= MP_MOVES_READINGS)
                 return 0;
-        } else if (i >= MP_STATS_READINGS) {
+        } else if (i >= MP_MOVES_READINGS) {
             mp_stats_read(c, st);
             return 0;
         }
-        if (i < MP_STATS_SPINS)
-            sched_yield();
-        else
-            nanosleep(&(struct timespec){.tv_nsec = 25000}, NULL);
+        mp_moves_backoff(i);
     }
 }
 
