@@ -18,6 +18,9 @@
  *  - A finalised cache's struct is freed after a grace period of the default
  *    domain (stats walks may still read it); a TYPESAFE cache's slabs wait a
  *    grace period of its own domain first.
+ *  - Destroy's count of objects still out is taken with no move of the
+ *    cache in flight (cache_impl.h, mp_moves_begin): exact when no other
+ *    thread uses the cache, whatever the reaper thread is doing.
  */
 #include <errno.h>
 #include <sched.h>
