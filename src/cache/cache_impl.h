@@ -287,9 +287,11 @@ static inline bool mp_moves_unchanged(struct magpool_cache *c, uint64_t begun)
 
 /* Readings a reader makes before it stops waiting for the moves to pause
  * (it then takes the last one as it is), and the pause before reading
- * again the i-th time (a yield, then 25 us sleeps: a few tens of ms in
- * all).  A reaper's pass over one cache takes microseconds to a few ms. */
-#define MP_MOVES_READINGS 400u
+ * again the i-th time: 16 yields, then sleeps from 25 us doubling every 8
+ * readings up to 1 ms, about a second in all.  A reaper's pass over one
+ * cache takes microseconds to a few ms, but on a loaded machine the reaper
+ * can be preempted inside one for tens of ms. */
+#define MP_MOVES_READINGS 1000u
 void mp_moves_backoff(unsigned i);
 #define c_fast_off c_head.fast_off
 

@@ -100,10 +100,13 @@ bool mp_cache_mark_destroyed(struct magpool_cache *c)
 
 void mp_moves_backoff(unsigned i)
 {
-    if (i < 16)
+    if (i < 16) {
         sched_yield();
-    else
-        nanosleep(&(struct timespec){ .tv_nsec = 25000 }, NULL);
+        return;
+    }
+    unsigned doublings = (i - 16) / 8;
+    long ns = doublings >= 6 ? 1000000 : 25000L << doublings; /* 25 us .. 800 us, then 1 ms */
+    nanosleep(&(struct timespec){ .tv_nsec = ns }, NULL);
 }
 
 long mp_cache_destroy_done(struct magpool_cache *c)

@@ -13,7 +13,7 @@
  *    also while the library's own reaper thread or a domain's callbacks move
  *    objects: those moves are bracketed (cache_impl.h, mp_moves_begin) and a
  *    reading that overlapped one is taken again (at most MP_MOVES_READINGS
- *    times, a few tens of ms).  While threads run it is a consistent-enough
+ *    times, about a second).  While threads run it is a consistent-enough
  *    estimate (each term is read once, relaxed), never a crash.
  */
 #include <errno.h>
