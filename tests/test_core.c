@@ -1146,7 +1146,10 @@ static void test_ws_reap(void)
         magpool_free(c, p[i]);
     struct magpool_stats st0, st;
     magpool_cache_stats(c, &st0);
-    CHECK(st0.in_depot >= N - 4);
+    /* (Unless a tick already trimmed inside the fill loop: N slow paths can
+     * outlast two reap intervals under TSan on a slow machine.) */
+    CHECK_MSG(st0.in_depot >= N - 4 || st0.reaps > 0, "depot %llu of %d, no reap yet",
+              (unsigned long long)st0.in_depot, N);
     /* Three reap intervals (100 ms each) with a trickle of slow paths: a
      * 1-round magazine makes most of these calls slow paths. */
     for (int round = 0; round < 4; round++) {
@@ -1158,7 +1161,7 @@ static void test_ws_reap(void)
         }
     }
     magpool_cache_stats(c, &st);
-    CHECK_MSG(st.reaps > 0 && st.in_depot < st0.in_depot / 2, "reaps %llu depot %llu -> %llu",
+    CHECK_MSG(st.reaps > 0 && st.in_depot < N / 2, "reaps %llu depot %llu -> %llu",
               (unsigned long long)st.reaps, (unsigned long long)st0.in_depot,
               (unsigned long long)st.in_depot);
     CHECK(conserved(c, NULL));
