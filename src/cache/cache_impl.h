@@ -293,6 +293,39 @@ static inline bool mp_moves_unchanged(struct magpool_cache *c, uint64_t begun)
  * can be preempted inside one for tens of ms. */
 #define MP_MOVES_READINGS 1000u
 void mp_moves_backoff(unsigned i);
+
+/* A reader's loop over the two calls below, shared by the statistics and
+ * destroy:
+ *     struct mp_moves_reading r = { 0 };
+ *     do { mp_moves_settle(c, &r); ...loads... } while (!mp_moves_whole(c, &r));
+ * Each reading starts with no move in flight and counts as whole if none
+ * began during it; after MP_MOVES_READINGS tries the last one is taken as
+ * it is. */
+struct mp_moves_reading {
+    uint64_t begun;
+    unsigned tries;
+};
+
+/* Before the loads: wait (bounded; after a failed reading, a pause first)
+ * until no move of c is in flight.  Call it holding no lock. */
+static inline void mp_moves_settle(struct magpool_cache *c, struct mp_moves_reading *r)
+{
+    for (;;) {
+        if (r->tries > 0)
+            mp_moves_backoff(r->tries);
+        bool settled;
+        r->begun = mp_moves_enter(c, &settled);
+        if (settled || ++r->tries >= MP_MOVES_READINGS)
+            return;
+    }
+}
+
+/* After the loads: true when no move began since mp_moves_settle, or the
+ * bound is reached (never waits: the caller may hold a lock). */
+static inline bool mp_moves_whole(struct magpool_cache *c, struct mp_moves_reading *r)
+{
+    return mp_moves_unchanged(c, r->begun) || ++r->tries >= MP_MOVES_READINGS;
+}
 #define c_fast_off c_head.fast_off
 
 /* ---- shared state (cache.c / thread.c) ------------------------------------ */

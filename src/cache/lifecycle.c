@@ -117,19 +117,14 @@ long mp_cache_destroy_done(struct magpool_cache *c)
      * counters under this lock, and a count in between would report those
      * rounds as objects still out. */
     long live;
-    for (unsigned i = 1;; i++) {
-        bool settled;
-        uint64_t begun = mp_moves_enter(c, &settled);
-        if (!settled && i < MP_MOVES_READINGS) {
-            mp_moves_backoff(i);
-            continue;
-        }
+    struct mp_moves_reading r = { 0 };
+    for (;;) {
+        mp_moves_settle(c, &r);
         pthread_mutex_lock(&mp_registry_lock);
         live = mp_cache_live(c);
-        if (mp_moves_unchanged(c, begun) || i >= MP_MOVES_READINGS)
+        if (mp_moves_whole(c, &r))
             break;
         pthread_mutex_unlock(&mp_registry_lock);
-        mp_moves_backoff(i);
     }
     c->c_holders--;
     bool fin = mp_cache_maybe_finalize(c);

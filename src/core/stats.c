@@ -89,19 +89,12 @@ MAGPOOL_API int magpool_cache_stats(magpool_cache_t *c, struct magpool_stats *st
      * microseconds to a few milliseconds, so at quiescence a reading comes
      * out whole within the bound; while application threads run, their own
      * moves are not waited for and the reading is an estimate anyway. */
-    for (unsigned i = 1;; i++) {
-        bool settled;
-        uint64_t begun = mp_moves_enter(c, &settled);
-        if (settled) {
-            mp_stats_read(c, st);
-            if (mp_moves_unchanged(c, begun) || i >= MP_MOVES_READINGS)
-                return 0;
-        } else if (i >= MP_MOVES_READINGS) {
-            mp_stats_read(c, st);
-            return 0;
-        }
-        mp_moves_backoff(i);
-    }
+    struct mp_moves_reading r = { 0 };
+    do {
+        mp_moves_settle(c, &r);
+        mp_stats_read(c, st);
+    } while (!mp_moves_whole(c, &r));
+    return 0;
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
