@@ -3,8 +3,9 @@
 
   integration.py --port PORT [--idle N] [--load-seconds S]
 
-Checks round trips, expiry, eviction under -m (the server must run with
--m 64 or less), and bad clients: half a value then a disconnect, a byte at a
+Checks round trips, expiry, the key index's growth, eviction under -m (the
+server must run with -m 32 to 64: the index check stores 200,000 small
+items), and bad clients: half a value then a disconnect, a byte at a
 time, negative and huge lengths, an over-long line, N idle connections; a
 bounded multi-threaded load with every value verified.  The server must
 answer `version` after each.  Ends with "N passed, N failed".
@@ -138,6 +139,27 @@ def main():
     for c in idle:
         c.close()
     time.sleep(0.5)
+
+    # the key index grows as memcached's does (items.c: past 3 items per
+    # bucket, by the maintainer's 1 s tick), and every item stays found
+    st = stats(port)
+    p0 = int(st["hash_power_level"])
+    n = (3 << p0) + 5000
+    s = conn(port)
+    for i in range(0, n, 2000):
+        s.sendall(b"".join(b"set ix%d 0 0 1 noreply\r\nx\r\n" % j for j in range(i, min(n, i + 2000))))
+        cmd(s, b"version\r\n")
+    deadline = time.time() + 10
+    while time.time() < deadline and int(stats(port)["hash_power_level"]) == p0:
+        time.sleep(0.2)
+    st = stats(port)
+    keys = [b"ix%d" % j for j in range(0, n, 997)]
+    r = cmd(s, b"get " + b" ".join(keys) + b"\r\n", b"END\r\n")
+    s.close()
+    check("key index grown past 3 items per bucket: %d items, hash_power_level %d -> %s, %s hash_bytes" %
+          (n, p0, st["hash_power_level"], st["hash_bytes"]),
+          int(st["curr_items"]) >= n and int(st["hash_power_level"]) == p0 + 1 and
+          int(st["hash_bytes"]) == 16 << (p0 + 1) and r.count(b"VALUE ") == len(keys))
 
     # eviction under -m: write 3x the limit
     st = stats(port)

@@ -99,4 +99,12 @@ struct items_totals {
 };
 void items_totals(struct items_totals *t);
 
+/* The maintainer's step: grow the key index to a power of two of buckets
+ * holding at most 3 items each (memcached's hash expansion; items.c says
+ * why 3).  From a thread registered with urcu-memb, outside a read-side
+ * section.  Returns the new power, or 0 if the size stays. */
+unsigned items_index_grow(void);
+/* `stats`: the index's power of two of buckets, and whether it is growing. */
+void items_index_stats(unsigned *power, bool *growing);
+
 #endif

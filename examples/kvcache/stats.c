@@ -71,6 +71,12 @@ void stats_general(struct conn *c)
     stat_line(c, "threads %d", kv_settings.threads);
     stat_line(c, "bytes %llu", U(it.bytes));
     stat_line(c, "curr_items %llu", U(it.curr_items));
+    unsigned hpower;
+    bool hgrowing;
+    items_index_stats(&hpower, &hgrowing);
+    stat_line(c, "hash_power_level %u", hpower);
+    stat_line(c, "hash_bytes %llu", U((1ull << hpower) * sizeof(struct cds_lfht_node)));
+    stat_line(c, "hash_is_expanding %d", hgrowing ? 1 : 0);
     stat_line(c, "total_items %llu", U(it.total_items));
     stat_line(c, "expired_unfetched 0");
     stat_line(c, "evicted_unfetched 0");

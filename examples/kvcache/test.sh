@@ -82,7 +82,7 @@ KV=bazel-bin/examples/kvcache/kvcache
 KVM=bazel-bin/examples/kvcache/kvcache_malloc
 
 if want integ; then
-    start_server "$KV" integ -t 2 -m 16 -c 12000
+    start_server "$KV" integ -t 2 -m 32 -c 12000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle "${IDLE_CONNS:-10000}" >"$work/integ.out" 2>&1
     rc=$?
     check "integration.py (magpool build): $(tail -1 "$work/integ.out")" test $rc -eq 0 || cat "$work/integ.out"
@@ -126,7 +126,7 @@ if want diff; then
 fi
 
 if want malloc; then
-    start_server "$KVM" malloc -t 2 -m 16 -c 4000
+    start_server "$KVM" malloc -t 2 -m 32 -c 4000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle 1000 --load-seconds 2 >"$work/malloc.out" 2>&1
     rc=$?
     check "integration.py (malloc build): $(tail -1 "$work/malloc.out")" test $rc -eq 0 || cat "$work/malloc.out"
@@ -147,7 +147,7 @@ san_run() {
     cp bazel-bin/examples/kvcache/kvcache "$work/kvcache-$cfg"
     export TSAN_OPTIONS="halt_on_error=1:exitcode=66:suppressions=$PWD/examples/kvcache/tsan.supp" ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:exitcode=66"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-    start_server "$work/kvcache-$cfg" "$cfg" -t 2 -m 16 -c 2000
+    start_server "$work/kvcache-$cfg" "$cfg" -t 2 -m 32 -c 2000
     timeout 300 python3 examples/kvcache/integration.py --port "$port" --idle 500 --load-seconds 3 >"$work/$cfg.out" 2>&1
     rc=$?
     check "$cfg: integration.py under load: $(tail -1 "$work/$cfg.out")" test $rc -eq 0 || cat "$work/$cfg.out"

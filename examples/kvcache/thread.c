@@ -285,6 +285,7 @@ static void *maintainer_main(void *arg)
         pthread_mutex_unlock(&g_maint_lock);
         clock_tick();
         tick++;
+        items_index_grow();
         /* crawl after a flush_all, and every 10 s for expired items */
         if (items_crawl_wanted() || tick % 10 == 0) {
             urcu_memb_read_lock();
