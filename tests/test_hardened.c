@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache_impl.h" /* white-box: mp_mag_check_rounds on a magazine laid out by hand */
 #include "magpool/magpool.h"
 #include "sanitize.h"
 #include "tests/check.h"
@@ -131,6 +132,131 @@ static void test_continue(void)
     free(bad);
 }
 
+/* The check takes a magazine 64 rounds at a time and passes a chunk whose
+ * rounds all lie in the slab the previous chunk ended in with one group
+ * step (magazine.c, mp_mag_check_rounds).  Bad pointers placed in such
+ * runs, at chunk edges, inside a group and at the magazine's end, and of
+ * each kind the group step could mistake for a slot of the kept slab (an
+ * interior pointer into it, another cache's object, a foreign block): every
+ * one must be reported once and dropped, and no good round lost.  In a child
+ * (continue mode; the parent counts the report lines). */
+enum { CHUNKED_N = 1500 };
+static const int chunked_at[] = { 0,   1,   2,   3,   60,  61,  61,  62,  63,  64,   64,   64,  65,
+                                  126, 127, 128, 129, 130, 300, 300, 301, 302, 302,  302,  303, 509,
+                                  510, 511, 512, 513, 800, 801, 802, 803, 804, 1000, 1000, 1001, 1499 };
+/* (A position twice or three times: bad rounds next to each other, so they
+ * land at every offset inside a group of four.) */
+#define CHUNKED_BAD ((int)(sizeof chunked_at / sizeof chunked_at[0]))
+
+static void chunked(void *a)
+{
+    (void)a;
+    /* Magazines of 255 rounds: four chunks each, three after a kept slab. */
+    struct magpool_config cfg = {
+        .name = "hard-chunked", .size = 64, .flags = MAGPOOL_DEBUG_CONTINUE, .mag_min = 255, .mag_max = 255
+    };
+    magpool_cache_t *c = magpool_cache_create(&cfg);
+    magpool_cache_t *o = mk("hard-chunked-other", 64, 0);
+    void **objs = malloc(CHUNKED_N * sizeof *objs), *bad[CHUNKED_BAD];
+    for (int i = 0; i < CHUNKED_N; i++)
+        objs[i] = magpool_alloc(c);
+    for (int b = 0; b < CHUNKED_BAD; b++) /* interior (of an object freed too), other cache, foreign */
+        bad[b] = b % 3 == 0 ? (char *)objs[chunked_at[b]] + 8 : b % 3 == 1 ? magpool_alloc(o) : malloc(64);
+    for (int i = CHUNKED_N - 1, b = CHUNKED_BAD - 1; i >= 0; i--) { /* LIFO: runs through few slabs */
+        magpool_free(c, objs[i]);
+        for (; b >= 0 && chunked_at[b] == i; b--)
+            magpool_free(c, bad[b]);
+    }
+    magpool_thread_flush();
+    int handed = 0, missing = 0;
+    for (int i = 0; i < CHUNKED_N; i++) {
+        void *p = magpool_alloc(c);
+        for (int b = 0; b < CHUNKED_BAD; b++)
+            handed += p == bad[b];
+        objs[i] = p;
+    }
+    struct magpool_stats st;
+    missing = magpool_cache_stats(c, &st) == 0 && st.in_use == CHUNKED_N ? 0 : 1;
+    for (int i = 0; i < CHUNKED_N; i++)
+        magpool_free(c, objs[i]);
+    magpool_thread_flush();
+    printf("handed %d missing %d conserved %d destroyed %ld\n", handed, missing, conserved(c, NULL) ? 1 : 0,
+           magpool_cache_destroy(c));
+    fflush(stdout);
+}
+
+static int count_lines(const char *out, const char *needle)
+{
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void test_chunked(void)
+{
+    static char out[65536];
+    int status = check_run_child(chunked, NULL, out, sizeof out);
+    int mis = count_lines(out, "hard-chunked: misaligned pointer"), wrong = count_lines(out, "hard-chunked: wrong cache"),
+        foreign = count_lines(out, "hard-chunked: foreign pointer");
+    int want_mis = (CHUNKED_BAD + 2) / 3, want_wrong = (CHUNKED_BAD + 1) / 3, want_foreign = CHUNKED_BAD / 3;
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0 && mis == want_mis && wrong == want_wrong &&
+                  foreign == want_foreign && strstr(out, "handed 0 missing 0 conserved 1 destroyed 0"),
+              "misaligned %d/%d wrong %d/%d foreign %d/%d [%.600s]", mis, want_mis, wrong, want_wrong, foreign,
+              want_foreign, out);
+}
+
+/* The same check on a magazine laid out by hand, so bad rounds sit at exact
+ * places: the first round of a chunk checked by the group step (64, where
+ * a skipped round would go unseen), other offsets of groups (70, 135), the
+ * second group of a chunk (196), the tail shorter than a group (250) and the
+ * last round (254), besides one in the first chunk (5, round by round).
+ * Each kind once or more: an interior pointer into the kept slab (the slot
+ * test must reject it), another cache's object, a foreign block.  The
+ * check must drop exactly the bad rounds and keep every good one. */
+static void test_check_layout(void)
+{
+    enum { CAP = 255 };
+    static const uint32_t at[] = { 5, 64, 70, 135, 196, 250, 254 };
+    enum { NBAD = sizeof at / sizeof at[0] };
+    magpool_cache_t *c = mk("hard-layout", 64, MAGPOOL_DEBUG_CONTINUE), *o = mk("hard-layout-other", 64, 0);
+    struct mp_mag *m = mp_mag_alloc(CAP);
+    CHECK(m != NULL);
+    if (m == NULL)
+        return;
+    void *good[CAP], *bad[NBAD], *blocks[NBAD];
+    for (uint32_t i = 0; i < CAP; i++)
+        m->mag_objs[i] = good[i] = magpool_alloc(c);
+    m->mag_rounds = CAP;
+    CHECK(mp_mag_check_rounds(c, m) == CAP); /* all good: nothing dropped */
+    for (uint32_t b = 0; b < NBAD; b++) {
+        blocks[b] = b % 3 == 2 ? malloc(64) : b % 3 == 1 ? magpool_alloc(o) : NULL;
+        bad[b] = b % 3 == 0 ? (char *)good[at[b] - 1] + 8 : blocks[b]; /* (at[b] >= 1) */
+        m->mag_objs[at[b]] = bad[b];
+    }
+    uint32_t left = mp_mag_check_rounds(c, m);
+    int kept_bad = 0, kept_good = 0;
+    for (uint32_t i = 0; i < left; i++) {
+        for (uint32_t b = 0; b < NBAD; b++)
+            kept_bad += m->mag_objs[i] == bad[b];
+        for (uint32_t g = 0; g < CAP; g++)
+            kept_good += m->mag_objs[i] == good[g];
+    }
+    CHECK_MSG(left == CAP - NBAD && kept_bad == 0 && kept_good == CAP - NBAD,
+              "%u rounds left of %u, %d bad kept, %d good kept", left, CAP - NBAD, kept_bad, kept_good);
+    for (uint32_t i = 0; i < CAP; i++)
+        magpool_free(c, good[i]); /* the magazine held copies only */
+    m->mag_rounds = 0;
+    mp_mag_retire(m);
+    for (uint32_t b = 0; b < NBAD; b++)
+        if (b % 3 == 1)
+            magpool_free(o, blocks[b]);
+        else
+            free(blocks[b]);
+    magpool_thread_flush();
+    CHECK(magpool_cache_destroy(c) == 0 && magpool_cache_destroy(o) == 0);
+}
+
 /* MAGPOOL_UNCHECKED: nothing is looked up (the caller's promise); in a child,
  * since the pool then holds a pointer that is not its own. */
 static __attribute__((unused)) void unchecked(void *a)
@@ -153,6 +279,8 @@ int main(void)
     CHECK(check_death(free_deferred_foreign, NULL, "magpool: hard-deferred: foreign pointer at 0x"));
     CHECK(check_death(free_then_exit, NULL, "magpool: hard-exit: foreign pointer at 0x"));
     test_continue();
+    test_check_layout();
+    test_chunked();
 #ifndef MP_ASAN /* ASan: the foreign block's free() after the pool saw it is fine, but keep the child simple */
     char out[4096];
     int status = check_run_child(unchecked, NULL, out, sizeof out);

@@ -662,7 +662,7 @@ bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner)
     return run_owned_by_base(p, n, owner);
 }
 
-/* White-box (slab.h): the group step alone. */
+/* The group step alone (slab.h). */
 size_t mp_slab_run_groups(void *const *p, size_t n, const struct mp_slab_lookup *s)
 {
     struct run_slab rs = run_slab_of(s);

@@ -208,9 +208,10 @@ mp_slab_slots4_mask(__m256i p, const struct mp_slab_wide *w)
  * the caller still owns, so it cannot be torn down meanwhile: exactly as
  * valid as a fresh lookup.) */
 bool mp_slab_run_owned_by(void *const *p, size_t n, const void *owner);
-/* White-box: the run check's group step alone, against the slab s
- * describes: how many leading objects of p[0..n), in whole groups of four,
- * are all slots of it (the 256-bit step when mp_bulk_wide). */
+/* The run check's group step alone, against the slab s describes: how
+ * many leading objects of p[0..n), in whole groups of four, are all slots
+ * of it (the 256-bit step when mp_bulk_wide).  s must describe a slab the
+ * caller holds an object of (the magazine check, magazine.c; tests). */
 size_t mp_slab_run_groups(void *const *p, size_t n, const struct mp_slab_lookup *s);
 /* Index of p in its slab and the slab's object count, for debug metadata.
  * (slab.c.)  p must be inside a live slab's object area, else
