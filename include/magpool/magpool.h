@@ -253,10 +253,11 @@ MAGPOOL_API void *magpool_alloc_flags(magpool_cache_t *c, unsigned aflags);
  *   - at the free itself: freeing the object just freed (an immediate
  *     double free);
  *   - before a magazine of freed objects leaves the thread (to the depot,
- *     at a flush or thread exit), every round is looked up once: a pointer
- *     that is not the start of an object of c (malloc'd memory, a stack
- *     buffer, an interior pointer, another cache's object) is reported and
- *     dropped, so it never reaches another thread.  Not with
+ *     at a flush or thread exit), every round is checked once against the
+ *     slab layer (looked up, or found in the slab of the rounds before
+ *     it): a pointer that is not the start of an object of c (malloc'd
+ *     memory, a stack buffer, an interior pointer, another cache's object)
+ *     is reported and dropped, so it never reaches another thread.  Not with
  *     MAGPOOL_UNCHECKED.  (The inline hit itself stays unchecked: a bad
  *     pointer may be handed out again by the same thread before its
  *     magazine leaves.)
