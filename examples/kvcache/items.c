@@ -129,13 +129,16 @@ static int match_key(struct cds_lfht_node *node, const void *arg)
  * bucket, so a lookup walked up to eight other items' nodes (each its own
  * cache miss) in a table of a few hundred thousand items, and it costs an
  * atomic add on a shared counter per insert and per delete.  At three per
- * bucket the walk is at most three, and the index costs per item what
- * memcached's costs at its 1.5 (a liburcu bucket is a 16-byte node,
- * memcached's an 8-byte pointer): 1 M items, 2^19 buckets, 8 MiB, either
- * way. */
+ * bucket a lookup walks three other nodes at most on average (a burst of
+ * stores between two ticks can go past that until the next one), and the
+ * index costs per item what memcached's costs at its 1.5 (a liburcu
+ * bucket is a 16-byte node, memcached's an 8-byte pointer): 1 M items,
+ * 2^19 buckets, 8 MiB, either way. */
 #define KV_INDEX_MIN_POWER 16
 #define KV_INDEX_LOAD_MAX 3
-static _Atomic unsigned g_index_power = KV_INDEX_MIN_POWER; /* written by the maintainer only */
+/* Written by the maintainer only, read by `stats`: relaxed, figures for a
+ * report (the resize's own synchronisation is liburcu's). */
+static _Atomic unsigned g_index_power = KV_INDEX_MIN_POWER;
 static _Atomic int g_index_growing;
 
 int items_init(void)
